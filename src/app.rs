@@ -1,0 +1,199 @@
+//! Application state and the top-level routers, shared by `arno serve` and the tests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::auth;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{AppError, ErrorBody};
+use crate::http::{self, api::ApiRouter};
+use crate::keys::{self, Keys};
+use crate::storage::Storage;
+use crate::telemetry::{self, Metrics};
+use crate::ui;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub storage: Storage,
+    pub metrics: Metrics,
+    pub keys: Arc<Keys>,
+    pub openapi: Arc<serde_json::Value>,
+}
+
+pub struct App {
+    pub state: AppState,
+    pub router: Router,
+    pub metrics_router: Router,
+    /// Issued at start while no admin exists.
+    pub setup_token: Option<String>,
+}
+
+/// Every documented JSON API route.
+pub fn api() -> ApiRouter {
+    ApiRouter::new().routes(utoipa_axum::routes!(http::api::openapi_json)).merge(auth::routes::api())
+}
+
+/// Prepare everything `serve` needs: data directory, secret, database (migrated), storage.
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let secret = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || keys::load_or_create(&config)).await??
+    };
+    let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+    db.migrate().await?;
+    let storage = Storage::from_config(&config).await?;
+    let (api_router, mut openapi) = api().split();
+    openapi.openapi = utoipa::openapi::OpenApiVersion::Version31;
+    let state = AppState {
+        config: Arc::new(config),
+        db,
+        storage,
+        metrics: Metrics::new(),
+        keys: Arc::new(Keys::derive(&secret)),
+        openapi: Arc::new(serde_json::to_value(&openapi).context("serialising the OpenAPI document")?),
+    };
+    let setup_token = auth::setup::issue_if_needed(&state.db, &state.config.data_dir).await.map_err(to_anyhow)?;
+    let router = router(state.clone(), api_router);
+    let metrics_router = metrics_router(state.metrics.clone());
+    Ok(App { state, router, metrics_router, setup_token })
+}
+
+fn to_anyhow(e: AppError) -> anyhow::Error {
+    match e {
+        AppError::Internal(e) => e,
+        other => anyhow::anyhow!(other.to_string()),
+    }
+}
+
+fn router(state: AppState, api: Router<AppState>) -> Router {
+    Router::new()
+        .route("/", get(ui::home))
+        .route("/login", get(auth::routes::login_form).post(auth::routes::login))
+        .route("/logout", post(auth::routes::logout))
+        .route("/setup", get(auth::routes::setup_form).post(auth::routes::setup_submit))
+        .route("/health", get(telemetry::health))
+        .route("/ready", get(telemetry::ready))
+        .route("/static/{file}", get(ui::static_file))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Innermost first: CSRF sees requests after the context exists; panics become 500s
+        // that are still logged, counted and given security headers.
+        .layer(from_fn_with_state(state.clone(), http::csrf::guard))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
+        .layer(from_fn_with_state(state.clone(), http::security_headers))
+        .layer(from_fn_with_state(state.clone(), http::observe))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+async fn method_not_allowed() -> Response {
+    let ctx = http::context::current();
+    let body = ErrorBody {
+        code: "method_not_allowed",
+        message: "this route does not accept that method".into(),
+        details: None,
+        retry_after_ms: None,
+        trace_id: ctx.map(|c| c.trace_id),
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}
+
+/// The metrics listener serves `/metrics` and nothing else.
+fn metrics_router(metrics: Metrics) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
+            }
+        }),
+    )
+}
+
+/// Housekeeping that keeps tables small; runs until shutdown.
+async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let idle = state.config.session_idle_timeout;
+        let result = async {
+            let mut conn = state.db.pool().acquire().await?;
+            let live = auth::sessions::sweep(&mut conn, idle).await?;
+            state.metrics.sessions_active.set(live);
+            auth::throttle::sweep(&state.db).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(event_type = "maintenance_failed", error = %e, "housekeeping failed");
+        }
+    }
+}
+
+/// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish for at
+/// most `shutdown_timeout`, and close the database.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let main = axum::serve(listener, app.router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait(stop_rx.clone()));
+    let metrics = axum::serve(metrics_listener, app.metrics_router).with_graceful_shutdown(wait(stop_rx.clone()));
+    let mut main = tokio::spawn(main.into_future());
+    let mut metrics = tokio::spawn(metrics.into_future());
+    let housekeeping = tokio::spawn(maintenance(app.state.clone(), stop_rx));
+
+    tokio::select! {
+        _ = shutdown => {}
+        r = &mut main => anyhow::bail!("the HTTP server stopped: {:?}", r),
+        r = &mut metrics => anyhow::bail!("the metrics server stopped: {:?}", r),
+    }
+    let timeout = app.state.config.shutdown_timeout;
+    tracing::info!(event_type = "shutdown", timeout_ms = timeout.as_millis() as u64, "shutting down; finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(timeout, async {
+        let _ = main.await;
+        let _ = metrics.await;
+        let _ = housekeeping.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(event_type = "shutdown", "in-flight requests did not finish in time; exiting anyway");
+    }
+    app.state.db.close().await;
+    tracing::info!(event_type = "shutdown", "stopped");
+    Ok(())
+}

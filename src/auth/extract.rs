@@ -1,0 +1,101 @@
+//! Extractors that turn a request into an [`Authenticated`] principal — the only way a
+//! handler gets one.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::model::{AuthMethod, Authenticated};
+use super::{sessions, tokens};
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::http::cookies;
+
+/// API caller: a bearer token, or a browser session.
+pub struct ApiUser(pub Authenticated);
+
+/// Page visitor with a session; anyone else is sent to the sign-in page.
+pub struct PageUser(pub Authenticated);
+
+/// Page visitor who may or may not be signed in.
+pub struct MaybeUser(pub Option<Authenticated>);
+
+fn bearer(parts: &Parts) -> Option<Option<String>> {
+    let value = parts.headers.get(header::AUTHORIZATION)?;
+    let value = value.to_str().ok()?;
+    // `Some(None)`: an Authorization header we cannot use, which must not fall back to cookies.
+    Some(match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim().to_owned()),
+        _ => None,
+    })
+}
+
+async fn from_session(parts: &Parts, state: &AppState) -> Result<Option<Authenticated>, AppError> {
+    let Some(cookie) = cookies::get(&parts.headers, &cookies::name(&state.config, cookies::SESSION)) else {
+        return Ok(None);
+    };
+    if cookie.len() > 64 {
+        return Ok(None);
+    }
+    let mut conn = state.db.pool().acquire().await?;
+    let user = sessions::lookup(&mut conn, &cookie, state.config.session_idle_timeout).await?;
+    Ok(user.map(|user| Authenticated { user, method: AuthMethod::Session, session_cookie: Some(cookie) }))
+}
+
+fn record(auth: &Authenticated) {
+    tracing::Span::current().record("user_id", auth.user.id.as_str());
+}
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let auth = match bearer(parts) {
+            Some(Some(secret)) => {
+                let mut conn = state.db.pool().acquire().await?;
+                let user = tokens::authenticate(&mut conn, &secret).await?.ok_or(AppError::Unauthorized)?;
+                Authenticated { user, method: AuthMethod::Token, session_cookie: None }
+            }
+            Some(None) => return Err(AppError::Unauthorized),
+            None => from_session(parts, state).await?.ok_or(AppError::Unauthorized)?,
+        };
+        record(&auth);
+        Ok(ApiUser(auth))
+    }
+}
+
+impl FromRequestParts<AppState> for PageUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match from_session(parts, state).await {
+            Ok(Some(auth)) => {
+                record(&auth);
+                Ok(PageUser(auth))
+            }
+            Ok(None) => {
+                let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let target = if next == "/" {
+                    "/login".to_owned()
+                } else {
+                    format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
+                };
+                Err(Redirect::to(&target).into_response())
+            }
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let auth = from_session(parts, state).await?;
+        if let Some(a) = &auth {
+            record(a);
+        }
+        Ok(MaybeUser(auth))
+    }
+}

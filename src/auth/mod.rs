@@ -1,0 +1,38 @@
+//! Identity and access: local accounts, browser sessions, API tokens, first-run setup,
+//! sign-in throttling, and the extractors that authenticate requests.
+
+pub mod extract;
+pub mod model;
+pub mod password;
+pub mod routes;
+pub mod sessions;
+pub mod setup;
+pub mod throttle;
+pub mod tokens;
+pub mod users;
+
+pub use extract::{ApiUser, MaybeUser, PageUser};
+pub use model::{AuthMethod, Authenticated, OrgRole, User};
+
+use crate::db::Db;
+use crate::error::AppResult;
+
+pub struct NewLocalUser<'a> {
+    pub email: &'a str,
+    pub name: &'a str,
+    pub password: String,
+    pub org_role: OrgRole,
+}
+
+/// Create a user who signs in with a password (the CLI's `admin create-user`).
+pub async fn create_local_user(db: &Db, new: NewLocalUser<'_>) -> AppResult<User> {
+    let email = users::normalize_email(new.email)?;
+    users::validate_name(new.name)?;
+    password::check_policy(&new.password, &email)?;
+    let phc = password::hash(new.password).await?;
+    let mut tx = db.begin().await?;
+    let user = users::create(&mut tx, users::NewUser { email: &email, name: new.name, org_role: new.org_role }).await?;
+    users::set_password_hash(&mut tx, &user.id, &phc).await?;
+    tx.commit().await?;
+    Ok(user)
+}

@@ -1,0 +1,362 @@
+//! Sign-in, sign-out and first-run setup pages; the `/api/v1/me` and `/api/v1/tokens` API.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+use super::model::OrgRole;
+use super::setup::{self, SetupState};
+use super::tokens::{self, TokenInfo};
+use super::{ApiUser, MaybeUser, password, sessions, throttle, users};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::api::{ApiJson, ApiRouter, PageForm};
+use crate::http::{RequestContext, cookies, csrf};
+use crate::ui::{PageContext, render};
+
+pub fn api() -> ApiRouter {
+    ApiRouter::new().routes(routes!(me)).routes(routes!(list_tokens, create_token)).routes(routes!(revoke_token))
+}
+
+/// The pre-session cookie that anchors the CSRF token of forms shown before sign-in; creates
+/// one (and the `Set-Cookie` for it) if the browser has none.
+fn pre_session(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match cookies::get(headers, &cookies::name(&state.config, cookies::PRE_SESSION)) {
+        Some(v) if v.len() <= 64 => (v, None),
+        _ => {
+            let v = crate::keys::random_token(16);
+            let set = cookies::set(&state.config, cookies::PRE_SESSION, &v, None);
+            (v, Some(set))
+        }
+    }
+}
+
+fn with_cookies(mut response: Response, set: impl IntoIterator<Item = HeaderValue>) -> Response {
+    for c in set {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+/// Only same-site relative paths may be redirect targets (no open redirects).
+fn safe_next(next: &str) -> &str {
+    let ok = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && !next.chars().any(char::is_control);
+    if ok { next } else { "/" }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    page: PageContext,
+    error: Option<String>,
+    email: String,
+    next: String,
+    setup_pending: bool,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+async fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<String>,
+    email: String,
+    next: String,
+) -> AppResult<Response> {
+    let (pre, set) = pre_session(state, headers);
+    let setup_pending = {
+        let mut conn = state.db.pool().acquire().await?;
+        users::count(&mut conn).await? == 0
+    };
+    let page = LoginPage {
+        page: PageContext::with_csrf(csrf::token_for(&state.keys.csrf, &pre)),
+        error,
+        email,
+        next: safe_next(&next).to_owned(),
+        setup_pending,
+    };
+    Ok(with_cookies((status, render(&page)?).into_response(), set))
+}
+
+/// `GET /login`
+pub async fn login_form(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Query(q): Query<NextQuery>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let next = q.next.unwrap_or_else(|| "/".into());
+    if user.is_some() {
+        return Ok(Redirect::to(safe_next(&next)).into_response());
+    }
+    login_page(&state, &headers, StatusCode::OK, None, String::new(), next).await
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /login`
+pub async fn login(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    PageForm(form): PageForm<LoginForm>,
+) -> AppResult<Response> {
+    let config = &state.config;
+    let email = users::normalize_email(&form.email).unwrap_or_else(|_| form.email.trim().to_lowercase());
+    let ip = ctx.client_ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into());
+    let keys = [
+        throttle::ip_key(&ip, config.login_max_failures_per_ip),
+        throttle::account_key(&state.keys.throttle, &email, config.login_max_failures_per_account),
+    ];
+    if let Some(retry_after_ms) = throttle::blocked_for(&state.db, &keys).await? {
+        state.metrics.login_failures_total.with_label_values(&["throttled"]).inc();
+        tracing::warn!(event_type = "login_throttled", "sign-in attempt refused while throttled");
+        return Err(AppError::RateLimited { retry_after_ms });
+    }
+
+    let found = {
+        let mut conn = state.db.pool().acquire().await?;
+        users::find_credentials(&mut conn, &email).await?
+    };
+    let (user, stored) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let verified = password::verify(form.password, stored).await;
+    let Some(user) = user.filter(|_| verified) else {
+        throttle::record_failure(&state.db, &keys).await?;
+        state.metrics.login_failures_total.with_label_values(&["bad_credentials"]).inc();
+        tracing::info!(event_type = "login_failed", "sign-in failed");
+        // One message whether the account exists or not.
+        let message = "Incorrect e-mail address or password.".to_owned();
+        return login_page(&state, &headers, StatusCode::UNAUTHORIZED, Some(message), form.email, form.next).await;
+    };
+    throttle::record_success(&state.db, &keys[1]).await?;
+    let cookie = start_session(&state, &ctx, &headers, &user.id).await?;
+    tracing::Span::current().record("user_id", user.id.as_str());
+    tracing::info!(event_type = "login_succeeded", "signed in");
+    let response = Redirect::to(safe_next(&form.next)).into_response();
+    Ok(with_cookies(response, session_cookies(&state, &cookie)))
+}
+
+/// Replace any session the browser had with a new one (a fresh id on every sign-in).
+async fn start_session(state: &AppState, ctx: &RequestContext, headers: &HeaderMap, user_id: &str) -> AppResult<String> {
+    let mut conn = state.db.pool().acquire().await?;
+    if let Some(old) = cookies::get(headers, &cookies::name(&state.config, cookies::SESSION)) {
+        sessions::delete(&mut conn, &old).await?;
+    }
+    sessions::create(
+        &mut conn,
+        sessions::NewSession {
+            user_id,
+            ip: ctx.client_ip.map(|i| i.to_string()),
+            user_agent: ctx.user_agent.clone(),
+            absolute_timeout: state.config.session_absolute_timeout,
+        },
+    )
+    .await
+}
+
+fn session_cookies(state: &AppState, cookie: &str) -> [HeaderValue; 2] {
+    let max_age = state.config.session_absolute_timeout.as_secs();
+    [
+        cookies::set(&state.config, cookies::SESSION, cookie, Some(max_age)),
+        cookies::clear(&state.config, cookies::PRE_SESSION),
+    ]
+}
+
+/// `POST /logout`
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    if let Some(cookie) = cookies::get(&headers, &cookies::name(&state.config, cookies::SESSION)) {
+        let mut conn = state.db.pool().acquire().await?;
+        sessions::delete(&mut conn, &cookie).await?;
+        tracing::info!(event_type = "logout", "signed out");
+    }
+    let response = Redirect::to("/login").into_response();
+    Ok(with_cookies(response, [cookies::clear(&state.config, cookies::SESSION)]))
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage {
+    page: PageContext,
+    error: Option<String>,
+    token: String,
+    email: String,
+    name: String,
+    min_password: usize,
+}
+
+#[derive(Deserialize)]
+pub struct SetupQuery {
+    token: Option<String>,
+}
+
+fn setup_refusal(state: SetupState) -> AppError {
+    match state {
+        SetupState::Complete => AppError::forbidden("Setup is already complete. Sign in instead."),
+        _ => AppError::forbidden(
+            "This setup link is invalid or has expired. Use the link from the latest server log, \
+             restart Arno for a new one, or run `arno admin create-user --admin`.",
+        ),
+    }
+}
+
+fn setup_page(state: &AppState, headers: &HeaderMap, status: StatusCode, page: SetupPage) -> AppResult<Response> {
+    let (pre, set) = pre_session(state, headers);
+    let page = SetupPage { page: PageContext::with_csrf(csrf::token_for(&state.keys.csrf, &pre)), ..page };
+    Ok(with_cookies((status, render(&page)?).into_response(), set))
+}
+
+/// `GET /setup?token=…`
+pub async fn setup_form(State(state): State<AppState>, Query(q): Query<SetupQuery>, headers: HeaderMap) -> AppResult<Response> {
+    match setup::state(&state.db, q.token.as_deref()).await? {
+        SetupState::Open => {}
+        other => return Err(setup_refusal(other)),
+    }
+    let page = SetupPage {
+        page: PageContext::anonymous(),
+        error: None,
+        token: q.token.unwrap_or_default(),
+        email: String::new(),
+        name: String::new(),
+        min_password: password::MIN_LEN,
+    };
+    setup_page(&state, &headers, StatusCode::OK, page)
+}
+
+#[derive(Deserialize)]
+pub struct SetupForm {
+    token: String,
+    email: String,
+    name: String,
+    password: String,
+}
+
+/// `POST /setup`
+pub async fn setup_submit(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    PageForm(form): PageForm<SetupForm>,
+) -> AppResult<Response> {
+    match setup::state(&state.db, Some(&form.token)).await? {
+        SetupState::Open => {}
+        other => return Err(setup_refusal(other)),
+    }
+    let admin = setup::FirstAdmin { token: &form.token, email: &form.email, name: &form.name, password: form.password };
+    match setup::complete(&state.db, &state.config.data_dir, admin).await {
+        Ok(user) => {
+            let cookie = start_session(&state, &ctx, &headers, &user.id).await?;
+            Ok(with_cookies(Redirect::to("/").into_response(), session_cookies(&state, &cookie)))
+        }
+        Err(AppError::Validation { message, .. }) => {
+            let page = SetupPage {
+                page: PageContext::anonymous(),
+                error: Some(message),
+                token: form.token,
+                email: form.email,
+                name: form.name,
+                min_password: password::MIN_LEN,
+            };
+            setup_page(&state, &headers, StatusCode::BAD_REQUEST, page)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The signed-in user.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    /// Unique, safe in git branch names (`arno/{handle}`).
+    pub handle: String,
+    pub org_role: OrgRole,
+}
+
+/// `GET /api/v1/me`
+#[utoipa::path(get, path = "/api/v1/me", tag = "account",
+    security(("token" = []), ("session" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+pub async fn me(ApiUser(auth): ApiUser) -> Json<Me> {
+    let u = auth.user;
+    Json(Me { id: u.id, email: u.email, name: u.name, handle: u.handle, org_role: u.org_role })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// What the token is for, 1–100 characters.
+    pub name: String,
+    /// Lifetime in days, 1–365; default 90.
+    pub expires_days: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The secret. Shown only in this response; store it now.
+    pub token: String,
+}
+
+/// `GET /api/v1/tokens`
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "account",
+    security(("token" = []), ("session" = [])),
+    responses((status = 200, body = [TokenInfo]), (status = 401, body = ErrorBody)))]
+pub async fn list_tokens(State(state): State<AppState>, ApiUser(auth): ApiUser) -> AppResult<Json<Vec<TokenInfo>>> {
+    let mut conn = state.db.pool().acquire().await?;
+    Ok(Json(tokens::list(&mut conn, &auth.user.id).await?))
+}
+
+/// `POST /api/v1/tokens`
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "account",
+    security(("token" = []), ("session" = [])),
+    request_body = CreateToken,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> AppResult<(StatusCode, Json<CreatedToken>)> {
+    let mut conn = state.db.pool().acquire().await?;
+    let (info, token) = tokens::create(&mut conn, &auth.user.id, &body.name, body.expires_days).await?;
+    tracing::info!(event_type = "token_created", token_id = %info.id, "API token created");
+    Ok((StatusCode::CREATED, Json(CreatedToken { info, token })))
+}
+
+/// `DELETE /api/v1/tokens/{id}`
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "account",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let mut conn = state.db.pool().acquire().await?;
+    if !tokens::revoke(&mut conn, &auth.user.id, &id).await? {
+        return Err(AppError::NotFound);
+    }
+    tracing::info!(event_type = "token_revoked", token_id = %id, "API token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+

@@ -1,0 +1,198 @@
+//! The `users` and `local_credentials` tables.
+
+use sqlx::{AnyConnection, FromRow};
+
+use super::model::{OrgRole, User};
+use crate::db::{self, now_ms};
+use crate::error::{AppError, AppResult};
+
+#[derive(FromRow)]
+pub(super) struct UserRow {
+    id: String,
+    email: String,
+    name: String,
+    handle: String,
+    org_role: String,
+    created_at: i64,
+}
+
+impl UserRow {
+    pub(super) fn into_user(self) -> AppResult<User> {
+        let org_role = OrgRole::parse(&self.org_role)
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("unknown org role in users row")))?;
+        Ok(User { id: self.id, email: self.email, name: self.name, handle: self.handle, org_role, created_at: self.created_at })
+    }
+}
+
+const COLUMNS: &str = "id, email, name, handle, org_role, created_at";
+
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub name: &'a str,
+    pub org_role: OrgRole,
+}
+
+/// Trim and lower-case an address; reject what cannot be one.
+pub fn normalize_email(raw: &str) -> AppResult<String> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.chars().all(|c| !c.is_whitespace() && !c.is_control())
+        && matches!(email.split_once('@'), Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !domain.starts_with('.') && !domain.ends_with('.'));
+    if valid { Ok(email) } else { Err(AppError::field("email", "is not a valid e-mail address")) }
+}
+
+pub fn validate_name(raw: &str) -> AppResult<String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(AppError::field("name", "must be 1 to 200 printable characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// A handle usable in a git branch name (`arno/{handle}`), per `git check-ref-format`: lower-case
+/// ASCII letters, digits, `.`, `_` and `-`; no leading/trailing punctuation, no `..`, no `.lock`.
+pub fn handle_base(source: &str) -> String {
+    let mut out = String::new();
+    for c in source.chars().flat_map(char::to_lowercase) {
+        let c = if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '-' };
+        let last = out.chars().last();
+        // Collapse runs of punctuation, which also rules out `..`.
+        if !c.is_ascii_alphanumeric() && last.is_some_and(|l| !l.is_ascii_alphanumeric()) {
+            continue;
+        }
+        out.push(c);
+    }
+    let mut out: String = out.trim_matches(|c: char| !c.is_ascii_alphanumeric()).chars().take(32).collect();
+    out = out.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned();
+    if let Some(stripped) = out.strip_suffix(".lock") {
+        out = stripped.to_owned();
+    }
+    if out.is_empty() { "user".to_owned() } else { out }
+}
+
+async fn unique_handle(conn: &mut AnyConnection, base: &str) -> AppResult<String> {
+    for n in 1..10_000u32 {
+        let candidate = if n == 1 { base.to_owned() } else { format!("{base}-{n}") };
+        let taken: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM users WHERE handle = $1").bind(&candidate).fetch_optional(&mut *conn).await?;
+        if taken.is_none() {
+            return Ok(candidate);
+        }
+    }
+    Err(AppError::Internal(anyhow::anyhow!("no free handle")))
+}
+
+/// Insert a user. The caller owns the transaction.
+pub async fn create(conn: &mut AnyConnection, new: NewUser<'_>) -> AppResult<User> {
+    let email = normalize_email(new.email)?;
+    let name = validate_name(new.name)?;
+    let local_part = email.split('@').next().unwrap_or_default();
+    let handle = unique_handle(conn, &handle_base(local_part)).await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = now_ms();
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, name, handle, org_role, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(&id)
+    .bind(&email)
+    .bind(&name)
+    .bind(&handle)
+    .bind(new.org_role.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if db::is_unique_violation(&e) => {
+            return Err(AppError::Conflict("a user with this e-mail address already exists".into()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(User { id, email, name, handle, org_role: new.org_role, created_at: now })
+}
+
+pub async fn set_password_hash(conn: &mut AnyConnection, user_id: &str, phc: &str) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO local_credentials (user_id, password_hash, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
+    )
+    .bind(user_id)
+    .bind(phc)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_by_id(conn: &mut AnyConnection, id: &str) -> AppResult<Option<User>> {
+    let row: Option<UserRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND disabled_at IS NULL"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    row.map(UserRow::into_user).transpose()
+}
+
+pub async fn find_by_email(conn: &mut AnyConnection, email: &str) -> AppResult<Option<User>> {
+    let Ok(email) = normalize_email(email) else { return Ok(None) };
+    let row: Option<UserRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE email = $1 AND disabled_at IS NULL"))
+            .bind(&email)
+            .fetch_optional(conn)
+            .await?;
+    row.map(UserRow::into_user).transpose()
+}
+
+/// The user and their password hash, for sign-in.
+pub async fn find_credentials(conn: &mut AnyConnection, email: &str) -> AppResult<Option<(User, String)>> {
+    let Some(user) = find_by_email(conn, email).await? else { return Ok(None) };
+    let hash: Option<(String,)> = sqlx::query_as("SELECT password_hash FROM local_credentials WHERE user_id = $1")
+        .bind(&user.id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(hash.map(|(h,)| (user, h)))
+}
+
+pub async fn count(conn: &mut AnyConnection) -> AppResult<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(conn).await?;
+    Ok(n)
+}
+
+pub async fn admin_exists(conn: &mut AnyConnection) -> AppResult<bool> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM users WHERE org_role = 'admin' AND disabled_at IS NULL LIMIT 1")
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// The user columns, `u.`-prefixed, for joins that map to [`UserRow`].
+pub(super) fn joined_columns() -> &'static str {
+    "u.id, u.email, u.name, u.handle, u.org_role, u.created_at"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_safe_branch_names() {
+        assert_eq!(handle_base("Jane.Doe"), "jane.doe");
+        assert_eq!(handle_base("a..b"), "a.b");
+        assert_eq!(handle_base("-x_y-"), "x_y");
+        assert_eq!(handle_base("ünï cödé"), "n-c-d");
+        assert_eq!(handle_base("foo.lock"), "foo");
+        assert_eq!(handle_base("@@@"), "user");
+        assert_eq!(handle_base("~^:?*[\\"), "user");
+        assert!(handle_base(&"a".repeat(100)).len() <= 32);
+    }
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(normalize_email("  Jane@Example.COM ").unwrap(), "jane@example.com");
+        for bad in ["", "jane", "@x", "x@", "a@b@c", "a b@c", "a@.c"] {
+            assert!(normalize_email(bad).is_err(), "{bad:?}");
+        }
+    }
+}

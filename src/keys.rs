@@ -1,0 +1,116 @@
+//! The instance secret and the purpose-bound keys derived from it.
+//!
+//! `ARNO_SECRET_KEY` (or a key generated into `{data}/secret.key` on first start) is never used
+//! directly: each purpose gets its own key, HMAC-SHA-256(secret, label), so a key leaked from
+//! one use cannot forge another.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::{Config, Secret};
+
+pub struct Keys {
+    /// CSRF tokens.
+    pub csrf: [u8; 32],
+    /// Pseudonymous keys for rate limiting (so the throttle table holds no e-mail addresses).
+    pub throttle: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys([redacted])")
+    }
+}
+
+impl Keys {
+    pub fn derive(secret: &Secret) -> Keys {
+        Keys { csrf: derive(secret, "csrf"), throttle: derive(secret, "login-throttle") }
+    }
+}
+
+fn derive(secret: &Secret, label: &str) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("any key length");
+    mac.update(b"arno-key-v1:");
+    mac.update(label.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// The configured secret, or the one in `{data}/secret.key`, created (0600) if missing.
+pub fn load_or_create(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(s) = &config.secret_key {
+        return Ok(s.clone());
+    }
+    let path = config.data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let key = text.trim().to_owned();
+            anyhow::ensure!(key.len() >= 32, "{} is too short; it must hold at least 32 characters", path.display());
+            Ok(Secret::new(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+            let key = URL_SAFE_NO_PAD.encode(raw);
+            write_private(&path, key.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+            Ok(Secret::new(key))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Write a file readable only by its owner, durably, without ever exposing a partial file.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// `n` random bytes, base64url without padding.
+pub fn random_token(n: usize) -> String {
+    let mut raw = vec![0u8; n];
+    getrandom::fill(&mut raw).expect("system randomness");
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Hex SHA-256, for storing bearer secrets (sessions, tokens) that are high-entropy already.
+pub fn sha256_hex(data: &str) -> String {
+    use sha2::Digest;
+    hex::encode(Sha256::digest(data.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_secret() {
+        let a = Keys::derive(&Secret::new("a".repeat(32)));
+        let b = Keys::derive(&Secret::new("b".repeat(32)));
+        assert_ne!(a.csrf, a.throttle);
+        assert_ne!(a.csrf, b.csrf);
+    }
+
+    #[test]
+    fn generated_secret_is_private_and_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::for_data_dir(dir.path());
+        let first = load_or_create(&config).unwrap();
+        let second = load_or_create(&config).unwrap();
+        assert_eq!(first, second);
+        let mode = std::fs::metadata(dir.path().join("secret.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,15 @@
+//! Arno: a self-hosted product-design workspace on top of a company's own git repositories.
+//!
+//! The crate is organised by domain (see `ARCHITECTURE.md`); `app` wires the domains into one
+//! router that `main.rs` serves and the integration tests drive.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod storage;
+pub mod telemetry;
+pub mod ui;
