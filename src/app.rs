@@ -51,7 +51,7 @@ pub fn api() -> ApiRouter {
 
 /// Prepare everything `serve` needs: data directory, secret, database (migrated), storage.
 pub async fn build(config: Config) -> anyhow::Result<App> {
-    tokio::fs::create_dir_all(&config.data_dir)
+    create_private_dir(&config.data_dir)
         .await
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let secret = {
@@ -75,6 +75,17 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let router = router(state.clone(), api_router);
     let metrics_router = metrics_router(state.metrics.clone());
     Ok(App { state, router, metrics_router, setup_token })
+}
+
+/// The data directory holds the database, the secret key and the setup token: when Arno
+/// creates it, only its owner may enter.
+async fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if tokio::fs::metadata(dir).await.is_ok() {
+        return Ok(());
+    }
+    tokio::fs::create_dir_all(dir).await?;
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await
 }
 
 fn to_anyhow(e: AppError) -> anyhow::Error {

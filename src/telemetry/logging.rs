@@ -92,6 +92,10 @@ where
             line.insert(k, v);
         }
         line.entry("event_type").or_insert_with(|| "log".into());
+        if line.contains_key("request_id") {
+            // Request lines always say who: null until the request is authenticated.
+            line.entry("user_id").or_insert(Value::Null);
+        }
         line.insert("target".into(), event.metadata().target().into());
         let mut out = serde_json::to_vec(&Value::Object(line)).unwrap_or_default();
         out.push(b'\n');

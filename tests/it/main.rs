@@ -1,0 +1,14 @@
+//! Integration tests: the real app, served on ephemeral ports, driven over HTTP.
+//! `TEST_DATABASE=postgres` (with `TEST_PG_URL`) runs everything on PostgreSQL instead of
+//! SQLite; `TEST_S3_ENDPOINT` enables the S3 tests; `TEST_REQUIRE_SERVICES=1` (set by
+//! `scripts/test`) turns a missing service into a failure instead of a skip.
+
+mod api;
+mod auth;
+mod cli;
+mod ops;
+mod setup;
+mod storage;
+mod store;
+mod support;
+mod zero_config;

@@ -1,0 +1,92 @@
+//! Liveness, readiness and metrics.
+
+use reqwest::{Method, StatusCode};
+
+use crate::support::{TestApp, api};
+
+#[tokio::test]
+async fn health_and_ready_report_ok() {
+    let app = TestApp::start().await;
+    let h = api(Method::GET, &app.url("/health"), None, None).await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.json(), serde_json::json!({"status": "ok"}));
+    let r = api(Method::GET, &app.url("/ready"), None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["status"], "ready");
+    for check in ["database", "storage"] {
+        assert_eq!(body["checks"][check]["ok"], true, "{body}");
+        assert_eq!(body["checks"][check]["hard"], true, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn ready_is_unavailable_when_local_storage_is_gone() {
+    let app = TestApp::start().await;
+    let objects = app.state.config.data_dir.join("objects");
+    std::fs::remove_dir_all(&objects).unwrap();
+    let r = api(Method::GET, &app.url("/ready"), None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = r.json();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["checks"]["storage"]["ok"], false);
+    assert_eq!(body["checks"]["database"]["ok"], true);
+    // Liveness is unaffected: the process still serves.
+    assert_eq!(api(Method::GET, &app.url("/health"), None, None).await.status, StatusCode::OK);
+    std::fs::create_dir_all(&objects).unwrap();
+    assert_eq!(api(Method::GET, &app.url("/ready"), None, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ready_is_unavailable_when_s3_is_unreachable() {
+    // A port nobody listens on: bind, learn the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let app = TestApp::start_with(&[
+        ("ARNO_STORAGE_URL", "s3://arno/prefix"),
+        ("ARNO_S3_ENDPOINT", &endpoint),
+        ("ARNO_S3_ACCESS_KEY_ID", "test"),
+        ("ARNO_S3_SECRET_ACCESS_KEY", "test-secret"),
+    ])
+    .await;
+    let r = api(Method::GET, &app.url("/ready"), None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = r.json();
+    assert_eq!(body["checks"]["storage"]["ok"], false);
+    assert!(!r.text.contains("test-secret"));
+}
+
+#[tokio::test]
+async fn metrics_are_served_only_on_the_metrics_listener() {
+    let app = TestApp::start().await;
+    api(Method::GET, &app.url("/health"), None, None).await;
+    api(Method::GET, &app.url("/api/v1/tokens/123e4567"), None, None).await;
+    api(Method::GET, &app.url("/definitely/not/a/route"), None, None).await;
+
+    let main = api(Method::GET, &app.url("/metrics"), None, None).await;
+    assert_eq!(main.status, StatusCode::NOT_FOUND);
+
+    let m = api(Method::GET, &format!("{}/metrics", app.metrics_base), None, None).await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let text = m.text;
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/health",status="2xx"} 1"#), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/health\""), "{text}");
+    // Route templates, never raw paths.
+    assert!(text.contains(r#"route="/api/v1/tokens/{id}""#), "{text}");
+    assert!(!text.contains("123e4567"));
+    assert!(!text.contains("definitely"));
+    assert!(text.contains(r#"route="unmatched""#));
+    // The metrics listener serves nothing else.
+    let other = api(Method::GET, &format!("{}/health", app.metrics_base), None, None).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn graceful_stop_finishes_and_releases_the_port() {
+    let app = TestApp::start().await;
+    let addr = app.state.config.listen;
+    app.stop().await;
+    // Nothing serves there any more.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

@@ -1,0 +1,133 @@
+//! Database behaviour, run on whichever backend `TEST_DATABASE` selects (CI runs both).
+
+use arno::auth::{OrgRole, users};
+use arno::config::Secret;
+use arno::db::{Backend, Db};
+use arno::error::AppError;
+
+use crate::support::{fresh_database_url, is_postgres};
+
+async fn fresh_db() -> (Db, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path()).await;
+    let db = Db::connect(&Secret::new(url), 5).await.unwrap();
+    let applied = db.migrate().await.unwrap();
+    assert!(!applied.is_empty(), "a fresh database gets every migration");
+    (db, dir)
+}
+
+#[tokio::test]
+async fn runs_on_the_backend_under_test_and_migrates_idempotently() {
+    let (db, _dir) = fresh_db().await;
+    let expected = if is_postgres() { Backend::Postgres } else { Backend::Sqlite };
+    assert_eq!(db.backend(), expected);
+    assert!(db.migrate().await.unwrap().is_empty(), "second run applies nothing");
+    db.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_is_durable_wal() {
+    if is_postgres() {
+        return;
+    }
+    let (db, _dir) = fresh_db().await;
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(sync, 2, "synchronous=FULL");
+    let (fk,): (i64,) = sqlx::query_as("PRAGMA foreign_keys").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(fk, 1);
+}
+
+#[tokio::test]
+async fn users_have_unique_emails_and_handles() {
+    let (db, _dir) = fresh_db().await;
+    let mut tx = db.begin().await.unwrap();
+    let a = users::create(&mut tx, users::NewUser { email: "Jane@A.example", name: "Jane A", org_role: OrgRole::Member }).await.unwrap();
+    let b = users::create(&mut tx, users::NewUser { email: "jane@b.example", name: "Jane B", org_role: OrgRole::Auditor }).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(a.handle, "jane");
+    assert_eq!(b.handle, "jane-2");
+    assert_eq!(a.email, "jane@a.example");
+
+    let mut tx = db.begin().await.unwrap();
+    let dup = users::create(&mut tx, users::NewUser { email: "JANE@a.example", name: "Again", org_role: OrgRole::Member }).await;
+    assert!(matches!(dup, Err(AppError::Conflict(_))), "{dup:?}");
+    drop(tx);
+
+    let mut conn = db.pool().acquire().await.unwrap();
+    let found = users::find_by_email(&mut conn, " jane@B.example ").await.unwrap().unwrap();
+    assert_eq!(found.id, b.id);
+    assert_eq!(found.org_role, OrgRole::Auditor);
+    assert_eq!(users::count(&mut conn).await.unwrap(), 2);
+    assert!(!users::admin_exists(&mut conn).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_uncommitted_transaction_leaves_nothing_behind() {
+    let (db, _dir) = fresh_db().await;
+    {
+        let mut tx = db.begin().await.unwrap();
+        users::create(&mut tx, users::NewUser { email: "ghost@example.com", name: "Ghost", org_role: OrgRole::Admin }).await.unwrap();
+        // Dropped without commit: rolled back.
+    }
+    let mut conn = db.pool().acquire().await.unwrap();
+    assert_eq!(users::count(&mut conn).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn local_users_are_created_atomically_with_their_password() {
+    let (db, _dir) = fresh_db().await;
+    let new = |password: &str| arno::auth::NewLocalUser {
+        email: "ada@example.com",
+        name: "Ada",
+        password: password.to_owned(),
+        org_role: OrgRole::Admin,
+    };
+    // A rejected password creates no half user.
+    assert!(matches!(arno::auth::create_local_user(&db, new("short")).await, Err(AppError::Validation { .. })));
+    let mut conn = db.pool().acquire().await.unwrap();
+    assert_eq!(users::count(&mut conn).await.unwrap(), 0);
+    arno::auth::create_local_user(&db, new("a long enough password")).await.unwrap();
+    let (user, hash) = users::find_credentials(&mut conn, "ada@example.com").await.unwrap().unwrap();
+    assert!(hash.starts_with("$argon2id$"));
+    assert_eq!(user.org_role, OrgRole::Admin);
+}
+
+#[tokio::test]
+async fn throttle_counts_failures_and_blocks_with_backoff() {
+    use arno::auth::throttle;
+    let (db, _dir) = fresh_db().await;
+    let key = [1u8; 32];
+    let keys = [throttle::account_key(&key, "ada@example.com", 2)];
+    assert_eq!(throttle::blocked_for(&db, &keys).await.unwrap(), None);
+    throttle::record_failure(&db, &keys).await.unwrap();
+    assert_eq!(throttle::blocked_for(&db, &keys).await.unwrap(), None);
+    throttle::record_failure(&db, &keys).await.unwrap();
+    let first = throttle::blocked_for(&db, &keys).await.unwrap().unwrap();
+    assert!(first > 25_000 && first <= 30_000, "{first}");
+    throttle::record_failure(&db, &keys).await.unwrap();
+    let second = throttle::blocked_for(&db, &keys).await.unwrap().unwrap();
+    assert!(second > 55_000 && second <= 60_000, "backoff doubles: {second}");
+    throttle::record_success(&db, &keys[0]).await.unwrap();
+    assert_eq!(throttle::blocked_for(&db, &keys).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn api_tokens_store_only_hashes() {
+    use arno::auth::tokens;
+    let (db, _dir) = fresh_db().await;
+    let mut tx = db.begin().await.unwrap();
+    let u = users::create(&mut tx, users::NewUser { email: "t@example.com", name: "T", org_role: OrgRole::Member }).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = db.pool().acquire().await.unwrap();
+    let (info, secret) = tokens::create(&mut conn, &u.id, "ci", Some(1)).await.unwrap();
+    let (hash,): (String,) = sqlx::query_as("SELECT token_hash FROM api_tokens").fetch_one(&mut *conn).await.unwrap();
+    assert_ne!(hash, secret);
+    assert_eq!(hash.len(), 64);
+    assert_eq!(tokens::authenticate(&mut conn, &secret).await.unwrap().unwrap().id, u.id);
+    assert!(tokens::authenticate(&mut conn, "arno_wrong").await.unwrap().is_none());
+    assert!(tokens::revoke(&mut conn, &u.id, &info.id).await.unwrap());
+    assert!(tokens::authenticate(&mut conn, &secret).await.unwrap().is_none());
+    assert!(tokens::list(&mut conn, &u.id).await.unwrap().is_empty());
+}
