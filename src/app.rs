@@ -193,7 +193,11 @@ pub async fn serve(
         r = &mut metrics => anyhow::bail!("the metrics server stopped: {:?}", r),
     }
     let timeout = app.state.config.shutdown_timeout;
-    tracing::info!(event_type = "shutdown", timeout_ms = timeout.as_millis() as u64, "shutting down; finishing in-flight requests");
+    tracing::info!(
+        event_type = "shutdown",
+        timeout_ms = timeout.as_millis() as u64,
+        "shutting down; finishing in-flight requests"
+    );
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(timeout, async {
         let _ = main.await;

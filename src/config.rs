@@ -183,22 +183,16 @@ impl Config {
             if !name.starts_with("ARNO_") || name == CONFIG_ENV {
                 continue;
             }
-            let known = SETTINGS.iter().any(|s| {
-                s.env == name || (s.secret && name.strip_suffix("_FILE") == Some(s.env))
-            });
+            let known =
+                SETTINGS.iter().any(|s| s.env == name || (s.secret && name.strip_suffix("_FILE") == Some(s.env)));
             if !known {
                 warnings.push(format!("unknown environment variable {name} is ignored"));
             }
         }
         for key in file_keys.keys() {
-            let known = SETTINGS.iter().any(|s| {
-                s.key == key || (s.secret && key.strip_suffix("_file") == Some(s.key))
-            });
+            let known = SETTINGS.iter().any(|s| s.key == key || (s.secret && key.strip_suffix("_file") == Some(s.key)));
             if !known {
-                warnings.push(format!(
-                    "unknown key `{key}` in {} is ignored",
-                    config_file_name(&config_file)
-                ));
+                warnings.push(format!("unknown key `{key}` in {} is ignored", config_file_name(&config_file)));
             }
         }
 
@@ -206,10 +200,8 @@ impl Config {
         let resolved = SETTINGS
             .iter()
             .map(|s| {
-                let (raw, source) = values
-                    .get(s.key)
-                    .cloned()
-                    .unwrap_or_else(|| (effective_default(s.key, &config), Source::Default));
+                let (raw, source) =
+                    values.get(s.key).cloned().unwrap_or_else(|| (effective_default(s.key, &config), Source::Default));
                 let shown = if s.key == "database_url" {
                     redact_url_password(&raw)
                 } else if s.secret && source != Source::Default {
@@ -246,9 +238,7 @@ fn config_file_name(path: &Option<PathBuf>) -> String {
 }
 
 /// `ARNO_CONFIG` names the file; unset means `/etc/arno/arno.toml` if it exists; empty means none.
-fn read_config_file(
-    env: &BTreeMap<String, String>,
-) -> Result<(Option<PathBuf>, Option<toml::Table>), ConfigError> {
+fn read_config_file(env: &BTreeMap<String, String>) -> Result<(Option<PathBuf>, Option<toml::Table>), ConfigError> {
     let path = match env.get(CONFIG_ENV) {
         Some(p) if p.is_empty() => return Ok((None, None)),
         Some(p) => PathBuf::from(p),
@@ -260,8 +250,8 @@ fn read_config_file(
             p
         }
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| err(CONFIG_ENV, format!("cannot read {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| err(CONFIG_ENV, format!("cannot read {}: {e}", path.display())))?;
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| err(CONFIG_ENV, format!("{} is not valid TOML: {e}", path.display())))?;
@@ -324,8 +314,8 @@ fn pick(
             }
             (Some(v), None) => return Ok(Some((v.clone(), source))),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| err(&file_name, format!("cannot read {path}: {e}")))?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| err(&file_name, format!("cannot read {path}: {e}")))?;
                 let value = text.trim_end_matches(['\n', '\r']).to_owned();
                 if value.is_empty() {
                     return Err(err(&file_name, format!("{path} is empty")));
@@ -387,8 +377,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
     if data_dir.as_os_str().is_empty() {
         return Err(err(name("data_dir"), "must not be empty"));
     }
-    let data_abs = std::path::absolute(&data_dir)
-        .map_err(|e| err(name("data_dir"), format!("cannot resolve: {e}")))?;
+    let data_abs = std::path::absolute(&data_dir).map_err(|e| err(name("data_dir"), format!("cannot resolve: {e}")))?;
 
     let addr = |key: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
         let raw = get(key).unwrap_or(default);
@@ -596,8 +585,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut m: BTreeMap<String, String> =
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         m.entry("ARNO_CONFIG".into()).or_default();
         m
     }
@@ -623,7 +611,8 @@ mod tests {
     fn env_beats_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("arno.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nlog = \"debug\"\n[session]\nidle_timeout = \"1h\"\n").unwrap();
+        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nlog = \"debug\"\n[session]\nidle_timeout = \"1h\"\n")
+            .unwrap();
         let f = file.to_str().unwrap();
         let loaded = Config::load(&env(&[("ARNO_CONFIG", f), ("ARNO_LISTEN", "127.0.0.1:7001")])).unwrap();
         assert_eq!(loaded.config.listen.to_string(), "127.0.0.1:7001");
@@ -658,8 +647,7 @@ mod tests {
 
     #[test]
     fn database_password_is_redacted_in_check_output() {
-        let loaded =
-            Config::load(&env(&[("ARNO_DATABASE_URL", "postgres://arno:hunter2@db:5432/arno")])).unwrap();
+        let loaded = Config::load(&env(&[("ARNO_DATABASE_URL", "postgres://arno:hunter2@db:5432/arno")])).unwrap();
         let shown = loaded.resolved.iter().find(|r| r.key == "database_url").unwrap();
         assert!(!shown.shown.contains("hunter2"));
         assert!(shown.shown.contains("db:5432"));
@@ -709,8 +697,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("arno.toml");
         std::fs::write(&file, "lisen = \"x\"\n[s3]\nregoin = \"y\"\n").unwrap();
-        let loaded =
-            Config::load(&env(&[("ARNO_CONFIG", file.to_str().unwrap()), ("ARNO_LISTN", "x")])).unwrap();
+        let loaded = Config::load(&env(&[("ARNO_CONFIG", file.to_str().unwrap()), ("ARNO_LISTN", "x")])).unwrap();
         let w = loaded.warnings.join("\n");
         assert!(w.contains("ARNO_LISTN"), "{w}");
         assert!(w.contains("`lisen`"), "{w}");

@@ -218,9 +218,10 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::CreateUser { email, name, password_file, admin } => {
             let password = read_password(&password_file)?;
             let org_role = if admin { OrgRole::Admin } else { OrgRole::Member };
-            let user = auth::create_local_user(&db, auth::NewLocalUser { email: &email, name: &name, password, org_role })
-                .await
-                .map_err(describe)?;
+            let user =
+                auth::create_local_user(&db, auth::NewLocalUser { email: &email, name: &name, password, org_role })
+                    .await
+                    .map_err(describe)?;
             if admin {
                 // Setup is over: the one-time token must stop working.
                 auth::setup::issue_if_needed(&db, &config.data_dir).await.map_err(describe)?;

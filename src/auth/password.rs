@@ -2,8 +2,8 @@
 //! crate's defaults). Hashing is CPU-bound, so it runs on the blocking pool, never on the
 //! async runtime.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use std::sync::LazyLock;
 
 use crate::error::{AppError, AppResult};

@@ -45,7 +45,8 @@ fn with_cookies(mut response: Response, set: impl IntoIterator<Item = HeaderValu
 
 /// Only same-site relative paths may be redirect targets (no open redirects).
 fn safe_next(next: &str) -> &str {
-    let ok = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && !next.chars().any(char::is_control);
+    let ok =
+        next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && !next.chars().any(char::is_control);
     if ok { next } else { "/" }
 }
 
@@ -155,7 +156,12 @@ pub async fn login(
 }
 
 /// Replace any session the browser had with a new one (a fresh id on every sign-in).
-async fn start_session(state: &AppState, ctx: &RequestContext, headers: &HeaderMap, user_id: &str) -> AppResult<String> {
+async fn start_session(
+    state: &AppState,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    user_id: &str,
+) -> AppResult<String> {
     let mut conn = state.db.pool().acquire().await?;
     if let Some(old) = cookies::get(headers, &cookies::name(&state.config, cookies::SESSION)) {
         sessions::delete(&mut conn, &old).await?;
@@ -224,7 +230,11 @@ fn setup_page(state: &AppState, headers: &HeaderMap, status: StatusCode, page: S
 }
 
 /// `GET /setup?token=…`
-pub async fn setup_form(State(state): State<AppState>, Query(q): Query<SetupQuery>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn setup_form(
+    State(state): State<AppState>,
+    Query(q): Query<SetupQuery>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
     match setup::state(&state.db, q.token.as_deref()).await? {
         SetupState::Open => {}
         other => return Err(setup_refusal(other)),
@@ -359,4 +369,3 @@ pub async fn revoke_token(
     tracing::info!(event_type = "token_revoked", token_id = %id, "API token revoked");
     Ok(StatusCode::NO_CONTENT)
 }
-

@@ -62,7 +62,11 @@ pub async fn lookup(conn: &mut AnyConnection, cookie: &str, idle: Duration) -> A
     .fetch_optional(&mut *conn)
     .await?;
     if user.is_some() && now - last_seen > TOUCH_INTERVAL_MS {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2").bind(now).bind(&hash).execute(conn).await?;
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
+            .bind(now)
+            .bind(&hash)
+            .execute(conn)
+            .await?;
     }
     user.map(UserRow::into_user).transpose()
 }

@@ -58,11 +58,12 @@ pub async fn state(db: &Db, token: Option<&str>) -> AppResult<SetupState> {
         return Ok(SetupState::Complete);
     }
     let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= 200) else { return Ok(SetupState::InvalidToken) };
-    let row: Option<(String,)> = sqlx::query_as("SELECT token_hash FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2")
-        .bind(sha256_hex(token))
-        .bind(now_ms())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT token_hash FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2")
+            .bind(sha256_hex(token))
+            .bind(now_ms())
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(if row.is_some() { SetupState::Open } else { SetupState::InvalidToken })
 }
 
@@ -94,7 +95,8 @@ pub async fn complete(db: &Db, data_dir: &Path, form: FirstAdmin<'_>) -> AppResu
     if users::admin_exists(&mut tx).await? {
         return Err(AppError::forbidden("setup is already complete"));
     }
-    let user = users::create(&mut tx, users::NewUser { email: &email, name: form.name, org_role: OrgRole::Admin }).await?;
+    let user =
+        users::create(&mut tx, users::NewUser { email: &email, name: form.name, org_role: OrgRole::Admin }).await?;
     users::set_password_hash(&mut tx, &user.id, &phc).await?;
     sqlx::query("DELETE FROM setup_tokens").execute(&mut *tx).await?;
     tx.commit().await?;

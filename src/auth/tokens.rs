@@ -83,7 +83,8 @@ pub async fn create(
     .bind(expires_at)
     .execute(conn)
     .await?;
-    let info = TokenInfo { id, name, created_at: rfc3339(now), expires_at: Some(rfc3339(expires_at)), last_used_at: None };
+    let info =
+        TokenInfo { id, name, created_at: rfc3339(now), expires_at: Some(rfc3339(expires_at)), last_used_at: None };
     Ok((info, secret))
 }
 
@@ -135,7 +136,11 @@ pub async fn authenticate(conn: &mut AnyConnection, secret: &str) -> AppResult<O
     .fetch_optional(&mut *conn)
     .await?;
     if user.is_some() && last_used.is_none_or(|t| now - t > TOUCH_INTERVAL_MS) {
-        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2").bind(now).bind(&token_id).execute(conn).await?;
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&token_id)
+            .execute(conn)
+            .await?;
     }
     user.map(UserRow::into_user).transpose()
 }

@@ -20,7 +20,14 @@ impl UserRow {
     pub(super) fn into_user(self) -> AppResult<User> {
         let org_role = OrgRole::parse(&self.org_role)
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("unknown org role in users row")))?;
-        Ok(User { id: self.id, email: self.email, name: self.name, handle: self.handle, org_role, created_at: self.created_at })
+        Ok(User {
+            id: self.id,
+            email: self.email,
+            name: self.name,
+            handle: self.handle,
+            org_role,
+            created_at: self.created_at,
+        })
     }
 }
 
@@ -74,8 +81,10 @@ pub fn handle_base(source: &str) -> String {
 async fn unique_handle(conn: &mut AnyConnection, base: &str) -> AppResult<String> {
     for n in 1..10_000u32 {
         let candidate = if n == 1 { base.to_owned() } else { format!("{base}-{n}") };
-        let taken: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM users WHERE handle = $1").bind(&candidate).fetch_optional(&mut *conn).await?;
+        let taken: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE handle = $1")
+            .bind(&candidate)
+            .fetch_optional(&mut *conn)
+            .await?;
         if taken.is_none() {
             return Ok(candidate);
         }

@@ -70,12 +70,9 @@ impl Db {
             }
         }
         // Never log statements: they may carry personal data in bind-less literals.
-        let options = AnyConnectOptions::from_str(&url)
-            .context("parsing the database URL")?
-            .disable_statement_logging();
-        let mut pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10));
+        let options =
+            AnyConnectOptions::from_str(&url).context("parsing the database URL")?.disable_statement_logging();
+        let mut pool = AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             // WAL for concurrent readers; synchronous=FULL so a committed transaction survives
             // power loss (we acknowledge writes to users only after commit).
@@ -90,9 +87,10 @@ impl Db {
                 })
             });
         }
-        let pool = pool.connect_with(options).await.map_err(|e| {
-            anyhow::anyhow!("cannot connect to the {} database: {}", backend.name(), describe(&e))
-        })?;
+        let pool = pool
+            .connect_with(options)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the {} database: {}", backend.name(), describe(&e)))?;
         Ok(Db { pool, backend })
     }
 
@@ -109,9 +107,8 @@ impl Db {
     }
 
     async fn applied_versions(&self) -> anyhow::Result<Vec<i64>> {
-        let rows: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE").fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 

@@ -67,8 +67,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         if req.uri().path().starts_with("/api/") {
             return next.run(req).await;
         }
-        return AppError::forbidden("your session cookie is missing; reload the page and try again")
-            .into_response();
+        return AppError::forbidden("your session cookie is missing; reload the page and try again").into_response();
     }
 
     let header_token = headers.get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);

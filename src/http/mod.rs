@@ -44,18 +44,19 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let wants_json =
         path.starts_with("/api/") || (accept.contains("application/json") && !accept.contains("text/html"));
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(512).collect());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let user_agent =
+        headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
 
-    let ctx = RequestContext { request_id: request_id.clone(), trace_id: trace_id.clone(), client_ip, user_agent, wants_json };
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        trace_id: trace_id.clone(),
+        client_ip,
+        user_agent,
+        wants_json,
+    };
     req.extensions_mut().insert(ctx.clone());
     let span = tracing::info_span!(
         "request",
@@ -68,10 +69,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let metrics = &state.metrics;
-    metrics
-        .http_requests_total
-        .with_label_values(&[route.as_str(), method.as_str(), status_class(status)])
-        .inc();
+    metrics.http_requests_total.with_label_values(&[route.as_str(), method.as_str(), status_class(status)]).inc();
     metrics
         .http_request_duration_seconds
         .with_label_values(&[route.as_str(), method.as_str()])

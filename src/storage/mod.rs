@@ -58,9 +58,8 @@ pub fn content_key(data: &[u8]) -> String {
 }
 
 fn key_path(key: &str) -> Result<ObjectPath, StorageError> {
-    let invalid = key.is_empty()
-        || key.starts_with('/')
-        || key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    let invalid =
+        key.is_empty() || key.starts_with('/') || key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
     if invalid {
         return Err(StorageError::InvalidKey(key.to_owned()));
     }
@@ -249,9 +248,6 @@ mod tests {
 
     #[test]
     fn content_keys_are_sha256() {
-        assert_eq!(
-            content_key(b"abc"),
-            "sha256/ba/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(content_key(b"abc"), "sha256/ba/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

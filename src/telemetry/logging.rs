@@ -73,7 +73,10 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut line = Map::new();
-        line.insert("timestamp".into(), humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string().into());
+        line.insert(
+            "timestamp".into(),
+            humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string().into(),
+        );
         line.insert("level".into(), event.metadata().level().as_str().to_ascii_lowercase().into());
         line.insert("service".into(), "arno".into());
         if let Some(scope) = ctx.event_scope(event) {

@@ -31,8 +31,8 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
-        let sessions_active = IntGauge::new("arno_sessions_active", "Browser sessions not yet expired (sampled)")
-            .expect("valid metric");
+        let sessions_active =
+            IntGauge::new("arno_sessions_active", "Browser sessions not yet expired (sampled)").expect("valid metric");
         let build_info = IntGauge::with_opts(
             Opts::new("arno_build_info", "Build information").const_label("version", env!("CARGO_PKG_VERSION")),
         )

@@ -39,11 +39,7 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
 
 /// The URL of an embedded asset by its logical name.
 pub fn asset_url(logical: &str) -> String {
-    ASSETS
-        .iter()
-        .find(|a| a.logical_name == logical)
-        .map(|a| format!("/static/{}", a.hashed_name))
-        .unwrap_or_default()
+    ASSETS.iter().find(|a| a.logical_name == logical).map(|a| format!("/static/{}", a.hashed_name)).unwrap_or_default()
 }
 
 /// `GET /static/{file}`: hashed names never change content, so they are cached forever.
@@ -73,7 +69,12 @@ pub struct PageContext {
 
 impl PageContext {
     pub fn anonymous() -> Self {
-        PageContext { css_href: asset_url("app.css"), icon_href: asset_url("favicon.svg"), user: None, csrf_token: String::new() }
+        PageContext {
+            css_href: asset_url("app.css"),
+            icon_href: asset_url("favicon.svg"),
+            user: None,
+            csrf_token: String::new(),
+        }
     }
 
     pub fn with_csrf(csrf_token: String) -> Self {

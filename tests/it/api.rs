@@ -29,7 +29,14 @@ async fn malformed_input_gets_the_error_contract() {
     assert_eq!(bad_json.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_json.json()["code"], "validation");
 
-    let not_utf8 = client().post(&url).bearer_auth(&token).header("content-type", "application/json").body(vec![0xff, 0xfe, 0x7b]).send().await.unwrap();
+    let not_utf8 = client()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(vec![0xff, 0xfe, 0x7b])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_utf8.status(), StatusCode::BAD_REQUEST);
 
     let wrong_type = post("name=x".into(), "text/plain").await;
@@ -104,7 +111,13 @@ async fn every_response_carries_security_headers() {
     for path in ["/login", "/api/v1/me", "/nope", "/health", css.as_str()] {
         let r = api(Method::GET, &app.url(path), None, None).await;
         let csp = r.header("content-security-policy").unwrap_or_default();
-        for directive in ["default-src 'self'", "script-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"] {
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ] {
             assert!(csp.contains(directive), "{path}: {csp}");
         }
         assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");

@@ -45,9 +45,8 @@ async fn login_succeeds_with_a_fresh_session_and_fails_generically() {
     fresh.cookies.insert("arno_session".into(), first.clone());
     fresh.cookies.insert("arno_csrf".into(), "pre".into());
     let csrf = arno::http::csrf::token_for(&app.state.keys.csrf, &first);
-    let relogin = fresh
-        .post_form("/login", &[("csrf_token", &csrf), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)])
-        .await;
+    let relogin =
+        fresh.post_form("/login", &[("csrf_token", &csrf), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]).await;
     assert_eq!(relogin.status, StatusCode::SEE_OTHER);
     let second = fresh.session_cookie().unwrap();
     assert_ne!(first, second);
@@ -64,7 +63,10 @@ async fn login_redirects_only_to_local_paths() {
         let mut b = Browser::new(&app.base);
         let csrf = b.get("/login").await.csrf();
         let r = b
-            .post_form("/login", &[("csrf_token", &csrf), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("next", next)])
+            .post_form(
+                "/login",
+                &[("csrf_token", &csrf), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("next", next)],
+            )
             .await;
         assert_eq!(r.header("location").as_deref(), Some(expect), "next={next}");
     }
@@ -121,7 +123,8 @@ async fn repeated_failures_are_throttled_per_address() {
     }
     assert_eq!(b.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
     // The throttle table holds no e-mail addresses.
-    let keys: Vec<(String,)> = sqlx::query_as("SELECT key FROM login_throttle").fetch_all(app.state.db.pool()).await.unwrap();
+    let keys: Vec<(String,)> =
+        sqlx::query_as("SELECT key FROM login_throttle").fetch_all(app.state.db.pool()).await.unwrap();
     assert!(keys.iter().all(|(k,)| !k.contains('@')), "{keys:?}");
 }
 
@@ -188,7 +191,11 @@ async fn state_changes_without_a_valid_csrf_token_are_refused() {
     let with_header = b.json(Method::POST, "/api/v1/tokens", &body, &[("x-csrf-token", &csrf)]).await;
     assert_eq!(with_header.status, StatusCode::CREATED, "{}", with_header.text);
     let same_origin = b
-        .post_form_with("/logout", &[("csrf_token", &csrf)], &[("origin", &app.base), ("sec-fetch-site", "same-origin")])
+        .post_form_with(
+            "/logout",
+            &[("csrf_token", &csrf)],
+            &[("origin", &app.base), ("sec-fetch-site", "same-origin")],
+        )
         .await;
     assert_eq!(same_origin.status, StatusCode::SEE_OTHER);
 
@@ -211,7 +218,14 @@ async fn bearer_tokens_authenticate_until_revoked_or_expired() {
 
     assert_eq!(api(Method::GET, &me_url, None, None).await.json()["code"], "unauthorized");
 
-    let created = b.json(Method::POST, "/api/v1/tokens", &json!({"name": "laptop", "expires_days": 30}), &[("x-csrf-token", &csrf)]).await;
+    let created = b
+        .json(
+            Method::POST,
+            "/api/v1/tokens",
+            &json!({"name": "laptop", "expires_days": 30}),
+            &[("x-csrf-token", &csrf)],
+        )
+        .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let created = created.json();
     let token = created["token"].as_str().unwrap().to_owned();
@@ -247,7 +261,9 @@ async fn bearer_tokens_authenticate_until_revoked_or_expired() {
     assert!(second["expires_at"].is_string(), "tokens expire by default");
 
     // Bad input: validation errors name the field.
-    let bad = api(Method::POST, &app.url("/api/v1/tokens"), Some(&token), Some(json!({"name": "x", "expires_days": 9999}))).await;
+    let bad =
+        api(Method::POST, &app.url("/api/v1/tokens"), Some(&token), Some(json!({"name": "x", "expires_days": 9999})))
+            .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.json()["code"], "validation");
     assert_eq!(bad.json()["details"]["field"], "expires_days");

@@ -48,8 +48,16 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
     );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l.starts_with("ARNO_LISTEN") && l.contains("127.0.0.1:7100") && l.contains("config file")), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("ARNO_METRICS_LISTEN") && l.contains("7102") && l.contains("environment")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ARNO_LISTEN") && l.contains("127.0.0.1:7100") && l.contains("config file")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("ARNO_METRICS_LISTEN") && l.contains("7102") && l.contains("environment")),
+        "{stdout}"
+    );
     assert!(stdout.lines().any(|l| l.starts_with("ARNO_SECRET_KEY ") && l.contains("[redacted]")), "{stdout}");
     assert!(!stdout.contains("s3cr3t") && !stdout.contains("pw-in-url"), "{stdout}");
     assert!(stderr.contains("ARNO_TYPO"), "{stderr}");
@@ -72,7 +80,8 @@ fn config_check_fails_naming_the_key() {
         assert!(text(&out.stderr).contains(key), "{key}: {}", text(&out.stderr));
     }
     // `serve` refuses the same way, before touching anything.
-    let out = arno(&env(&[("ARNO_LISTEN", "nope"), ("ARNO_DATA_DIR", dir.path().join("d").to_str().unwrap())]), &["serve"]);
+    let out =
+        arno(&env(&[("ARNO_LISTEN", "nope"), ("ARNO_DATA_DIR", dir.path().join("d").to_str().unwrap())]), &["serve"]);
     assert_eq!(out.status.code(), Some(78));
     assert!(!dir.path().join("d").exists());
 }
@@ -83,24 +92,63 @@ async fn admin_commands_create_users_and_tokens() {
     let pw = app.dir.path().join("pw");
     std::fs::write(&pw, "a very long password\n").unwrap();
     let e = app.env.clone();
-    let out = arno(&e, &["admin", "create-user", "--email", "ops@example.com", "--name", "Ops", "--password-file", pw.to_str().unwrap(), "--admin"]);
+    let out = arno(
+        &e,
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "ops@example.com",
+            "--name",
+            "Ops",
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--admin",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("@ops"));
     // Creating an admin from the shell ends the setup window.
     assert!(!app.state.config.data_dir.join("setup-token").exists());
-    let setup = api(Method::GET, &app.url(&format!("/setup?token={}", app.setup_token.as_deref().unwrap())), None, None).await;
+    let setup =
+        api(Method::GET, &app.url(&format!("/setup?token={}", app.setup_token.as_deref().unwrap())), None, None).await;
     assert_eq!(setup.status, StatusCode::FORBIDDEN);
 
-    let dup = arno(&e, &["admin", "create-user", "--email", "OPS@example.com", "--name", "Ops", "--password-file", pw.to_str().unwrap()]);
+    let dup = arno(
+        &e,
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "OPS@example.com",
+            "--name",
+            "Ops",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+    );
     assert_eq!(dup.status.code(), Some(1));
     assert!(text(&dup.stderr).contains("already exists"));
     let short = app.dir.path().join("short");
     std::fs::write(&short, "short").unwrap();
-    let weak = arno(&e, &["admin", "create-user", "--email", "w@example.com", "--name", "W", "--password-file", short.to_str().unwrap()]);
+    let weak = arno(
+        &e,
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "w@example.com",
+            "--name",
+            "W",
+            "--password-file",
+            short.to_str().unwrap(),
+        ],
+    );
     assert_eq!(weak.status.code(), Some(1));
     assert!(text(&weak.stderr).contains("password"));
 
-    let out = arno(&e, &["admin", "create-token", "--email", "ops@example.com", "--name", "cli", "--expires-days", "7"]);
+    let out =
+        arno(&e, &["admin", "create-token", "--email", "ops@example.com", "--name", "cli", "--expires-days", "7"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let token = text(&out.stdout).trim().to_owned();
     let me = api(Method::GET, &app.url("/api/v1/me"), Some(&token), None).await;

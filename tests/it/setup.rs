@@ -31,13 +31,25 @@ async fn setup_token_creates_the_first_admin_once() {
 
     // A posted form without the CSRF token is refused and changes nothing.
     let no_csrf = b
-        .post_form("/setup", &[("token", &token), ("email", "ada@example.com"), ("name", "Ada"), ("password", "long enough password")])
+        .post_form(
+            "/setup",
+            &[("token", &token), ("email", "ada@example.com"), ("name", "Ada"), ("password", "long enough password")],
+        )
         .await;
     assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
 
     // A weak password re-renders the form with the error, keeping what was typed.
     let weak = b
-        .post_form("/setup", &[("csrf_token", &csrf), ("token", &token), ("email", "ada@example.com"), ("name", "Ada"), ("password", "short")])
+        .post_form(
+            "/setup",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("email", "ada@example.com"),
+                ("name", "Ada"),
+                ("password", "short"),
+            ],
+        )
         .await;
     assert_eq!(weak.status, StatusCode::BAD_REQUEST);
     assert!(weak.select_text("[role=alert]").unwrap().contains("at least 12"));
@@ -46,7 +58,13 @@ async fn setup_token_creates_the_first_admin_once() {
     let done = b
         .post_form(
             "/setup",
-            &[("csrf_token", &csrf), ("token", &token), ("email", "Ada@Example.com"), ("name", "Ada Lovelace"), ("password", "long enough password")],
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("email", "Ada@Example.com"),
+                ("name", "Ada Lovelace"),
+                ("password", "long enough password"),
+            ],
         )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
@@ -63,7 +81,16 @@ async fn setup_token_creates_the_first_admin_once() {
     // The token is consumed: neither the page nor a replayed post works, and the file is gone.
     assert_eq!(b.get(&format!("/setup?token={token}")).await.status, StatusCode::FORBIDDEN);
     let replay = b
-        .post_form("/setup", &[("csrf_token", &csrf), ("token", &token), ("email", "eve@example.com"), ("name", "Eve"), ("password", "long enough password")])
+        .post_form(
+            "/setup",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("email", "eve@example.com"),
+                ("name", "Eve"),
+                ("password", "long enough password"),
+            ],
+        )
         .await;
     assert_eq!(replay.status, StatusCode::FORBIDDEN);
     assert!(!file.exists());

@@ -240,7 +240,14 @@ impl Browser {
         }
     }
 
-    pub async fn request(&mut self, method: Method, path: &str, extra: &[(&str, &str)], body: Option<reqwest::Body>, content_type: Option<&str>) -> Page {
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: Option<reqwest::Body>,
+        content_type: Option<&str>,
+    ) -> Page {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(c) = self.cookie_header() {
             req = req.header("cookie", c);
@@ -272,7 +279,13 @@ impl Browser {
         self.request(Method::POST, path, headers, Some(body.into()), Some("application/x-www-form-urlencoded")).await
     }
 
-    pub async fn json(&mut self, method: Method, path: &str, body: &serde_json::Value, headers: &[(&str, &str)]) -> Page {
+    pub async fn json(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> Page {
         self.request(method, path, headers, Some(body.to_string().into()), Some("application/json")).await
     }
 

@@ -70,7 +70,16 @@ async fn zero_config_start_setup_and_clean_shutdown() {
     let csrf = form.csrf();
     let password = "zero config password";
     let done = b
-        .post_form("/setup", &[("csrf_token", &csrf), ("token", &token), ("email", "zero@example.com"), ("name", "Zero"), ("password", password)])
+        .post_form(
+            "/setup",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("email", "zero@example.com"),
+                ("name", "Zero"),
+                ("password", password),
+            ],
+        )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
     let me = b.get("/api/v1/me").await.json();
