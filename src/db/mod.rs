@@ -87,6 +87,15 @@ impl Db {
                 })
             });
         }
+        // One direct connection first: the pool retries until its timeout and then reports
+        // only "timed out", while the operator needs the real reason (refused, auth, TLS, DNS).
+        {
+            use sqlx::Connection as _;
+            let conn = sqlx::AnyConnection::connect_with(&options).await.map_err(|e| {
+                anyhow::anyhow!("cannot connect to the {} database: {}", backend.name(), describe(&e))
+            })?;
+            conn.close().await.ok();
+        }
         let pool = pool
             .connect_with(options)
             .await
