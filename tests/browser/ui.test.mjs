@@ -1,0 +1,195 @@
+// Arno's pages in real headless Chromium: WCAG 2.1 AA (axe-core), keyboard-only use, visible
+// focus, no Content-Security-Policy violations and no request to any other origin.
+//
+// Run by scripts/test after the Rust suite: `ARNO_BIN=… node --test` in tests/browser.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+const BIN = process.env.ARNO_BIN;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+assert.ok(BIN, 'set ARNO_BIN to the arno binary');
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let server, base, setupUrl, browser, dataRoot;
+const logLines = [];
+
+before(async () => {
+  dataRoot = mkdtempSync(join(tmpdir(), 'arno-ui-'));
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  base = `http://127.0.0.1:${port}`;
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ARNO_')));
+  Object.assign(env, {
+    ARNO_CONFIG: '',
+    ARNO_DATA_DIR: join(dataRoot, 'data'),
+    ARNO_LISTEN: `127.0.0.1:${port}`,
+    ARNO_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
+  });
+  server = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  setupUrl = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no setup URL in the log')), 60_000);
+    let buf = '';
+    server.stdout.on('data', (chunk) => {
+      buf += chunk;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logLines.push(line);
+        const m = line.match(/(http:\/\/\S+\/setup\?token=[A-Za-z0-9_-]+)/);
+        if (m) { clearTimeout(timer); resolve(m[1]); }
+      }
+    });
+    server.once('exit', (code) => reject(new Error(`arno exited with ${code}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  rmSync(dataRoot, { recursive: true, force: true });
+});
+
+/** A page that records CSP violations, console errors and requests leaving the origin. */
+async function newPage() {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (m) => {
+    // Chromium logs every intentional 4xx document (wrong password, 404 page) as an error.
+    const expected4xx = /^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text());
+    if (m.type() === 'error' && !expected4xx) problems.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('request', (r) => {
+    const url = r.url();
+    if (!url.startsWith(base) && !url.startsWith('data:')) problems.push(`request to another origin: ${url}`);
+  });
+  return { page, problems, context };
+}
+
+async function axeCheck(page, label) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+  }));
+  const violations = result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  assert.deepEqual(violations, [], `${label}: accessibility violations`);
+  assert.ok(result.passes.length > 10, `${label}: axe actually ran`);
+}
+
+/** The focused element's visible focus indicator. */
+async function focusIndicator(page) {
+  return page.evaluate(() => {
+    const el = document.activeElement;
+    const s = getComputedStyle(el);
+    return { tag: el.tagName, text: el.textContent.trim(), outline: s.outlineStyle, width: parseFloat(s.outlineWidth) };
+  });
+}
+
+test('setup, home, sign-out, sign-in and error pages are accessible and usable by keyboard', async () => {
+  const { page, problems, context } = await newPage();
+
+  // Setup page.
+  await page.goto(setupUrl);
+  assert.equal(await page.title(), 'Set up Arno · Arno');
+  await axeCheck(page, 'setup');
+  await page.getByLabel('E-mail address').fill('ada@example.com');
+  await page.getByLabel('Full name').fill('Ada Lovelace');
+  await page.getByLabel('Password').fill('short');
+  await page.getByRole('button', { name: 'Create administrator' }).click();
+  // A rejected form keeps what was typed and announces the error.
+  await page.getByRole('alert').waitFor();
+  assert.match(await page.getByRole('alert').textContent(), /at least 12/);
+  assert.equal(await page.getByLabel('E-mail address').inputValue(), 'ada@example.com');
+  await axeCheck(page, 'setup with error');
+  await page.getByLabel('Password').fill('correct horse battery staple');
+  await page.getByRole('button', { name: 'Create administrator' }).click();
+  await page.waitForURL(`${base}/`);
+  assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Welcome, Ada Lovelace');
+  await axeCheck(page, 'home');
+
+  // Sign out with the keyboard: Tab reaches the skip link first, with a visible focus ring.
+  await page.keyboard.press('Tab');
+  let focus = await focusIndicator(page);
+  assert.equal(focus.text, 'Skip to main content');
+  assert.notEqual(focus.outline, 'none');
+  assert.ok(focus.width >= 2, 'focus ring is at least 2px');
+  const signOut = page.getByRole('button', { name: 'Sign out' });
+  await signOut.focus();
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`${base}/login`);
+  await axeCheck(page, 'login');
+
+  // Wrong password: one generic, announced message.
+  await page.getByLabel('E-mail address').fill('ada@example.com');
+  await page.getByLabel('Password').fill('wrong password here');
+  await page.getByLabel('Password').press('Enter');
+  await page.getByRole('alert').waitFor();
+  assert.equal((await page.getByRole('alert').textContent()).trim(), 'Incorrect e-mail address or password.');
+  assert.equal(await page.getByLabel('Password').getAttribute('aria-invalid'), 'true');
+  await axeCheck(page, 'login with error');
+
+  // Sign in using only the keyboard.
+  await page.getByLabel('E-mail address').focus();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('ada@example.com');
+  await page.keyboard.press('Tab');
+  focus = await focusIndicator(page);
+  assert.equal(focus.tag, 'INPUT');
+  await page.keyboard.type('correct horse battery staple');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`${base}/`);
+
+  // Error pages.
+  await page.goto(`${base}/no-such-page`);
+  assert.match(await page.getByRole('heading', { level: 1 }).textContent(), /404/);
+  await axeCheck(page, '404 page');
+  await page.goto(setupUrl);
+  assert.match(await page.getByRole('heading', { level: 1 }).textContent(), /403/);
+  await axeCheck(page, '403 page');
+
+  assert.deepEqual(problems, [], 'no CSP violations, script errors or third-party requests');
+  await context.close();
+});
+
+test('a cross-site form post is refused by the browser-facing checks', async () => {
+  const { page, context } = await newPage();
+  await page.goto(`${base}/login`);
+  // Submit the sign-in form as if from another site: the browser sends Origin/Sec-Fetch-Site.
+  const status = await page.evaluate(async (target) => {
+    const r = await fetch(target, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'email=a%40b.c&password=x',
+    });
+    return r.status;
+  }, `${base}/login`);
+  // Same-origin fetch without the CSRF token: refused.
+  assert.equal(status, 403);
+  await context.close();
+});
