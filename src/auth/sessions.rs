@@ -41,34 +41,36 @@ pub async fn create(conn: &mut AnyConnection, new: NewSession<'_>) -> AppResult<
     Ok(cookie)
 }
 
+#[derive(sqlx::FromRow)]
+struct LookupRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    last_seen_at: i64,
+}
+
 /// The user of a live session, refreshing its idle timer.
 pub async fn lookup(conn: &mut AnyConnection, cookie: &str, idle: Duration) -> AppResult<Option<User>> {
     let now = now_ms();
     let hash = sha256_hex(cookie);
-    let row: Option<(i64,)> = sqlx::query_as(
-        "SELECT s.last_seen_at FROM sessions s WHERE s.id_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3",
-    )
+    let row: Option<LookupRow> = sqlx::query_as(&format!(
+        "SELECT {}, s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.id_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3 AND u.disabled_at IS NULL",
+        users::joined_columns()
+    ))
     .bind(&hash)
     .bind(now)
     .bind(now - ms(idle))
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((last_seen,)) = row else { return Ok(None) };
-    let user: Option<UserRow> = sqlx::query_as(&format!(
-        "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND u.disabled_at IS NULL",
-        users::joined_columns()
-    ))
-    .bind(&hash)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if user.is_some() && now - last_seen > TOUCH_INTERVAL_MS {
+    let Some(row) = row else { return Ok(None) };
+    if now - row.last_seen_at > TOUCH_INTERVAL_MS {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
             .bind(now)
             .bind(&hash)
             .execute(conn)
             .await?;
     }
-    user.map(UserRow::into_user).transpose()
+    row.user.into_user().map(Some)
 }
 
 pub async fn delete(conn: &mut AnyConnection, cookie: &str) -> AppResult<()> {

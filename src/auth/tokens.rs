@@ -112,35 +112,37 @@ pub async fn revoke(conn: &mut AnyConnection, user_id: &str, id: &str) -> AppRes
     Ok(r.rows_affected() == 1)
 }
 
+#[derive(FromRow)]
+struct AuthRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    token_id: String,
+    last_used_at: Option<i64>,
+}
+
 /// The user a bearer secret belongs to, if the token is live.
 pub async fn authenticate(conn: &mut AnyConnection, secret: &str) -> AppResult<Option<User>> {
     if !secret.starts_with(PREFIX) || secret.len() > 200 {
         return Ok(None);
     }
     let now = now_ms();
-    let hash = sha256_hex(secret);
-    let row: Option<(String, Option<i64>)> = sqlx::query_as(
-        "SELECT id, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL \
-         AND (expires_at IS NULL OR expires_at > $2)",
-    )
-    .bind(&hash)
+    let row: Option<AuthRow> = sqlx::query_as(&format!(
+        "SELECT {}, t.id AS token_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) \
+         AND u.disabled_at IS NULL",
+        users::joined_columns()
+    ))
+    .bind(sha256_hex(secret))
     .bind(now)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((token_id, last_used)) = row else { return Ok(None) };
-    let user: Option<UserRow> = sqlx::query_as(&format!(
-        "SELECT {} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1 AND u.disabled_at IS NULL",
-        users::joined_columns()
-    ))
-    .bind(&token_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if user.is_some() && last_used.is_none_or(|t| now - t > TOUCH_INTERVAL_MS) {
+    let Some(row) = row else { return Ok(None) };
+    if row.last_used_at.is_none_or(|t| now - t > TOUCH_INTERVAL_MS) {
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now)
-            .bind(&token_id)
+            .bind(&row.token_id)
             .execute(conn)
             .await?;
     }
-    user.map(UserRow::into_user).transpose()
+    row.user.into_user().map(Some)
 }

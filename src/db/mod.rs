@@ -91,9 +91,9 @@ impl Db {
         // only "timed out", while the operator needs the real reason (refused, auth, TLS, DNS).
         {
             use sqlx::Connection as _;
-            let conn = sqlx::AnyConnection::connect_with(&options).await.map_err(|e| {
-                anyhow::anyhow!("cannot connect to the {} database: {}", backend.name(), describe(&e))
-            })?;
+            let conn = sqlx::AnyConnection::connect_with(&options)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to the {} database: {}", backend.name(), describe(&e)))?;
             conn.close().await.ok();
         }
         let pool = pool
