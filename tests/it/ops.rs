@@ -90,3 +90,37 @@ async fn graceful_stop_finishes_and_releases_the_port() {
     // Nothing serves there any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// A request whose body is still arriving when shutdown starts is finished, not cut off; a
+/// request that never completes does not hold shutdown past `ARNO_SHUTDOWN_TIMEOUT`.
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_within_the_bound() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start_with(&[("ARNO_SHUTDOWN_TIMEOUT", "2s")]).await;
+    let addr = app.state.config.listen;
+    let head = "POST /login HTTP/1.1\r\nHost: x\r\nCookie: arno_csrf=abc\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 20\r\n\r\n";
+    // In flight: the server is reading this body when shutdown begins.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(format!("{head}email=a%40b").as_bytes()).await.unwrap();
+    // Stuck: this one never sends the rest.
+    let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stuck.write_all(format!("{head}email").as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!stopping.is_finished(), "shutdown waits for in-flight requests");
+    slow.write_all(b".example&").await.unwrap(); // 11 + 9 = Content-Length 20
+    let mut response = Vec::new();
+    slow.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    // The request was answered in full (CSRF refuses this anonymous form post).
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    // The stuck request is abandoned when the bound passes.
+    tokio::time::timeout(std::time::Duration::from_secs(15), stopping)
+        .await
+        .expect("shutdown is bounded")
+        .unwrap();
+    drop(stuck);
+}
