@@ -118,9 +118,6 @@ async fn shutdown_finishes_in_flight_requests_within_the_bound() {
     // The request was answered in full (CSRF refuses this anonymous form post).
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
     // The stuck request is abandoned when the bound passes.
-    tokio::time::timeout(std::time::Duration::from_secs(15), stopping)
-        .await
-        .expect("shutdown is bounded")
-        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(15), stopping).await.expect("shutdown is bounded").unwrap();
     drop(stuck);
 }
