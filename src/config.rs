@@ -400,6 +400,13 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
             if u.query().is_some() || u.fragment().is_some() {
                 return Err(err(name("public_url"), "must not have a query or fragment"));
             }
+            // Pages link with root-relative paths, so Arno must own the root of its host.
+            if u.path() != "/" {
+                return Err(err(
+                    name("public_url"),
+                    "must not have a path: serve Arno at the root of its own host name",
+                ));
+            }
             u
         }
         None => Url::parse(&format!("http://{listen}/")).expect("socket address forms a URL"),
@@ -660,6 +667,7 @@ mod tests {
             (&[("ARNO_LISTEN", "nowhere")], "ARNO_LISTEN"),
             (&[("ARNO_METRICS_LISTEN", "127.0.0.1")], "ARNO_METRICS_LISTEN"),
             (&[("ARNO_PUBLIC_URL", "ftp://x")], "ARNO_PUBLIC_URL"),
+            (&[("ARNO_PUBLIC_URL", "https://corp.example/arno")], "ARNO_PUBLIC_URL"),
             (&[("ARNO_DATABASE_URL", "mysql://x")], "ARNO_DATABASE_URL"),
             (&[("ARNO_STORAGE_URL", "gcs://bucket")], "ARNO_STORAGE_URL"),
             (&[("ARNO_STORAGE_URL", "s3:///nobucket")], "ARNO_STORAGE_URL"),

@@ -193,3 +193,34 @@ async fn openapi_document_covers_every_api_route() {
         assert!(paths.contains_key(expected), "{expected} missing from OpenAPI");
     }
 }
+
+#[tokio::test]
+async fn server_faults_answer_generically_with_a_trace_id() {
+    let app = TestApp::start().await;
+    let token = token_for_admin(&app).await;
+    let mut b = crate::support::Browser::new(&app.base);
+    assert_eq!(
+        b.login(crate::support::ADMIN_EMAIL, crate::support::ADMIN_PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    // The database goes away under a running server.
+    app.state.db.close().await;
+
+    let r = api(Method::GET, &app.url("/api/v1/me"), Some(&token), None).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body = r.json();
+    assert_eq!(body["code"], "internal");
+    assert_eq!(body["trace_id"].as_str().unwrap().len(), 32);
+    let lower = r.text.to_lowercase();
+    assert!(!lower.contains("pool") && !lower.contains("closed") && !lower.contains("sqlx"), "{}", r.text);
+
+    let page = b.get("/").await;
+    assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert_eq!(page.select_text("code").map(|t| t.len()), Some(32), "trace id shown");
+    assert!(!page.text.to_lowercase().contains("pool"));
+
+    let ready = api(Method::GET, &app.url("/ready"), None, None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["checks"]["database"]["ok"], false);
+}
