@@ -60,6 +60,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     };
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
     db.migrate().await?;
+    keys::check_fingerprint(&db, &secret).await?;
     let storage = Storage::from_config(&config).await?;
     let (api_router, mut openapi) = api().split();
     openapi.openapi = utoipa::openapi::OpenApiVersion::Version31;

@@ -33,6 +33,36 @@ impl Keys {
     }
 }
 
+/// A public fingerprint of the secret: lets replicas check they share one without revealing it.
+pub fn fingerprint(secret: &Secret) -> String {
+    hex::encode(&derive(secret, "fingerprint")[..16])
+}
+
+/// Record the secret's fingerprint on first start; afterwards refuse a different secret, which
+/// would break every replica's CSRF tokens (and, later, decryption of stored secrets).
+pub async fn check_fingerprint(db: &crate::db::Db, secret: &Secret) -> anyhow::Result<()> {
+    let ours = fingerprint(secret);
+    sqlx::query(
+        "INSERT INTO instance_settings (key, value, updated_at) VALUES ('secret_key_fingerprint', $1, $2) \
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(&ours)
+    .bind(crate::db::now_ms())
+    .execute(db.pool())
+    .await?;
+    let (recorded,): (String,) =
+        sqlx::query_as("SELECT value FROM instance_settings WHERE key = 'secret_key_fingerprint'")
+            .fetch_one(db.pool())
+            .await?;
+    anyhow::ensure!(
+        recorded == ours,
+        "the secret key differs from the one this database was set up with (fingerprint {recorded}, \
+         this process has {ours}); give every replica the same ARNO_SECRET_KEY, or restore the original \
+         {{data_dir}}/secret.key"
+    );
+    Ok(())
+}
+
 fn derive(secret: &Secret, label: &str) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("any key length");
     mac.update(b"arno-key-v1:");

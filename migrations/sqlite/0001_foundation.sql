@@ -54,3 +54,10 @@ CREATE TABLE login_throttle (
     window_start  BIGINT NOT NULL,
     blocked_until BIGINT NOT NULL
 );
+
+-- Instance-wide facts, e.g. the fingerprint of the secret key every replica must share.
+CREATE TABLE instance_settings (
+    key        TEXT PRIMARY KEY NOT NULL,
+    value      TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);

@@ -114,7 +114,15 @@ pub async fn create(conn: &mut AnyConnection, new: NewUser<'_>) -> AppResult<Use
     match inserted {
         Ok(_) => {}
         Err(e) if db::is_unique_violation(&e) => {
-            return Err(AppError::Conflict("a user with this e-mail address already exists".into()));
+            let on_email = match &e {
+                sqlx::Error::Database(d) => d.constraint().unwrap_or(d.message()).contains("email"),
+                _ => false,
+            };
+            return Err(AppError::Conflict(if on_email {
+                "a user with this e-mail address already exists".into()
+            } else {
+                "another user was created with the same handle at the same moment; try again".into()
+            }));
         }
         Err(e) => return Err(e.into()),
     }

@@ -121,3 +121,20 @@ async fn shutdown_finishes_in_flight_requests_within_the_bound() {
     tokio::time::timeout(std::time::Duration::from_secs(15), stopping).await.expect("shutdown is bounded").unwrap();
     drop(stuck);
 }
+
+#[tokio::test]
+async fn a_replica_with_a_different_secret_key_refuses_to_start() {
+    let app = TestApp::start_with(&[("ARNO_SECRET_KEY", "first-secret-key-first-secret-key-1234")]).await;
+    let mut env = app.env.clone();
+    env.insert("ARNO_DATA_DIR".into(), app.dir.path().join("replica-2").display().to_string());
+    env.insert("ARNO_SECRET_KEY".into(), "other-secret-key-other-secret-key-5678".into());
+    let config = arno::config::Config::load(&env).unwrap().config;
+    let err = arno::app::build(config).await.err().expect("a mismatched secret must not start");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("same ARNO_SECRET_KEY"), "{msg}");
+    assert!(!msg.contains("first-secret") && !msg.contains("other-secret"), "the message must not show secrets: {msg}");
+    // The same secret starts fine.
+    env.insert("ARNO_SECRET_KEY".into(), "first-secret-key-first-secret-key-1234".into());
+    let config = arno::config::Config::load(&env).unwrap().config;
+    assert!(arno::app::build(config).await.is_ok());
+}
