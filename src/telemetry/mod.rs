@@ -45,6 +45,17 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (code, Json(readiness)).into_response()
 }
 
+/// A failing hard check makes the instance unavailable; failing soft checks only degrade it.
+fn overall(checks: &BTreeMap<&'static str, Check>) -> &'static str {
+    if checks.values().any(|c| c.hard && !c.ok) {
+        "unavailable"
+    } else if checks.values().any(|c| !c.ok) {
+        "degraded"
+    } else {
+        "ready"
+    }
+}
+
 pub async fn readiness(state: &AppState) -> Readiness {
     let db = async {
         match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
@@ -63,16 +74,26 @@ pub async fn readiness(state: &AppState) -> Readiness {
     let mut checks = BTreeMap::new();
     checks.insert("database", db);
     checks.insert("storage", storage);
-    let status = if checks.values().any(|c| c.hard && !c.ok) {
-        "unavailable"
-    } else if checks.values().any(|c| !c.ok) {
-        "degraded"
-    } else {
-        "ready"
-    };
+    let status = overall(&checks);
     if status != "ready" {
         let failing: Vec<&str> = checks.iter().filter(|(_, c)| !c.ok).map(|(n, _)| *n).collect();
         tracing::warn!(event_type = "readiness", status, failing = failing.join(","), "not ready");
     }
     Readiness { status, checks }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checks(list: &[(&'static str, bool, bool)]) -> BTreeMap<&'static str, Check> {
+        list.iter().map(|(n, ok, hard)| (*n, Check { ok: *ok, hard: *hard, detail: None })).collect()
+    }
+
+    #[test]
+    fn hard_failures_make_unavailable_soft_ones_degrade() {
+        assert_eq!(overall(&checks(&[("database", true, true), ("git", true, false)])), "ready");
+        assert_eq!(overall(&checks(&[("database", true, true), ("git", false, false)])), "degraded");
+        assert_eq!(overall(&checks(&[("database", false, true), ("git", false, false)])), "unavailable");
+    }
 }

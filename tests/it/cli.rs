@@ -178,3 +178,38 @@ fn migrate_and_version() {
     let v = arno(&e, &["version"]);
     assert_eq!(text(&v.stdout).trim(), format!("arno {}", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn serve_stops_cleanly_on_sigint_and_reports_busy_ports() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let port = |l: &std::net::TcpListener| l.local_addr().unwrap().to_string();
+    let (a, b) =
+        (std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let (listen, metrics) = (port(&a), port(&b));
+    drop(b);
+    let data = dir.path().join("d");
+    // The main port is taken: a clear error and exit 1.
+    let busy = arno(
+        &env(&[("ARNO_DATA_DIR", data.to_str().unwrap()), ("ARNO_LISTEN", &listen), ("ARNO_METRICS_LISTEN", &metrics)]),
+        &["serve"],
+    );
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(text(&busy.stderr).contains("ARNO_LISTEN"), "{}", text(&busy.stderr));
+    drop(a);
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arno"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ARNO_") {
+            cmd.env_remove(k);
+        }
+    }
+    let e =
+        env(&[("ARNO_DATA_DIR", data.to_str().unwrap()), ("ARNO_LISTEN", &listen), ("ARNO_METRICS_LISTEN", &metrics)]);
+    let mut child = cmd.envs(&e).arg("serve").stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.by_ref().map_while(Result::ok).any(|l| l.contains("\"started\"")));
+    assert!(Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(lines.map_while(Result::ok).any(|l| l.contains("\"stopped\"")));
+}
