@@ -132,6 +132,7 @@ fn config_check(loaded: &arno::config::Loaded) -> ExitCode {
 }
 
 async fn serve(loaded: arno::config::Loaded) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let config = loaded.config;
     arno::telemetry::logging::init(&config.log);
     for w in &loaded.warnings {
@@ -163,26 +164,22 @@ async fn serve(loaded: arno::config::Loaded) -> anyhow::Result<()> {
             file.display()
         );
     }
-    arno::app::serve(app, listener, metrics_listener, shutdown_signal()).await
+    arno::app::serve(app, listener, metrics_listener, shutdown).await
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal that arrives while Arno is still starting is not lost
+/// (nor does it kill the process with the default action).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
 }
 
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
