@@ -46,7 +46,10 @@ pub struct App {
 
 /// Every documented JSON API route.
 pub fn api() -> ApiRouter {
-    ApiRouter::new().routes(utoipa_axum::routes!(http::api::openapi_json)).merge(auth::routes::api())
+    ApiRouter::new()
+        .routes(utoipa_axum::routes!(http::api::openapi_json))
+        .merge(auth::routes::api())
+        .merge(crate::audit::routes::api())
 }
 
 /// Prepare everything `serve` needs: data directory, secret, database (migrated), storage.
@@ -160,7 +163,10 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             let mut conn = state.db.pool().acquire().await?;
             let live = auth::sessions::sweep(&mut conn, idle).await?;
             state.metrics.sessions_active.set(live);
-            auth::throttle::sweep(&state.db).await
+            auth::throttle::sweep(&state.db).await?;
+            // Sign the audit chain's head regularly, so tampering with anything older than a
+            // few minutes contradicts a signature made before it.
+            crate::audit::checkpoint(&state.db, &state.keys.audit).await.map(|_| ())
         }
         .await;
         if let Err(e) = result {

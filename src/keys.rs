@@ -19,6 +19,8 @@ pub struct Keys {
     pub csrf: [u8; 32],
     /// Pseudonymous keys for rate limiting (so the throttle table holds no e-mail addresses).
     pub throttle: [u8; 32],
+    /// Signs audit checkpoints and exports (Ed25519).
+    pub audit: crate::audit::Signer,
 }
 
 impl std::fmt::Debug for Keys {
@@ -29,7 +31,11 @@ impl std::fmt::Debug for Keys {
 
 impl Keys {
     pub fn derive(secret: &Secret) -> Keys {
-        Keys { csrf: derive(secret, "csrf"), throttle: derive(secret, "login-throttle") }
+        Keys {
+            csrf: derive(secret, "csrf"),
+            throttle: derive(secret, "login-throttle"),
+            audit: crate::audit::Signer::from_seed(derive(secret, "audit-signing")),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! router that `main.rs` serves and the integration tests drive.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;

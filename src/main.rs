@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use arno::audit::{self, Actor};
 use arno::auth::{self, OrgRole};
 use arno::config::Config;
 use arno::db::Db;
@@ -39,6 +40,56 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Export and verify the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Export a time range to a file (JSON Lines or CSV), signed for offline verification.
+    Export {
+        /// Start (inclusive): RFC 3339 time or a date; default: the beginning.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (exclusive); default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// `jsonl` or `csv`.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Where to write; the file appears only once the export is complete.
+        #[arg(long)]
+        out: PathBuf,
+        /// Show in full only this actor's records (others stay as chain stubs).
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        /// `allowed` or `denied`.
+        #[arg(long)]
+        outcome: Option<String>,
+    },
+    /// Verify an export offline: exits 1 naming the first altered, missing, inserted or
+    /// reordered record, or a truncated end.
+    Verify {
+        /// The export (`-` for standard input).
+        file: PathBuf,
+        /// The instance's public key (`arno audit public-key`); without it the key written in
+        /// the file is used, which only proves the file is intact, not who wrote it.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print the public key that signs audit checkpoints and exports.
+    PublicKey,
+    /// Sign the current head of the audit chain now.
+    Checkpoint,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +132,10 @@ fn main() -> ExitCode {
         println!("arno {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    // Verification is offline: no configuration, no database.
+    if let Command::Audit { command: AuditCommand::Verify { file, public_key } } = &cli.command {
+        return audit_verify(file, public_key.as_deref());
+    }
     let loaded = match Config::from_process_env() {
         Ok(l) => l,
         Err(e) => {
@@ -103,6 +158,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(loaded).await,
             Command::Migrate => migrate(loaded.config).await,
             Command::Admin { command } => admin(loaded.config, command).await,
+            Command::Audit { command } => audit(loaded.config, command).await,
             Command::Config { .. } | Command::Version => unreachable!("handled above"),
         }
     });
@@ -215,10 +271,9 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::CreateUser { email, name, password_file, admin } => {
             let password = read_password(&password_file)?;
             let org_role = if admin { OrgRole::Admin } else { OrgRole::Member };
-            let user =
-                auth::create_local_user(&db, auth::NewLocalUser { email: &email, name: &name, password, org_role })
-                    .await
-                    .map_err(describe)?;
+            let new = auth::NewLocalUser { email: &email, name: &name, password, org_role };
+            let origin = cli_origin("admin create-user");
+            let user = auth::create_local_user(&db, new, Actor::System, &origin).await.map_err(describe)?;
             if admin {
                 // Setup is over: the one-time token must stop working.
                 auth::setup::issue_if_needed(&db, &config.data_dir).await.map_err(describe)?;
@@ -226,17 +281,134 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             println!("created user {} (@{}, {})", user.id, user.handle, user.org_role.as_str());
         }
         AdminCommand::CreateToken { email, name, expires_days } => {
-            let mut conn = db.pool().acquire().await?;
-            let user = auth::users::find_by_email(&mut conn, &email)
+            let mut tx = db.begin().await?;
+            let user = auth::users::find_by_email(&mut tx, &email)
                 .await
                 .map_err(describe)?
                 .ok_or_else(|| anyhow::anyhow!("no active user has that e-mail address"))?;
-            let (_, token) = auth::tokens::create(&mut conn, &user.id, &name, expires_days).await.map_err(describe)?;
+            let (info, token) = auth::tokens::create(&mut tx, &user.id, &name, expires_days).await.map_err(describe)?;
+            let origin = cli_origin("admin create-token");
+            let event = audit::Event {
+                action: "token.create",
+                outcome: audit::Outcome::Allowed,
+                actor: Actor::System,
+                project_id: None,
+                target: Some(("api_token", &info.id)),
+                intent: serde_json::json!({"expires_at": info.expires_at, "for_user": user.id, "via": "cli"}),
+                origin: &origin,
+            };
+            audit::record(&mut tx, event).await.map_err(describe)?;
+            tx.commit().await?;
             println!("{token}");
         }
     }
     db.close().await;
     Ok(())
+}
+
+/// Shell commands are audited as the system acting for whoever runs them on the appliance.
+fn cli_origin(command: &str) -> audit::Origin {
+    let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_default();
+    let agent = format!("arno-cli/{} ({command}; {user})", env!("CARGO_PKG_VERSION"));
+    audit::Origin { ip: None, user_agent: Some(agent), request_id: None, trace_id: None }
+}
+
+async fn audit(config: Config, command: AuditCommand) -> anyhow::Result<()> {
+    let secret = arno::keys::load_or_create(&config)?;
+    let keys = arno::keys::Keys::derive(&secret);
+    let db = open_db(&config).await?;
+    arno::keys::check_fingerprint(&db, &secret).await?;
+    match command {
+        AuditCommand::PublicKey => println!("{}", keys.audit.public_key_text()),
+        AuditCommand::Checkpoint => match audit::checkpoint(&db, &keys.audit).await.map_err(describe)? {
+            Some(seq) => println!("signed checkpoint at seq {seq}"),
+            None => println!("the chain head is already signed"),
+        },
+        AuditCommand::Export { from, to, format, out, actor, action, project, target, outcome } => {
+            let query =
+                audit::routes::ExportQuery { from, to, format: Some(format), actor, action, project, target, outcome };
+            let req = query.into_request().map_err(describe)?;
+            let origin = cli_origin("audit export");
+            let event = audit::Event {
+                action: "audit.export",
+                outcome: audit::Outcome::Allowed,
+                actor: Actor::System,
+                project_id: None,
+                target: None,
+                intent: serde_json::json!({"from": arno::db::rfc3339(req.from), "to": req.to.to_string(),
+                    "format": req.format, "filter": req.filter, "via": "cli"}),
+                origin: &origin,
+            };
+            audit::record_alone(&db, event).await.map_err(describe)?;
+            audit::checkpoint(&db, &keys.audit).await.map_err(describe)?;
+            // Write beside the target and rename when complete: no half file under the real name.
+            let partial = out.with_extension("partial");
+            let file = tokio::fs::File::create(&partial)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", partial.display()))?;
+            let mut sink = tokio::io::BufWriter::new(file);
+            let summary = audit::export::run(&db, &keys.audit, &req, &mut sink).await.map_err(describe)?;
+            tokio::io::AsyncWriteExt::flush(&mut sink).await?;
+            sink.get_ref().sync_all().await?;
+            tokio::fs::rename(&partial, &out).await?;
+            eprintln!(
+                "exported {} records ({} more as chain stubs, {} checkpoints) to {}",
+                summary.records,
+                summary.stubs,
+                summary.checkpoints,
+                out.display()
+            );
+        }
+        AuditCommand::Verify { .. } => unreachable!("handled before configuration is loaded"),
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn audit_verify(file: &std::path::Path, public_key: Option<&str>) -> ExitCode {
+    let key = match public_key.map(audit::parse_public_key) {
+        Some(None) => {
+            eprintln!("error: --public-key must look like ed25519:<base64url> (see `arno audit public-key`)");
+            return ExitCode::from(2);
+        }
+        Some(Some(k)) => Some(k),
+        None => None,
+    };
+    let reader: Box<dyn std::io::BufRead> = if file == std::path::Path::new("-") {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot open {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match audit::verify::verify(reader, key.as_ref()) {
+        Ok(r) => {
+            let seq = |s: Option<i64>| s.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+            println!(
+                "OK: {} records and {} chain stubs (seq {}..{}), {} signed checkpoints, signed by key {}",
+                r.records,
+                r.stubs,
+                seq(r.first_seq),
+                seq(r.last_seq),
+                r.checkpoints,
+                r.key_id
+            );
+            if !r.pinned {
+                eprintln!(
+                    "warning: checked against the key written in the file; pass --public-key to pin the instance's key"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(p) => {
+            eprintln!("FAILED ({:?}): {p}", p.kind);
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn read_password(path: &std::path::Path) -> anyhow::Result<String> {

@@ -47,6 +47,25 @@ fn record(auth: &Authenticated) {
     tracing::Span::current().record("user_id", auth.user.id.as_str());
 }
 
+/// A presented credential that does not authenticate is a denied decision: audit it.
+async fn denied_token(parts: &Parts, state: &AppState) -> AppError {
+    let ctx = parts.extensions.get::<crate::http::RequestContext>();
+    let origin = ctx.map(crate::audit::Origin::from).unwrap_or_default();
+    let event = crate::audit::Event {
+        action: "auth.token",
+        outcome: crate::audit::Outcome::Denied,
+        actor: crate::audit::Actor::Anonymous,
+        project_id: None,
+        target: None,
+        intent: serde_json::json!({"reason": "invalid, expired or revoked token"}),
+        origin: &origin,
+    };
+    match crate::audit::record_alone(&state.db, event).await {
+        Ok(_) => AppError::Unauthorized,
+        Err(e) => e,
+    }
+}
+
 impl FromRequestParts<AppState> for ApiUser {
     type Rejection = AppError;
 
@@ -54,10 +73,13 @@ impl FromRequestParts<AppState> for ApiUser {
         let auth = match bearer(parts) {
             Some(Some(secret)) => {
                 let mut conn = state.db.pool().acquire().await?;
-                let user = tokens::authenticate(&mut conn, &secret).await?.ok_or(AppError::Unauthorized)?;
+                let Some(user) = tokens::authenticate(&mut conn, &secret).await? else {
+                    drop(conn);
+                    return Err(denied_token(parts, state).await);
+                };
                 Authenticated { user, method: AuthMethod::Token, session_cookie: None }
             }
-            Some(None) => return Err(AppError::Unauthorized),
+            Some(None) => return Err(denied_token(parts, state).await),
             None => from_session(parts, state).await?.ok_or(AppError::Unauthorized)?,
         };
         record(&auth);

@@ -24,8 +24,14 @@ pub struct NewLocalUser<'a> {
     pub org_role: OrgRole,
 }
 
-/// Create a user who signs in with a password (the CLI's `admin create-user`).
-pub async fn create_local_user(db: &Db, new: NewLocalUser<'_>) -> AppResult<User> {
+/// Create a user who signs in with a password (the CLI's `admin create-user`), audited as
+/// done by `actor`.
+pub async fn create_local_user(
+    db: &Db,
+    new: NewLocalUser<'_>,
+    actor: crate::audit::Actor<'_>,
+    origin: &crate::audit::Origin,
+) -> AppResult<User> {
     let email = users::normalize_email(new.email)?;
     users::validate_name(new.name)?;
     password::check_policy(&new.password, &email)?;
@@ -33,6 +39,16 @@ pub async fn create_local_user(db: &Db, new: NewLocalUser<'_>) -> AppResult<User
     let mut tx = db.begin().await?;
     let user = users::create(&mut tx, users::NewUser { email: &email, name: new.name, org_role: new.org_role }).await?;
     users::set_password_hash(&mut tx, &user.id, &phc).await?;
+    let event = crate::audit::Event {
+        action: "user.create",
+        outcome: crate::audit::Outcome::Allowed,
+        actor,
+        project_id: None,
+        target: Some(("user", &user.id)),
+        intent: serde_json::json!({"org_role": user.org_role.as_str(), "auth": "password"}),
+        origin,
+    };
+    crate::audit::record(&mut tx, event).await?;
     tx.commit().await?;
     Ok(user)
 }

@@ -14,6 +14,7 @@ use super::setup::{self, SetupState};
 use super::tokens::{self, TokenInfo};
 use super::{ApiUser, MaybeUser, password, sessions, throttle, users};
 use crate::app::AppState;
+use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::api::{ApiJson, ApiRouter, PageForm};
 use crate::http::{RequestContext, cookies, csrf};
@@ -124,9 +125,29 @@ pub async fn login(
         throttle::ip_key(&ip, config.login_max_failures_per_ip),
         throttle::account_key(&state.keys.throttle, &email, config.login_max_failures_per_account),
     ];
+    let origin = Origin::from(&ctx);
+    let denied = |reason: &'static str, target: Option<String>| {
+        let origin = &origin;
+        let db = &state.db;
+        async move {
+            let target = target.as_deref().map(|id| ("user", id));
+            let intent = serde_json::json!({"method": "password", "reason": reason});
+            let event = Event {
+                action: "auth.login",
+                outcome: Outcome::Denied,
+                actor: Actor::Anonymous,
+                project_id: None,
+                target,
+                intent,
+                origin,
+            };
+            audit::record_alone(db, event).await
+        }
+    };
     if let Some(retry_after_ms) = throttle::blocked_for(&state.db, &keys).await? {
         state.metrics.login_failures_total.with_label_values(&["throttled"]).inc();
         tracing::warn!(event_type = "login_throttled", "sign-in attempt refused while throttled");
+        denied("throttled", None).await?;
         return Err(AppError::RateLimited { retry_after_ms });
     }
 
@@ -139,8 +160,10 @@ pub async fn login(
         None => (None, None),
     };
     let verified = password::verify(form.password, stored).await;
+    let known_id = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|_| verified) else {
         throttle::record_failure(&state.db, &keys).await?;
+        denied("bad_credentials", known_id).await?;
         state.metrics.login_failures_total.with_label_values(&["bad_credentials"]).inc();
         tracing::info!(event_type = "login_failed", "sign-in failed");
         // One message whether the account exists or not.
@@ -148,34 +171,49 @@ pub async fn login(
         return login_page(&state, &headers, StatusCode::UNAUTHORIZED, Some(message), form.email, form.next).await;
     };
     throttle::record_success(&state.db, &keys[1]).await?;
-    let cookie = start_session(&state, &ctx, &headers, &user.id).await?;
+    let cookie = start_session(&state, &ctx, &headers, &user.id, "password").await?;
     tracing::Span::current().record("user_id", user.id.as_str());
     tracing::info!(event_type = "login_succeeded", "signed in");
     let response = Redirect::to(safe_next(&form.next)).into_response();
     Ok(with_cookies(response, session_cookies(&state, &cookie)))
 }
 
-/// Replace any session the browser had with a new one (a fresh id on every sign-in).
+/// Replace any session the browser had with a new one (a fresh id on every sign-in), and audit
+/// the sign-in in the same transaction.
 async fn start_session(
     state: &AppState,
     ctx: &RequestContext,
     headers: &HeaderMap,
     user_id: &str,
+    method: &str,
 ) -> AppResult<String> {
-    let mut conn = state.db.pool().acquire().await?;
+    let mut tx = state.db.begin().await?;
     if let Some(old) = cookies::get(headers, &cookies::name(&state.config, cookies::SESSION)) {
-        sessions::delete(&mut conn, &old).await?;
+        sessions::delete(&mut tx, &old).await?;
     }
-    sessions::create(
-        &mut conn,
+    let origin = Origin::from(ctx);
+    let cookie = sessions::create(
+        &mut tx,
         sessions::NewSession {
             user_id,
-            ip: ctx.client_ip.map(|i| i.to_string()),
-            user_agent: ctx.user_agent.clone(),
+            ip: origin.ip.clone(),
+            user_agent: origin.user_agent.clone(),
             absolute_timeout: state.config.session_absolute_timeout,
         },
     )
-    .await
+    .await?;
+    let event = Event {
+        action: "auth.login",
+        outcome: Outcome::Allowed,
+        actor: Actor::User(user_id),
+        project_id: None,
+        target: Some(("user", user_id)),
+        intent: serde_json::json!({"method": method}),
+        origin: &origin,
+    };
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(cookie)
 }
 
 fn session_cookies(state: &AppState, cookie: &str) -> [HeaderValue; 2] {
@@ -187,10 +225,27 @@ fn session_cookies(state: &AppState, cookie: &str) -> [HeaderValue; 2] {
 }
 
 /// `POST /logout`
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    if let Some(cookie) = cookies::get(&headers, &cookies::name(&state.config, cookies::SESSION)) {
-        let mut conn = state.db.pool().acquire().await?;
-        sessions::delete(&mut conn, &cookie).await?;
+pub async fn logout(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    MaybeUser(auth): MaybeUser,
+) -> AppResult<Response> {
+    if let Some(auth) = auth {
+        let cookie = auth.session_cookie.as_deref().unwrap_or_default();
+        let mut tx = state.db.begin().await?;
+        sessions::delete(&mut tx, cookie).await?;
+        let origin = Origin::from(&ctx);
+        let event = Event {
+            action: "auth.logout",
+            outcome: Outcome::Allowed,
+            actor: Actor::of(&auth),
+            project_id: None,
+            target: Some(("user", &auth.user.id)),
+            intent: serde_json::json!({}),
+            origin: &origin,
+        };
+        audit::record(&mut tx, event).await?;
+        tx.commit().await?;
         tracing::info!(event_type = "logout", "signed out");
     }
     let response = Redirect::to("/login").into_response();
@@ -211,6 +266,24 @@ struct SetupPage {
 #[derive(Deserialize)]
 pub struct SetupQuery {
     token: Option<String>,
+}
+
+/// Audit a refused setup attempt.
+async fn setup_denied(state: &AppState, origin: &Origin, setup: &SetupState) -> AppResult<()> {
+    let reason = match setup {
+        SetupState::Complete => "already_complete",
+        _ => "invalid_token",
+    };
+    let event = Event {
+        action: "setup.complete",
+        outcome: Outcome::Denied,
+        actor: Actor::Anonymous,
+        project_id: None,
+        target: None,
+        intent: serde_json::json!({"reason": reason}),
+        origin,
+    };
+    audit::record_alone(&state.db, event).await.map(|_| ())
 }
 
 fn setup_refusal(state: SetupState) -> AppError {
@@ -265,14 +338,18 @@ pub async fn setup_submit(
     headers: HeaderMap,
     PageForm(form): PageForm<SetupForm>,
 ) -> AppResult<Response> {
+    let origin = Origin::from(&ctx);
     match setup::state(&state.db, Some(&form.token)).await? {
         SetupState::Open => {}
-        other => return Err(setup_refusal(other)),
+        other => {
+            setup_denied(&state, &origin, &other).await?;
+            return Err(setup_refusal(other));
+        }
     }
     let admin = setup::FirstAdmin { token: &form.token, email: &form.email, name: &form.name, password: form.password };
-    match setup::complete(&state.db, &state.config.data_dir, admin).await {
+    match setup::complete(&state.db, &state.config.data_dir, admin, &origin).await {
         Ok(user) => {
-            let cookie = start_session(&state, &ctx, &headers, &user.id).await?;
+            let cookie = start_session(&state, &ctx, &headers, &user.id, "setup").await?;
             Ok(with_cookies(Redirect::to("/").into_response(), session_cookies(&state, &cookie)))
         }
         Err(AppError::Validation { message, .. }) => {
@@ -344,10 +421,23 @@ pub async fn list_tokens(State(state): State<AppState>, ApiUser(auth): ApiUser) 
 pub async fn create_token(
     State(state): State<AppState>,
     ApiUser(auth): ApiUser,
+    ctx: RequestContext,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> AppResult<(StatusCode, Json<CreatedToken>)> {
-    let mut conn = state.db.pool().acquire().await?;
-    let (info, token) = tokens::create(&mut conn, &auth.user.id, &body.name, body.expires_days).await?;
+    let mut tx = state.db.begin().await?;
+    let (info, token) = tokens::create(&mut tx, &auth.user.id, &body.name, body.expires_days).await?;
+    let origin = Origin::from(&ctx);
+    let event = Event {
+        action: "token.create",
+        outcome: Outcome::Allowed,
+        actor: Actor::of(&auth),
+        project_id: None,
+        target: Some(("api_token", &info.id)),
+        intent: serde_json::json!({"expires_at": info.expires_at}),
+        origin: &origin,
+    };
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
     tracing::info!(event_type = "token_created", token_id = %info.id, "API token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { info, token })))
 }
@@ -360,10 +450,28 @@ pub async fn create_token(
 pub async fn revoke_token(
     State(state): State<AppState>,
     ApiUser(auth): ApiUser,
+    ctx: RequestContext,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    let mut conn = state.db.pool().acquire().await?;
-    if !tokens::revoke(&mut conn, &auth.user.id, &id).await? {
+    let origin = Origin::from(&ctx);
+    let mut tx = state.db.begin().await?;
+    let revoked = tokens::revoke(&mut tx, &auth.user.id, &id).await?;
+    let event = Event {
+        action: "token.revoke",
+        outcome: if revoked { Outcome::Allowed } else { Outcome::Denied },
+        actor: Actor::of(&auth),
+        project_id: None,
+        target: Some(("api_token", &id)),
+        intent: if revoked {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({"reason": "not the caller's live token"})
+        },
+        origin: &origin,
+    };
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    if !revoked {
         return Err(AppError::NotFound);
     }
     tracing::info!(event_type = "token_revoked", token_id = %id, "API token revoked");

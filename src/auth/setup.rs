@@ -75,7 +75,12 @@ pub struct FirstAdmin<'a> {
 }
 
 /// Create the first admin and consume the token, in one transaction.
-pub async fn complete(db: &Db, data_dir: &Path, form: FirstAdmin<'_>) -> AppResult<User> {
+pub async fn complete(
+    db: &Db,
+    data_dir: &Path,
+    form: FirstAdmin<'_>,
+    origin: &crate::audit::Origin,
+) -> AppResult<User> {
     let email = users::normalize_email(form.email)?;
     users::validate_name(form.name)?;
     password::check_policy(&form.password, &email)?;
@@ -99,6 +104,16 @@ pub async fn complete(db: &Db, data_dir: &Path, form: FirstAdmin<'_>) -> AppResu
         users::create(&mut tx, users::NewUser { email: &email, name: form.name, org_role: OrgRole::Admin }).await?;
     users::set_password_hash(&mut tx, &user.id, &phc).await?;
     sqlx::query("DELETE FROM setup_tokens").execute(&mut *tx).await?;
+    let event = crate::audit::Event {
+        action: "setup.complete",
+        outcome: crate::audit::Outcome::Allowed,
+        actor: crate::audit::Actor::User(&user.id),
+        project_id: None,
+        target: Some(("user", &user.id)),
+        intent: serde_json::json!({"org_role": "admin"}),
+        origin,
+    };
+    crate::audit::record(&mut tx, event).await?;
     tx.commit().await?;
     remove_token_file(data_dir).await;
     tracing::info!(event_type = "setup_completed", user_id = %user.id, "first admin created");

@@ -53,7 +53,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     }
     if let Err(reason) = same_origin(&state, headers) {
         tracing::warn!(event_type = "csrf_rejected", reason, "cross-site request refused");
-        return AppError::forbidden("cross-site request refused").into_response();
+        return refuse(&state, &req, reason, AppError::forbidden("cross-site request refused")).await;
     }
 
     let config = &state.config;
@@ -67,7 +67,8 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         if req.uri().path().starts_with("/api/") {
             return next.run(req).await;
         }
-        return AppError::forbidden("your session cookie is missing; reload the page and try again").into_response();
+        let e = AppError::forbidden("your session cookie is missing; reload the page and try again");
+        return refuse(&state, &req, "no_cookie", e).await;
     }
 
     let header_token = headers.get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -93,10 +94,44 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let ok = token.is_some_and(|t| cookies.iter().any(|c| verify(key, c, &t)));
     if !ok {
         tracing::warn!(event_type = "csrf_rejected", reason = "token", "missing or invalid CSRF token");
-        return AppError::forbidden("the form expired or was not sent by this site; reload the page and try again")
-            .into_response();
+        let e = AppError::forbidden("the form expired or was not sent by this site; reload the page and try again");
+        return refuse(&state, &req, "token", e).await;
     }
     next.run(req).await
+}
+
+/// Refuse, and audit the refusal: a forged or cross-site write is a denied decision.
+/// (A request body is not `Sync`, so nothing borrowed from the request may live across the
+/// await: the details are copied out first.)
+fn refuse(state: &AppState, req: &Request, reason: &str, e: AppError) -> impl Future<Output = Response> + Send {
+    let ctx = req.extensions().get::<crate::http::RequestContext>();
+    let origin = ctx.map(crate::audit::Origin::from).unwrap_or_default();
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
+    let intent =
+        serde_json::json!({"reason": format!("csrf:{reason}"), "method": req.method().as_str(), "route": route});
+    let db = state.db.clone();
+    async move { refuse_audited(&db, origin, intent, e).await }
+}
+
+async fn refuse_audited(
+    db: &crate::db::Db,
+    origin: crate::audit::Origin,
+    intent: serde_json::Value,
+    e: AppError,
+) -> Response {
+    let event = crate::audit::Event {
+        action: "http.write",
+        outcome: crate::audit::Outcome::Denied,
+        actor: crate::audit::Actor::Anonymous,
+        project_id: None,
+        target: None,
+        intent,
+        origin: &origin,
+    };
+    if let Err(audit_error) = crate::audit::record_alone(db, event).await {
+        return audit_error.into_response();
+    }
+    e.into_response()
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {

@@ -44,6 +44,7 @@ impl Metrics {
             Box::new(login_failures_total.clone()),
             Box::new(sessions_active.clone()),
             Box::new(build_info),
+            Box::new(crate::audit::RECORDS_TOTAL.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }

@@ -1,5 +1,6 @@
 //! Database behaviour, run on whichever backend `TEST_DATABASE` selects (CI runs both).
 
+use arno::audit::{Actor, Origin};
 use arno::auth::{OrgRole, users};
 use arno::config::Secret;
 use arno::db::{Backend, Db};
@@ -95,10 +96,13 @@ async fn local_users_are_created_atomically_with_their_password() {
         org_role: OrgRole::Admin,
     };
     // A rejected password creates no half user.
-    assert!(matches!(arno::auth::create_local_user(&db, new("short")).await, Err(AppError::Validation { .. })));
+    assert!(matches!(
+        arno::auth::create_local_user(&db, new("short"), Actor::System, &Origin::system()).await,
+        Err(AppError::Validation { .. })
+    ));
     let mut conn = db.pool().acquire().await.unwrap();
     assert_eq!(users::count(&mut conn).await.unwrap(), 0);
-    arno::auth::create_local_user(&db, new("a long enough password")).await.unwrap();
+    arno::auth::create_local_user(&db, new("a long enough password"), Actor::System, &Origin::system()).await.unwrap();
     let (user, hash) = users::find_credentials(&mut conn, "ada@example.com").await.unwrap().unwrap();
     assert!(hash.starts_with("$argon2id$"));
     assert_eq!(user.org_role, OrgRole::Admin);

@@ -122,6 +122,8 @@ impl TestApp {
         arno::auth::create_local_user(
             &self.state.db,
             arno::auth::NewLocalUser { email, name: "Ada Lovelace", password: password.to_owned(), org_role: role },
+            arno::audit::Actor::System,
+            &arno::audit::Origin::system(),
         )
         .await
         .expect("create user")

@@ -1,0 +1,293 @@
+//! The audit log: every permission decision and every state change, appended in the same
+//! transaction as the change, hash-chained in one total order, with Ed25519-signed checkpoints,
+//! exportable and verifiable offline. The chain is specified in `docs/audit.md`.
+
+pub mod chain;
+pub mod export;
+pub mod routes;
+pub mod store;
+pub mod verify;
+
+use std::sync::LazyLock;
+
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use prometheus::IntCounterVec;
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use crate::db::{Db, now_ms};
+use crate::error::{AppError, AppResult};
+use crate::http::RequestContext;
+
+/// Longest `intent` we store: a short structured description, never content.
+const MAX_INTENT_BYTES: usize = 2048;
+
+/// `audit_records_total{action,outcome}`: records appended (counted when written; a rolled-back
+/// transaction's record is counted too, which is rare and errs on the side of visibility).
+pub static RECORDS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        prometheus::Opts::new("audit_records_total", "Audit records appended, by action and outcome"),
+        &["action", "outcome"],
+    )
+    .expect("valid metric")
+});
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Allowed,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+/// Who acted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor<'a> {
+    /// A signed-in user (browser session).
+    User(&'a str),
+    /// A user acting through a personal API token.
+    Token(&'a str),
+    /// Arno itself, or an operator on the appliance's shell.
+    System,
+    /// Not authenticated (failed sign-ins, refused requests).
+    Anonymous,
+}
+
+impl Actor<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Actor::User(_) => "user",
+            Actor::Token(_) => "token",
+            Actor::System => "system",
+            Actor::Anonymous => "anonymous",
+        }
+    }
+
+    fn id(&self) -> Option<&str> {
+        match self {
+            Actor::User(id) | Actor::Token(id) => Some(id),
+            Actor::System | Actor::Anonymous => None,
+        }
+    }
+
+    /// The actor behind an authenticated request.
+    pub fn of(auth: &crate::auth::Authenticated) -> Actor<'_> {
+        match auth.method {
+            crate::auth::AuthMethod::Session => Actor::User(&auth.user.id),
+            crate::auth::AuthMethod::Token => Actor::Token(&auth.user.id),
+        }
+    }
+}
+
+/// Where a request came from.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+}
+
+impl Origin {
+    /// The shell or a background job.
+    pub fn system() -> Origin {
+        Origin::default()
+    }
+}
+
+impl From<&RequestContext> for Origin {
+    fn from(ctx: &RequestContext) -> Origin {
+        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Origin {
+            ip: ctx.client_ip.map(|i| i.to_string()),
+            user_agent: ctx.user_agent.clone(),
+            request_id: nonempty(&ctx.request_id),
+            trace_id: nonempty(&ctx.trace_id),
+        }
+    }
+}
+
+/// One auditable decision or change.
+pub struct Event<'a> {
+    /// `domain.verb`, e.g. `auth.login`, `token.create`.
+    pub action: &'a str,
+    pub outcome: Outcome,
+    pub actor: Actor<'a>,
+    pub project_id: Option<&'a str>,
+    /// (type, id) of what was acted on.
+    pub target: Option<(&'a str, &'a str)>,
+    /// Why, in a few structured fields (`{"reason":"bad_credentials"}`). Never secrets or content.
+    pub intent: serde_json::Value,
+    pub origin: &'a Origin,
+}
+
+/// Append `event` inside the caller's transaction (or connection, for a decision that changes
+/// nothing else). Returns the record's `seq`.
+pub async fn record(conn: &mut AnyConnection, event: Event<'_>) -> AppResult<i64> {
+    let intent = serde_json::to_string(&event.intent).map_err(|e| AppError::Internal(e.into()))?;
+    if intent.len() > MAX_INTENT_BYTES {
+        return Err(AppError::Internal(anyhow::anyhow!("audit intent for {} is too long", event.action)));
+    }
+    let origin = event.origin;
+    let salt = crate::keys::random_token(16);
+    let actor_id = event.actor.id();
+    let personal = chain::personal_commitment(&salt, actor_id, origin.ip.as_deref(), origin.user_agent.as_deref());
+    let id = uuid::Uuid::now_v7().to_string();
+
+    // Taking the head row serialises appenders: this is the total order.
+    let (seq, prev_hash, last_at): (i64, String, i64) =
+        sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash, occurred_at")
+            .fetch_one(&mut *conn)
+            .await?;
+    // Never earlier than the previous record, so a time range is a contiguous run of seqs even
+    // when replicas' clocks differ slightly.
+    let occurred_at = now_ms().max(last_at);
+    let prev = chain::parse_hash(&prev_hash)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("audit head holds a malformed hash")))?;
+    let (target_type, target_id) = event.target.unzip();
+    let hashed = chain::Hashed {
+        seq,
+        id: &id,
+        occurred_at,
+        actor_kind: event.actor.kind(),
+        personal: &personal,
+        action: event.action,
+        outcome: event.outcome.as_str(),
+        project_id: event.project_id,
+        target_type,
+        target_id,
+        intent: &intent,
+        request_id: origin.request_id.as_deref(),
+        trace_id: origin.trace_id.as_deref(),
+    };
+    let hash = hex::encode(chain::record_hash(&hashed, &prev));
+    sqlx::query("UPDATE audit_head SET hash = $1, occurred_at = $2 WHERE id = 1")
+        .bind(&hash)
+        .bind(occurred_at)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO audit_events (seq, id, occurred_at, actor_kind, actor_id, personal, personal_salt, ip, \
+         user_agent, action, outcome, project_id, target_type, target_id, intent, request_id, trace_id, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+    )
+    .bind(seq)
+    .bind(&id)
+    .bind(occurred_at)
+    .bind(event.actor.kind())
+    .bind(actor_id)
+    .bind(&personal)
+    .bind(&salt)
+    .bind(origin.ip.as_deref())
+    .bind(origin.user_agent.as_deref())
+    .bind(event.action)
+    .bind(event.outcome.as_str())
+    .bind(event.project_id)
+    .bind(target_type)
+    .bind(target_id)
+    .bind(&intent)
+    .bind(origin.request_id.as_deref())
+    .bind(origin.trace_id.as_deref())
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    RECORDS_TOTAL.with_label_values(&[event.action, event.outcome.as_str()]).inc();
+    Ok(seq)
+}
+
+/// Record a decision that changes nothing else (a denial, a failed sign-in) in its own transaction.
+pub async fn record_alone(db: &Db, event: Event<'_>) -> AppResult<i64> {
+    let mut tx = db.begin().await?;
+    let seq = record(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(seq)
+}
+
+/// The instance's audit signing key, derived from the instance secret.
+pub struct Signer {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer(key_id={})", self.key_id())
+    }
+}
+
+impl Signer {
+    pub fn from_seed(seed: [u8; 32]) -> Signer {
+        Signer { key: SigningKey::from_bytes(&seed) }
+    }
+
+    pub fn public_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The public key as operators copy it: `ed25519:` + base64url.
+    pub fn public_key_text(&self) -> String {
+        public_key_text(&self.public_key())
+    }
+
+    pub fn key_id(&self) -> String {
+        key_id(&self.public_key())
+    }
+
+    pub fn sign(&self, message: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.key.sign(message).to_bytes())
+    }
+}
+
+pub fn public_key_text(key: &VerifyingKey) -> String {
+    use base64::Engine as _;
+    format!("ed25519:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes()))
+}
+
+pub fn parse_public_key(text: &str) -> Option<VerifyingKey> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim().strip_prefix("ed25519:")?).ok()?;
+    VerifyingKey::from_bytes(&raw.try_into().ok()?).ok()
+}
+
+/// First 8 bytes of SHA-256 of the public key, hex: names the key in records and exports.
+pub fn key_id(key: &VerifyingKey) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(key.as_bytes())[..8])
+}
+
+/// Sign the current chain head if it moved since the last checkpoint. Returns the new
+/// checkpoint's seq, if one was made.
+pub async fn checkpoint(db: &Db, signer: &Signer) -> AppResult<Option<i64>> {
+    let mut tx = db.begin().await?;
+    // Lock the head so the signed (seq, hash) is the chain's, not a racing append's.
+    let (seq, hash): (i64, String) =
+        sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *tx).await?;
+    let last = store::last_checkpoint(&mut tx).await?;
+    let (prev_seq, prev_hash) = last.map(|c| (c.seq, c.hash)).unwrap_or((0, hex::encode(chain::GENESIS)));
+    if seq == 0 || seq == prev_seq {
+        return Ok(None);
+    }
+    let parse = |h: &str| chain::parse_hash(h).ok_or_else(|| AppError::Internal(anyhow::anyhow!("malformed hash")));
+    let message = chain::checkpoint_message(seq, &parse(&hash)?, prev_seq, &parse(&prev_hash)?);
+    let checkpoint = store::Checkpoint {
+        seq,
+        hash,
+        prev_seq,
+        prev_hash,
+        signed_at: now_ms(),
+        key_id: signer.key_id(),
+        signature: signer.sign(&message),
+    };
+    store::insert_checkpoint(&mut tx, &checkpoint).await?;
+    tx.commit().await?;
+    Ok(Some(seq))
+}
