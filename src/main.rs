@@ -335,7 +335,7 @@ async fn audit(config: Config, command: AuditCommand) -> anyhow::Result<()> {
                 actor: Actor::System,
                 project_id: None,
                 target: None,
-                intent: serde_json::json!({"from": arno::db::rfc3339(req.from), "to": req.to.to_string(),
+                intent: serde_json::json!({"from": arno::db::rfc3339(req.from), "to": req.to.map(arno::db::rfc3339),
                     "format": req.format, "filter": req.filter, "via": "cli"}),
                 origin: &origin,
             };

@@ -86,8 +86,8 @@ impl Filter {
 pub struct Request {
     /// Inclusive, ms since the epoch.
     pub from: i64,
-    /// Exclusive.
-    pub to: i64,
+    /// Exclusive; `None`: up to the moment the export starts.
+    pub to: Option<i64>,
     pub filter: Filter,
     pub format: Format,
 }
@@ -119,9 +119,10 @@ pub struct Summary {
 /// Write the export; the trailer is the last line, so a cut-off transfer is detectable.
 pub async fn run(db: &Db, signer: &Signer, req: &Request, sink: &mut impl Sink) -> AppResult<Summary> {
     let mut conn = db.pool().acquire().await?;
-    let range = store::seq_range(&mut conn, req.from, req.to).await?;
+    let to = req.to.unwrap_or_else(|| crate::db::now_ms() + 1);
+    let range = store::seq_range(&mut conn, req.from, to).await?;
     let mut out = Writer { format: req.format, digest: Sha256::new(), sink };
-    out.header(req, signer, range).await?;
+    out.header(req, to, signer, range).await?;
     let mut summary = Summary::default();
     let mut last: Option<(i64, String)> = None;
     if let Some((first, last_seq)) = range {
@@ -215,7 +216,7 @@ impl<S: Sink> Writer<'_, S> {
         self.line(line.join(",")).await
     }
 
-    async fn header(&mut self, req: &Request, signer: &Signer, range: Option<(i64, i64)>) -> AppResult<()> {
+    async fn header(&mut self, req: &Request, to: i64, signer: &Signer, range: Option<(i64, i64)>) -> AppResult<()> {
         let (first, last) = range.unzip();
         let header = json!({
             "type": "header",
@@ -224,7 +225,7 @@ impl<S: Sink> Writer<'_, S> {
             "public_key": signer.public_key_text(),
             "key_id": signer.key_id(),
             "from": rfc3339(req.from),
-            "to": rfc3339(req.to),
+            "to": rfc3339(to),
             "filter": req.filter,
             "first_seq": first,
             "last_seq": last,

@@ -274,6 +274,8 @@ pub async fn checkpoint(db: &Db, signer: &Signer) -> AppResult<Option<i64>> {
     let last = store::last_checkpoint(&mut tx).await?;
     let (prev_seq, prev_hash) = last.map(|c| (c.seq, c.hash)).unwrap_or((0, hex::encode(chain::GENESIS)));
     if seq == 0 || seq == prev_seq {
+        // Release the write lock now rather than when the pool next touches the connection.
+        tx.rollback().await?;
         return Ok(None);
     }
     let parse = |h: &str| chain::parse_hash(h).ok_or_else(|| AppError::Internal(anyhow::anyhow!("malformed hash")));

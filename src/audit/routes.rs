@@ -76,8 +76,8 @@ pub struct ExportQuery {
 impl ExportQuery {
     pub fn into_request(self) -> AppResult<export::Request> {
         let from = self.from.as_deref().map(|f| parse_time("from", f)).transpose()?.unwrap_or(0);
-        let to = self.to.as_deref().map(|t| parse_time("to", t)).transpose()?.unwrap_or(i64::MAX);
-        if from >= to {
+        let to = self.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
+        if to.is_some_and(|to| from >= to) {
             return Err(AppError::field("to", "must be after `from`"));
         }
         let format = match self.format.as_deref() {
@@ -123,7 +123,7 @@ pub async fn export_log(
             actor: Actor::of(&auth),
             project_id: None,
             target: None,
-            intent: json!({"from": crate::db::rfc3339(req.from), "to": req.to.to_string(), "format": req.format, "filter": req.filter}),
+            intent: json!({"from": crate::db::rfc3339(req.from), "to": req.to.map(crate::db::rfc3339), "format": req.format, "filter": req.filter}),
             origin: &origin,
         },
     )

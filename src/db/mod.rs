@@ -173,6 +173,8 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 /// A stored time as RFC 3339 UTC with milliseconds, e.g. `2026-11-22T02:27:50.123Z`.
 pub fn rfc3339(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    // Clamp to 1970..=9999 so formatting can never panic, whatever a caller passes.
+    const MAX_MS: i64 = 253_402_300_799_999;
+    let t = UNIX_EPOCH + Duration::from_millis(ms.clamp(0, MAX_MS) as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }

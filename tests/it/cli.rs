@@ -128,7 +128,7 @@ async fn admin_commands_create_users_and_tokens() {
         ],
     );
     assert_eq!(dup.status.code(), Some(1));
-    assert!(text(&dup.stderr).contains("already exists"));
+    assert!(text(&dup.stderr).contains("already exists"), "{}", text(&dup.stderr));
     let short = app.dir.path().join("short");
     std::fs::write(&short, "short").unwrap();
     let weak = arno(

@@ -4,6 +4,7 @@
 //! `scripts/test`) turns a missing service into a failure instead of a skip.
 
 mod api;
+mod audit;
 mod auth;
 mod cli;
 mod ops;
