@@ -465,6 +465,7 @@ async fn cli_exports_and_verifies_offline() {
     app.create_admin().await;
     some_history(&app).await;
     let out = app.dir.path().join("audit.jsonl");
+    // Off the runtime thread: the in-process server must keep running while the CLI works.
     let run = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arno"));
         for (k, _) in std::env::vars() {
@@ -472,13 +473,14 @@ async fn cli_exports_and_verifies_offline() {
                 cmd.env_remove(k);
             }
         }
-        cmd.envs(&app.env).args(args).output().unwrap()
+        cmd.envs(&app.env).args(args);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
     };
-    let key = run(&["audit", "public-key"]);
+    let key = run(&["audit", "public-key"]).await.unwrap();
     assert!(key.status.success());
     let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
     assert_eq!(key, app.state.keys.audit.public_key_text());
-    let e = run(&["audit", "export", "--out", out.to_str().unwrap()]);
+    let e = run(&["audit", "export", "--out", out.to_str().unwrap()]).await.unwrap();
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
     assert!(!app.dir.path().join("audit.partial").exists());
 

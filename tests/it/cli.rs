@@ -19,6 +19,14 @@ fn arno(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
+/// `arno` from an async test: off the runtime thread, so the in-process server keeps serving
+/// (and finishing its transactions) while the command runs.
+async fn arno_async(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
+    let (env, args): (BTreeMap<String, String>, Vec<String>) =
+        (env.clone(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || arno(&env, &args.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap()
+}
+
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
     m.entry("ARNO_CONFIG".into()).or_default();
@@ -92,7 +100,7 @@ async fn admin_commands_create_users_and_tokens() {
     let pw = app.dir.path().join("pw");
     std::fs::write(&pw, "a very long password\n").unwrap();
     let e = app.env.clone();
-    let out = arno(
+    let out = arno_async(
         &e,
         &[
             "admin",
@@ -105,7 +113,8 @@ async fn admin_commands_create_users_and_tokens() {
             pw.to_str().unwrap(),
             "--admin",
         ],
-    );
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("@ops"));
     // Creating an admin from the shell ends the setup window.
@@ -114,7 +123,7 @@ async fn admin_commands_create_users_and_tokens() {
         api(Method::GET, &app.url(&format!("/setup?token={}", app.setup_token.as_deref().unwrap())), None, None).await;
     assert_eq!(setup.status, StatusCode::FORBIDDEN);
 
-    let dup = arno(
+    let dup = arno_async(
         &e,
         &[
             "admin",
@@ -126,12 +135,13 @@ async fn admin_commands_create_users_and_tokens() {
             "--password-file",
             pw.to_str().unwrap(),
         ],
-    );
+    )
+    .await;
     assert_eq!(dup.status.code(), Some(1));
     assert!(text(&dup.stderr).contains("already exists"), "{}", text(&dup.stderr));
     let short = app.dir.path().join("short");
     std::fs::write(&short, "short").unwrap();
-    let weak = arno(
+    let weak = arno_async(
         &e,
         &[
             "admin",
@@ -143,19 +153,23 @@ async fn admin_commands_create_users_and_tokens() {
             "--password-file",
             short.to_str().unwrap(),
         ],
-    );
+    )
+    .await;
     assert_eq!(weak.status.code(), Some(1));
     assert!(text(&weak.stderr).contains("password"));
 
-    let out =
-        arno(&e, &["admin", "create-token", "--email", "ops@example.com", "--name", "cli", "--expires-days", "7"]);
+    let out = arno_async(
+        &e,
+        &["admin", "create-token", "--email", "ops@example.com", "--name", "cli", "--expires-days", "7"],
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let token = text(&out.stdout).trim().to_owned();
     let me = api(Method::GET, &app.url("/api/v1/me"), Some(&token), None).await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.json()["org_role"], "admin");
 
-    let nobody = arno(&e, &["admin", "create-token", "--email", "nobody@example.com", "--name", "x"]);
+    let nobody = arno_async(&e, &["admin", "create-token", "--email", "nobody@example.com", "--name", "x"]).await;
     assert_eq!(nobody.status.code(), Some(1));
 
     // The user signs in with the password from the file (trailing newline ignored).
