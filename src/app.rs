@@ -166,7 +166,9 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             auth::throttle::sweep(&state.db).await?;
             // Sign the audit chain's head regularly, so tampering with anything older than a
             // few minutes contradicts a signature made before it.
-            crate::audit::checkpoint(&state.db, &state.keys.audit).await.map(|_| ())
+            crate::audit::checkpoint(&state.db, &state.keys.audit).await?;
+            let origin = crate::audit::Origin::system();
+            crate::audit::retention::purge(&state.db, state.config.audit_retention, &origin).await.map(|_| ())
         }
         .await;
         if let Err(e) = result {

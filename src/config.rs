@@ -87,6 +87,7 @@ const SETTINGS: &[Setting] = &[
     s("trusted_proxies", "ARNO_TRUSTED_PROXIES"),
     s("max_body_bytes", "ARNO_MAX_BODY_BYTES"),
     s("shutdown_timeout", "ARNO_SHUTDOWN_TIMEOUT"),
+    s("audit.retention", "ARNO_AUDIT_RETENTION"),
 ];
 
 const CONFIG_ENV: &str = "ARNO_CONFIG";
@@ -133,6 +134,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
+    /// How long audit records are kept before the retention purge may remove them.
+    pub audit_retention: Duration,
 }
 
 /// One resolved setting, for `arno config check`.
@@ -346,6 +349,7 @@ fn effective_default(key: &str, c: &Config) -> String {
         "login.max_failures_per_ip" => c.login_max_failures_per_ip.to_string(),
         "max_body_bytes" => c.max_body_bytes.to_string(),
         "shutdown_timeout" => humantime::format_duration(c.shutdown_timeout).to_string(),
+        "audit.retention" => humantime::format_duration(c.audit_retention).to_string(),
         _ => "(unset)".to_owned(),
     }
 }
@@ -493,6 +497,10 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         return Err(err(name("session.idle_timeout"), "must not exceed session.absolute_timeout"));
     }
     let shutdown_timeout = duration("shutdown_timeout", "10s")?;
+    let audit_retention = duration("audit.retention", "180d")?;
+    if audit_retention < Duration::from_secs(86_400) {
+        return Err(err(name("audit.retention"), "must be at least 1 day"));
+    }
 
     let login_max_failures_per_account = parse_num(get("login.max_failures_per_account"), 5, 1, 1000)
         .map_err(|m| err(name("login.max_failures_per_account"), m))?;
@@ -527,6 +535,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         trusted_proxies,
         max_body_bytes,
         shutdown_timeout,
+        audit_retention,
     })
 }
 
@@ -679,6 +688,7 @@ mod tests {
             (&[("ARNO_LOG", "info,[")], "ARNO_LOG"),
             (&[("ARNO_MAX_BODY_BYTES", "ten")], "ARNO_MAX_BODY_BYTES"),
             (&[("ARNO_TRUSTED_PROXIES", "10.0.0.0/99")], "ARNO_TRUSTED_PROXIES"),
+            (&[("ARNO_AUDIT_RETENTION", "1h")], "ARNO_AUDIT_RETENTION"),
             (&[("ARNO_S3_ACCESS_KEY_ID", "a")], "ARNO_S3_SECRET_ACCESS_KEY"),
             (&[("ARNO_CONFIG", "/nonexistent/arno.toml")], "ARNO_CONFIG"),
         ];

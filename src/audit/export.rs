@@ -121,8 +121,13 @@ pub async fn run(db: &Db, signer: &Signer, req: &Request, sink: &mut impl Sink) 
     let mut conn = db.pool().acquire().await?;
     let to = req.to.unwrap_or_else(|| crate::db::now_ms() + 1);
     let range = store::seq_range(&mut conn, req.from, to).await?;
+    // After a retention purge, the signed checkpoint the first remaining record links to.
+    let anchor = match range {
+        Some((first, _)) => super::retention::anchor_for(&mut conn, first).await?,
+        None => None,
+    };
     let mut out = Writer { format: req.format, digest: Sha256::new(), sink };
-    out.header(req, to, signer, range).await?;
+    out.header(req, to, signer, range, anchor.as_ref()).await?;
     let mut summary = Summary::default();
     let mut last: Option<(i64, String)> = None;
     if let Some((first, last_seq)) = range {
@@ -216,7 +221,14 @@ impl<S: Sink> Writer<'_, S> {
         self.line(line.join(",")).await
     }
 
-    async fn header(&mut self, req: &Request, to: i64, signer: &Signer, range: Option<(i64, i64)>) -> AppResult<()> {
+    async fn header(
+        &mut self,
+        req: &Request,
+        to: i64,
+        signer: &Signer,
+        range: Option<(i64, i64)>,
+        anchor: Option<&Checkpoint>,
+    ) -> AppResult<()> {
         let (first, last) = range.unzip();
         let header = json!({
             "type": "header",
@@ -229,6 +241,7 @@ impl<S: Sink> Writer<'_, S> {
             "filter": req.filter,
             "first_seq": first,
             "last_seq": last,
+            "anchor": anchor.map(checkpoint_json),
             "exported_at": rfc3339(crate::db::now_ms()),
         });
         match self.format {
@@ -321,16 +334,7 @@ impl<S: Sink> Writer<'_, S> {
     }
 
     async fn checkpoint(&mut self, c: &Checkpoint) -> AppResult<()> {
-        let v = json!({
-            "type": "checkpoint",
-            "seq": c.seq,
-            "hash": c.hash,
-            "prev_seq": c.prev_seq,
-            "prev_hash": c.prev_hash,
-            "signed_at": rfc3339(c.signed_at),
-            "key_id": c.key_id,
-            "signature": c.signature,
-        });
+        let v = checkpoint_json(c);
         match self.format {
             Format::Jsonl => self.json(v).await,
             Format::Csv => {
@@ -375,6 +379,19 @@ impl<S: Sink> Writer<'_, S> {
             }
         }
     }
+}
+
+fn checkpoint_json(c: &Checkpoint) -> serde_json::Value {
+    json!({
+        "type": "checkpoint",
+        "seq": c.seq,
+        "hash": c.hash,
+        "prev_seq": c.prev_seq,
+        "prev_hash": c.prev_hash,
+        "signed_at": rfc3339(c.signed_at),
+        "key_id": c.key_id,
+        "signature": c.signature,
+    })
 }
 
 /// The hash a verifier recomputes for an exported record.

@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod export;
+pub mod retention;
 pub mod routes;
 pub mod store;
 pub mod verify;

@@ -135,6 +135,23 @@ fn verify_sig(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> bool {
     key.verify_strict(message, &Signature::from_bytes(&bytes)).is_ok()
 }
 
+/// Check a checkpoint's signature; returns its (seq, hash).
+fn signed_checkpoint(v: &Value, key: &VerifyingKey) -> Result<(i64, String), (Kind, String)> {
+    let (Some(seq), Some(prev_seq)) = (v.get("seq").and_then(Value::as_i64), v.get("prev_seq").and_then(Value::as_i64))
+    else {
+        return Err((Kind::Malformed, "incomplete checkpoint".into()));
+    };
+    let (hash, prev_hash) = (s(v, "hash").unwrap_or_default(), s(v, "prev_hash").unwrap_or_default());
+    let (Some(h), Some(ph)) = (chain::parse_hash(&hash), chain::parse_hash(&prev_hash)) else {
+        return Err((Kind::Malformed, "checkpoint with a malformed hash".into()));
+    };
+    let message = chain::checkpoint_message(seq, &h, prev_seq, &ph);
+    if !verify_sig(key, &message, &s(v, "signature").unwrap_or_default()) {
+        return Err((Kind::BadSignature, "the checkpoint's signature is not valid: it was forged or altered".into()));
+    }
+    Ok((seq, hash))
+}
+
 /// Verify an export read from `reader`. `pinned`: the instance's public key from a trusted
 /// source; without it the key written in the file is used (which proves integrity of the file
 /// only against accidental damage, not against whoever wrote it).
@@ -167,6 +184,15 @@ pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Rep
         None => embedded,
     };
     let header_first = header.get("first_seq").and_then(Value::as_i64);
+    // After a retention purge: the signed checkpoint the first record must link to.
+    let anchor = match header.get("anchor").filter(|a| !a.is_null()) {
+        Some(a) => {
+            let (seq, hash) = signed_checkpoint(a, &key)
+                .map_err(|(kind, m)| problem(kind, 1, a.get("seq").and_then(Value::as_i64), format!("anchor: {m}")))?;
+            Some((seq, hash))
+        }
+        None => None,
+    };
 
     let mut report = Report {
         records: 0,
@@ -179,7 +205,8 @@ pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Rep
     };
     // The last chain entry seen: (line, seq, hash).
     let mut prev: Option<(u64, i64, String)> = None;
-    let mut last_checkpoint: Option<(i64, String)> = None;
+    // Checkpoints chain to one another, the first to the anchor when there is one.
+    let mut last_checkpoint: Option<(i64, String)> = anchor.clone();
 
     loop {
         let Some((line, bytes)) = lines.next().map_err(io(lines.line + 1))? else {
@@ -216,6 +243,16 @@ pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Rep
                                     "the export should start at seq {expected}: records are missing before this line"
                                 ),
                             ));
+                        }
+                        if let Some((a_seq, a_hash)) = anchor.as_ref().filter(|(a_seq, _)| *a_seq == seq - 1) {
+                            if &prev_hash != a_hash {
+                                return Err(problem(
+                                    Kind::Inserted,
+                                    line,
+                                    Some(seq),
+                                    format!("does not link to the signed anchor checkpoint at seq {a_seq}"),
+                                ));
+                            }
                         }
                         report.first_seq = Some(seq);
                     }
@@ -306,24 +343,10 @@ pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Rep
                 report.last_seq = Some(seq);
             }
             "checkpoint" => {
-                let (Some(seq), Some(prev_seq)) =
-                    (v.get("seq").and_then(Value::as_i64), v.get("prev_seq").and_then(Value::as_i64))
-                else {
-                    return Err(problem(Kind::Malformed, line, None, "incomplete checkpoint"));
-                };
-                let (hash, prev_hash) = (s(&v, "hash").unwrap_or_default(), s(&v, "prev_hash").unwrap_or_default());
-                let (Some(h), Some(ph)) = (chain::parse_hash(&hash), chain::parse_hash(&prev_hash)) else {
-                    return Err(problem(Kind::Malformed, line, Some(seq), "checkpoint with a malformed hash"));
-                };
-                let message = chain::checkpoint_message(seq, &h, prev_seq, &ph);
-                if !verify_sig(&key, &message, &s(&v, "signature").unwrap_or_default()) {
-                    return Err(problem(
-                        Kind::BadSignature,
-                        line,
-                        Some(seq),
-                        "the checkpoint's signature is not valid: it was forged or altered",
-                    ));
-                }
+                let seq = v.get("seq").and_then(Value::as_i64);
+                let (seq, hash) = signed_checkpoint(&v, &key).map_err(|(kind, m)| problem(kind, line, seq, m))?;
+                let prev_seq = v.get("prev_seq").and_then(Value::as_i64).unwrap_or_default();
+                let prev_hash = s(&v, "prev_hash").unwrap_or_default();
                 if prev.as_ref().map(|p| (p.1, p.2.as_str())) != Some((seq, hash.as_str())) {
                     return Err(problem(
                         Kind::Modified,

@@ -512,3 +512,46 @@ async fn cli_exports_and_verifies_offline() {
     .unwrap();
     assert_eq!(action, "audit.export");
 }
+
+#[tokio::test]
+async fn retention_purges_at_a_checkpoint_and_the_rest_still_verifies() {
+    let app = TestApp::start().await;
+    let token = admin_token(&app).await;
+    some_history(&app).await;
+    let anchor = audit::checkpoint(&app.state.db, &app.state.keys.audit).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let cutoff = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    some_history(&app).await;
+    audit::checkpoint(&app.state.db, &app.state.keys.audit).await.unwrap();
+    let before = count(&app).await;
+
+    // Keep what is younger than the cutoff: everything up to the first checkpoint goes.
+    let retention = cutoff.elapsed();
+    let purged = audit::retention::purge(&app.state.db, retention, &Origin::system()).await.unwrap().unwrap();
+    assert_eq!(purged.through_seq, anchor);
+    assert_eq!(purged.records as i64, anchor);
+    assert_eq!(count(&app).await, before - anchor + 1, "the purge itself is recorded");
+    let (action, _, _) = last(&app).await;
+    assert_eq!(action, "audit.purge");
+    // The gate is closed again.
+    assert!(sqlx::query("DELETE FROM audit_events").execute(app.state.db.pool()).await.is_err());
+
+    let text = export_text(&app, &token, "").await;
+    let report = check(&text, &app).expect("what remains verifies against the anchor");
+    assert_eq!(report.first_seq, Some(anchor + 1));
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["anchor"]["seq"], anchor);
+
+    // Deleting the first remaining record is still detected at the start.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let first = lines.iter().position(|l| l.contains("\"type\":\"record\"")).unwrap();
+    lines.remove(first);
+    let joined: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let p = check(&joined, &app).unwrap_err();
+    assert_eq!(p.kind, Kind::Deleted, "{p}");
+
+    // Nothing older than the anchor remains to purge.
+    let again = audit::retention::purge(&app.state.db, retention, &Origin::system()).await.unwrap();
+    assert!(again.is_none_or(|p| p.through_seq > anchor));
+}
