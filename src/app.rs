@@ -49,6 +49,7 @@ pub fn api() -> ApiRouter {
     ApiRouter::new()
         .routes(utoipa_axum::routes!(http::api::openapi_json))
         .merge(auth::routes::api())
+        .merge(auth::gdpr::api())
         .merge(crate::audit::routes::api())
 }
 

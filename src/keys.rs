@@ -21,6 +21,8 @@ pub struct Keys {
     pub throttle: [u8; 32],
     /// Signs audit checkpoints and exports (Ed25519).
     pub audit: crate::audit::Signer,
+    /// Pepper for the pseudonyms that replace erased users in audit records.
+    pub erasure_pepper: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -35,6 +37,7 @@ impl Keys {
             csrf: derive(secret, "csrf"),
             throttle: derive(secret, "login-throttle"),
             audit: crate::audit::Signer::from_seed(derive(secret, "audit-signing")),
+            erasure_pepper: derive(secret, "erasure-pepper"),
         }
     }
 }

@@ -213,6 +213,42 @@ pub async fn record_alone(db: &Db, event: Event<'_>) -> AppResult<i64> {
     Ok(seq)
 }
 
+/// The pseudonym that replaces an erased user's id: `deleted_user_<HMAC-SHA-256(user_id, pepper)>`.
+/// Stable (the same user always maps to the same pseudonym) and not reversible without the pepper.
+pub fn pseudonym(pepper: &[u8; 32], user_id: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(pepper).expect("any key length");
+    mac.update(user_id.as_bytes());
+    format!("deleted_user_{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// GDPR erasure inside the caller's transaction: the user's records keep their place and hashes,
+/// but the actor becomes `pseudonym` and the salt, IP address and user agent are dropped. The
+/// hashes cover only the commitment to those fields, so the chain still verifies. Returns the
+/// number of records pseudonymized.
+pub async fn pseudonymize_actor(
+    tx: &mut crate::db::Tx,
+    backend: crate::db::Backend,
+    user_id: &str,
+    pseudonym: &str,
+) -> AppResult<u64> {
+    retention::open_gate(tx, backend).await?;
+    let r = sqlx::query(
+        "UPDATE audit_events SET actor_id = $1, personal_salt = NULL, ip = NULL, user_agent = NULL WHERE actor_id = $2",
+    )
+    .bind(pseudonym)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    retention::close_gate(tx, backend).await?;
+    Ok(r.rows_affected())
+}
+
+/// A user's own audit records (as actor), oldest first, for their data export.
+pub async fn records_of_actor(conn: &mut AnyConnection, user_id: &str) -> AppResult<Vec<store::Row>> {
+    store::rows_of_actor(conn, user_id).await
+}
+
 /// The instance's audit signing key, derived from the instance secret.
 pub struct Signer {
     key: SigningKey,

@@ -106,3 +106,10 @@ pub async fn count(conn: &mut AnyConnection) -> AppResult<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events").fetch_one(conn).await?;
     Ok(n)
 }
+
+pub async fn rows_of_actor(conn: &mut AnyConnection, actor_id: &str) -> AppResult<Vec<Row>> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_events WHERE actor_id = $1 ORDER BY seq"))
+        .bind(actor_id)
+        .fetch_all(conn)
+        .await?)
+}

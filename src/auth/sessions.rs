@@ -95,3 +95,22 @@ pub async fn sweep(conn: &mut AnyConnection, idle: Duration) -> AppResult<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions").fetch_one(conn).await?;
     Ok(n)
 }
+
+/// A session as its owner may see it (never its id).
+#[derive(sqlx::FromRow)]
+pub struct SessionRow {
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub async fn list_for_user(conn: &mut AnyConnection, user_id: &str) -> AppResult<Vec<SessionRow>> {
+    Ok(sqlx::query_as(
+        "SELECT created_at, last_seen_at, expires_at, ip, user_agent FROM sessions WHERE user_id = $1 ORDER BY created_at",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?)
+}

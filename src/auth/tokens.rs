@@ -146,3 +146,9 @@ pub async fn authenticate(conn: &mut AnyConnection, secret: &str) -> AppResult<O
     }
     row.user.into_user().map(Some)
 }
+
+/// Delete every token of a user (erasure).
+pub async fn delete_for_user(conn: &mut AnyConnection, user_id: &str) -> AppResult<u64> {
+    let r = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(user_id).execute(conn).await?;
+    Ok(r.rows_affected())
+}

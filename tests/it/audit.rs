@@ -136,6 +136,34 @@ async fn every_mutating_route_writes_exactly_one_record() {
     assert_eq!(last(&app).await.1, "denied");
     expect(&mut covered, ("DELETE", "/api/v1/tokens/{id}"));
 
+    // DELETE /api/v1/users/{id} and DELETE /api/v1/me: erasure, denied then allowed.
+    let bob = app.create_user("bob@example.com", "bobs long password", arno::auth::OrgRole::Member).await;
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
+    let bob_token = arno::auth::tokens::create(&mut conn, &bob.id, "b", None).await.unwrap().1;
+    drop(conn);
+    let before = count(&app).await;
+    let r = api(Method::DELETE, &app.url(&format!("/api/v1/users/{}", bob.id)), Some(&bob_token), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(last(&app).await.1, "denied");
+    let r = api(
+        Method::DELETE,
+        &app.url("/api/v1/me"),
+        Some(&bob_token),
+        Some(json!({"confirm_email": "bob@example.com"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(last(&app).await.0, "user.erase");
+    let carol = app.create_user("carol@example.com", "carols long password", arno::auth::OrgRole::Member).await;
+    let before_admin_erase = count(&app).await;
+    let r =
+        b.request(Method::DELETE, &format!("/api/v1/users/{}", carol.id), &[("x-csrf-token", &csrf)], None, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(count(&app).await, before_admin_erase + 1);
+    assert!(count(&app).await >= before + 4);
+    expect(&mut covered, ("DELETE", "/api/v1/users/{id}"));
+    expect(&mut covered, ("DELETE", "/api/v1/me"));
+
     // Refused writes are recorded too: CSRF, unknown bearer tokens.
     let before = count(&app).await;
     assert_eq!(b.post_form("/logout", &[]).await.status, StatusCode::FORBIDDEN);

@@ -7,6 +7,7 @@ mod api;
 mod audit;
 mod auth;
 mod cli;
+mod gdpr;
 mod ops;
 mod setup;
 mod storage;

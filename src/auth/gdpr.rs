@@ -1,0 +1,216 @@
+//! GDPR: a user's data export (`GET /api/v1/me/export`) and erasure — by an admin
+//! (`DELETE /api/v1/users/{id}`) or by the user themself (`DELETE /api/v1/me`).
+//!
+//! Erasure, in one transaction: the user's audit records keep their place and hashes but their
+//! actor becomes `deleted_user_<HMAC-SHA-256(user_id, pepper)>` and their IP addresses and user
+//! agents are dropped; the user row is scrubbed (no e-mail, name or handle left) and disabled; the
+//! password, every session and every API token are deleted; the erasure itself is audited.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::AnyConnection;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+use super::model::{Authenticated, OrgRole};
+use super::{ApiUser, sessions, tokens, users};
+use crate::app::AppState;
+use crate::audit::{self, Actor, Event, Origin, Outcome};
+use crate::db::{Db, now_ms, rfc3339};
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::api::{ApiJson, ApiRouter};
+use crate::http::{RequestContext, cookies};
+use crate::keys::Keys;
+
+pub fn api() -> ApiRouter {
+    ApiRouter::new().routes(routes!(export_me)).routes(routes!(erase_me)).routes(routes!(erase_user))
+}
+
+/// Erase `user_id`, on behalf of `by`. Returns how many audit records were pseudonymized.
+pub async fn erase(db: &Db, keys: &Keys, user_id: &str, by: &Authenticated, origin: &Origin) -> AppResult<u64> {
+    let pseudonym = audit::pseudonym(&keys.erasure_pepper, user_id);
+    let mut tx = db.begin().await?;
+    let user = users::find_by_id(&mut tx, user_id).await?.ok_or(AppError::NotFound)?;
+    if user.org_role == OrgRole::Admin && other_admins(&mut tx, user_id).await? == 0 {
+        return Err(AppError::Conflict(
+            "the last administrator cannot be erased; make someone else an admin first".into(),
+        ));
+    }
+    let pseudonymized = audit::pseudonymize_actor(&mut tx, db.backend(), user_id, &pseudonym).await?;
+    scrub(&mut tx, user_id, &pseudonym).await?;
+    sessions::delete_for_user(&mut tx, user_id).await?;
+    tokens::delete_for_user(&mut tx, user_id).await?;
+    // Personal content (spec versions, comments) is removed here as those domains arrive.
+    let by_self = by.user.id == user_id;
+    let event = Event {
+        action: "user.erase",
+        outcome: Outcome::Allowed,
+        actor: if by_self { Actor::User(&pseudonym) } else { Actor::of(by) },
+        project_id: None,
+        target: Some(("user", &pseudonym)),
+        intent: json!({"requested_by": if by_self { "self" } else { "admin" }, "records_pseudonymized": pseudonymized}),
+        origin,
+    };
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    tracing::info!(event_type = "user_erased", records = pseudonymized, "user erased");
+    Ok(pseudonymized)
+}
+
+async fn other_admins(conn: &mut AnyConnection, user_id: &str) -> AppResult<i64> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM users WHERE org_role = 'admin' AND disabled_at IS NULL AND id <> $1")
+            .bind(user_id)
+            .fetch_one(conn)
+            .await?;
+    Ok(n)
+}
+
+/// Replace everything personal in the user row; keep the id so references stay intact.
+async fn scrub(conn: &mut AnyConnection, user_id: &str, pseudonym: &str) -> AppResult<()> {
+    let suffix = pseudonym.trim_start_matches("deleted_user_");
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE users SET email = $1, name = 'Deleted user', handle = $2, disabled_at = $3, updated_at = $3 WHERE id = $4",
+    )
+    .bind(format!("{pseudonym}@erased.invalid"))
+    .bind(format!("deleted-{}", &suffix[..16]))
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM local_credentials WHERE user_id = $1").bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+async fn denied(state: &AppState, auth: &Authenticated, origin: &Origin, target: &str, reason: &str) -> AppResult<()> {
+    let event = Event {
+        action: "user.erase",
+        outcome: Outcome::Denied,
+        actor: Actor::of(auth),
+        project_id: None,
+        target: Some(("user", target)),
+        intent: json!({"reason": reason}),
+        origin,
+    };
+    audit::record_alone(&state.db, event).await.map(|_| ())
+}
+
+/// `DELETE /api/v1/users/{id}`: an admin erases a user.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "gdpr",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Erased"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The last administrator")))]
+pub async fn erase_user(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let origin = Origin::from(&ctx);
+    if auth.user.org_role != OrgRole::Admin {
+        denied(&state, &auth, &origin, &id, "requires the admin role").await?;
+        return Err(AppError::forbidden("erasing users requires the Admin role"));
+    }
+    erase(&state.db, &state.keys, &id, &auth, &origin).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseMe {
+    /// Your e-mail address, to confirm.
+    pub confirm_email: String,
+}
+
+/// `DELETE /api/v1/me`: erase yourself. Irreversible.
+#[utoipa::path(delete, path = "/api/v1/me", tag = "gdpr",
+    security(("token" = []), ("session" = [])),
+    request_body = EraseMe,
+    responses((status = 204, description = "Erased; every session and token is gone"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "The last administrator")))]
+pub async fn erase_me(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    ApiJson(body): ApiJson<EraseMe>,
+) -> AppResult<Response> {
+    if users::normalize_email(&body.confirm_email).ok().as_deref() != Some(auth.user.email.as_str()) {
+        return Err(AppError::field("confirm_email", "must be your e-mail address"));
+    }
+    erase(&state.db, &state.keys, &auth.user.id, &auth, &Origin::from(&ctx)).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookies::clear(&state.config, cookies::SESSION));
+    Ok(response)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// `GET /api/v1/me/export`: everything Arno holds about you.
+#[utoipa::path(get, path = "/api/v1/me/export", tag = "gdpr",
+    security(("token" = []), ("session" = [])),
+    responses((status = 200, description = "Your profile, sessions, API tokens (never their secrets), memberships, \
+        spec versions, comments and your audit records", content_type = "application/json"),
+        (status = 401, body = ErrorBody)))]
+pub async fn export_me(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+) -> AppResult<Response> {
+    let user = &auth.user;
+    let mut conn = state.db.pool().acquire().await?;
+    let sessions: Vec<SessionInfo> = sessions::list_for_user(&mut conn, &user.id)
+        .await?
+        .into_iter()
+        .map(|s| SessionInfo {
+            created_at: rfc3339(s.created_at),
+            last_seen_at: rfc3339(s.last_seen_at),
+            expires_at: rfc3339(s.expires_at),
+            ip: s.ip,
+            user_agent: s.user_agent,
+        })
+        .collect();
+    let tokens = tokens::list(&mut conn, &user.id).await?;
+    let records = audit::records_of_actor(&mut conn, &user.id).await?;
+    drop(conn);
+    let event = Event {
+        action: "user.export",
+        outcome: Outcome::Allowed,
+        actor: Actor::of(&auth),
+        project_id: None,
+        target: Some(("user", &user.id)),
+        intent: json!({"audit_records": records.len()}),
+        origin: &Origin::from(&ctx),
+    };
+    audit::record_alone(&state.db, event).await?;
+    let body = json!({
+        "exported_at": rfc3339(now_ms()),
+        "profile": {
+            "id": user.id, "email": user.email, "name": user.name, "handle": user.handle,
+            "org_role": user.org_role, "created_at": rfc3339(user.created_at),
+        },
+        "sessions": sessions,
+        "api_tokens": tokens,
+        "memberships": [],
+        "spec_versions": [],
+        "comments": [],
+        "audit_records": records,
+    });
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"arno-my-data.json\""));
+    Ok(response)
+}
