@@ -109,6 +109,8 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/health", get(telemetry::health))
         .route("/ready", get(telemetry::ready))
         .route("/static/{file}", get(ui::static_file))
+        .route("/audit", get(crate::audit::console::audit_page))
+        .route("/audit/verify", post(crate::audit::console::verify_page))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

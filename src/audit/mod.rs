@@ -3,6 +3,7 @@
 //! exportable and verifiable offline. The chain is specified in `docs/audit.md`.
 
 pub mod chain;
+pub mod console;
 pub mod export;
 pub mod retention;
 pub mod routes;
@@ -247,6 +248,41 @@ pub async fn pseudonymize_actor(
 /// A user's own audit records (as actor), oldest first, for their data export.
 pub async fn records_of_actor(conn: &mut AnyConnection, user_id: &str) -> AppResult<Vec<store::Row>> {
     store::rows_of_actor(conn, user_id).await
+}
+
+/// Verify the whole live log: export it (to a temporary file under the data directory, so memory
+/// stays constant) and check the file exactly as `arno audit verify` would, against our key.
+pub async fn verify_live(
+    db: &Db,
+    signer: &Signer,
+    data_dir: &std::path::Path,
+) -> AppResult<Result<verify::Report, verify::Problem>> {
+    checkpoint(db, signer).await?;
+    let dir = data_dir.join("tmp");
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| AppError::Internal(e.into()))?;
+    let path = dir.join(format!("audit-verify-{}.jsonl", uuid::Uuid::new_v4().simple()));
+    let file = tokio::fs::File::create(&path).await.map_err(|e| AppError::Internal(e.into()))?;
+    let mut sink = tokio::io::BufWriter::new(file);
+    let req = export::Request { from: 0, to: None, filter: export::Filter::default(), format: export::Format::Jsonl };
+    let written = export::run(db, signer, &req, &mut sink).await;
+    let flushed = tokio::io::AsyncWriteExt::flush(&mut sink).await;
+    let key = signer.public_key();
+    let checked = match (written, flushed) {
+        (Ok(_), Ok(())) => {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                let reader = std::io::BufReader::new(std::fs::File::open(&p)?);
+                Ok(verify::verify(reader, Some(&key)))
+            })
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(|e| AppError::Internal(e.into()))
+        }
+        (Err(e), _) => Err(e),
+        (_, Err(e)) => Err(AppError::Internal(e.into())),
+    };
+    let _ = tokio::fs::remove_file(&path).await;
+    checked
 }
 
 /// The instance's audit signing key, derived from the instance secret.

@@ -113,3 +113,71 @@ pub async fn rows_of_actor(conn: &mut AnyConnection, actor_id: &str) -> AppResul
         .fetch_all(conn)
         .await?)
 }
+
+/// A console search: exact-match filters, newest first, keyset-paged by `seq` so any page costs
+/// the same however deep, over any number of records.
+#[derive(Debug, Default, Clone)]
+pub struct Search {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub project: Option<String>,
+    pub target: Option<String>,
+    pub outcome: Option<String>,
+    /// Only records older than this seq (the previous page's last).
+    pub before: Option<i64>,
+}
+
+pub async fn search(conn: &mut AnyConnection, s: &Search, limit: i64) -> AppResult<Vec<Row>> {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let mut ints: Vec<(usize, i64)> = Vec::new();
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    for (column, value) in
+        [("actor_id", &s.actor), ("action", &s.action), ("project_id", &s.project), ("outcome", &s.outcome)]
+    {
+        if let Some(v) = value {
+            clauses.push(format!("{column} = ${}", next()));
+            texts.push(v.clone());
+        }
+    }
+    if let Some(t) = &s.target {
+        match t.split_once(':') {
+            Some((ty, id)) => {
+                clauses.push(format!("target_type = ${} AND target_id = ${}", next(), next()));
+                texts.push(ty.to_owned());
+                texts.push(id.to_owned());
+            }
+            None => {
+                clauses.push(format!("target_id = ${}", next()));
+                texts.push(t.clone());
+            }
+        }
+    }
+    // Integer parameters come after the text ones.
+    let mut int_clauses = Vec::new();
+    for (column, op, value) in [("occurred_at", ">=", s.from), ("occurred_at", "<", s.to), ("seq", "<", s.before)] {
+        if let Some(v) = value {
+            let i = next();
+            int_clauses.push(format!("{column} {op} ${i}"));
+            ints.push((i, v));
+        }
+    }
+    clauses.extend(int_clauses);
+    let limit_param = next();
+    let where_clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let sql = format!("SELECT {COLUMNS} FROM audit_events {where_clause} ORDER BY seq DESC LIMIT ${limit_param}");
+    let mut q = sqlx::query_as::<_, Row>(&sql);
+    for t in texts {
+        q = q.bind(t);
+    }
+    for (_, v) in ints {
+        q = q.bind(v);
+    }
+    Ok(q.bind(limit).fetch_all(conn).await?)
+}

@@ -56,6 +56,8 @@ pub struct UserView {
     pub name: String,
     pub handle: String,
     pub is_admin: bool,
+    /// Auditors and admins see the Audit page.
+    pub can_audit: bool,
 }
 
 /// What the base layout needs on every page.
@@ -88,6 +90,7 @@ impl PageContext {
                 name: auth.user.name.clone(),
                 handle: auth.user.handle.clone(),
                 is_admin: auth.user.org_role == crate::auth::OrgRole::Admin,
+                can_audit: matches!(auth.user.org_role, crate::auth::OrgRole::Admin | crate::auth::OrgRole::Auditor),
             }),
             csrf_token,
             ..Self::anonymous()

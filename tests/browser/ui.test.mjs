@@ -165,6 +165,21 @@ test('setup, home, sign-out, sign-in and error pages are accessible and usable b
   await page.keyboard.press('Enter');
   await page.waitForURL(`${base}/`);
 
+  // The Audit page: filters, records, live verification — accessible too.
+  await page.getByRole('link', { name: 'Audit' }).click();
+  await page.waitForURL(`${base}/audit`);
+  assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Audit log');
+  assert.ok(await page.locator('table.audit tbody tr').count() >= 3, 'setup, sign-in and sign-out are recorded');
+  await axeCheck(page, 'audit');
+  await page.getByLabel('Outcome').selectOption('denied');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.waitForURL(/outcome=denied/);
+  assert.match(await page.locator('table.audit tbody').textContent(), /auth\.login/);
+  await page.getByRole('button', { name: 'Verify the audit log' }).click();
+  await page.locator('#verification').waitFor();
+  assert.match(await page.locator('#verification').textContent(), /The audit log is intact/);
+  await axeCheck(page, 'audit after verification');
+
   // Error pages.
   await page.goto(`${base}/no-such-page`);
   assert.match(await page.getByRole('heading', { level: 1 }).textContent(), /404/);

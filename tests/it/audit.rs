@@ -583,3 +583,62 @@ async fn retention_purges_at_a_checkpoint_and_the_rest_still_verifies() {
     let again = audit::retention::purge(&app.state.db, retention, &Origin::system()).await.unwrap();
     assert!(again.is_none_or(|p| p.through_seq > anchor));
 }
+
+#[tokio::test]
+async fn the_console_searches_pages_and_verifies_for_auditors_only() {
+    let app = TestApp::start().await;
+    let mut b = app.admin_browser().await;
+    // 60 denied sign-ins for one account and a few other records.
+    for i in 0..60 {
+        let origin = Origin { ip: Some(format!("198.51.100.{i}")), ..Origin::system() };
+        let event = Event {
+            action: "auth.login",
+            outcome: Outcome::Denied,
+            actor: Actor::Anonymous,
+            project_id: None,
+            target: Some(("user", "victim")),
+            intent: json!({"reason": "bad_credentials", "i": i}),
+            origin: &origin,
+        };
+        audit::record_alone(&app.state.db, event).await.unwrap();
+    }
+    let page = b.get("/audit?outcome=denied&target=user%3Avictim").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let rows = page.html().select(&scraper::Selector::parse("table.audit tbody tr").unwrap()).count();
+    assert_eq!(rows, 50, "one page");
+    assert!(page.text.contains("198.51.100.59"), "newest first");
+    let next = page.select_attr("a[rel=next]", "href").expect("a next page");
+    assert!(next.contains("outcome=denied") && next.contains("before="), "{next}");
+    let second = b.get(&next).await;
+    let rows = second.html().select(&scraper::Selector::parse("table.audit tbody tr").unwrap()).count();
+    assert_eq!(rows, 10);
+    assert!(second.select_attr("a[rel=next]", "href").is_none());
+    assert!(second.text.contains("198.51.100.0"));
+    // The public key is shown for offline verification.
+    assert!(page.text.contains(&app.state.keys.audit.public_key_text()));
+
+    // Verify the live log from the console.
+    let csrf = b.session_csrf().await;
+    let ok = b.post_form("/audit/verify", &[("csrf_token", &csrf)]).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert!(ok.select_text("#verification").unwrap().starts_with("The audit log is intact"), "{}", ok.text);
+    // Tamper with the live log directly in the database: the console says so.
+    open_gate(&app).await;
+    app.exec("UPDATE audit_events SET intent = '{}' WHERE seq = 5").await;
+    close_gate(&app).await;
+    let bad = b.post_form("/audit/verify", &[("csrf_token", &csrf)]).await;
+    let message = bad.select_text("#verification").unwrap();
+    assert!(message.contains("FAILED (Modified)") && message.contains("(seq 5)"), "{message}");
+
+    // Members may not read the audit log; the refusal is audited.
+    app.create_user("mel@example.com", "members password", arno::auth::OrgRole::Member).await;
+    let mut m = Browser::new(&app.base);
+    m.login("mel@example.com", "members password").await;
+    assert_eq!(m.get("/audit").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(last(&app).await.0, "audit.read");
+    assert_eq!(last(&app).await.1, "denied");
+    let home = m.get("/").await;
+    assert!(home.select_attr("a[href='/audit']", "href").is_none(), "no Audit link for members");
+    let admin_home = b.get("/").await;
+    assert!(admin_home.select_attr("a[href='/audit']", "href").is_some());
+}
