@@ -57,7 +57,7 @@ enum AuditCommand {
         /// End (exclusive); default: now.
         #[arg(long)]
         to: Option<String>,
-        /// `jsonl` or `csv`.
+        /// `jsonl` (verifiable with `arno audit verify`), `csv`, `ocsf` or `cef`.
         #[arg(long, default_value = "jsonl")]
         format: String,
         /// Where to write; the file appears only once the export is complete.

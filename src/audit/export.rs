@@ -25,6 +25,10 @@ const BATCH: i64 = 1000;
 pub enum Format {
     Jsonl,
     Csv,
+    /// OCSF 1.1 JSON Lines: Authentication (3002) and API Activity (6003) events.
+    Ocsf,
+    /// ArcSight Common Event Format, one event per line.
+    Cef,
 }
 
 impl Format {
@@ -32,14 +36,17 @@ impl Format {
         match s {
             "jsonl" => Some(Format::Jsonl),
             "csv" => Some(Format::Csv),
+            "ocsf" => Some(Format::Ocsf),
+            "cef" => Some(Format::Cef),
             _ => None,
         }
     }
 
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::Jsonl => "application/x-ndjson",
+            Format::Jsonl | Format::Ocsf => "application/x-ndjson",
             Format::Csv => "text/csv; charset=utf-8",
+            Format::Cef => "text/plain; charset=utf-8",
         }
     }
 
@@ -47,6 +54,8 @@ impl Format {
         match self {
             Format::Jsonl => "jsonl",
             Format::Csv => "csv",
+            Format::Ocsf => "ocsf.jsonl",
+            Format::Cef => "cef",
         }
     }
 }
@@ -255,64 +264,20 @@ impl<S: Sink> Writer<'_, S> {
                 row[15] = &text;
                 self.csv(&row).await
             }
+            Format::Ocsf | Format::Cef => Ok(()),
         }
     }
 
     async fn record(&mut self, r: &Row) -> AppResult<()> {
-        let time = rfc3339(r.occurred_at);
         match self.format {
-            Format::Jsonl => {
-                self.json(json!({
-                    "type": "record",
-                    "seq": r.seq,
-                    "id": r.id,
-                    "time": time,
-                    "actor": {"kind": r.actor_kind, "id": r.actor_id},
-                    "personal": r.personal,
-                    "personal_salt": r.personal_salt,
-                    "ip": r.ip,
-                    "user_agent": r.user_agent,
-                    "action": r.action,
-                    "outcome": r.outcome,
-                    "project_id": r.project_id,
-                    "target": {"type": r.target_type, "id": r.target_id},
-                    "intent": r.intent,
-                    "request_id": r.request_id,
-                    "trace_id": r.trace_id,
-                    "prev_hash": r.prev_hash,
-                    "hash": r.hash,
-                }))
-                .await
-            }
+            Format::Jsonl => self.json(jsonl_record(r)).await,
             Format::Csv => {
-                let seq = r.seq.to_string();
-                let o = |v: &Option<String>| v.as_deref().unwrap_or("").to_owned();
-                let fields = [
-                    "record".to_owned(),
-                    seq,
-                    r.id.clone(),
-                    time,
-                    r.actor_kind.clone(),
-                    o(&r.actor_id),
-                    r.personal.clone(),
-                    o(&r.personal_salt),
-                    o(&r.ip),
-                    o(&r.user_agent),
-                    r.action.clone(),
-                    r.outcome.clone(),
-                    o(&r.project_id),
-                    o(&r.target_type),
-                    o(&r.target_id),
-                    r.intent.clone(),
-                    o(&r.request_id),
-                    o(&r.trace_id),
-                    r.prev_hash.clone(),
-                    r.hash.clone(),
-                    String::new(),
-                ];
+                let fields = csv_record(r);
                 let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
                 self.csv(&refs).await
             }
+            Format::Ocsf => self.line(super::siem::ocsf_record(r).to_string()).await,
+            Format::Cef => self.line(super::siem::cef_record(r)).await,
         }
     }
 
@@ -330,6 +295,9 @@ impl<S: Sink> Writer<'_, S> {
                 row[19] = &r.hash;
                 self.csv(&row).await
             }
+            // SIEM formats carry whole events only; their chain fields and the signed trailer
+            // make them verifiable.
+            Format::Ocsf | Format::Cef => Ok(()),
         }
     }
 
@@ -349,6 +317,7 @@ impl<S: Sink> Writer<'_, S> {
                 let _ = prev_seq;
                 self.csv(&row).await
             }
+            Format::Ocsf | Format::Cef => Ok(()),
         }
     }
 
@@ -377,6 +346,8 @@ impl<S: Sink> Writer<'_, S> {
                 row[20] = &signature;
                 self.csv(&row).await
             }
+            Format::Ocsf => self.line(json!({"arno_export_trailer": v}).to_string()).await,
+            Format::Cef => self.line(super::siem::cef_trailer(&v)).await,
         }
     }
 }
@@ -392,6 +363,58 @@ fn checkpoint_json(c: &Checkpoint) -> serde_json::Value {
         "key_id": c.key_id,
         "signature": c.signature,
     })
+}
+
+/// A record as a JSON Lines export shows it.
+pub fn jsonl_record(r: &Row) -> serde_json::Value {
+    json!({
+        "type": "record",
+        "seq": r.seq,
+        "id": r.id,
+        "time": rfc3339(r.occurred_at),
+        "actor": {"kind": r.actor_kind, "id": r.actor_id},
+        "personal": r.personal,
+        "personal_salt": r.personal_salt,
+        "ip": r.ip,
+        "user_agent": r.user_agent,
+        "action": r.action,
+        "outcome": r.outcome,
+        "project_id": r.project_id,
+        "target": {"type": r.target_type, "id": r.target_id},
+        "intent": r.intent,
+        "request_id": r.request_id,
+        "trace_id": r.trace_id,
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+    })
+}
+
+/// A record's CSV fields, in [`CSV_COLUMNS`] order (unquoted).
+pub fn csv_record(r: &Row) -> Vec<String> {
+    let o = |v: &Option<String>| v.as_deref().unwrap_or("").to_owned();
+    vec![
+        "record".to_owned(),
+        r.seq.to_string(),
+        r.id.clone(),
+        rfc3339(r.occurred_at),
+        r.actor_kind.clone(),
+        o(&r.actor_id),
+        r.personal.clone(),
+        o(&r.personal_salt),
+        o(&r.ip),
+        o(&r.user_agent),
+        r.action.clone(),
+        r.outcome.clone(),
+        o(&r.project_id),
+        o(&r.target_type),
+        o(&r.target_id),
+        r.intent.clone(),
+        o(&r.request_id),
+        o(&r.trace_id),
+        r.prev_hash.clone(),
+        r.hash.clone(),
+        String::new(),
+    ]
 }
 
 /// The hash a verifier recomputes for an exported record.

@@ -7,6 +7,7 @@ pub mod console;
 pub mod export;
 pub mod retention;
 pub mod routes;
+pub mod siem;
 pub mod store;
 pub mod verify;
 

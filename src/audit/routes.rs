@@ -60,7 +60,7 @@ pub struct ExportQuery {
     pub from: Option<String>,
     /// End (exclusive), RFC 3339 or a date; default: now.
     pub to: Option<String>,
-    /// `jsonl` (default) or `csv`.
+    /// `jsonl` (default, verifiable with `arno audit verify`), `csv`, `ocsf` or `cef`.
     pub format: Option<String>,
     /// Only this actor's records in full (a user id).
     pub actor: Option<String>,
@@ -82,7 +82,7 @@ impl ExportQuery {
         }
         let format = match self.format.as_deref() {
             None => Format::Jsonl,
-            Some(f) => Format::parse(f).ok_or_else(|| AppError::field("format", "must be jsonl or csv"))?,
+            Some(f) => Format::parse(f).ok_or_else(|| AppError::field("format", "must be jsonl, csv, ocsf or cef"))?,
         };
         if let Some(o) = self.outcome.as_deref().filter(|o| !matches!(*o, "allowed" | "denied")) {
             return Err(AppError::field("outcome", format!("`{o}` is not allowed or denied")));

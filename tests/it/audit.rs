@@ -642,3 +642,39 @@ async fn the_console_searches_pages_and_verifies_for_auditors_only() {
     let admin_home = b.get("/").await;
     assert!(admin_home.select_attr("a[href='/audit']", "href").is_some());
 }
+
+#[tokio::test]
+async fn siem_formats_stream_events_with_a_signed_trailer() {
+    use sha2::Digest as _;
+    let app = TestApp::start().await;
+    let token = admin_token(&app).await;
+    some_history(&app).await;
+    for format in ["ocsf", "cef"] {
+        let text = export_text(&app, &token, &format!("?format={format}")).await;
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() as i64 >= count(&app).await - 1, "{format}: every record is an event");
+        let body_len = text.len() - lines.last().unwrap().len() - 1;
+        let digest = sha2::Sha256::digest(&text.as_bytes()[..body_len]);
+        let (digest_hex, signature) = if format == "ocsf" {
+            for l in &lines[..lines.len() - 1] {
+                let v: Value = serde_json::from_str(l).unwrap();
+                assert!(matches!(v["class_uid"].as_u64(), Some(3002 | 6003)), "{l}");
+                assert!(v["unmapped"]["arno"]["hash"].is_string());
+            }
+            let t: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+            let t = &t["arno_export_trailer"];
+            (t["digest"].as_str().unwrap().to_owned(), t["signature"].as_str().unwrap().to_owned())
+        } else {
+            assert!(lines.iter().all(|l| l.starts_with("CEF:0|Arno|Arno|")));
+            let last = lines.last().unwrap();
+            let field = |k: &str| last.split(' ').find_map(|p| p.strip_prefix(&format!("{k}="))).unwrap().to_owned();
+            (field("arnoDigest"), field("arnoSignature"))
+        };
+        assert_eq!(digest_hex, hex::encode(digest), "{format}");
+        use base64::Engine as _;
+        let sig = base64::engine::general_purpose::STANDARD.decode(signature.replace("\\=", "=")).unwrap();
+        let sig = ed25519_dalek::Signature::from_bytes(&sig.try_into().unwrap());
+        let message = arno::audit::export::trailer_message(&digest);
+        assert!(app.state.keys.audit.public_key().verify_strict(&message, &sig).is_ok(), "{format}");
+    }
+}
