@@ -197,7 +197,16 @@ pub async fn serve(
     let metrics = axum::serve(metrics_listener, app.metrics_router).with_graceful_shutdown(wait(stop_rx.clone()));
     let mut main = tokio::spawn(main.into_future());
     let mut metrics = tokio::spawn(metrics.into_future());
-    let housekeeping = tokio::spawn(maintenance(app.state.clone(), stop_rx));
+    let housekeeping = tokio::spawn(maintenance(app.state.clone(), stop_rx.clone()));
+    let config = &app.state.config;
+    let streaming = match (&config.audit_stream_urls, &config.audit_stream_token) {
+        (urls, Some(token)) if !urls.is_empty() => {
+            crate::audit::stream::register(&app.state.db, urls).await.map_err(to_anyhow)?;
+            let run = crate::audit::stream::run(app.state.db.clone(), urls.clone(), token.clone(), stop_rx.clone());
+            Some(tokio::spawn(run))
+        }
+        _ => None,
+    };
 
     tokio::select! {
         _ = shutdown => {}
@@ -215,6 +224,9 @@ pub async fn serve(
         let _ = main.await;
         let _ = metrics.await;
         let _ = housekeeping.await;
+        if let Some(s) = streaming {
+            let _ = s.await;
+        }
     })
     .await;
     if drained.is_err() {

@@ -88,6 +88,8 @@ const SETTINGS: &[Setting] = &[
     s("max_body_bytes", "ARNO_MAX_BODY_BYTES"),
     s("shutdown_timeout", "ARNO_SHUTDOWN_TIMEOUT"),
     s("audit.retention", "ARNO_AUDIT_RETENTION"),
+    s("audit.stream_urls", "ARNO_AUDIT_STREAM_URLS"),
+    secret("audit.stream_token", "ARNO_AUDIT_STREAM_TOKEN"),
 ];
 
 const CONFIG_ENV: &str = "ARNO_CONFIG";
@@ -136,6 +138,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How long audit records are kept before the retention purge may remove them.
     pub audit_retention: Duration,
+    /// SIEM endpoints that receive every audit record as JSON.
+    pub audit_stream_urls: Vec<Url>,
+    /// Sent with every streamed record so the receiver can verify the sender.
+    pub audit_stream_token: Option<Secret>,
 }
 
 /// One resolved setting, for `arno config check`.
@@ -509,6 +515,19 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
     let max_body_bytes = parse_num(get("max_body_bytes"), 10 * 1024 * 1024, 1024, 1 << 30)
         .map_err(|m| err(name("max_body_bytes"), m))?;
 
+    let mut audit_stream_urls = Vec::new();
+    for part in get("audit.stream_urls").unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let u = Url::parse(part).map_err(|e| err(name("audit.stream_urls"), format!("`{part}` is not a URL: {e}")))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(err(name("audit.stream_urls"), "must be http:// or https:// URLs"));
+        }
+        audit_stream_urls.push(u);
+    }
+    let audit_stream_token = get("audit.stream_token").map(Secret::new);
+    if !audit_stream_urls.is_empty() && audit_stream_token.is_none() {
+        return Err(err(name("audit.stream_token"), "is required when audit.stream_urls is set"));
+    }
+
     let mut trusted_proxies = Vec::new();
     for part in get("trusted_proxies").unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
         trusted_proxies.push(
@@ -536,6 +555,8 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         max_body_bytes,
         shutdown_timeout,
         audit_retention,
+        audit_stream_urls,
+        audit_stream_token,
     })
 }
 
@@ -689,6 +710,8 @@ mod tests {
             (&[("ARNO_MAX_BODY_BYTES", "ten")], "ARNO_MAX_BODY_BYTES"),
             (&[("ARNO_TRUSTED_PROXIES", "10.0.0.0/99")], "ARNO_TRUSTED_PROXIES"),
             (&[("ARNO_AUDIT_RETENTION", "1h")], "ARNO_AUDIT_RETENTION"),
+            (&[("ARNO_AUDIT_STREAM_URLS", "ftp://siem")], "ARNO_AUDIT_STREAM_URLS"),
+            (&[("ARNO_AUDIT_STREAM_URLS", "https://siem/in")], "ARNO_AUDIT_STREAM_TOKEN"),
             (&[("ARNO_S3_ACCESS_KEY_ID", "a")], "ARNO_S3_SECRET_ACCESS_KEY"),
             (&[("ARNO_CONFIG", "/nonexistent/arno.toml")], "ARNO_CONFIG"),
         ];

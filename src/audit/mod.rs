@@ -9,6 +9,7 @@ pub mod retention;
 pub mod routes;
 pub mod siem;
 pub mod store;
+pub mod stream;
 pub mod verify;
 
 use std::sync::LazyLock;

@@ -678,3 +678,67 @@ async fn siem_formats_stream_events_with_a_signed_trailer() {
         assert!(app.state.keys.audit.public_key().verify_strict(&message, &sig).is_ok(), "{format}");
     }
 }
+
+#[tokio::test]
+async fn records_stream_to_a_siem_at_least_once_after_failures() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    // A SIEM endpoint that fails its first delivery, then accepts.
+    type Received = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+    let received: Received = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (r, c) = (received.clone(), calls.clone());
+    let siem = axum::Router::new().route(
+        "/ingest",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (r, c) = (r.clone(), c.clone());
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                let token = headers.get("x-arno-verification-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                r.lock().unwrap().push((token, serde_json::from_str(&body).unwrap()));
+                StatusCode::ACCEPTED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, siem).await.unwrap() });
+
+    let app = TestApp::start_with(&[
+        ("ARNO_AUDIT_STREAM_URLS", &url),
+        ("ARNO_AUDIT_STREAM_TOKEN", "siem-verification-token-1234"),
+    ])
+    .await;
+    let token = admin_token(&app).await;
+    some_history(&app).await;
+    let expected: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM audit_events ORDER BY seq").fetch_all(app.state.db.pool()).await.unwrap();
+    assert!(expected.len() >= 5, "{}", expected.len());
+
+    // Delivery resumes after the back-off (2 s) and catches up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let got: std::collections::BTreeSet<String> =
+            received.lock().unwrap().iter().map(|(_, v)| v["id"].as_str().unwrap().to_owned()).collect();
+        if expected.iter().all(|(id,)| got.contains(id)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not delivered: {} of {}", got.len(), expected.len());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(calls.load(Ordering::SeqCst) > expected.len(), "the failed delivery was retried");
+    let received = received.lock().unwrap().clone();
+    assert!(received.iter().all(|(t, _)| t.as_deref() == Some("siem-verification-token-1234")));
+    let seqs: Vec<i64> = received.iter().map(|(_, v)| v["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    assert!(received.iter().all(|(_, v)| v["hash"].is_string() && v["action"].is_string()));
+
+    let metrics = api(Method::GET, &format!("{}/metrics", app.metrics_base), None, None).await.text;
+    assert!(metrics.contains("audit_stream_lag_seconds{stream="), "{metrics}");
+    let (failures, last_error): (i64, Option<String>) =
+        sqlx::query_as("SELECT failures, last_error FROM audit_streams").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!((failures, last_error), (0, None), "recovered");
+    let _ = token;
+}
