@@ -76,8 +76,8 @@ enum AuditCommand {
         #[arg(long)]
         outcome: Option<String>,
     },
-    /// Verify an export offline: exits 1 naming the first altered, missing, inserted or
-    /// reordered record, or a truncated end.
+    /// Verify a JSON Lines or CSV export offline: exits 1 naming the first altered, missing,
+    /// inserted or reordered record, or a truncated end.
     Verify {
         /// The export (`-` for standard input).
         file: PathBuf,

@@ -140,10 +140,15 @@ pub async fn record(conn: &mut AnyConnection, event: Event<'_>) -> AppResult<i64
     if intent.len() > MAX_INTENT_BYTES {
         return Err(AppError::Internal(anyhow::anyhow!("audit intent for {} is too long", event.action)));
     }
+    // Empty optional values are stored as absent: every export format (CSV included) then
+    // round-trips them exactly, which verification depends on.
     let origin = event.origin;
+    let (ip, user_agent) = (some(origin.ip.as_deref()), some(origin.user_agent.as_deref()));
+    let (request_id, trace_id) = (some(origin.request_id.as_deref()), some(origin.trace_id.as_deref()));
+    let project_id = some(event.project_id);
     let salt = crate::keys::random_token(16);
-    let actor_id = event.actor.id();
-    let personal = chain::personal_commitment(&salt, actor_id, origin.ip.as_deref(), origin.user_agent.as_deref());
+    let actor_id = some(event.actor.id());
+    let personal = chain::personal_commitment(&salt, actor_id, ip, user_agent);
     let id = uuid::Uuid::now_v7().to_string();
 
     // Taking the head row serialises appenders: this is the total order.
@@ -157,6 +162,7 @@ pub async fn record(conn: &mut AnyConnection, event: Event<'_>) -> AppResult<i64
     let prev = chain::parse_hash(&prev_hash)
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("audit head holds a malformed hash")))?;
     let (target_type, target_id) = event.target.unzip();
+    let (target_type, target_id) = (some(target_type), some(target_id));
     let hashed = chain::Hashed {
         seq,
         id: &id,
@@ -165,12 +171,12 @@ pub async fn record(conn: &mut AnyConnection, event: Event<'_>) -> AppResult<i64
         personal: &personal,
         action: event.action,
         outcome: event.outcome.as_str(),
-        project_id: event.project_id,
+        project_id,
         target_type,
         target_id,
         intent: &intent,
-        request_id: origin.request_id.as_deref(),
-        trace_id: origin.trace_id.as_deref(),
+        request_id,
+        trace_id,
     };
     let hash = hex::encode(chain::record_hash(&hashed, &prev));
     sqlx::query("UPDATE audit_head SET hash = $1, occurred_at = $2 WHERE id = 1")
@@ -190,22 +196,27 @@ pub async fn record(conn: &mut AnyConnection, event: Event<'_>) -> AppResult<i64
     .bind(actor_id)
     .bind(&personal)
     .bind(&salt)
-    .bind(origin.ip.as_deref())
-    .bind(origin.user_agent.as_deref())
+    .bind(ip)
+    .bind(user_agent)
     .bind(event.action)
     .bind(event.outcome.as_str())
-    .bind(event.project_id)
+    .bind(project_id)
     .bind(target_type)
     .bind(target_id)
     .bind(&intent)
-    .bind(origin.request_id.as_deref())
-    .bind(origin.trace_id.as_deref())
+    .bind(request_id)
+    .bind(trace_id)
     .bind(&prev_hash)
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
     RECORDS_TOTAL.with_label_values(&[event.action, event.outcome.as_str()]).inc();
     Ok(seq)
+}
+
+/// An empty optional value is stored as absent.
+fn some(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.is_empty())
 }
 
 /// Record a decision that changes nothing else (a denial, a failed sign-in) in its own transaction.

@@ -65,33 +65,129 @@ fn problem(kind: Kind, line: u64, seq: Option<i64>, message: impl Into<String>) 
     Problem { kind, line, seq, message: message.into() }
 }
 
-struct Lines<R> {
-    reader: R,
+/// One logical entry of an export: a JSON line, or a CSV record (which may span lines).
+struct Entry {
+    /// The physical line it starts on (1-based).
     line: u64,
-    peeked: Option<(u64, Vec<u8>)>,
+    /// Its exact bytes, for the digest.
+    raw: Vec<u8>,
+    /// The entry in the JSON Lines shape, whatever the file's format.
+    value: Result<Value, String>,
 }
 
-impl<R: BufRead> Lines<R> {
-    fn read(&mut self) -> std::io::Result<Option<(u64, Vec<u8>)>> {
-        let mut buf = Vec::new();
-        if self.reader.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(None);
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FileFormat {
+    Jsonl,
+    Csv,
+}
+
+struct Entries<R> {
+    reader: R,
+    format: FileFormat,
+    line: u64,
+    peeked: Option<Entry>,
+}
+
+impl<R: BufRead> Entries<R> {
+    /// Detect the format; for CSV, consume the column row (returned, for the digest).
+    fn open(mut reader: R) -> std::io::Result<(Self, Vec<u8>)> {
+        let csv = reader.fill_buf()?.starts_with(b"record_type,");
+        let mut entries =
+            Entries { reader, format: if csv { FileFormat::Csv } else { FileFormat::Jsonl }, line: 0, peeked: None };
+        let mut preamble = Vec::new();
+        if csv {
+            preamble = entries.physical_lines()?.map(|(_, raw)| raw).unwrap_or_default();
         }
-        self.line += 1;
-        Ok(Some((self.line, buf)))
+        Ok((entries, preamble))
     }
-    fn next(&mut self) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+
+    /// One JSON line, or the lines of one CSV record (quotes balanced).
+    fn physical_lines(&mut self) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+        let mut raw = Vec::new();
+        let start = self.line + 1;
+        loop {
+            if self.reader.read_until(b'\n', &mut raw)? == 0 {
+                return Ok((!raw.is_empty()).then_some((start, raw)));
+            }
+            self.line += 1;
+            if self.format == FileFormat::Jsonl || raw.iter().filter(|b| **b == b'"').count() % 2 == 0 {
+                return Ok(Some((start, raw)));
+            }
+        }
+    }
+
+    fn read(&mut self) -> std::io::Result<Option<Entry>> {
+        let Some((line, raw)) = self.physical_lines()? else { return Ok(None) };
+        let value = match self.format {
+            FileFormat::Jsonl => serde_json::from_slice(&raw).map_err(|e| format!("not JSON: {e}")),
+            FileFormat::Csv => csv_entry(&raw),
+        };
+        Ok(Some(Entry { line, raw, value }))
+    }
+
+    fn next(&mut self) -> std::io::Result<Option<Entry>> {
         match self.peeked.take() {
-            Some(l) => Ok(Some(l)),
+            Some(e) => Ok(Some(e)),
             None => self.read(),
         }
     }
-    fn peek(&mut self) -> std::io::Result<Option<&(u64, Vec<u8>)>> {
+
+    fn peek(&mut self) -> std::io::Result<Option<&Entry>> {
         if self.peeked.is_none() {
             self.peeked = self.read()?;
         }
         Ok(self.peeked.as_ref())
     }
+}
+
+/// Split one CSV record (RFC 4180) and undo the export's formula guard (one leading `'`).
+fn csv_fields(raw: &[u8]) -> Result<Vec<String>, String> {
+    let text = std::str::from_utf8(raw).map_err(|_| "not UTF-8".to_owned())?;
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => fields.push(std::mem::take(&mut field)),
+            (false, c) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quoted field".into());
+    }
+    fields.push(field);
+    Ok(fields.into_iter().map(|f| f.strip_prefix('\'').map(str::to_owned).unwrap_or(f)).collect())
+}
+
+/// A CSV record in the JSON Lines shape the checks expect.
+fn csv_entry(raw: &[u8]) -> Result<Value, String> {
+    let f = csv_fields(raw)?;
+    if f.len() != export::CSV_COLUMNS.len() {
+        return Err(format!("expected {} fields, found {}", export::CSV_COLUMNS.len(), f.len()));
+    }
+    let opt = |i: usize| if f[i].is_empty() { Value::Null } else { Value::from(f[i].clone()) };
+    let seq = || f[1].parse::<i64>().map_err(|_| "seq is not a number".to_owned());
+    Ok(match f[0].as_str() {
+        "header" | "checkpoint" | "trailer" => serde_json::from_str(&f[15]).map_err(|e| format!("not JSON: {e}"))?,
+        "stub" => serde_json::json!({"type": "stub", "seq": seq()?, "prev_hash": f[18], "hash": f[19]}),
+        "record" => serde_json::json!({
+            "type": "record", "seq": seq()?, "id": f[2], "time": f[3],
+            "actor": {"kind": f[4], "id": opt(5)}, "personal": f[6], "personal_salt": opt(7),
+            "ip": opt(8), "user_agent": opt(9), "action": f[10], "outcome": f[11], "project_id": opt(12),
+            "target": {"type": opt(13), "id": opt(14)}, "intent": f[15], "request_id": opt(16),
+            "trace_id": opt(17), "prev_hash": f[18], "hash": f[19],
+        }),
+        other => return Err(format!("unknown record type `{other}`")),
+    })
 }
 
 fn s(v: &Value, k: &str) -> Option<String> {
@@ -157,17 +253,19 @@ fn signed_checkpoint(v: &Value, key: &VerifyingKey) -> Result<(i64, String), (Ki
 /// only against accidental damage, not against whoever wrote it).
 pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Report, Problem> {
     let io = |line: u64| move |e: std::io::Error| problem(Kind::Malformed, line, None, format!("cannot read: {e}"));
-    let mut lines = Lines { reader, line: 0, peeked: None };
+    let (mut lines, preamble) = Entries::open(reader).map_err(io(1))?;
     let mut digest = Sha256::new();
+    digest.update(&preamble);
 
-    let Some((_, first)) = lines.next().map_err(io(1))? else {
+    let Some(first) = lines.next().map_err(io(1))? else {
         return Err(problem(Kind::Truncated, 1, None, "the file is empty"));
     };
-    digest.update(&first);
-    let header: Value = serde_json::from_slice(&first)
+    digest.update(&first.raw);
+    let header: Value = first
+        .value
         .ok()
         .filter(|h: &Value| h.get("type").and_then(Value::as_str) == Some("header"))
-        .ok_or_else(|| problem(Kind::Malformed, 1, None, "not an Arno audit export (no header line)"))?;
+        .ok_or_else(|| problem(Kind::Malformed, first.line, None, "not an Arno audit export (no header)"))?;
     let embedded = s(&header, "public_key")
         .and_then(|k| parse_public_key(&k))
         .ok_or_else(|| problem(Kind::Malformed, 1, None, "the header has no valid public key"))?;
@@ -209,7 +307,7 @@ pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Rep
     let mut last_checkpoint: Option<(i64, String)> = anchor.clone();
 
     loop {
-        let Some((line, bytes)) = lines.next().map_err(io(lines.line + 1))? else {
+        let Some(entry) = lines.next().map_err(io(lines.line + 1))? else {
             let seq = prev.as_ref().map(|p| p.1);
             return Err(problem(
                 Kind::Truncated,
@@ -218,11 +316,11 @@ pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Rep
                 "the export ends without its signed trailer: records after this point may be missing",
             ));
         };
+        let (line, bytes) = (entry.line, entry.raw);
         if !bytes.ends_with(b"\n") {
             return Err(problem(Kind::Truncated, line, None, "the last line is cut off"));
         }
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| problem(Kind::Malformed, line, None, format!("not JSON: {e}")))?;
+        let v: Value = entry.value.map_err(|e| problem(Kind::Malformed, line, None, e))?;
         let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
         match kind {
             "record" | "stub" => {
@@ -279,7 +377,7 @@ pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Rep
                                 .peek()
                                 .ok()
                                 .flatten()
-                                .and_then(|(_, b)| serde_json::from_slice::<Value>(b).ok())
+                                .and_then(|n| n.value.as_ref().ok())
                                 .and_then(|n| n.get("seq").and_then(Value::as_i64))
                                 == Some(expected);
                             return Err(if next_is_expected {

@@ -485,6 +485,16 @@ async fn csv_exports_escape_hostile_strings() {
     // Quoted (it has commas and quotes), quotes doubled, formula defused with a leading '.
     assert!(line.contains("\"'=cmd|' /C calc'!A0, \"\"quoted\"\"; ünïcödé |=|\""), "{line}");
     assert_eq!(text.lines().last().unwrap().split(',').next(), Some("trailer"));
+
+    // CSV exports verify like JSON Lines, hostile strings and all, and tampering is located.
+    let full = export_text(&app, &token, "?format=csv").await;
+    let report = check(&full, &app).expect("the CSV export verifies");
+    assert_eq!(report.records as i64, count(&app).await);
+    let tampered = full.replacen("ünïcödé", "unicode", 1);
+    let p = check(&tampered, &app).unwrap_err();
+    assert_eq!(p.kind, Kind::Modified, "{p}");
+    let cut: String = full.lines().take(full.lines().count() - 1).map(|l| format!("{l}\n")).collect();
+    assert_eq!(check(&cut, &app).unwrap_err().kind, Kind::Truncated);
 }
 
 #[tokio::test]
