@@ -51,15 +51,7 @@ fn main() -> anyhow::Result<()> {
             let mut tx = db.begin().await?;
             for i in start..(start + batch).min(n) {
                 let target = format!("t{i}");
-                let event = Event {
-                    action: if i % 3 == 0 { "token.create" } else { "auth.login" },
-                    outcome: if i % 7 == 0 { Outcome::Denied } else { Outcome::Allowed },
-                    actor: Actor::User(&user),
-                    project_id: None,
-                    target: Some(("api_token", &target)),
-                    intent: serde_json::json!({"method": "password"}),
-                    origin: &origin,
-                };
+                let event = Event::new(if i % 3 == 0 { "token.create" } else { "auth.login" }, if i % 7 == 0 { Outcome::Denied } else { Outcome::Allowed }, Actor::User(&user), &origin).target("api_token", &target).intent(serde_json::json!({"method": "password"}));
                 audit::record(&mut tx, event).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             tx.commit().await?;

@@ -288,15 +288,9 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no active user has that e-mail address"))?;
             let (info, token) = auth::tokens::create(&mut tx, &user.id, &name, expires_days).await.map_err(describe)?;
             let origin = cli_origin("admin create-token");
-            let event = audit::Event {
-                action: "token.create",
-                outcome: audit::Outcome::Allowed,
-                actor: Actor::System,
-                project_id: None,
-                target: Some(("api_token", &info.id)),
-                intent: serde_json::json!({"expires_at": info.expires_at, "for_user": user.id, "via": "cli"}),
-                origin: &origin,
-            };
+            let event = audit::Event::new("token.create", audit::Outcome::Allowed, Actor::System, &origin)
+                .target("api_token", &info.id)
+                .intent(serde_json::json!({"expires_at": info.expires_at, "for_user": user.id, "via": "cli"}));
             audit::record(&mut tx, event).await.map_err(describe)?;
             tx.commit().await?;
             println!("{token}");
@@ -329,16 +323,7 @@ async fn audit(config: Config, command: AuditCommand) -> anyhow::Result<()> {
                 audit::routes::ExportQuery { from, to, format: Some(format), actor, action, project, target, outcome };
             let req = query.into_request().map_err(describe)?;
             let origin = cli_origin("audit export");
-            let event = audit::Event {
-                action: "audit.export",
-                outcome: audit::Outcome::Allowed,
-                actor: Actor::System,
-                project_id: None,
-                target: None,
-                intent: serde_json::json!({"from": arno::db::rfc3339(req.from), "to": req.to.map(arno::db::rfc3339),
-                    "format": req.format, "filter": req.filter, "via": "cli"}),
-                origin: &origin,
-            };
+            let event = audit::Event::new("audit.export", audit::Outcome::Allowed, Actor::System, &origin).intent(serde_json::json!({"from": arno::db::rfc3339(req.from), "to": req.to.map(arno::db::rfc3339), "format": req.format, "filter": req.filter, "via": "cli"}));
             audit::record_alone(&db, event).await.map_err(describe)?;
             audit::checkpoint(&db, &keys.audit).await.map_err(describe)?;
             // Write beside the target and rename when complete: no half file under the real name.

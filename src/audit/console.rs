@@ -218,15 +218,7 @@ pub async fn verify_page(
         ),
         Err(p) => (false, format!("Verification FAILED ({:?}) at {p}", p.kind)),
     };
-    let event = Event {
-        action: "audit.verify",
-        outcome: Outcome::Allowed,
-        actor: Actor::of(&auth),
-        project_id: None,
-        target: None,
-        intent: json!({"intact": ok}),
-        origin: &origin,
-    };
+    let event = Event::new("audit.verify", Outcome::Allowed, Actor::of(&auth), &origin).intent(json!({"intact": ok}));
     super::record_alone(&state.db, event).await?;
     page(&state, &auth, AuditQuery::default(), Some(Verification { ok, message })).await
 }

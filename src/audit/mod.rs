@@ -133,6 +133,28 @@ pub struct Event<'a> {
     pub origin: &'a Origin,
 }
 
+impl<'a> Event<'a> {
+    /// An event with no project, no target and an empty intent; add those with the setters.
+    pub fn new(action: &'a str, outcome: Outcome, actor: Actor<'a>, origin: &'a Origin) -> Event<'a> {
+        Event { action, outcome, actor, project_id: None, target: None, intent: serde_json::json!({}), origin }
+    }
+
+    pub fn target(mut self, kind: &'a str, id: &'a str) -> Event<'a> {
+        self.target = Some((kind, id));
+        self
+    }
+
+    pub fn intent(mut self, intent: serde_json::Value) -> Event<'a> {
+        self.intent = intent;
+        self
+    }
+
+    pub fn project(mut self, project_id: &'a str) -> Event<'a> {
+        self.project_id = Some(project_id);
+        self
+    }
+}
+
 /// Append `event` inside the caller's transaction (or connection, for a decision that changes
 /// nothing else). Returns the record's `seq`.
 pub async fn record(conn: &mut AnyConnection, event: Event<'_>) -> AppResult<i64> {

@@ -61,15 +61,8 @@ pub async fn purge(db: &Db, retention: Duration, origin: &Origin) -> AppResult<O
     sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1").bind(through_seq).execute(&mut *tx).await?;
     close_gate(&mut tx, db.backend()).await?;
     let purged = Purged { records: deleted.rows_affected(), through_seq };
-    let event = Event {
-        action: "audit.purge",
-        outcome: Outcome::Allowed,
-        actor: Actor::System,
-        project_id: None,
-        target: None,
-        intent: json!({"older_than": rfc3339(cutoff), "through_seq": through_seq, "records": purged.records}),
-        origin,
-    };
+    let event = Event::new("audit.purge", Outcome::Allowed, Actor::System, origin)
+        .intent(json!({"older_than": rfc3339(cutoff), "through_seq": through_seq, "records": purged.records}));
     super::record(&mut tx, event).await?;
     tx.commit().await?;
     tracing::info!(event_type = "audit_purged", records = purged.records, through_seq, "purged old audit records");

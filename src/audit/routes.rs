@@ -28,19 +28,9 @@ pub async fn require_auditor(state: &AppState, auth: &Authenticated, origin: &Or
     if matches!(auth.user.org_role, OrgRole::Admin | OrgRole::Auditor) {
         return Ok(());
     }
-    super::record_alone(
-        &state.db,
-        Event {
-            action,
-            outcome: Outcome::Denied,
-            actor: Actor::of(auth),
-            project_id: None,
-            target: None,
-            intent: json!({"reason": "requires the auditor or admin role"}),
-            origin,
-        },
-    )
-    .await?;
+    let event = Event::new(action, Outcome::Denied, Actor::of(auth), origin)
+        .intent(json!({"reason": "requires the auditor or admin role"}));
+    super::record_alone(&state.db, event).await?;
     Err(AppError::forbidden("reading the audit log requires the Auditor or Admin role"))
 }
 
@@ -117,15 +107,7 @@ pub async fn export_log(
     let req = query.into_request()?;
     super::record_alone(
         &state.db,
-        Event {
-            action: "audit.export",
-            outcome: Outcome::Allowed,
-            actor: Actor::of(&auth),
-            project_id: None,
-            target: None,
-            intent: json!({"from": crate::db::rfc3339(req.from), "to": req.to.map(crate::db::rfc3339), "format": req.format, "filter": req.filter}),
-            origin: &origin,
-        },
+        Event::new("audit.export", Outcome::Allowed, Actor::of(&auth), &origin).intent(json!({"from": crate::db::rfc3339(req.from), "to": req.to.map(crate::db::rfc3339), "format": req.format, "filter": req.filter})),
     )
     .await?;
     // Sign the head first, so the export ends on a checkpoint whenever it reaches the present.

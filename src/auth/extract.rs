@@ -51,15 +51,9 @@ fn record(auth: &Authenticated) {
 async fn denied_token(parts: &Parts, state: &AppState) -> AppError {
     let ctx = parts.extensions.get::<crate::http::RequestContext>();
     let origin = ctx.map(crate::audit::Origin::from).unwrap_or_default();
-    let event = crate::audit::Event {
-        action: "auth.token",
-        outcome: crate::audit::Outcome::Denied,
-        actor: crate::audit::Actor::Anonymous,
-        project_id: None,
-        target: None,
-        intent: serde_json::json!({"reason": "invalid, expired or revoked token"}),
-        origin: &origin,
-    };
+    let event =
+        crate::audit::Event::new("auth.token", crate::audit::Outcome::Denied, crate::audit::Actor::Anonymous, &origin)
+            .intent(serde_json::json!({"reason": "invalid, expired or revoked token"}));
     match crate::audit::record_alone(&state.db, event).await {
         Ok(_) => AppError::Unauthorized,
         Err(e) => e,

@@ -46,15 +46,14 @@ pub async fn erase(db: &Db, keys: &Keys, user_id: &str, by: &Authenticated, orig
     tokens::delete_for_user(&mut tx, user_id).await?;
     // Personal content (spec versions, comments) is removed here as those domains arrive.
     let by_self = by.user.id == user_id;
-    let event = Event {
-        action: "user.erase",
-        outcome: Outcome::Allowed,
-        actor: if by_self { Actor::User(&pseudonym) } else { Actor::of(by) },
-        project_id: None,
-        target: Some(("user", &pseudonym)),
-        intent: json!({"requested_by": if by_self { "self" } else { "admin" }, "records_pseudonymized": pseudonymized}),
+    let event = Event::new(
+        "user.erase",
+        Outcome::Allowed,
+        if by_self { Actor::User(&pseudonym) } else { Actor::of(by) },
         origin,
-    };
+    )
+    .target("user", &pseudonym)
+    .intent(json!({"requested_by": if by_self { "self" } else { "admin" }, "records_pseudonymized": pseudonymized}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     tracing::info!(event_type = "user_erased", records = pseudonymized, "user erased");
@@ -88,15 +87,9 @@ async fn scrub(conn: &mut AnyConnection, user_id: &str, pseudonym: &str) -> AppR
 }
 
 async fn denied(state: &AppState, auth: &Authenticated, origin: &Origin, target: &str, reason: &str) -> AppResult<()> {
-    let event = Event {
-        action: "user.erase",
-        outcome: Outcome::Denied,
-        actor: Actor::of(auth),
-        project_id: None,
-        target: Some(("user", target)),
-        intent: json!({"reason": reason}),
-        origin,
-    };
+    let event = Event::new("user.erase", Outcome::Denied, Actor::of(auth), origin)
+        .target("user", target)
+        .intent(json!({"reason": reason}));
     audit::record_alone(&state.db, event).await.map(|_| ())
 }
 
@@ -185,15 +178,10 @@ pub async fn export_me(
     let tokens = tokens::list(&mut conn, &user.id).await?;
     let records = audit::records_of_actor(&mut conn, &user.id).await?;
     drop(conn);
-    let event = Event {
-        action: "user.export",
-        outcome: Outcome::Allowed,
-        actor: Actor::of(&auth),
-        project_id: None,
-        target: Some(("user", &user.id)),
-        intent: json!({"audit_records": records.len()}),
-        origin: &Origin::from(&ctx),
-    };
+    let origin = Origin::from(&ctx);
+    let event = Event::new("user.export", Outcome::Allowed, Actor::of(&auth), &origin)
+        .target("user", &user.id)
+        .intent(json!({"audit_records": records.len()}));
     audit::record_alone(&state.db, event).await?;
     let body = json!({
         "exported_at": rfc3339(now_ms()),

@@ -40,15 +40,9 @@ pub async fn create_local_user(
     let mut tx = db.begin().await?;
     let user = users::create(&mut tx, users::NewUser { email: &email, name: new.name, org_role: new.org_role }).await?;
     users::set_password_hash(&mut tx, &user.id, &phc).await?;
-    let event = crate::audit::Event {
-        action: "user.create",
-        outcome: crate::audit::Outcome::Allowed,
-        actor,
-        project_id: None,
-        target: Some(("user", &user.id)),
-        intent: serde_json::json!({"org_role": user.org_role.as_str(), "auth": "password"}),
-        origin,
-    };
+    let event = crate::audit::Event::new("user.create", crate::audit::Outcome::Allowed, actor, origin)
+        .target("user", &user.id)
+        .intent(serde_json::json!({"org_role": user.org_role.as_str(), "auth": "password"}));
     crate::audit::record(&mut tx, event).await?;
     tx.commit().await?;
     Ok(user)

@@ -130,17 +130,11 @@ pub async fn login(
         let origin = &origin;
         let db = &state.db;
         async move {
-            let target = target.as_deref().map(|id| ("user", id));
             let intent = serde_json::json!({"method": "password", "reason": reason});
-            let event = Event {
-                action: "auth.login",
-                outcome: Outcome::Denied,
-                actor: Actor::Anonymous,
-                project_id: None,
-                target,
-                intent,
-                origin,
-            };
+            let mut event = Event::new("auth.login", Outcome::Denied, Actor::Anonymous, origin).intent(intent);
+            if let Some(id) = target.as_deref() {
+                event = event.target("user", id);
+            }
             audit::record_alone(db, event).await
         }
     };
@@ -202,15 +196,9 @@ async fn start_session(
         },
     )
     .await?;
-    let event = Event {
-        action: "auth.login",
-        outcome: Outcome::Allowed,
-        actor: Actor::User(user_id),
-        project_id: None,
-        target: Some(("user", user_id)),
-        intent: serde_json::json!({"method": method}),
-        origin: &origin,
-    };
+    let event = Event::new("auth.login", Outcome::Allowed, Actor::User(user_id), &origin)
+        .target("user", user_id)
+        .intent(serde_json::json!({"method": method}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     Ok(cookie)
@@ -235,15 +223,8 @@ pub async fn logout(
         let mut tx = state.db.begin().await?;
         sessions::delete(&mut tx, cookie).await?;
         let origin = Origin::from(&ctx);
-        let event = Event {
-            action: "auth.logout",
-            outcome: Outcome::Allowed,
-            actor: Actor::of(&auth),
-            project_id: None,
-            target: Some(("user", &auth.user.id)),
-            intent: serde_json::json!({}),
-            origin: &origin,
-        };
+        let event =
+            Event::new("auth.logout", Outcome::Allowed, Actor::of(&auth), &origin).target("user", &auth.user.id);
         audit::record(&mut tx, event).await?;
         tx.commit().await?;
         tracing::info!(event_type = "logout", "signed out");
@@ -274,15 +255,8 @@ async fn setup_denied(state: &AppState, origin: &Origin, setup: &SetupState) -> 
         SetupState::Complete => "already_complete",
         _ => "invalid_token",
     };
-    let event = Event {
-        action: "setup.complete",
-        outcome: Outcome::Denied,
-        actor: Actor::Anonymous,
-        project_id: None,
-        target: None,
-        intent: serde_json::json!({"reason": reason}),
-        origin,
-    };
+    let event = Event::new("setup.complete", Outcome::Denied, Actor::Anonymous, origin)
+        .intent(serde_json::json!({"reason": reason}));
     audit::record_alone(&state.db, event).await.map(|_| ())
 }
 
@@ -427,15 +401,9 @@ pub async fn create_token(
     let mut tx = state.db.begin().await?;
     let (info, token) = tokens::create(&mut tx, &auth.user.id, &body.name, body.expires_days).await?;
     let origin = Origin::from(&ctx);
-    let event = Event {
-        action: "token.create",
-        outcome: Outcome::Allowed,
-        actor: Actor::of(&auth),
-        project_id: None,
-        target: Some(("api_token", &info.id)),
-        intent: serde_json::json!({"expires_at": info.expires_at}),
-        origin: &origin,
-    };
+    let event = Event::new("token.create", Outcome::Allowed, Actor::of(&auth), &origin)
+        .target("api_token", &info.id)
+        .intent(serde_json::json!({"expires_at": info.expires_at}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     tracing::info!(event_type = "token_created", token_id = %info.id, "API token created");
@@ -456,19 +424,14 @@ pub async fn revoke_token(
     let origin = Origin::from(&ctx);
     let mut tx = state.db.begin().await?;
     let revoked = tokens::revoke(&mut tx, &auth.user.id, &id).await?;
-    let event = Event {
-        action: "token.revoke",
-        outcome: if revoked { Outcome::Allowed } else { Outcome::Denied },
-        actor: Actor::of(&auth),
-        project_id: None,
-        target: Some(("api_token", &id)),
-        intent: if revoked {
-            serde_json::json!({})
-        } else {
-            serde_json::json!({"reason": "not the caller's live token"})
-        },
-        origin: &origin,
-    };
+    let event =
+        Event::new("token.revoke", if revoked { Outcome::Allowed } else { Outcome::Denied }, Actor::of(&auth), &origin)
+            .target("api_token", &id)
+            .intent(if revoked {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({"reason": "not the caller's live token"})
+            });
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     if !revoked {

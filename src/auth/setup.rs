@@ -104,15 +104,14 @@ pub async fn complete(
         users::create(&mut tx, users::NewUser { email: &email, name: form.name, org_role: OrgRole::Admin }).await?;
     users::set_password_hash(&mut tx, &user.id, &phc).await?;
     sqlx::query("DELETE FROM setup_tokens").execute(&mut *tx).await?;
-    let event = crate::audit::Event {
-        action: "setup.complete",
-        outcome: crate::audit::Outcome::Allowed,
-        actor: crate::audit::Actor::User(&user.id),
-        project_id: None,
-        target: Some(("user", &user.id)),
-        intent: serde_json::json!({"org_role": "admin"}),
+    let event = crate::audit::Event::new(
+        "setup.complete",
+        crate::audit::Outcome::Allowed,
+        crate::audit::Actor::User(&user.id),
         origin,
-    };
+    )
+    .target("user", &user.id)
+    .intent(serde_json::json!({"org_role": "admin"}));
     crate::audit::record(&mut tx, event).await?;
     tx.commit().await?;
     remove_token_file(data_dir).await;

@@ -119,15 +119,8 @@ async fn refuse_audited(
     intent: serde_json::Value,
     e: AppError,
 ) -> Response {
-    let event = crate::audit::Event {
-        action: "http.write",
-        outcome: crate::audit::Outcome::Denied,
-        actor: crate::audit::Actor::Anonymous,
-        project_id: None,
-        target: None,
-        intent,
-        origin: &origin,
-    };
+    use crate::audit::{Actor, Event, Outcome};
+    let event = Event::new("http.write", Outcome::Denied, Actor::Anonymous, &origin).intent(intent);
     if let Err(audit_error) = crate::audit::record_alone(db, event).await {
         return audit_error.into_response();
     }

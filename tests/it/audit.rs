@@ -380,15 +380,7 @@ async fn concurrent_writers_share_one_total_order() {
         let db = app.state.db.clone();
         tasks.push(tokio::spawn(async move {
             let origin = Origin { request_id: Some(format!("r{i}")), ..Origin::system() };
-            let event = Event {
-                action: "test.concurrent",
-                outcome: Outcome::Allowed,
-                actor: Actor::System,
-                project_id: None,
-                target: None,
-                intent: json!({"i": i}),
-                origin: &origin,
-            };
+            let event = Event::new("test.concurrent", Outcome::Allowed, Actor::System, &origin).intent(json!({"i": i}));
             audit::record_alone(&db, event).await.unwrap()
         }));
     }
@@ -601,15 +593,9 @@ async fn the_console_searches_pages_and_verifies_for_auditors_only() {
     // 60 denied sign-ins for one account and a few other records.
     for i in 0..60 {
         let origin = Origin { ip: Some(format!("198.51.100.{i}")), ..Origin::system() };
-        let event = Event {
-            action: "auth.login",
-            outcome: Outcome::Denied,
-            actor: Actor::Anonymous,
-            project_id: None,
-            target: Some(("user", "victim")),
-            intent: json!({"reason": "bad_credentials", "i": i}),
-            origin: &origin,
-        };
+        let event = Event::new("auth.login", Outcome::Denied, Actor::Anonymous, &origin)
+            .target("user", "victim")
+            .intent(json!({"reason": "bad_credentials", "i": i}));
         audit::record_alone(&app.state.db, event).await.unwrap();
     }
     let page = b.get("/audit?outcome=denied&target=user%3Avictim").await;
