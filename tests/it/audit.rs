@@ -733,6 +733,7 @@ async fn records_stream_to_a_siem_at_least_once_after_failures() {
 
     let metrics = api(Method::GET, &format!("{}/metrics", app.metrics_base), None, None).await.text;
     assert!(metrics.contains("audit_stream_lag_seconds{stream="), "{metrics}");
+    assert!(metrics.contains(r#"audit_records_total{action="token.create",outcome="allowed"}"#), "{metrics}");
     let (failures, last_error): (i64, Option<String>) =
         sqlx::query_as("SELECT failures, last_error FROM audit_streams").fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!((failures, last_error), (0, None), "recovered");
