@@ -76,8 +76,8 @@ enum AuditCommand {
         #[arg(long)]
         outcome: Option<String>,
     },
-    /// Verify a JSON Lines or CSV export offline: exits 1 naming the first altered, missing,
-    /// inserted or reordered record, or a truncated end.
+    /// Verify an export offline (JSON Lines, CSV, OCSF or CEF): exits 1 naming the first altered,
+    /// missing, inserted or reordered record, or a truncated end.
     Verify {
         /// The export (`-` for standard input).
         file: PathBuf,
@@ -370,7 +370,7 @@ fn audit_verify(file: &std::path::Path, public_key: Option<&str>) -> ExitCode {
             }
         }
     };
-    match audit::verify::verify(reader, key.as_ref()) {
+    match audit::verify::verify_any(reader, key.as_ref()) {
         Ok(r) => {
             let seq = |s: Option<i64>| s.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
             println!(

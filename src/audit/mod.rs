@@ -11,6 +11,7 @@ pub mod siem;
 pub mod store;
 pub mod stream;
 pub mod verify;
+pub mod verify_siem;
 
 use std::sync::LazyLock;
 

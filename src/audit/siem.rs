@@ -190,7 +190,7 @@ pub fn cef_trailer(v: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A fixed record with hostile strings in every free-text field.

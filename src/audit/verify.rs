@@ -224,11 +224,48 @@ fn row_of(v: &Value) -> Option<Row> {
     })
 }
 
+/// Check a base64 Ed25519 signature.
+pub(super) fn signature_ok(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> bool {
+    verify_sig(key, message, signature_b64)
+}
+
 fn verify_sig(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> bool {
     use base64::Engine as _;
     let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(signature_b64) else { return false };
     let Ok(bytes) = <[u8; 64]>::try_from(raw.as_slice()) else { return false };
     key.verify_strict(message, &Signature::from_bytes(&bytes)).is_ok()
+}
+
+/// Verify an export of any format: JSON Lines and CSV (self-describing), OCSF and CEF (which
+/// need the instance's key, as they carry none).
+pub fn verify_any(mut reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Report, Problem> {
+    let head = reader.fill_buf().map_err(|e| problem(Kind::Malformed, 1, None, format!("cannot read: {e}")))?;
+    let siem = if head.starts_with(b"CEF:") {
+        Some(true)
+    } else if head.starts_with(b"{\"") && !head.starts_with(b"{\"anchor\"") && !is_header(head) {
+        Some(false)
+    } else {
+        None
+    };
+    match (siem, pinned) {
+        (None, _) => verify(reader, pinned),
+        (Some(cef), Some(key)) => super::verify_siem::verify(reader, key, cef),
+        (Some(_), None) => Err(problem(
+            Kind::BadSignature,
+            1,
+            None,
+            "OCSF and CEF exports carry no key: pass the instance's public key (arno audit public-key)",
+        )),
+    }
+}
+
+/// Does the buffered start of a JSON Lines file hold Arno's export header?
+fn is_header(head: &[u8]) -> bool {
+    let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    serde_json::from_slice::<Value>(first).map(|v| v.get("type").and_then(Value::as_str) == Some("header")).unwrap_or(
+        // A first line longer than the buffer: look for the marker in what we have.
+        first.windows(15).any(|w| w == b"\"type\":\"header\""),
+    )
 }
 
 /// Check a checkpoint's signature; returns its (seq, hash).

@@ -672,6 +672,27 @@ async fn siem_formats_stream_events_with_a_signed_trailer() {
         let sig = ed25519_dalek::Signature::from_bytes(&sig.try_into().unwrap());
         let message = arno::audit::export::trailer_message(&digest);
         assert!(app.state.keys.audit.public_key().verify_strict(&message, &sig).is_ok(), "{format}");
+
+        // Offline verification with the instance key; tampering is located.
+        let key = app.state.keys.audit.public_key();
+        let verify = |t: &str| arno::audit::verify::verify_any(std::io::Cursor::new(t.as_bytes()), Some(&key));
+        let report = verify(&text).unwrap_or_else(|p| panic!("{format}: {p}"));
+        assert_eq!(report.records as usize, lines.len() - 1, "{format}");
+        assert!(
+            arno::audit::verify::verify_any(std::io::Cursor::new(text.as_bytes()), None).is_err(),
+            "a key is required"
+        );
+        let mut t: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        // Change the (hashed) action of the third event.
+        t[2] = t[2].replacen("act=", "act=x", 1).replacen("\"event_code\":\"", "\"event_code\":\"x", 1);
+        let p = verify(&t.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap_err();
+        assert_eq!((p.kind.clone(), p.line), (Kind::Modified, 3), "{format}: {p}");
+        let mut t: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        t.remove(3);
+        let p = verify(&t.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap_err();
+        assert!(matches!(p.kind, Kind::Inserted | Kind::Modified), "{format}: {p}");
+        let cut: String = lines[..lines.len() - 1].iter().map(|l| format!("{l}\n")).collect();
+        assert_eq!(verify(&cut).unwrap_err().kind, Kind::Truncated, "{format}");
     }
 }
 
