@@ -47,15 +47,34 @@ fn record(auth: &Authenticated) {
     tracing::Span::current().record("user_id", auth.user.id.as_str());
 }
 
-/// A presented credential that does not authenticate is a denied decision: audit it.
+/// A presented credential that does not authenticate is a denied decision: audit it. Failures
+/// are throttled per client address like sign-ins, so guessing is slow and a flood of bad tokens
+/// cannot grow the audit log without bound (once blocked, requests get 429 and no new record).
+/// Valid tokens are checked first and never slowed down.
 async fn denied_token(parts: &Parts, state: &AppState) -> AppError {
     let ctx = parts.extensions.get::<crate::http::RequestContext>();
     let origin = ctx.map(crate::audit::Origin::from).unwrap_or_default();
-    let event =
-        crate::audit::Event::new("auth.token", crate::audit::Outcome::Denied, crate::audit::Actor::Anonymous, &origin)
-            .intent(serde_json::json!({"reason": "invalid, expired or revoked token"}));
-    match crate::audit::record_alone(&state.db, event).await {
-        Ok(_) => AppError::Unauthorized,
+    let ip = origin.ip.clone().unwrap_or_else(|| "unknown".into());
+    let keys =
+        [super::throttle::Key { key: format!("token-ip:{ip}"), max_failures: state.config.login_max_failures_per_ip }];
+    let result = async {
+        if let Some(retry_after_ms) = super::throttle::blocked_for(&state.db, &keys).await? {
+            return Err(AppError::RateLimited { retry_after_ms });
+        }
+        super::throttle::record_failure(&state.db, &keys).await?;
+        let event = crate::audit::Event::new(
+            "auth.token",
+            crate::audit::Outcome::Denied,
+            crate::audit::Actor::Anonymous,
+            &origin,
+        )
+        .intent(serde_json::json!({"reason": "invalid, expired or revoked token"}));
+        crate::audit::record_alone(&state.db, event).await?;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => AppError::Unauthorized,
         Err(e) => e,
     }
 }

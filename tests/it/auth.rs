@@ -312,3 +312,31 @@ async fn one_users_tokens_are_invisible_to_another() {
     let del = api(Method::DELETE, &app.url(&format!("/api/v1/tokens/{}", ada_info.id)), Some(&bob_token), None).await;
     assert_eq!(del.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn invalid_bearer_tokens_are_throttled_per_address_without_flooding_the_audit_log() {
+    let app = TestApp::start_with(&[("ARNO_LOGIN_MAX_FAILURES_PER_IP", "3")]).await;
+    let admin = app.create_admin().await;
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
+    let good = arno::auth::tokens::create(&mut conn, &admin.id, "good", None).await.unwrap().1;
+    drop(conn);
+    let audit_count = || async {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'auth.token'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        n
+    };
+    let me = app.url("/api/v1/me");
+    for _ in 0..3 {
+        assert_eq!(api(Method::GET, &me, Some("arno_guess"), None).await.status, StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..5 {
+        let r = api(Method::GET, &me, Some("arno_guess"), None).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.json()["code"], "rate_limited");
+    }
+    assert_eq!(audit_count().await, 3, "blocked attempts add no records");
+    // A valid token from the same address still works.
+    assert_eq!(api(Method::GET, &me, Some(&good), None).await.status, StatusCode::OK);
+}
