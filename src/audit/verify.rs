@@ -61,7 +61,22 @@ pub struct Report {
     pub pinned: bool,
 }
 
-fn problem(kind: Kind, line: u64, seq: Option<i64>, message: impl Into<String>) -> Problem {
+/// A record's content against its own hash and its personal-data commitment.
+pub(super) fn check_record(row: &Row, line: u64) -> Result<(), Problem> {
+    let seq = Some(row.seq);
+    if export::recompute(row).map(hex::encode).as_deref() != Some(row.hash.as_str()) {
+        return Err(problem(Kind::Modified, line, seq, "the record does not match its hash: it was modified"));
+    }
+    if let Some(salt) = &row.personal_salt {
+        let c = chain::personal_commitment(salt, row.actor_id.as_deref(), row.ip.as_deref(), row.user_agent.as_deref());
+        if c != row.personal {
+            return Err(problem(Kind::Modified, line, seq, "the actor, address or user agent was modified"));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn problem(kind: Kind, line: u64, seq: Option<i64>, message: impl Into<String>) -> Problem {
     Problem { kind, line, seq, message: message.into() }
 }
 
@@ -446,30 +461,7 @@ pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Rep
                 if kind == "record" {
                     let row =
                         row_of(&v).ok_or_else(|| problem(Kind::Malformed, line, Some(seq), "incomplete record"))?;
-                    if export::recompute(&row).map(hex::encode).as_deref() != Some(hash.as_str()) {
-                        return Err(problem(
-                            Kind::Modified,
-                            line,
-                            Some(seq),
-                            "the record does not match its hash: it was modified",
-                        ));
-                    }
-                    if let Some(salt) = &row.personal_salt {
-                        let c = chain::personal_commitment(
-                            salt,
-                            row.actor_id.as_deref(),
-                            row.ip.as_deref(),
-                            row.user_agent.as_deref(),
-                        );
-                        if c != row.personal {
-                            return Err(problem(
-                                Kind::Modified,
-                                line,
-                                Some(seq),
-                                "the actor, address or user agent was modified",
-                            ));
-                        }
-                    }
+                    check_record(&row, line)?;
                     report.records += 1;
                 } else {
                     report.stubs += 1;

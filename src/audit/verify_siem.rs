@@ -11,12 +11,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::store::Row;
-use super::verify::{Kind, Problem, Report};
-use super::{chain, export, key_id};
-
-fn problem(kind: Kind, line: u64, seq: Option<i64>, message: impl Into<String>) -> Problem {
-    Problem { kind, line, seq, message: message.into() }
-}
+use super::verify::{Kind, Problem, Report, check_record, problem};
+use super::{export, key_id};
 
 fn text(v: &Value, path: &[&str]) -> Option<String> {
     let mut cur = v;
@@ -191,30 +187,7 @@ pub fn verify(reader: impl BufRead, key: &VerifyingKey, cef: bool) -> Result<Rep
         match parse(&text, cef).map_err(|m| problem(Kind::Malformed, line_no, None, m))? {
             Line::Record(row) => {
                 let seq = Some(row.seq);
-                if export::recompute(&row).map(hex::encode).as_deref() != Some(row.hash.as_str()) {
-                    return Err(problem(
-                        Kind::Modified,
-                        line_no,
-                        seq,
-                        "the record does not match its hash: it was modified",
-                    ));
-                }
-                if let Some(salt) = &row.personal_salt {
-                    let c = chain::personal_commitment(
-                        salt,
-                        row.actor_id.as_deref(),
-                        row.ip.as_deref(),
-                        row.user_agent.as_deref(),
-                    );
-                    if c != row.personal {
-                        return Err(problem(
-                            Kind::Modified,
-                            line_no,
-                            seq,
-                            "the actor, address or user agent was modified",
-                        ));
-                    }
-                }
+                check_record(&row, line_no)?;
                 if let Some((p_seq, p_hash)) = &prev {
                     if row.seq <= *p_seq {
                         return Err(problem(
