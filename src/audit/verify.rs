@@ -76,6 +76,12 @@ pub(super) fn check_record(row: &Row, line: u64) -> Result<(), Problem> {
     Ok(())
 }
 
+impl Report {
+    pub(super) fn new(key: &VerifyingKey, pinned: bool) -> Report {
+        Report { records: 0, stubs: 0, checkpoints: 0, first_seq: None, last_seq: None, key_id: key_id(key), pinned }
+    }
+}
+
 pub(super) fn problem(kind: Kind, line: u64, seq: Option<i64>, message: impl Into<String>) -> Problem {
     Problem { kind, line, seq, message: message.into() }
 }
@@ -344,15 +350,7 @@ pub fn verify(reader: impl BufRead, pinned: Option<&VerifyingKey>) -> Result<Rep
         None => None,
     };
 
-    let mut report = Report {
-        records: 0,
-        stubs: 0,
-        checkpoints: 0,
-        first_seq: None,
-        last_seq: None,
-        key_id: key_id(&key),
-        pinned: pinned.is_some(),
-    };
+    let mut report = Report::new(&key, pinned.is_some());
     // The last chain entry seen: (line, seq, hash).
     let mut prev: Option<(u64, i64, String)> = None;
     // Checkpoints chain to one another, the first to the anchor when there is one.

@@ -10,9 +10,9 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::export;
 use super::store::Row;
 use super::verify::{Kind, Problem, Report, check_record, problem};
-use super::{export, key_id};
 
 fn text(v: &Value, path: &[&str]) -> Option<String> {
     let mut cur = v;
@@ -166,15 +166,7 @@ fn parse(line: &str, cef: bool) -> Result<Line, String> {
 /// Verify an OCSF (JSON Lines) or CEF export against the instance's key.
 pub fn verify(reader: impl BufRead, key: &VerifyingKey, cef: bool) -> Result<Report, Problem> {
     let mut digest = Sha256::new();
-    let mut report = Report {
-        records: 0,
-        stubs: 0,
-        checkpoints: 0,
-        first_seq: None,
-        last_seq: None,
-        key_id: key_id(key),
-        pinned: true,
-    };
+    let mut report = Report::new(key, true);
     let mut prev: Option<(i64, String)> = None;
     let mut lines = reader.split(b'\n').enumerate().peekable();
     while let Some((i, raw)) = lines.next() {
