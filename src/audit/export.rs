@@ -230,6 +230,17 @@ impl<S: Sink> Writer<'_, S> {
         self.line(line.join(",")).await
     }
 
+    /// A CSV row that is not a record: its type and seq, details as JSON in the `intent` column,
+    /// and the chain columns (`prev_hash`, `hash`, `signature`).
+    async fn csv_meta(&mut self, kind: &str, seq: &str, details: &str, chain: [&str; 3]) -> AppResult<()> {
+        let mut row = [""; CSV_COLUMNS.len()];
+        row[0] = kind;
+        row[1] = seq;
+        row[15] = details;
+        row[18..21].copy_from_slice(&chain);
+        self.csv(&row).await
+    }
+
     async fn header(
         &mut self,
         req: &Request,
@@ -258,11 +269,7 @@ impl<S: Sink> Writer<'_, S> {
             Format::Csv => {
                 let cols: Vec<&str> = CSV_COLUMNS.to_vec();
                 self.csv(&cols).await?;
-                let text = header.to_string();
-                let mut row = vec![""; CSV_COLUMNS.len()];
-                row[0] = "header";
-                row[15] = &text;
-                self.csv(&row).await
+                self.csv_meta("header", "", &header.to_string(), ["", "", ""]).await
             }
             Format::Ocsf | Format::Cef => Ok(()),
         }
@@ -286,15 +293,7 @@ impl<S: Sink> Writer<'_, S> {
             Format::Jsonl => {
                 self.json(json!({"type": "stub", "seq": r.seq, "prev_hash": r.prev_hash, "hash": r.hash})).await
             }
-            Format::Csv => {
-                let seq = r.seq.to_string();
-                let mut row = vec![""; CSV_COLUMNS.len()];
-                row[0] = "stub";
-                row[1] = &seq;
-                row[18] = &r.prev_hash;
-                row[19] = &r.hash;
-                self.csv(&row).await
-            }
+            Format::Csv => self.csv_meta("stub", &r.seq.to_string(), "", [&r.prev_hash, &r.hash, ""]).await,
             // SIEM formats carry whole events only; their chain fields and the signed trailer
             // make them verifiable.
             Format::Ocsf | Format::Cef => Ok(()),
@@ -306,16 +305,8 @@ impl<S: Sink> Writer<'_, S> {
         match self.format {
             Format::Jsonl => self.json(v).await,
             Format::Csv => {
-                let (seq, prev_seq, text) = (c.seq.to_string(), c.prev_seq.to_string(), v.to_string());
-                let mut row = vec![""; CSV_COLUMNS.len()];
-                row[0] = "checkpoint";
-                row[1] = &seq;
-                row[15] = &text;
-                row[18] = &c.prev_hash;
-                row[19] = &c.hash;
-                row[20] = &c.signature;
-                let _ = prev_seq;
-                self.csv(&row).await
+                let chain = [c.prev_hash.as_str(), &c.hash, &c.signature];
+                self.csv_meta("checkpoint", &c.seq.to_string(), &v.to_string(), chain).await
             }
             Format::Ocsf | Format::Cef => Ok(()),
         }
@@ -338,14 +329,7 @@ impl<S: Sink> Writer<'_, S> {
         });
         match self.format {
             Format::Jsonl => self.json(v).await,
-            Format::Csv => {
-                let text = v.to_string();
-                let mut row = vec![""; CSV_COLUMNS.len()];
-                row[0] = "trailer";
-                row[15] = &text;
-                row[20] = &signature;
-                self.csv(&row).await
-            }
+            Format::Csv => self.csv_meta("trailer", "", &v.to_string(), ["", "", &signature]).await,
             Format::Ocsf => self.line(json!({"arno_export_trailer": v}).to_string()).await,
             Format::Cef => self.line(super::siem::cef_trailer(&v)).await,
         }

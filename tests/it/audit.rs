@@ -478,7 +478,10 @@ async fn csv_exports_escape_hostile_strings() {
     assert!(line.contains("\"'=cmd|' /C calc'!A0, \"\"quoted\"\"; ünïcödé |=|\""), "{line}");
     assert_eq!(text.lines().last().unwrap().split(',').next(), Some("trailer"));
 
-    // CSV exports verify like JSON Lines, hostile strings and all, and tampering is located.
+    // CSV exports verify like JSON Lines — filtered ones with their stub rows too — hostile
+    // strings and all, and tampering is located.
+    let filtered = check(&text, &app).expect("the filtered CSV export verifies");
+    assert!(filtered.stubs > 0 && filtered.records == 1, "{filtered:?}");
     let full = export_text(&app, &token, "?format=csv").await;
     let report = check(&full, &app).expect("the CSV export verifies");
     assert_eq!(report.records as i64, count(&app).await);
@@ -728,7 +731,7 @@ async fn records_stream_to_a_siem_at_least_once_after_failures() {
         ("ARNO_AUDIT_STREAM_TOKEN", "siem-verification-token-1234"),
     ])
     .await;
-    let token = admin_token(&app).await;
+    app.create_admin().await;
     some_history(&app).await;
     let expected: Vec<(String,)> =
         sqlx::query_as("SELECT id FROM audit_events ORDER BY seq").fetch_all(app.state.db.pool()).await.unwrap();
@@ -758,5 +761,4 @@ async fn records_stream_to_a_siem_at_least_once_after_failures() {
     let (failures, last_error): (i64, Option<String>) =
         sqlx::query_as("SELECT failures, last_error FROM audit_streams").fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!((failures, last_error), (0, None), "recovered");
-    let _ = token;
 }
