@@ -147,3 +147,40 @@ async fn api_tokens_store_only_hashes() {
     assert!(tokens::authenticate(&mut conn, &secret).await.unwrap().is_none());
     assert!(tokens::list(&mut conn, &u.id).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn housekeeping_removes_expired_sessions_only() {
+    use arno::auth::sessions;
+    let (db, _dir) = fresh_db().await;
+    let mut tx = db.begin().await.unwrap();
+    let u = users::create(&mut tx, users::NewUser { email: "s@example.com", name: "S", org_role: OrgRole::Member })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = db.pool().acquire().await.unwrap();
+    let new = || sessions::NewSession {
+        user_id: &u.id,
+        ip: None,
+        user_agent: None,
+        absolute_timeout: std::time::Duration::from_secs(3600),
+    };
+    let live = sessions::create(&mut conn, new()).await.unwrap();
+    let idle = sessions::create(&mut conn, new()).await.unwrap();
+    let old = sessions::create(&mut conn, new()).await.unwrap();
+    let hash = |c: &str| arno::keys::sha256_hex(c);
+    sqlx::query("UPDATE sessions SET last_seen_at = 0 WHERE id_hash = $1")
+        .bind(hash(&idle))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sessions SET expires_at = 1 WHERE id_hash = $1")
+        .bind(hash(&old))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let remaining = sessions::sweep(&mut conn, std::time::Duration::from_secs(8 * 3600)).await.unwrap();
+    assert_eq!(remaining, 1);
+    let idle_timeout = std::time::Duration::from_secs(8 * 3600);
+    assert!(sessions::lookup(&mut conn, &live, idle_timeout).await.unwrap().is_some());
+    assert!(sessions::lookup(&mut conn, &idle, idle_timeout).await.unwrap().is_none());
+}
