@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod specs;
 pub mod storage;
 pub mod telemetry;
 pub mod ui;

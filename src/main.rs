@@ -12,6 +12,8 @@ use arno::config::Config;
 use arno::db::Db;
 use arno::error::AppError;
 
+mod spec_cli;
+
 /// sysexits(3) EX_CONFIG: the configuration is invalid.
 const EXIT_CONFIG: u8 = 78;
 
@@ -39,6 +41,21 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Check a checkout's component specs (or one spec file): prints `file:line: message` for
+    /// every problem; exits 1 when there are errors, 2 when PATH cannot be read.
+    Lint {
+        /// The repository checkout (its `.arno/config.json` says where the specs are) or one `.md` file.
+        path: PathBuf,
+    },
+    /// Give every component, prop and event without an id a new UUID, in place, touching nothing
+    /// else in the files.
+    BackfillIds {
+        /// The repository checkout or one `.md` file.
+        path: PathBuf,
+        /// Report what would change without writing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Export and verify the audit log.
     Audit {
@@ -132,7 +149,12 @@ fn main() -> ExitCode {
         println!("arno {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    // Verification is offline: no configuration, no database.
+    // Spec tools and verification are offline: no configuration, no database.
+    match &cli.command {
+        Command::Lint { path } => return spec_cli::lint(path),
+        Command::BackfillIds { path, dry_run } => return spec_cli::backfill_ids(path, *dry_run),
+        _ => {}
+    }
     if let Command::Audit { command: AuditCommand::Verify { file, public_key } } = &cli.command {
         return audit_verify(file, public_key.as_deref());
     }
@@ -159,7 +181,9 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(loaded.config).await,
             Command::Admin { command } => admin(loaded.config, command).await,
             Command::Audit { command } => audit(loaded.config, command).await,
-            Command::Config { .. } | Command::Version => unreachable!("handled above"),
+            Command::Config { .. } | Command::Version | Command::Lint { .. } | Command::BackfillIds { .. } => {
+                unreachable!("handled above")
+            }
         }
     });
     match result {

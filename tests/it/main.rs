@@ -10,6 +10,7 @@ mod cli;
 mod gdpr;
 mod ops;
 mod setup;
+mod specs;
 mod storage;
 mod store;
 mod support;
