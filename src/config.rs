@@ -90,6 +90,8 @@ const SETTINGS: &[Setting] = &[
     s("audit.retention", "ARNO_AUDIT_RETENTION"),
     s("audit.stream_urls", "ARNO_AUDIT_STREAM_URLS"),
     secret("audit.stream_token", "ARNO_AUDIT_STREAM_TOKEN"),
+    s("git.local_roots", "ARNO_GIT_LOCAL_ROOTS"),
+    s("projects.quota", "ARNO_PROJECTS_QUOTA"),
 ];
 
 const CONFIG_ENV: &str = "ARNO_CONFIG";
@@ -142,6 +144,10 @@ pub struct Config {
     pub audit_stream_urls: Vec<Url>,
     /// Sent with every streamed record so the receiver can verify the sender.
     pub audit_stream_token: Option<Secret>,
+    /// Folders under which Admins may connect existing repositories on this machine (canonical).
+    pub git_local_roots: Vec<PathBuf>,
+    /// The default size limit of one project, in bytes.
+    pub projects_quota: u64,
 }
 
 /// One resolved setting, for `arno config check`.
@@ -356,6 +362,8 @@ fn effective_default(key: &str, c: &Config) -> String {
         "max_body_bytes" => c.max_body_bytes.to_string(),
         "shutdown_timeout" => humantime::format_duration(c.shutdown_timeout).to_string(),
         "audit.retention" => humantime::format_duration(c.audit_retention).to_string(),
+        "git.local_roots" => "(none)".to_owned(),
+        "projects.quota" => format!("{} bytes", c.projects_quota),
         _ => "(unset)".to_owned(),
     }
 }
@@ -528,6 +536,24 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         return Err(err(name("audit.stream_token"), "is required when audit.stream_urls is set"));
     }
 
+    // Colon-separated like PATH; each must exist, and is canonicalized so that symlinks cannot
+    // smuggle a repository path out from under it.
+    let mut git_local_roots = Vec::new();
+    for part in get("git.local_roots").unwrap_or("").split(':').map(str::trim).filter(|p| !p.is_empty()) {
+        let path = Path::new(part);
+        if !path.is_absolute() {
+            return Err(err(name("git.local_roots"), format!("`{part}` is not an absolute path")));
+        }
+        let canonical = path
+            .canonicalize()
+            .map_err(|e| err(name("git.local_roots"), format!("`{part}` cannot be resolved: {e}")))?;
+        git_local_roots.push(canonical);
+    }
+    let projects_quota = match get("projects.quota") {
+        None => 1 << 30,
+        Some(raw) => parse_bytes(raw).map_err(|m| err(name("projects.quota"), m))?,
+    };
+
     let mut trusted_proxies = Vec::new();
     for part in get("trusted_proxies").unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
         trusted_proxies.push(
@@ -557,7 +583,35 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         audit_retention,
         audit_stream_urls,
         audit_stream_token,
+        git_local_roots,
+        projects_quota,
     })
+}
+
+/// `1073741824`, `500MiB`, `1GiB`, `10GB`: bytes, with binary (KiB, MiB, GiB, TiB) or decimal
+/// (KB, MB, GB, TB) units.
+fn parse_bytes(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    let digits = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| format!("`{raw}` is not a size (e.g. 1GiB, 500MiB)"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        other => return Err(format!("unknown unit `{other}` (use KiB, MiB, GiB, TiB, KB, MB, GB or TB)")),
+    };
+    let bytes = number.checked_mul(factor).ok_or_else(|| format!("`{raw}` is too large"))?;
+    if bytes < 1 << 20 {
+        return Err(format!("`{raw}` is less than 1MiB"));
+    }
+    Ok(bytes)
 }
 
 fn parse_num<T>(raw: Option<&str>, default: T, min: T, max: T) -> Result<T, String>

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod git;
 pub mod http;
 pub mod keys;
 pub mod specs;

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod gdpr;
+mod git;
 mod ops;
 mod setup;
 mod specs;

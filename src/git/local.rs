@@ -1,0 +1,444 @@
+//! The local provider: a git repository on the appliance's disk, read and written with gix.
+//!
+//! Every gix call runs on the blocking pool. Writes build objects directly (blobs, trees through
+//! gix's tree editor, a commit) and move the branch with a compare-and-swap reference edit, so
+//! there is no working tree or index to keep in step, and a branch that moved under us (another
+//! process, a developer's push) is a conflict rather than lost work. A repository with a working
+//! tree is never committed to on its checked-out branch, as `git push` refuses by default
+//! (`receive.denyCurrentBranch`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use gix::ObjectId as GixId;
+use gix::refs::transaction::PreviousValue;
+
+use super::{
+    BranchHead, Change, CommitInfo, CommitRequest, DiffEntry, DiffStatus, FileEntry, GitError, GitProvider, GitResult,
+    ObjectId, Page, Person,
+};
+
+/// Arno commits on behalf of a user: the user is the author, Arno the committer.
+const COMMITTER_NAME: &str = "Arno";
+const COMMITTER_EMAIL: &str = "arno@localhost";
+/// How far back `last_commit` looks before giving up.
+const HISTORY_LIMIT: usize = 100_000;
+
+#[derive(Clone)]
+pub struct LocalProvider {
+    repo: Arc<gix::ThreadSafeRepository>,
+    path: PathBuf,
+    /// Serialises this process's commits to one repository; other writers are caught by the
+    /// reference compare-and-swap.
+    write_lock: Arc<std::sync::Mutex<()>>,
+}
+
+fn upstream(e: impl std::fmt::Display) -> GitError {
+    GitError::Upstream(e.to_string())
+}
+
+impl LocalProvider {
+    /// Open an existing repository (bare or with a working tree). Blocking.
+    pub fn open(path: &Path) -> GitResult<LocalProvider> {
+        // Isolated: the server's environment and the machine's global git config must not change
+        // what Arno reads or writes.
+        let repo = gix::open_opts(path, gix::open::Options::isolated())
+            .map_err(|e| GitError::NotFound(format!("{} is not a git repository ({e})", path.display())))?;
+        Ok(LocalProvider {
+            repo: Arc::new(repo.into_sync()),
+            path: path.to_owned(),
+            write_lock: Arc::new(std::sync::Mutex::new(())),
+        })
+    }
+
+    /// Create a new bare repository whose HEAD names `default_branch`. Blocking.
+    pub fn init(path: &Path, default_branch: &str) -> GitResult<LocalProvider> {
+        if !super::valid_branch_name(default_branch) {
+            return Err(GitError::Invalid(format!("{default_branch:?} is not a valid branch name")));
+        }
+        if path.exists() {
+            return Err(GitError::Conflict(format!("{} already exists", path.display())));
+        }
+        let repo = gix::init_bare(path).map_err(upstream)?;
+        // HEAD is a symbolic ref to the (unborn) default branch.
+        std::fs::write(repo.git_dir().join("HEAD"), format!("ref: refs/heads/{default_branch}\n")).map_err(upstream)?;
+        Self::open(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&gix::Repository) -> GitResult<T> + Send + 'static,
+    ) -> GitResult<T> {
+        let repo = self.repo.clone();
+        tokio::task::spawn_blocking(move || f(&repo.to_thread_local()))
+            .await
+            .map_err(|e| GitError::Upstream(format!("git task failed: {e}")))?
+    }
+}
+
+fn arno_signature() -> gix::actor::Signature {
+    gix::actor::Signature {
+        name: COMMITTER_NAME.into(),
+        email: COMMITTER_EMAIL.into(),
+        time: gix::date::Time::now_utc(),
+    }
+}
+
+fn parse_id(id: &str) -> GitResult<GixId> {
+    GixId::from_hex(id.as_bytes()).map_err(|_| GitError::Invalid(format!("{id:?} is not a commit id")))
+}
+
+/// A branch name, `refs/…` name or hex commit id → the commit id.
+fn resolve_in(repo: &gix::Repository, reference: &str) -> GitResult<GixId> {
+    if reference.len() == 40 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let id = parse_id(reference)?;
+        repo.find_commit(id).map_err(|_| GitError::NotFound(format!("commit {reference}")))?;
+        return Ok(id);
+    }
+    let full = if reference.starts_with("refs/") { reference.to_owned() } else { format!("refs/heads/{reference}") };
+    let mut found = repo
+        .try_find_reference(full.as_str())
+        .map_err(|_| GitError::Invalid(format!("{reference:?} is not a valid reference name")))?
+        .ok_or_else(|| GitError::NotFound(format!("branch {reference}")))?;
+    let id = found.peel_to_id().map_err(upstream)?;
+    Ok(id.detach())
+}
+
+fn tree_of(repo: &gix::Repository, commit: GixId) -> GitResult<GixId> {
+    let commit = repo.find_commit(commit).map_err(|_| GitError::NotFound(format!("commit {commit}")))?;
+    Ok(commit.tree_id().map_err(upstream)?.detach())
+}
+
+/// The entry id at `path` in `tree`, if any.
+fn entry_at(repo: &gix::Repository, tree: GixId, path: &str) -> GitResult<Option<(GixId, bool)>> {
+    let tree = repo.find_tree(tree).map_err(upstream)?;
+    let entry = tree.lookup_entry_by_path(path).map_err(upstream)?;
+    Ok(entry.map(|e| (e.object_id(), e.mode().is_tree())))
+}
+
+/// Collect every non-tree entry under `tree` (recursively) with its full path.
+fn walk(repo: &gix::Repository, tree: GixId, prefix: &str, out: &mut Vec<(String, GixId)>) -> GitResult<()> {
+    let tree = repo.find_tree(tree).map_err(upstream)?;
+    for entry in tree.iter() {
+        let entry = entry.map_err(upstream)?;
+        let name = entry.filename().to_string();
+        let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let mode = entry.mode();
+        if mode.is_tree() {
+            walk(repo, entry.object_id(), &path, out)?;
+        } else if mode.is_blob() || mode.is_link() {
+            out.push((path, entry.object_id()));
+        }
+        // Submodule entries (commits) have no content here.
+    }
+    Ok(())
+}
+
+/// Map of the direct entries of a tree: name → (id, is_tree).
+fn entries(repo: &gix::Repository, tree: Option<GixId>) -> GitResult<BTreeMap<String, (GixId, bool)>> {
+    let mut map = BTreeMap::new();
+    if let Some(tree) = tree {
+        for entry in repo.find_tree(tree).map_err(upstream)?.iter() {
+            let entry = entry.map_err(upstream)?;
+            let mode = entry.mode();
+            if mode.is_tree() || mode.is_blob() || mode.is_link() {
+                map.insert(entry.filename().to_string(), (entry.object_id(), mode.is_tree()));
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Compare two trees, descending only into subtrees whose ids differ (so a diff costs what
+/// changed, not the size of the repository).
+fn diff_trees(
+    repo: &gix::Repository,
+    old: Option<GixId>,
+    new: Option<GixId>,
+    prefix: &str,
+    out: &mut Vec<DiffEntry>,
+) -> GitResult<()> {
+    let (a, b) = (entries(repo, old)?, entries(repo, new)?);
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for name in names {
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let (before, after) = (a.get(name).copied(), b.get(name).copied());
+        if before.map(|e| e.0) == after.map(|e| e.0) {
+            continue;
+        }
+        let old_tree = before.filter(|e| e.1).map(|e| e.0);
+        let new_tree = after.filter(|e| e.1).map(|e| e.0);
+        if old_tree.is_some() || new_tree.is_some() {
+            diff_trees(repo, old_tree, new_tree, &path, out)?;
+        }
+        let old_blob = before.filter(|e| !e.1).map(|e| e.0.to_string());
+        let new_blob = after.filter(|e| !e.1).map(|e| e.0.to_string());
+        let status = match (&old_blob, &new_blob) {
+            (None, None) => continue,
+            (None, Some(_)) => DiffStatus::Added,
+            (Some(_), None) => DiffStatus::Deleted,
+            (Some(_), Some(_)) => DiffStatus::Modified,
+        };
+        out.push(DiffEntry { path, status, old_blob, new_blob });
+    }
+    Ok(())
+}
+
+fn commit_info(repo: &gix::Repository, id: GixId) -> GitResult<CommitInfo> {
+    let commit = repo.find_commit(id).map_err(upstream)?;
+    let author = commit.author().map_err(upstream)?;
+    let time = author.time().map_err(upstream)?;
+    Ok(CommitInfo {
+        id: id.to_string(),
+        message: commit.message_raw_sloppy().to_string(),
+        author: Person { name: author.name.to_string(), email: author.email.to_string() },
+        time_ms: time.seconds.saturating_mul(1000),
+    })
+}
+
+fn paginate<T>(mut items: Vec<T>, key: impl Fn(&T) -> &str, cursor: Option<&str>, limit: usize) -> Page<T> {
+    if let Some(after) = cursor {
+        items.retain(|item| key(item) > after);
+    }
+    let limit = limit.clamp(1, 10_000);
+    let next = (items.len() > limit).then(|| key(&items[limit - 1]).to_owned());
+    items.truncate(limit);
+    Page { items, next }
+}
+
+impl GitProvider for LocalProvider {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn default_branch(&self) -> BoxFuture<'_, GitResult<Option<BranchHead>>> {
+        self.run(|repo| {
+            let name = repo.head_name().map_err(upstream)?;
+            let Some(name) = name else { return Err(GitError::Upstream("HEAD is detached".into())) };
+            let short = name.shorten().to_string();
+            match repo.try_find_reference(name.as_bstr()).map_err(upstream)? {
+                None => Ok(None),
+                Some(mut r) => {
+                    Ok(Some(BranchHead { name: short, commit: r.peel_to_id().map_err(upstream)?.to_string() }))
+                }
+            }
+        })
+        .boxed()
+    }
+
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, GitResult<ObjectId>> {
+        let reference = reference.to_owned();
+        self.run(move |repo| Ok(resolve_in(repo, &reference)?.to_string())).boxed()
+    }
+
+    fn list_files<'a>(
+        &'a self,
+        commit: &'a str,
+        prefix: &'a str,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, GitResult<Page<FileEntry>>> {
+        let (commit, prefix, cursor) =
+            (commit.to_owned(), prefix.trim_matches('/').to_owned(), cursor.map(str::to_owned));
+        self.run(move |repo| {
+            let root = tree_of(repo, parse_id(&commit)?)?;
+            let start = if prefix.is_empty() {
+                Some(root)
+            } else {
+                entry_at(repo, root, &prefix)?.filter(|(_, is_tree)| *is_tree).map(|(id, _)| id)
+            };
+            let mut found = vec![];
+            if let Some(tree) = start {
+                walk(repo, tree, &prefix, &mut found)?;
+            }
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            let page = paginate(found, |(path, _)| path.as_str(), cursor.as_deref(), limit);
+            let items = page
+                .items
+                .into_iter()
+                .map(|(path, id)| {
+                    let size = repo.find_header(id).map_err(upstream)?.size();
+                    Ok(FileEntry { path, blob_id: id.to_string(), size })
+                })
+                .collect::<GitResult<Vec<_>>>()?;
+            Ok(Page { items, next: page.next })
+        })
+        .boxed()
+    }
+
+    fn read_file<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Vec<u8>>> {
+        let (commit, path) = (commit.to_owned(), path.to_owned());
+        self.run(move |repo| {
+            let tree = tree_of(repo, parse_id(&commit)?)?;
+            match entry_at(repo, tree, &path)? {
+                Some((id, false)) => Ok(repo.find_object(id).map_err(upstream)?.detach().data),
+                _ => Err(GitError::NotFound(format!("file {path}"))),
+            }
+        })
+        .boxed()
+    }
+
+    fn create_branch<'a>(&'a self, name: &'a str, from: &'a str) -> BoxFuture<'a, GitResult<()>> {
+        let (name, from) = (name.to_owned(), from.to_owned());
+        self.run(move |repo| {
+            if !super::valid_branch_name(&name) {
+                return Err(GitError::Invalid(format!("{name:?} is not a valid branch name")));
+            }
+            let target = resolve_in(repo, &from)?;
+            let full = format!("refs/heads/{name}");
+            if repo.try_find_reference(full.as_str()).map_err(upstream)?.is_some() {
+                return Err(GitError::Conflict(format!("branch {name} already exists")));
+            }
+            let full_name: gix::refs::FullName = full
+                .as_str()
+                .try_into()
+                .map_err(|_| GitError::Invalid(format!("{name:?} is not a valid branch name")))?;
+            let edit = gix::refs::transaction::RefEdit::update(
+                full_name,
+                target,
+                PreviousValue::MustNotExist,
+                format!("branch: Created from {from}"),
+            );
+            // Reflog entries need a committer; the server has no git identity of its own config.
+            let mut buf = gix::date::parse::TimeBuf::default();
+            let committer = arno_signature();
+            repo.edit_references_as([edit], Some(committer.to_ref(&mut buf)))
+                .map_err(|e| GitError::Conflict(format!("cannot create branch {name}: {e}")))?;
+            Ok(())
+        })
+        .boxed()
+    }
+
+    fn commit(&self, request: CommitRequest) -> BoxFuture<'_, GitResult<CommitInfo>> {
+        let lock = self.write_lock.clone();
+        self.run(move |repo| {
+            let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let CommitRequest { branch, parent, message, author, changes } = request;
+            if !super::valid_branch_name(&branch) {
+                return Err(GitError::Invalid(format!("{branch:?} is not a valid branch name")));
+            }
+            if changes.is_empty() {
+                return Err(GitError::Invalid("a commit needs at least one change".into()));
+            }
+            let full = format!("refs/heads/{branch}");
+            if !repo.is_bare() && repo.head_name().map_err(upstream)?.is_some_and(|h| h.as_bstr() == full.as_str()) {
+                return Err(GitError::Conflict(format!(
+                    "branch {branch} is checked out in the repository's working tree; Arno does not move it"
+                )));
+            }
+            // An empty parent means "create the branch" (first commit of a new repository).
+            let parent_id = if parent.is_empty() { None } else { Some(parse_id(&parent)?) };
+            let current = match repo.try_find_reference(full.as_str()).map_err(upstream)? {
+                Some(mut r) => Some(r.peel_to_id().map_err(upstream)?.detach()),
+                None => None,
+            };
+            if current != parent_id {
+                return Err(GitError::Conflict(format!("branch {branch} moved; re-read it and retry")));
+            }
+            let base_tree = match parent_id {
+                Some(id) => tree_of(repo, id)?,
+                None => GixId::empty_tree(repo.object_hash()),
+            };
+            let mut editor = repo.edit_tree(base_tree).map_err(upstream)?;
+            for change in &changes {
+                match change {
+                    Change::Upsert { path, content } => {
+                        if !super::valid_path(path) {
+                            return Err(GitError::Invalid(format!("{path:?} is not a valid file path")));
+                        }
+                        let blob = repo.write_blob(content).map_err(upstream)?.detach();
+                        editor.upsert(path.as_str(), gix::object::tree::EntryKind::Blob, blob).map_err(upstream)?;
+                    }
+                    Change::Delete { path } => {
+                        if !matches!(entry_at(repo, base_tree, path)?, Some((_, false))) {
+                            return Err(GitError::NotFound(format!("file {path}")));
+                        }
+                        editor.remove(path.as_str()).map_err(upstream)?;
+                    }
+                }
+            }
+            let tree = editor.write().map_err(upstream)?.detach();
+            if tree == base_tree && parent_id.is_some() {
+                return Err(GitError::Invalid("the changes leave every file as it was".into()));
+            }
+            let committer = arno_signature();
+            let author_sig = gix::actor::Signature {
+                name: author.name.as_str().into(),
+                email: author.email.as_str().into(),
+                time: committer.time,
+            };
+            let (mut b1, mut b2) = (gix::date::parse::TimeBuf::default(), gix::date::parse::TimeBuf::default());
+            let id = repo
+                .commit_as(
+                    committer.to_ref(&mut b1),
+                    author_sig.to_ref(&mut b2),
+                    full.as_str(),
+                    message,
+                    tree,
+                    parent_id,
+                )
+                .map_err(|e| {
+                    // Another writer between our check and the locked update is a conflict; anything else is a failure.
+                    let now =
+                        repo.try_find_reference(full.as_str()).ok().flatten().and_then(|mut r| r.peel_to_id().ok());
+                    if now.map(|id| id.detach()) != parent_id {
+                        GitError::Conflict(format!("branch {branch} moved; re-read it and retry"))
+                    } else {
+                        GitError::Upstream(format!("branch {branch} could not be moved: {e}"))
+                    }
+                })?
+                .detach();
+            commit_info(repo, id)
+        })
+        .boxed()
+    }
+
+    fn diff<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, GitResult<Page<DiffEntry>>> {
+        let (from, to, cursor) = (from.to_owned(), to.to_owned(), cursor.map(str::to_owned));
+        self.run(move |repo| {
+            let old = tree_of(repo, resolve_in(repo, &from)?)?;
+            let new = tree_of(repo, resolve_in(repo, &to)?)?;
+            let mut out = vec![];
+            diff_trees(repo, Some(old), Some(new), "", &mut out)?;
+            out.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(paginate(out, |d| d.path.as_str(), cursor.as_deref(), limit))
+        })
+        .boxed()
+    }
+
+    fn last_commit<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Option<CommitInfo>>> {
+        let (commit, path) = (commit.to_owned(), path.to_owned());
+        self.run(move |repo| {
+            // First-parent history, like `git log --first-parent -1 -- PATH`.
+            let mut current = resolve_in(repo, &commit)?;
+            let mut entry = entry_at(repo, tree_of(repo, current)?, &path)?.map(|e| e.0);
+            if entry.is_none() {
+                return Ok(None);
+            }
+            for _ in 0..HISTORY_LIMIT {
+                let parent = repo.find_commit(current).map_err(upstream)?.parent_ids().next().map(|p| p.detach());
+                let Some(parent) = parent else { return commit_info(repo, current).map(Some) };
+                let before = entry_at(repo, tree_of(repo, parent)?, &path)?.map(|e| e.0);
+                if before != entry {
+                    return commit_info(repo, current).map(Some);
+                }
+                (current, entry) = (parent, before);
+            }
+            Ok(None)
+        })
+        .boxed()
+    }
+}

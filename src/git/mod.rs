@@ -1,0 +1,209 @@
+//! Git providers: where a project's repository lives.
+//!
+//! [`GitProvider`] is the one interface the rest of Arno uses. This release has the **local**
+//! provider ([`local::LocalProvider`], gix, a repository on the appliance's disk); GitHub and
+//! GitLab implement the same trait over their REST APIs, which is why the trait speaks in provider
+//! ids, cursors and typed errors (`rate_limited` with a retry time, `conflict` when a branch moved)
+//! rather than in gix types.
+
+pub mod local;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+/// A commit or blob id as the provider spells it (hex SHA-1 for git).
+pub type ObjectId = String;
+
+/// One file in a tree listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileEntry {
+    /// Path from the repository root, `/`-separated.
+    pub path: String,
+    /// The blob id: equal ids mean equal content, so callers can skip unchanged files.
+    pub blob_id: ObjectId,
+    pub size: u64,
+}
+
+/// A page of results and the cursor for the next one (`None` when this is the last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// The head of a branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BranchHead {
+    pub name: String,
+    pub commit: ObjectId,
+}
+
+/// Who made a commit, as git records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommitInfo {
+    pub id: ObjectId,
+    pub message: String,
+    pub author: Person,
+    /// Author time, UTC epoch milliseconds.
+    pub time_ms: i64,
+}
+
+/// One change in a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Upsert { path: String, content: Vec<u8> },
+    Delete { path: String },
+}
+
+/// Commit `changes` on `branch`, whose head must still be `parent` (compare-and-swap: a branch
+/// that moved is a [`GitError::Conflict`], never an overwrite).
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub branch: String,
+    pub parent: ObjectId,
+    pub message: String,
+    pub author: Person,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffStatus {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// A path that differs between two commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiffEntry {
+    pub path: String,
+    pub status: DiffStatus,
+    pub old_blob: Option<ObjectId>,
+    pub new_blob: Option<ObjectId>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// A ref, commit or path that does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The branch moved, or already exists: re-read and retry.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A bad branch name, path or request.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The provider asks us to slow down (hosted providers); retry after the given time.
+    #[error("rate limited by the git provider")]
+    RateLimited { retry_after_ms: u64 },
+    /// The provider refused our credentials.
+    #[error("the git provider refused access: {0}")]
+    Unauthorized(String),
+    /// The repository or provider failed.
+    #[error("git provider failed: {0}")]
+    Upstream(String),
+}
+
+pub type GitResult<T> = Result<T, GitError>;
+
+/// The operations Arno needs from a repository. All methods are cheap to call concurrently;
+/// blocking implementations run off the async runtime.
+pub trait GitProvider: Send + Sync {
+    /// `local`, `github`, `gitlab`.
+    fn kind(&self) -> &'static str;
+
+    /// The default branch and its head commit; `None` for an empty repository.
+    fn default_branch(&self) -> BoxFuture<'_, GitResult<Option<BranchHead>>>;
+
+    /// The commit a branch name, full ref name or commit id points at.
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, GitResult<ObjectId>>;
+
+    /// Files (blobs and symlinks, not trees) under `prefix` at `commit`, in path order, `limit`
+    /// per page; pass the returned cursor to continue.
+    fn list_files<'a>(
+        &'a self,
+        commit: &'a str,
+        prefix: &'a str,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, GitResult<Page<FileEntry>>>;
+
+    /// A file's bytes at `commit`; `NotFound` if there is no such file.
+    fn read_file<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Vec<u8>>>;
+
+    /// Create `name` at `from` (a commit id); `Conflict` if it exists.
+    fn create_branch<'a>(&'a self, name: &'a str, from: &'a str) -> BoxFuture<'a, GitResult<()>>;
+
+    /// Commit a set of changes on a branch (see [`CommitRequest`]).
+    fn commit(&self, request: CommitRequest) -> BoxFuture<'_, GitResult<CommitInfo>>;
+
+    /// Paths that differ between two commits, in path order, `limit` per page.
+    fn diff<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, GitResult<Page<DiffEntry>>>;
+
+    /// The newest commit reachable from `commit` that changed `path`.
+    fn last_commit<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Option<CommitInfo>>>;
+}
+
+/// A git branch name Arno accepts (`git check-ref-format --branch` rules, conservatively).
+pub fn valid_branch_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with(['-', '/', '.'])
+        && !name.ends_with(['/', '.'])
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.contains("@{")
+        && !name.contains("/.")
+        && name != "HEAD"
+        && name.chars().all(|c| !c.is_control() && !" ~^:?*[\\".contains(c))
+}
+
+/// A repository path Arno accepts in a commit: relative, `/`-separated, no `.`/`..`/`.git` parts.
+pub fn valid_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.ends_with('/')
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && !part.eq_ignore_ascii_case(".git")
+                && !part.contains('\0')
+        })
+        && !path.contains('\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_and_paths() {
+        for ok in ["main", "arno/alice", "feature/x-1", "release-2.0"] {
+            assert!(valid_branch_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "a..b", "a b", "a~1", "x.lock", "a/", "HEAD", "a/.b", "a:b", "a@{1}"] {
+            assert!(!valid_branch_name(bad), "{bad}");
+        }
+        for ok in ["a.md", "Design_system/Button.md", ".arno/config.json"] {
+            assert!(valid_path(ok), "{ok}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "../a", "a/./b", ".git/config", "x/.GIT/y", "a\\b"] {
+            assert!(!valid_path(bad), "{bad}");
+        }
+    }
+}

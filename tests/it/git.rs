@@ -1,0 +1,217 @@
+//! The local git provider against real repositories in temp dirs, cross-checked with the `git`
+//! command line (what a developer would see).
+
+use std::path::Path;
+use std::process::Command;
+
+use arno::git::local::LocalProvider;
+use arno::git::{Change, CommitRequest, DiffStatus, GitError, GitProvider, Person};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn alice() -> Person {
+    Person { name: "Alice Maker".into(), email: "alice@example.com".into() }
+}
+
+fn upsert(path: &str, content: &str) -> Change {
+    Change::Upsert { path: path.into(), content: content.as_bytes().to_vec() }
+}
+
+fn request(branch: &str, parent: &str, changes: Vec<Change>) -> CommitRequest {
+    CommitRequest {
+        branch: branch.into(),
+        parent: parent.into(),
+        message: "Edit specs".into(),
+        author: alice(),
+        changes,
+    }
+}
+
+async fn open(path: &Path) -> LocalProvider {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || LocalProvider::open(&path)).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn new_repository_commits_branches_and_diffs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("project.git");
+    let repo = LocalProvider::init(&path, "main").unwrap();
+    assert_eq!(repo.default_branch().await.unwrap(), None, "a new repository has no commits");
+
+    let first = repo
+        .commit(request(
+            "main",
+            "",
+            vec![upsert(".arno/config.json", "{\"version\":1}\n"), upsert("Design_system/Button.md", "# Button\n")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first.author, alice());
+    let head = repo.default_branch().await.unwrap().unwrap();
+    assert_eq!((head.name.as_str(), head.commit.as_str()), ("main", first.id.as_str()));
+    assert_eq!(repo.resolve("main").await.unwrap(), first.id);
+    assert_eq!(repo.resolve("refs/heads/main").await.unwrap(), first.id);
+    assert_eq!(repo.read_file(&first.id, "Design_system/Button.md").await.unwrap(), b"# Button\n");
+    assert!(matches!(repo.read_file(&first.id, "Design_system").await, Err(GitError::NotFound(_))));
+    assert!(matches!(repo.read_file(&first.id, "nope.md").await, Err(GitError::NotFound(_))));
+    assert!(matches!(repo.resolve("nope").await, Err(GitError::NotFound(_))));
+
+    // Compare-and-swap: a stale parent is a conflict, and nothing moves.
+    let second = repo
+        .commit(request(
+            "main",
+            &first.id,
+            vec![
+                upsert("Design_system/Card.md", "# Card\n"),
+                Change::Delete { path: "Design_system/Button.md".into() },
+            ],
+        ))
+        .await
+        .unwrap();
+    let stale = repo.commit(request("main", &first.id, vec![upsert("x.md", "x")])).await;
+    assert!(matches!(stale, Err(GitError::Conflict(_))), "{stale:?}");
+    assert_eq!(repo.resolve("main").await.unwrap(), second.id);
+
+    // Branches.
+    repo.create_branch("arno/alice", &second.id).await.unwrap();
+    assert!(matches!(repo.create_branch("arno/alice", &second.id).await, Err(GitError::Conflict(_))));
+    assert!(matches!(repo.create_branch("bad name", &second.id).await, Err(GitError::Invalid(_))));
+    let on_branch = repo
+        .commit(request(
+            "arno/alice",
+            &second.id,
+            vec![upsert("Design_system/Card.md", "# Card v2\n"), upsert("Design_system/forms/Input.md", "# Input\n")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(repo.resolve("main").await.unwrap(), second.id, "main did not move");
+
+    let diff = repo.diff("main", "arno/alice", None, 100).await.unwrap();
+    let summary: Vec<(&str, DiffStatus)> = diff.items.iter().map(|d| (d.path.as_str(), d.status)).collect();
+    assert_eq!(
+        summary,
+        [("Design_system/Card.md", DiffStatus::Modified), ("Design_system/forms/Input.md", DiffStatus::Added)]
+    );
+    assert_eq!(diff.next, None);
+    let back = repo.diff(&on_branch.id, &first.id, None, 100).await.unwrap();
+    let summary: Vec<(&str, DiffStatus)> = back.items.iter().map(|d| (d.path.as_str(), d.status)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("Design_system/Button.md", DiffStatus::Added),
+            ("Design_system/Card.md", DiffStatus::Deleted),
+            ("Design_system/forms/Input.md", DiffStatus::Deleted),
+        ]
+    );
+
+    // Listing with pagination.
+    let page = repo.list_files(&on_branch.id, "Design_system", None, 1).await.unwrap();
+    assert_eq!(page.items.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["Design_system/Card.md"]);
+    assert_eq!(page.items[0].size, 10);
+    let rest = repo.list_files(&on_branch.id, "Design_system/", page.next.as_deref(), 10).await.unwrap();
+    assert_eq!(rest.items.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["Design_system/forms/Input.md"]);
+    assert_eq!(rest.next, None);
+    assert_eq!(repo.list_files(&on_branch.id, "", None, 10).await.unwrap().items.len(), 3);
+    assert!(repo.list_files(&on_branch.id, "missing/", None, 10).await.unwrap().items.is_empty());
+
+    // The file's last commit.
+    let last = repo.last_commit(&on_branch.id, "Design_system/Card.md").await.unwrap().unwrap();
+    assert_eq!(last.id, on_branch.id);
+    let last = repo.last_commit(&on_branch.id, ".arno/config.json").await.unwrap().unwrap();
+    assert_eq!((last.id.as_str(), last.message.as_str()), (first.id.as_str(), "Edit specs"));
+    assert_eq!(repo.last_commit(&on_branch.id, "nope").await.unwrap(), None);
+
+    // git itself agrees: a valid repository, the author is the user and Arno the committer.
+    git(&path, &["fsck", "--strict"]);
+    assert_eq!(
+        git(&path, &["log", "-1", "--format=%an <%ae>|%cn", "arno/alice"]),
+        "Alice Maker <alice@example.com>|Arno"
+    );
+    assert_eq!(git(&path, &["show", "arno/alice:Design_system/Card.md"]), "# Card v2");
+    assert_eq!(git(&path, &["rev-list", "--count", "main"]), "2");
+}
+
+#[tokio::test]
+async fn bad_changes_are_refused_without_moving_the_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = LocalProvider::init(&dir.path().join("r.git"), "main").unwrap();
+    let first = repo.commit(request("main", "", vec![upsert("a.md", "a")])).await.unwrap();
+    for (changes, expect_not_found) in [
+        (vec![upsert("../escape.md", "x")], false),
+        (vec![upsert(".git/config", "x")], false),
+        (vec![upsert("a//b.md", "x")], false),
+        (vec![Change::Delete { path: "missing.md".into() }], true),
+        (vec![upsert("a.md", "a")], false),
+        (vec![], false),
+    ] {
+        let result = repo.commit(request("main", &first.id, changes.clone())).await;
+        match result {
+            Err(GitError::NotFound(_)) if expect_not_found => {}
+            Err(GitError::Invalid(_)) if !expect_not_found => {}
+            other => panic!("{changes:?}: {other:?}"),
+        }
+    }
+    assert_eq!(repo.resolve("main").await.unwrap(), first.id);
+    assert!(matches!(repo.commit(request("main", "zz", vec![upsert("b.md", "b")])).await, Err(GitError::Invalid(_))));
+    assert!(matches!(LocalProvider::init(&dir.path().join("r.git"), "main"), Err(GitError::Conflict(_))));
+}
+
+#[tokio::test]
+async fn existing_repository_with_a_working_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    git(path, &["init", "-q", "-b", "trunk"]);
+    std::fs::create_dir_all(path.join("Design_system")).unwrap();
+    std::fs::write(path.join("Design_system/Button.md"), "# Button\n").unwrap();
+    git(path, &["add", "."]);
+    git(path, &["commit", "-q", "-m", "Add button"]);
+    let dev_head = git(path, &["rev-parse", "HEAD"]);
+
+    let repo = open(path).await;
+    let head = repo.default_branch().await.unwrap().unwrap();
+    assert_eq!((head.name.as_str(), head.commit.as_str()), ("trunk", dev_head.as_str()));
+    let last = repo.last_commit(&head.commit, "Design_system/Button.md").await.unwrap().unwrap();
+    assert_eq!((last.author.name.as_str(), last.message.trim()), ("Dev", "Add button"));
+
+    // The checked-out branch is the developer's: Arno writes to its own branch instead.
+    let refused =
+        repo.commit(request("trunk", &head.commit, vec![upsert("Design_system/Button.md", "# Button!\n")])).await;
+    assert!(matches!(refused, Err(GitError::Conflict(ref m)) if m.contains("checked out")), "{refused:?}");
+    repo.create_branch("arno/alice", "trunk").await.unwrap();
+    let c = repo
+        .commit(request("arno/alice", &head.commit, vec![upsert("Design_system/Button.md", "# Button!\n")]))
+        .await
+        .unwrap();
+    assert_eq!(git(path, &["show", &format!("{}:Design_system/Button.md", c.id)]), "# Button!");
+    assert_eq!(git(path, &["status", "--porcelain"]), "", "the working tree is untouched");
+    git(path, &["fsck", "--strict"]);
+
+    // A commit git makes afterwards is seen at once (packed refs too).
+    std::fs::write(path.join("Design_system/Card.md"), "# Card\n").unwrap();
+    git(path, &["add", "."]);
+    git(path, &["commit", "-q", "-m", "Add card"]);
+    git(path, &["pack-refs", "--all"]);
+    let moved = git(path, &["rev-parse", "HEAD"]);
+    assert_eq!(repo.default_branch().await.unwrap().unwrap().commit, moved);
+    assert_eq!(repo.read_file(&moved, "Design_system/Card.md").await.unwrap(), b"# Card\n");
+
+    let missing = dir.path().join("nothing-here");
+    let result = tokio::task::spawn_blocking(move || LocalProvider::open(&missing).map(|_| ())).await.unwrap();
+    assert!(matches!(result, Err(GitError::NotFound(_))));
+}
