@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub keys: Arc<Keys>,
     pub openapi: Arc<serde_json::Value>,
+    /// Open git repositories, by project.
+    pub repos: Arc<crate::projects::Repos>,
 }
 
 pub struct App {
@@ -51,6 +53,7 @@ pub fn api() -> ApiRouter {
         .merge(auth::routes::api())
         .merge(auth::gdpr::api())
         .merge(crate::audit::routes::api())
+        .merge(crate::projects::routes::api())
 }
 
 /// Prepare everything `serve` needs: data directory, secret, database (migrated), storage.
@@ -75,6 +78,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         metrics: Metrics::new(),
         keys: Arc::new(Keys::derive(&secret)),
         openapi: Arc::new(serde_json::to_value(&openapi).context("serialising the OpenAPI document")?),
+        repos: Arc::new(crate::projects::Repos::default()),
     };
     let setup_token = auth::setup::issue_if_needed(&state.db, &state.config.data_dir).await.map_err(to_anyhow)?;
     let router = router(state.clone(), api_router);
@@ -111,6 +115,16 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/static/{file}", get(ui::static_file))
         .route("/audit", get(crate::audit::console::audit_page))
         .route("/audit/verify", post(crate::audit::console::verify_page))
+        .route("/projects", get(crate::projects::pages::list).post(crate::projects::pages::create))
+        .route("/projects/{slug}", get(crate::projects::pages::show))
+        .route("/projects/{slug}/scan", post(crate::projects::pages::scan))
+        .route("/projects/{slug}/setup", post(crate::projects::pages::setup))
+        .route(
+            "/projects/{slug}/members",
+            get(crate::projects::pages::members).post(crate::projects::pages::set_member),
+        )
+        .route("/projects/{slug}/members/{user_id}/remove", post(crate::projects::pages::remove_member))
+        .route("/projects/{slug}/components/{component_id}", get(crate::projects::pages::component))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -171,6 +185,7 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             // few minutes contradicts a signature made before it.
             crate::audit::checkpoint(&state.db, &state.keys.audit).await?;
             let origin = crate::audit::Origin::system();
+            crate::projects::archive_idle(&state.db, crate::db::now_ms()).await?;
             crate::audit::retention::purge(&state.db, state.config.audit_retention, &origin).await.map(|_| ())
         }
         .await;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod git;
 pub mod http;
 pub mod keys;
+pub mod projects;
 pub mod specs;
 pub mod storage;
 pub mod telemetry;

@@ -44,6 +44,7 @@ pub async fn erase(db: &Db, keys: &Keys, user_id: &str, by: &Authenticated, orig
     scrub(&mut tx, user_id, &pseudonym).await?;
     sessions::delete_for_user(&mut tx, user_id).await?;
     tokens::delete_for_user(&mut tx, user_id).await?;
+    crate::projects::end_memberships(&mut tx, user_id).await?;
     // Personal content (spec versions, comments) is removed here as those domains arrive.
     let by_self = by.user.id == user_id;
     let event = Event::new(
@@ -191,7 +192,7 @@ pub async fn export_me(
         },
         "sessions": sessions,
         "api_tokens": tokens,
-        "memberships": [],
+        "memberships": crate::projects::memberships_of(&state.db, &auth.user.id).await?,
         "spec_versions": [],
         "comments": [],
         "audit_records": records,

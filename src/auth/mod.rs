@@ -1,6 +1,7 @@
 //! Identity and access: local accounts, browser sessions, API tokens, first-run setup,
 //! sign-in throttling, and the extractors that authenticate requests.
 
+pub mod access;
 pub mod extract;
 pub mod gdpr;
 pub mod model;

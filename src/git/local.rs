@@ -218,17 +218,16 @@ impl GitProvider for LocalProvider {
         "local"
     }
 
-    fn default_branch(&self) -> BoxFuture<'_, GitResult<Option<BranchHead>>> {
+    fn default_branch(&self) -> BoxFuture<'_, GitResult<BranchHead>> {
         self.run(|repo| {
             let name = repo.head_name().map_err(upstream)?;
             let Some(name) = name else { return Err(GitError::Upstream("HEAD is detached".into())) };
             let short = name.shorten().to_string();
-            match repo.try_find_reference(name.as_bstr()).map_err(upstream)? {
-                None => Ok(None),
-                Some(mut r) => {
-                    Ok(Some(BranchHead { name: short, commit: r.peel_to_id().map_err(upstream)?.to_string() }))
-                }
-            }
+            let commit = match repo.try_find_reference(name.as_bstr()).map_err(upstream)? {
+                None => None,
+                Some(mut r) => Some(r.peel_to_id().map_err(upstream)?.to_string()),
+            };
+            Ok(BranchHead { name: short, commit })
         })
         .boxed()
     }

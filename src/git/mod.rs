@@ -35,7 +35,8 @@ pub struct Page<T> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BranchHead {
     pub name: String,
-    pub commit: ObjectId,
+    /// `None` while the branch is unborn (a repository without commits).
+    pub commit: Option<ObjectId>,
 }
 
 /// Who made a commit, as git records it.
@@ -119,8 +120,8 @@ pub trait GitProvider: Send + Sync {
     /// `local`, `github`, `gitlab`.
     fn kind(&self) -> &'static str;
 
-    /// The default branch and its head commit; `None` for an empty repository.
-    fn default_branch(&self) -> BoxFuture<'_, GitResult<Option<BranchHead>>>;
+    /// The default branch and its head commit (`commit: None` in a repository without commits).
+    fn default_branch(&self) -> BoxFuture<'_, GitResult<BranchHead>>;
 
     /// The commit a branch name, full ref name or commit id points at.
     fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, GitResult<ObjectId>>;

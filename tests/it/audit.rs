@@ -164,6 +164,49 @@ async fn every_mutating_route_writes_exactly_one_record() {
     expect(&mut covered, ("DELETE", "/api/v1/users/{id}"));
     expect(&mut covered, ("DELETE", "/api/v1/me"));
 
+    // Projects: create, settings, members, scan; setup refused to a stranger (404, audited).
+    let dave = app.create_user("dave@example.com", "daves long password", arno::auth::OrgRole::Member).await;
+    let before = count(&app).await;
+    let project =
+        b.json(Method::POST, "/api/v1/projects", &json!({"name": "Audited"}), &[("x-csrf-token", &csrf)]).await.json();
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 1, "project.create"));
+    expect(&mut covered, ("POST", "/api/v1/projects"));
+    let pid = project["id"].as_str().unwrap().to_owned();
+    let r = b
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/projects/{pid}"),
+            &json!({"visibility": "public"}),
+            &[("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 2, "project.update"));
+    expect(&mut covered, ("PATCH", "/api/v1/projects/{id}"));
+    let member = format!("/api/v1/projects/{pid}/members/{}", dave.id);
+    b.json(Method::PUT, &member, &json!({"role": "viewer"}), &[("x-csrf-token", &csrf)]).await;
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 3, "project.member.set"));
+    expect(&mut covered, ("PUT", "/api/v1/projects/{id}/members/{user_id}"));
+    b.request(Method::DELETE, &member, &[("x-csrf-token", &csrf)], None, None).await;
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 4, "project.member.remove"));
+    expect(&mut covered, ("DELETE", "/api/v1/projects/{id}/members/{user_id}"));
+    b.request(Method::POST, &format!("/api/v1/projects/{pid}/scan"), &[("x-csrf-token", &csrf)], None, None).await;
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 5, "project.scan"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/scan"));
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
+    let dave_token = arno::auth::tokens::create(&mut conn, &dave.id, "d", None).await.unwrap().1;
+    drop(conn);
+    app.exec(&format!("UPDATE projects SET visibility = 'private' WHERE id = '{pid}'")).await;
+    let r = api(Method::POST, &app.url(&format!("/api/v1/projects/{pid}/setup")), Some(&dave_token), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(count(&app).await, before + 6);
+    let (action, outcome, actor) = last(&app).await;
+    assert_eq!(
+        (action.as_str(), outcome.as_str(), actor.as_deref()),
+        ("project.setup", "denied", Some(dave.id.as_str()))
+    );
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/setup"));
+
     // Refused writes are recorded too: CSRF, unknown bearer tokens.
     let before = count(&app).await;
     assert_eq!(b.post_form("/logout", &[]).await.status, StatusCode::FORBIDDEN);

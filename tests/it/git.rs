@@ -7,7 +7,7 @@ use std::process::Command;
 use arno::git::local::LocalProvider;
 use arno::git::{Change, CommitRequest, DiffStatus, GitError, GitProvider, Person};
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -52,7 +52,8 @@ async fn new_repository_commits_branches_and_diffs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("project.git");
     let repo = LocalProvider::init(&path, "main").unwrap();
-    assert_eq!(repo.default_branch().await.unwrap(), None, "a new repository has no commits");
+    let unborn = repo.default_branch().await.unwrap();
+    assert_eq!((unborn.name.as_str(), unborn.commit), ("main", None), "a new repository has no commits");
 
     let first = repo
         .commit(request(
@@ -63,8 +64,8 @@ async fn new_repository_commits_branches_and_diffs() {
         .await
         .unwrap();
     assert_eq!(first.author, alice());
-    let head = repo.default_branch().await.unwrap().unwrap();
-    assert_eq!((head.name.as_str(), head.commit.as_str()), ("main", first.id.as_str()));
+    let head = repo.default_branch().await.unwrap();
+    assert_eq!((head.name.as_str(), head.commit.as_deref()), ("main", Some(first.id.as_str())));
     assert_eq!(repo.resolve("main").await.unwrap(), first.id);
     assert_eq!(repo.resolve("refs/heads/main").await.unwrap(), first.id);
     assert_eq!(repo.read_file(&first.id, "Design_system/Button.md").await.unwrap(), b"# Button\n");
@@ -184,18 +185,19 @@ async fn existing_repository_with_a_working_tree() {
     let dev_head = git(path, &["rev-parse", "HEAD"]);
 
     let repo = open(path).await;
-    let head = repo.default_branch().await.unwrap().unwrap();
-    assert_eq!((head.name.as_str(), head.commit.as_str()), ("trunk", dev_head.as_str()));
-    let last = repo.last_commit(&head.commit, "Design_system/Button.md").await.unwrap().unwrap();
+    let head = repo.default_branch().await.unwrap();
+    assert_eq!((head.name.as_str(), head.commit.as_deref()), ("trunk", Some(dev_head.as_str())));
+    let head_commit = head.commit.unwrap();
+    let last = repo.last_commit(&head_commit, "Design_system/Button.md").await.unwrap().unwrap();
     assert_eq!((last.author.name.as_str(), last.message.trim()), ("Dev", "Add button"));
 
     // The checked-out branch is the developer's: Arno writes to its own branch instead.
     let refused =
-        repo.commit(request("trunk", &head.commit, vec![upsert("Design_system/Button.md", "# Button!\n")])).await;
+        repo.commit(request("trunk", &head_commit, vec![upsert("Design_system/Button.md", "# Button!\n")])).await;
     assert!(matches!(refused, Err(GitError::Conflict(ref m)) if m.contains("checked out")), "{refused:?}");
     repo.create_branch("arno/alice", "trunk").await.unwrap();
     let c = repo
-        .commit(request("arno/alice", &head.commit, vec![upsert("Design_system/Button.md", "# Button!\n")]))
+        .commit(request("arno/alice", &head_commit, vec![upsert("Design_system/Button.md", "# Button!\n")]))
         .await
         .unwrap();
     assert_eq!(git(path, &["show", &format!("{}:Design_system/Button.md", c.id)]), "# Button!");
@@ -208,7 +210,7 @@ async fn existing_repository_with_a_working_tree() {
     git(path, &["commit", "-q", "-m", "Add card"]);
     git(path, &["pack-refs", "--all"]);
     let moved = git(path, &["rev-parse", "HEAD"]);
-    assert_eq!(repo.default_branch().await.unwrap().unwrap().commit, moved);
+    assert_eq!(repo.default_branch().await.unwrap().commit, Some(moved.clone()));
     assert_eq!(repo.read_file(&moved, "Design_system/Card.md").await.unwrap(), b"# Card\n");
 
     let missing = dir.path().join("nothing-here");

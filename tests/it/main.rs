@@ -10,6 +10,7 @@ mod cli;
 mod gdpr;
 mod git;
 mod ops;
+mod projects;
 mod setup;
 mod specs;
 mod storage;

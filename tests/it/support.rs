@@ -142,6 +142,14 @@ impl TestApp {
         b
     }
 
+    /// A user with a personal API token.
+    pub async fn user_with_token(&self, email: &str, role: arno::auth::OrgRole) -> (arno::auth::User, String) {
+        let user = self.create_user(email, "a long enough password", role).await;
+        let mut conn = self.state.db.pool().acquire().await.unwrap();
+        let token = arno::auth::tokens::create(&mut conn, &user.id, "test", None).await.unwrap().1;
+        (user, token)
+    }
+
     pub async fn exec(&self, sql: &str) -> u64 {
         sqlx::query(sql).execute(self.state.db.pool()).await.unwrap().rows_affected()
     }

@@ -1,0 +1,529 @@
+//! Projects: a named, access-controlled connection to one git repository, its members and roles,
+//! its size against a quota, and the cache of its component specs.
+//!
+//! Every change goes through a function here that takes the capability (`Grant<…>`) proving the
+//! caller may make it, changes the database in one transaction and appends its audit record in
+//! that same transaction.
+
+pub mod model;
+pub mod pages;
+pub mod routes;
+pub mod scan;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::audit::{self, Actor, Event, Origin, Outcome};
+use crate::auth::access::{self, Grant, ManageMembers, ManageSettings, ProjectFacts, Refusal, SetQuota, Setup};
+use crate::auth::{Authenticated, OrgRole, users};
+use crate::config::Config;
+use crate::db::{Db, now_ms};
+use crate::error::{AppError, AppResult};
+use crate::git::local::LocalProvider;
+use crate::git::{Change, CommitRequest, GitError, GitProvider, Person};
+use crate::specs::RepoConfig;
+pub use model::{Member, Project, ProjectRole, ProjectState, Quota, QuotaState, Visibility};
+
+/// Projects without changes for this long are archived automatically.
+pub const ARCHIVE_AFTER_MS: i64 = 90 * 24 * 3600 * 1000;
+
+/// Open repositories, by project id: opening one reads its config and refs, so it is done once.
+#[derive(Default)]
+pub struct Repos {
+    open: Mutex<HashMap<String, Arc<dyn GitProvider>>>,
+}
+
+impl std::fmt::Debug for Repos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = self.open.lock().map(|m| m.len()).unwrap_or(0);
+        f.debug_struct("Repos").field("open", &open).finish()
+    }
+}
+
+impl Repos {
+    /// The provider of a project's repository.
+    pub async fn get(&self, project: &Project) -> AppResult<Arc<dyn GitProvider>> {
+        if let Some(p) = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&project.id) {
+            return Ok(p.clone());
+        }
+        let provider: Arc<dyn GitProvider> = match project.provider.as_str() {
+            "local" => {
+                let path = PathBuf::from(&project.repo_path);
+                let opened = tokio::task::spawn_blocking(move || LocalProvider::open(&path))
+                    .await
+                    .map_err(|e| AppError::Internal(e.into()))?;
+                Arc::new(opened.map_err(git_error)?)
+            }
+            other => return Err(AppError::Internal(anyhow::anyhow!("unknown git provider {other}"))),
+        };
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).insert(project.id.clone(), provider.clone());
+        Ok(provider)
+    }
+}
+
+/// A git failure as the API reports it.
+pub fn git_error(e: GitError) -> AppError {
+    match e {
+        GitError::NotFound(m) => AppError::Conflict(format!("the repository has no {m}")),
+        GitError::Conflict(m) => AppError::Conflict(m),
+        GitError::Invalid(m) => AppError::validation(m),
+        GitError::RateLimited { retry_after_ms } => AppError::RateLimited { retry_after_ms },
+        GitError::Unauthorized(m) | GitError::Upstream(m) => AppError::Upstream(m),
+    }
+}
+
+/// The limit that applies to a project.
+pub fn quota(config: &Config, project: &Project) -> Quota {
+    let limit = project.quota_bytes.unwrap_or(i64::try_from(config.projects_quota).unwrap_or(i64::MAX));
+    Quota::new(project.size_bytes, limit)
+}
+
+/// Writes that add content are refused once a project is full.
+pub fn ensure_room(config: &Config, project: &Project, adding: usize) -> AppResult<()> {
+    let q = quota(config, project);
+    if q.used_bytes.saturating_add(adding as i64) > q.limit_bytes || q.state == QuotaState::Full {
+        return Err(AppError::TooLarge(format!(
+            "the project uses {} of its {} limit; remove content or ask an administrator to raise the limit",
+            model::human_bytes(q.used_bytes),
+            model::human_bytes(q.limit_bytes)
+        )));
+    }
+    Ok(())
+}
+
+/// Look a project up and decide a capability for the caller; refusals are audited under `action`.
+/// Unknown projects and projects the caller may not see are both "not found".
+pub async fn authorize<C: access::Capability>(
+    db: &Db,
+    auth: &Authenticated,
+    origin: &Origin,
+    key: &str,
+    action: &str,
+) -> AppResult<(Project, Grant<C>)> {
+    let mut conn = db.pool().acquire().await?;
+    let project = store::find(&mut conn, key).await?.ok_or(AppError::NotFound)?;
+    let role = store::role_of(&mut conn, &project.id, &auth.user.id).await?;
+    drop(conn);
+    let facts = ProjectFacts {
+        project_id: project.id.clone(),
+        visibility: project.visibility,
+        archived: project.state == ProjectState::Archived,
+        role,
+    };
+    match access::decide::<C>(&auth.user, &facts) {
+        Ok(grant) => Ok((project, grant)),
+        Err(refusal) => {
+            let (reason, error) = match refusal {
+                Refusal::Hidden => ("not visible to the caller".to_owned(), AppError::NotFound),
+                Refusal::Forbidden(m) => (m.clone(), AppError::Forbidden(m)),
+            };
+            let event = Event::new(action, Outcome::Denied, Actor::of(auth), origin)
+                .project(&project.id)
+                .target("project", &project.id)
+                .intent(json!({"capability": C::NAME, "reason": reason}));
+            audit::record_alone(db, event).await?;
+            Err(error)
+        }
+    }
+}
+
+/// What a new project connects to.
+#[derive(Debug, Clone)]
+pub enum RepositoryChoice {
+    /// A new repository Arno creates under `{data}/repos/`.
+    NewLocal,
+    /// An existing repository on the appliance, under `ARNO_GIT_LOCAL_ROOTS` (Admins only).
+    ExistingLocal(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProject {
+    pub name: String,
+    pub slug: Option<String>,
+    pub visibility: Visibility,
+    pub repository: RepositoryChoice,
+}
+
+pub fn validate_name(raw: &str) -> AppResult<String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::field("name", "must be 1–100 characters without control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// A URL name: 2–64 of `a-z 0-9 -`, starting and ending with a letter or digit.
+pub fn validate_slug(raw: &str) -> AppResult<String> {
+    let slug = raw.trim();
+    let ok = (2..=64).contains(&slug.len())
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-')
+        && !slug.contains("--")
+        && uuid::Uuid::try_parse(slug).is_err();
+    if !ok {
+        return Err(AppError::field(
+            "slug",
+            "must be 2–64 lower-case letters, digits and single hyphens, starting and ending with a letter or digit",
+        ));
+    }
+    Ok(slug.to_owned())
+}
+
+/// A slug from a name: `Design System (web)` → `design-system-web`.
+pub fn slug_from(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-').chars().take(64).collect::<String>();
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.len() < 2 { format!("project-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]) } else { slug }
+}
+
+/// The canonical path of an existing repository if it lies under one of the allowed roots.
+fn allowed_local_path(config: &Config, raw: &str) -> AppResult<PathBuf> {
+    let path = Path::new(raw);
+    if !path.is_absolute() {
+        return Err(AppError::field("repository.path", "must be an absolute path"));
+    }
+    let canonical = path
+        .canonicalize()
+        .map_err(|_| AppError::field("repository.path", "does not exist or cannot be read by the server"))?;
+    if config.git_local_roots.is_empty() {
+        return Err(AppError::field(
+            "repository.path",
+            "connecting existing repositories is disabled: the operator sets ARNO_GIT_LOCAL_ROOTS to allow it",
+        ));
+    }
+    if !config.git_local_roots.iter().any(|root| canonical.starts_with(root)) {
+        return Err(AppError::field("repository.path", "is not under one of the folders in ARNO_GIT_LOCAL_ROOTS"));
+    }
+    Ok(canonical)
+}
+
+/// Create a project; the creator becomes its Maker. A new repository gets a first commit with
+/// the default `.arno/config.json`, so the project is active at once.
+pub async fn create(
+    db: &Db,
+    config: &Config,
+    repos: &Repos,
+    auth: &Authenticated,
+    origin: &Origin,
+    new: NewProject,
+) -> AppResult<Project> {
+    let name = validate_name(&new.name)?;
+    let slug = match &new.slug {
+        Some(s) => validate_slug(s)?,
+        None => slug_from(&name),
+    };
+    let refuse = |reason: String| {
+        Event::new("project.create", Outcome::Denied, Actor::of(auth), origin).intent(json!({"reason": reason}))
+    };
+    if !access::may_create_project(&auth.user) {
+        audit::record_alone(db, refuse("auditors have a read-only role".into())).await?;
+        return Err(AppError::forbidden("Auditors cannot create projects"));
+    }
+    {
+        let mut conn = db.pool().acquire().await?;
+        if store::find(&mut conn, &slug).await?.is_some() {
+            return Err(AppError::Conflict(format!("the URL name {slug:?} is taken by another project")));
+        }
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let (repo_path, managed) = match &new.repository {
+        RepositoryChoice::ExistingLocal(raw) => {
+            if auth.user.org_role != OrgRole::Admin {
+                audit::record_alone(db, refuse("only administrators connect existing repositories".into())).await?;
+                return Err(AppError::forbidden("only administrators can connect an existing repository"));
+            }
+            let path = allowed_local_path(config, raw)?;
+            let check = path.clone();
+            tokio::task::spawn_blocking(move || LocalProvider::open(&check))
+                .await
+                .map_err(|e| AppError::Internal(e.into()))?
+                .map_err(|_| AppError::field("repository.path", "is not a git repository"))?;
+            (path, false)
+        }
+        RepositoryChoice::NewLocal => (config.data_dir.join("repos").join(format!("{id}.git")), true),
+    };
+    let repo_path = std::path::absolute(&repo_path).map_err(|e| AppError::Internal(e.into()))?;
+    if managed {
+        init_managed_repo(&repo_path, &auth.user).await?;
+    }
+    let now = now_ms();
+    let project = Project {
+        id: id.clone(),
+        slug,
+        name,
+        owner_id: Some(auth.user.id.clone()),
+        visibility: new.visibility,
+        state: ProjectState::PendingSetup,
+        size_bytes: 0,
+        quota_bytes: None,
+        provider: "local".into(),
+        repo_path: repo_path.display().to_string(),
+        repo_managed: managed,
+        default_branch: None,
+        scanned_commit: None,
+        config_json: None,
+        config_present: false,
+        scan_error: None,
+        scanned_at: None,
+        created_at: now,
+        updated_at: now,
+        last_activity_at: now,
+    };
+    let written = async {
+        let mut tx = db.begin().await?;
+        store::insert(&mut tx, &project).await?;
+        store::set_member(&mut tx, &id, &auth.user.id, ProjectRole::Maker).await?;
+        let event = Event::new("project.create", Outcome::Allowed, Actor::of(auth), origin)
+            .project(&id)
+            .target("project", &id)
+            .intent(json!({
+                "visibility": project.visibility.as_str(),
+                "repository": if managed { "new_local" } else { "existing_local" },
+            }));
+        audit::record(&mut tx, event).await?;
+        tx.commit().await?;
+        AppResult::Ok(())
+    }
+    .await;
+    if let Err(e) = written {
+        if managed {
+            // Nothing refers to the new repository: don't leave it behind.
+            let _ = tokio::fs::remove_dir_all(&repo_path).await;
+        }
+        return Err(e);
+    }
+    tracing::info!(event_type = "project_created", project_id = %id, "project created");
+    // The first scan's failure is shown on the project; creating it still succeeded.
+    let provider = repos.get(&project).await?;
+    if let Err(e) = scan::refresh(db, provider.as_ref(), &project).await {
+        tracing::warn!(event_type = "scan_failed", project_id = %id, error = %e, "first scan failed");
+    }
+    let mut conn = db.pool().acquire().await?;
+    store::find(&mut conn, &id).await?.ok_or(AppError::NotFound)
+}
+
+async fn init_managed_repo(path: &Path, user: &crate::auth::User) -> AppResult<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(|e| AppError::Internal(e.into()))?;
+    }
+    let owned = path.to_owned();
+    let provider = tokio::task::spawn_blocking(move || LocalProvider::init(&owned, "main"))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .map_err(git_error)?;
+    let request = CommitRequest {
+        branch: "main".into(),
+        parent: String::new(),
+        message: "Set up Arno\n\nAdds .arno/config.json with the default paths.".into(),
+        author: Person { name: user.name.clone(), email: user.email.clone() },
+        changes: vec![Change::Upsert {
+            path: crate::specs::config::PATH.into(),
+            content: RepoConfig::default().to_file().into_bytes(),
+        }],
+    };
+    if let Err(e) = provider.commit(request).await {
+        let _ = tokio::fs::remove_dir_all(path).await;
+        return Err(git_error(e));
+    }
+    Ok(())
+}
+
+/// Write the default `.arno/config.json` to the default branch of a project still pending
+/// setup, then scan it.
+pub async fn setup(
+    db: &Db,
+    config: &Config,
+    repos: &Repos,
+    auth: &Authenticated,
+    origin: &Origin,
+    project: &Project,
+    grant: &Grant<Setup>,
+) -> AppResult<scan::ScanReport> {
+    if project.state != ProjectState::PendingSetup || project.config_present {
+        return Err(AppError::Conflict("the project is already set up".into()));
+    }
+    let content = RepoConfig::default().to_file().into_bytes();
+    ensure_room(config, project, content.len())?;
+    let provider = repos.get(project).await?;
+    let head = provider.default_branch().await.map_err(git_error)?;
+    let request = CommitRequest {
+        branch: head.name.clone(),
+        parent: head.commit.clone().unwrap_or_default(),
+        message: "Set up Arno\n\nAdds .arno/config.json with the default paths.".into(),
+        author: Person { name: auth.user.name.clone(), email: auth.user.email.clone() },
+        changes: vec![Change::Upsert { path: crate::specs::config::PATH.into(), content }],
+    };
+    let commit = provider.commit(request).await.map_err(git_error)?;
+    let event = Event::new("project.setup", Outcome::Allowed, Actor::of(auth), origin)
+        .project(grant.project_id())
+        .target("project", grant.project_id())
+        .intent(json!({"branch": head.name, "commit": commit.id}));
+    audit::record_alone(db, event).await?;
+    scan::refresh(db, provider.as_ref(), project).await
+}
+
+/// Add a member or change their role.
+pub async fn set_member(
+    db: &Db,
+    auth: &Authenticated,
+    origin: &Origin,
+    grant: &Grant<ManageMembers>,
+    user_id: &str,
+    role: ProjectRole,
+) -> AppResult<(Member, bool)> {
+    let project_id = grant.project_id();
+    let mut tx = db.begin().await?;
+    let user = users::find_by_id(&mut tx, user_id).await?.ok_or_else(|| AppError::field("user_id", "no such user"))?;
+    let previous = store::set_member(&mut tx, project_id, user_id, role).await?;
+    if previous == Some(ProjectRole::Maker)
+        && role != ProjectRole::Maker
+        && store::count_makers(&mut tx, project_id).await? == 0
+    {
+        return Err(AppError::Conflict("a project needs at least one Maker; make someone else a Maker first".into()));
+    }
+    let event = Event::new("project.member.set", Outcome::Allowed, Actor::of(auth), origin)
+        .project(project_id)
+        .target("user", user_id)
+        .intent(json!({"role": role.as_str(), "previous_role": previous.map(|r| r.as_str())}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    let member = Member { user_id: user.id, name: user.name, handle: user.handle, email: user.email, role };
+    Ok((member, previous.is_none()))
+}
+
+pub async fn remove_member(
+    db: &Db,
+    auth: &Authenticated,
+    origin: &Origin,
+    grant: &Grant<ManageMembers>,
+    user_id: &str,
+) -> AppResult<()> {
+    let project_id = grant.project_id();
+    let mut tx = db.begin().await?;
+    let previous = store::role_of(&mut tx, project_id, user_id).await?.ok_or(AppError::NotFound)?;
+    store::remove_member(&mut tx, project_id, user_id).await?;
+    if previous == ProjectRole::Maker && store::count_makers(&mut tx, project_id).await? == 0 {
+        return Err(AppError::Conflict("a project needs at least one Maker; make someone else a Maker first".into()));
+    }
+    let event = Event::new("project.member.remove", Outcome::Allowed, Actor::of(auth), origin)
+        .project(project_id)
+        .target("user", user_id)
+        .intent(json!({"previous_role": previous.as_str()}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A settings change; `None` fields stay as they are.
+#[derive(Debug, Default, Clone)]
+pub struct SettingsChange {
+    pub name: Option<String>,
+    pub visibility: Option<Visibility>,
+    /// `Some(true)` archives, `Some(false)` restores.
+    pub archived: Option<bool>,
+    /// `Some(None)` returns to the instance default.
+    pub quota_bytes: Option<Option<i64>>,
+}
+
+pub async fn change_settings(
+    db: &Db,
+    auth: &Authenticated,
+    origin: &Origin,
+    grant: &Grant<ManageSettings>,
+    quota_grant: Option<&Grant<SetQuota>>,
+    change: SettingsChange,
+) -> AppResult<Project> {
+    let mut tx = db.begin().await?;
+    let mut project =
+        store::find_for_update(&mut tx, db.backend(), grant.project_id()).await?.ok_or(AppError::NotFound)?;
+    let mut changed = serde_json::Map::new();
+    if let Some(name) = &change.name {
+        project.name = validate_name(name)?;
+        changed.insert("name".into(), json!(true));
+    }
+    if let Some(v) = change.visibility {
+        changed.insert("visibility".into(), json!(v.as_str()));
+        project.visibility = v;
+    }
+    if let Some(archive) = change.archived {
+        project.state = match (archive, project.state) {
+            (true, _) => ProjectState::Archived,
+            (false, ProjectState::Archived) if project.config_present => ProjectState::Active,
+            (false, ProjectState::Archived) => ProjectState::PendingSetup,
+            (false, state) => state,
+        };
+        changed.insert("state".into(), json!(project.state.as_str()));
+    }
+    if let Some(quota) = change.quota_bytes {
+        let Some(q) = quota_grant.filter(|q| q.project_id() == grant.project_id()) else {
+            return Err(AppError::forbidden("only administrators change a project's size limit"));
+        };
+        if let Some(bytes) = quota
+            && bytes < 1 << 20
+        {
+            return Err(AppError::field("quota_bytes", "must be at least 1 MiB (1048576), or null for the default"));
+        }
+        project.quota_bytes = quota;
+        changed.insert("quota_bytes".into(), json!(quota));
+        let _ = q;
+    }
+    if changed.is_empty() {
+        return Err(AppError::validation("nothing to change"));
+    }
+    store::update_settings(&mut tx, &project).await?;
+    let event = Event::new("project.update", Outcome::Allowed, Actor::of(auth), origin)
+        .project(&project.id)
+        .target("project", &project.id)
+        .intent(serde_json::Value::Object(changed));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(project)
+}
+
+/// Archive projects without activity for [`ARCHIVE_AFTER_MS`] (run by the maintenance loop).
+pub async fn archive_idle(db: &Db, now: i64) -> AppResult<usize> {
+    let ids = {
+        let mut conn = db.pool().acquire().await?;
+        store::idle_projects(&mut conn, now - ARCHIVE_AFTER_MS).await?
+    };
+    let origin = Origin::system();
+    for id in &ids {
+        let mut tx = db.begin().await?;
+        store::set_state(&mut tx, id, ProjectState::Archived).await?;
+        let event = Event::new("project.archive", Outcome::Allowed, Actor::System, &origin)
+            .project(id)
+            .target("project", id)
+            .intent(json!({"reason": "no activity for 90 days"}));
+        audit::record(&mut tx, event).await?;
+        tx.commit().await?;
+    }
+    Ok(ids.len())
+}
+
+/// For the GDPR export: the user's memberships.
+pub async fn memberships_of(db: &Db, user_id: &str) -> AppResult<Vec<serde_json::Value>> {
+    let mut conn = db.pool().acquire().await?;
+    Ok(store::memberships_of(&mut conn, user_id)
+        .await?
+        .into_iter()
+        .map(|(id, slug, name, role)| json!({"project_id": id, "slug": slug, "name": name, "role": role}))
+        .collect())
+}
+
+/// For erasure, inside its transaction: the user's memberships end.
+pub async fn end_memberships(conn: &mut sqlx::AnyConnection, user_id: &str) -> AppResult<u64> {
+    store::remove_all_memberships(conn, user_id).await
+}

@@ -1,0 +1,429 @@
+//! Project pages: the list with a "new project" form, the project page (components, state,
+//! size), members, and a component's page. Same domain calls and checks as the API; refusals
+//! render the HTML error page.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::model::{Member, Project, ProjectRole, ProjectState, Quota, QuotaState, Visibility, human_bytes};
+use super::routes::{ComponentDetail, ComponentSummary, summarize};
+use super::scan::ScanReport;
+use super::{NewProject, RepositoryChoice, store};
+use crate::app::AppState;
+use crate::audit::{Actor, Origin};
+use crate::auth::access::{self, ManageMembers, Scan, Setup, View};
+use crate::auth::{Authenticated, OrgRole, PageUser, users};
+use crate::error::{AppError, AppResult};
+use crate::http::RequestContext;
+use crate::http::api::PageForm;
+use crate::ui::{PageContext, render};
+
+pub struct ProjectRowView {
+    pub slug: String,
+    pub name: String,
+    pub visibility: &'static str,
+    pub state: &'static str,
+    pub role: &'static str,
+    pub components_href: String,
+}
+
+#[derive(Template)]
+#[template(path = "projects.html")]
+struct ProjectsPage {
+    page: PageContext,
+    projects: Vec<ProjectRowView>,
+    can_create: bool,
+    is_admin: bool,
+    error: Option<String>,
+    form: CreateForm,
+}
+
+#[derive(Deserialize, Default)]
+pub struct CreateForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    slug: String,
+    #[serde(default)]
+    visibility: String,
+    #[serde(default)]
+    repository_path: String,
+}
+
+async fn projects_page(
+    state: &AppState,
+    auth: &Authenticated,
+    error: Option<String>,
+    form: CreateForm,
+) -> AppResult<Response> {
+    let everything = matches!(auth.user.org_role, OrgRole::Admin | OrgRole::Auditor);
+    let mut conn = state.db.pool().acquire().await?;
+    let list = store::list_visible(&mut conn, &auth.user.id, everything).await?;
+    let projects = list
+        .into_iter()
+        .map(|(p, role)| ProjectRowView {
+            components_href: format!("/projects/{}", p.slug),
+            slug: p.slug,
+            name: p.name,
+            visibility: p.visibility.as_str(),
+            state: p.state.label(),
+            role: role.map_or("—", ProjectRole::label),
+        })
+        .collect();
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let html = render(&ProjectsPage {
+        page: PageContext::for_user(auth, &state.keys.csrf),
+        projects,
+        can_create: access::may_create_project(&auth.user),
+        is_admin: auth.user.org_role == OrgRole::Admin,
+        error,
+        form,
+    })?;
+    Ok((status, html).into_response())
+}
+
+/// `GET /projects`
+pub async fn list(State(state): State<AppState>, PageUser(auth): PageUser) -> AppResult<Response> {
+    projects_page(&state, &auth, None, CreateForm { visibility: "private".into(), ..Default::default() }).await
+}
+
+/// `POST /projects`
+pub async fn create(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    PageForm(form): PageForm<CreateForm>,
+) -> AppResult<Response> {
+    let Some(visibility) = Visibility::parse(&form.visibility) else {
+        return projects_page(&state, &auth, Some("Choose a visibility.".into()), form).await;
+    };
+    let new = NewProject {
+        name: form.name.clone(),
+        slug: Some(form.slug.trim()).filter(|s| !s.is_empty()).map(str::to_owned),
+        visibility,
+        repository: match form.repository_path.trim() {
+            "" => RepositoryChoice::NewLocal,
+            path => RepositoryChoice::ExistingLocal(path.to_owned()),
+        },
+    };
+    match super::create(&state.db, &state.config, &state.repos, &auth, &Origin::from(&ctx), new).await {
+        Ok(project) => Ok(Redirect::to(&format!("/projects/{}", project.slug)).into_response()),
+        Err(e @ (AppError::Validation { .. } | AppError::Conflict(_))) => {
+            projects_page(&state, &auth, Some(e.to_string()), form).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub struct QuotaView {
+    pub used: String,
+    pub limit: String,
+    pub percent: i64,
+    pub warning: bool,
+    pub full: bool,
+}
+
+fn quota_view(q: &Quota) -> QuotaView {
+    QuotaView {
+        used: human_bytes(q.used_bytes),
+        limit: human_bytes(q.limit_bytes),
+        percent: q.percent(),
+        warning: q.state == QuotaState::Warning,
+        full: q.state == QuotaState::Full,
+    }
+}
+
+pub struct ComponentItem {
+    pub href: Option<String>,
+    pub name: String,
+    pub file_path: String,
+    pub props: usize,
+    pub events: usize,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "project.html")]
+struct ProjectPage {
+    page: PageContext,
+    project: Project,
+    role: &'static str,
+    state_label: &'static str,
+    pending: bool,
+    archived: bool,
+    quota: QuotaView,
+    can_scan: bool,
+    can_setup: bool,
+    components: Vec<ComponentItem>,
+    broken: usize,
+    report: Option<String>,
+    error: Option<String>,
+}
+
+fn item(slug: &str, summary: ComponentSummary) -> ComponentItem {
+    ComponentItem {
+        href: summary.id.as_ref().map(|id| format!("/projects/{slug}/components/{id}")),
+        name: summary.name,
+        file_path: summary.file_path,
+        props: summary.props.len(),
+        events: summary.events.len(),
+        error: summary.error.map(|e| format!("line {}: {}", e.line, e.message)),
+    }
+}
+
+async fn project_page(
+    state: &AppState,
+    auth: &Authenticated,
+    project: &Project,
+    role: Option<ProjectRole>,
+    report: Option<String>,
+    error: Option<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.pool().acquire().await?;
+    let rows = store::components(&mut conn, &project.id).await?;
+    let components: Vec<ComponentItem> = rows.iter().map(|r| item(&project.slug, summarize(r, &rows).0)).collect();
+    let facts = access::ProjectFacts {
+        project_id: project.id.clone(),
+        visibility: project.visibility,
+        archived: project.state == ProjectState::Archived,
+        role,
+    };
+    let status = if error.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
+    let html = render(&ProjectPage {
+        page: PageContext::for_user(auth, &state.keys.csrf),
+        role: role.map_or("none", ProjectRole::label),
+        state_label: project.state.label(),
+        pending: project.state == ProjectState::PendingSetup,
+        archived: project.state == ProjectState::Archived,
+        quota: quota_view(&super::quota(&state.config, project)),
+        can_scan: access::decide::<Scan>(&auth.user, &facts).is_ok(),
+        can_setup: access::decide::<Setup>(&auth.user, &facts).is_ok() && !project.config_present,
+        broken: components.iter().filter(|c| c.error.is_some()).count(),
+        components,
+        project: project.clone(),
+        report,
+        error,
+    })?;
+    Ok((status, html).into_response())
+}
+
+/// `GET /projects/{slug}`
+pub async fn show(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path(slug): Path<String>,
+) -> AppResult<Response> {
+    let (project, grant) =
+        super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &slug, "project.view").await?;
+    project_page(&state, &auth, &project, grant.role(), None, None).await
+}
+
+fn report_text(r: &ScanReport) -> String {
+    match &r.error {
+        Some(e) => format!("The scan stopped: {e}"),
+        None => format!(
+            "Scanned {}: {} spec(s) read, {} removed, {} in total ({} with problems).",
+            r.commit.as_deref().map_or("an empty repository", |c| &c[..c.len().min(12)]),
+            r.parsed,
+            r.removed,
+            r.components,
+            r.with_errors
+        ),
+    }
+}
+
+/// `POST /projects/{slug}/scan`
+pub async fn scan(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path(slug): Path<String>,
+) -> AppResult<Response> {
+    let origin = Origin::from(&ctx);
+    let (project, grant) = super::authorize::<Scan>(&state.db, &auth, &origin, &slug, "project.scan").await?;
+    let provider = state.repos.get(&project).await?;
+    let result = super::scan::scan(&state.db, provider.as_ref(), &project, Actor::of(&auth), &origin).await;
+    let fresh = reload(&state, &project.id).await?;
+    match result {
+        Ok(report) => project_page(&state, &auth, &fresh, grant.role(), Some(report_text(&report)), None).await,
+        Err(e @ (AppError::Conflict(_) | AppError::Upstream(_))) => {
+            project_page(&state, &auth, &fresh, grant.role(), None, Some(e.to_string())).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /projects/{slug}/setup`
+pub async fn setup(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path(slug): Path<String>,
+) -> AppResult<Response> {
+    let origin = Origin::from(&ctx);
+    let (project, grant) = super::authorize::<Setup>(&state.db, &auth, &origin, &slug, "project.setup").await?;
+    let result = super::setup(&state.db, &state.config, &state.repos, &auth, &origin, &project, &grant).await;
+    let fresh = reload(&state, &project.id).await?;
+    match result {
+        Ok(report) => project_page(&state, &auth, &fresh, grant.role(), Some(report_text(&report)), None).await,
+        Err(e @ AppError::TooLarge(_)) => {
+            let mut response = project_page(&state, &auth, &fresh, grant.role(), None, Some(e.to_string())).await?;
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            Ok(response)
+        }
+        Err(e @ AppError::Conflict(_)) => {
+            project_page(&state, &auth, &fresh, grant.role(), None, Some(e.to_string())).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn reload(state: &AppState, id: &str) -> AppResult<Project> {
+    let mut conn = state.db.pool().acquire().await?;
+    store::find(&mut conn, id).await?.ok_or(AppError::NotFound)
+}
+
+pub struct MemberView {
+    pub member: Member,
+    pub role_label: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "members.html")]
+struct MembersPage {
+    page: PageContext,
+    project: Project,
+    members: Vec<MemberView>,
+    can_manage: bool,
+    roles: Vec<(&'static str, &'static str)>,
+    message: Option<String>,
+    error: Option<String>,
+}
+
+async fn members_page(
+    state: &AppState,
+    auth: &Authenticated,
+    project: &Project,
+    role: Option<ProjectRole>,
+    message: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> AppResult<Response> {
+    let mut conn = state.db.pool().acquire().await?;
+    let members = store::members(&mut conn, &project.id).await?;
+    let facts = access::ProjectFacts {
+        project_id: project.id.clone(),
+        visibility: project.visibility,
+        archived: project.state == ProjectState::Archived,
+        role,
+    };
+    let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
+    let html = render(&MembersPage {
+        page: PageContext::for_user(auth, &state.keys.csrf),
+        project: project.clone(),
+        members: members.into_iter().map(|m| MemberView { role_label: m.role.label(), member: m }).collect(),
+        can_manage: access::decide::<ManageMembers>(&auth.user, &facts).is_ok(),
+        roles: ProjectRole::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
+        message,
+        error: error.map(|(_, m)| m),
+    })?;
+    Ok((status, html).into_response())
+}
+
+/// `GET /projects/{slug}/members`
+pub async fn members(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path(slug): Path<String>,
+) -> AppResult<Response> {
+    let (project, grant) =
+        super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &slug, "project.view").await?;
+    members_page(&state, &auth, &project, grant.role(), None, None).await
+}
+
+#[derive(Deserialize)]
+pub struct MemberForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// `POST /projects/{slug}/members`: add by e-mail, or change the role of an existing member.
+pub async fn set_member(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path(slug): Path<String>,
+    PageForm(form): PageForm<MemberForm>,
+) -> AppResult<Response> {
+    let origin = Origin::from(&ctx);
+    let (project, grant) =
+        super::authorize::<ManageMembers>(&state.db, &auth, &origin, &slug, "project.member.set").await?;
+    let bad = |m: &str| Some((StatusCode::BAD_REQUEST, m.to_owned()));
+    let Some(role) = ProjectRole::parse(&form.role) else {
+        return members_page(&state, &auth, &project, grant.role(), None, bad("Choose a role.")).await;
+    };
+    let user = {
+        let mut conn = state.db.pool().acquire().await?;
+        users::find_by_email(&mut conn, &form.email).await?
+    };
+    let Some(user) = user else {
+        let message = "No user has that e-mail address. They need to sign in to Arno once, or an administrator creates their account.";
+        return members_page(&state, &auth, &project, grant.role(), None, bad(message)).await;
+    };
+    match super::set_member(&state.db, &auth, &origin, &grant, &user.id, role).await {
+        Ok((member, added)) => {
+            let verb = if added { "added as" } else { "is now" };
+            let message = format!("{} {verb} {}.", member.name, role.label());
+            members_page(&state, &auth, &project, grant.role(), Some(message), None).await
+        }
+        Err(AppError::Conflict(m)) => {
+            members_page(&state, &auth, &project, grant.role(), None, Some((StatusCode::CONFLICT, m))).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /projects/{slug}/members/{user_id}/remove`
+pub async fn remove_member(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path((slug, user_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let origin = Origin::from(&ctx);
+    let (project, grant) =
+        super::authorize::<ManageMembers>(&state.db, &auth, &origin, &slug, "project.member.remove").await?;
+    match super::remove_member(&state.db, &auth, &origin, &grant, &user_id).await {
+        Ok(()) => members_page(&state, &auth, &project, grant.role(), Some("Member removed.".into()), None).await,
+        Err(AppError::Conflict(m)) => {
+            members_page(&state, &auth, &project, grant.role(), None, Some((StatusCode::CONFLICT, m))).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "component.html")]
+struct ComponentPage {
+    page: PageContext,
+    project: Project,
+    detail: ComponentDetail,
+}
+
+/// `GET /projects/{slug}/components/{component_id}`
+pub async fn component(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path((slug, component_id)): Path<(String, String)>,
+) -> AppResult<Html<String>> {
+    let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &slug, "project.view").await?;
+    let detail = super::routes::component_detail(&state, &project, &component_id).await?;
+    render(&ComponentPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, detail })
+}

@@ -1,0 +1,480 @@
+//! The projects JSON API under `/api/v1/projects`. Handlers are thin: parse, authorize (a
+//! capability from `auth::access`), call the domain, answer. `{id}` is a project id or its slug.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+use super::model::{ComponentRow, Member, Project, ProjectRole, ProjectState, Quota, Visibility};
+use super::scan::ScanReport;
+use super::{RepositoryChoice, SettingsChange, store};
+use crate::app::AppState;
+use crate::audit::{Actor, Origin};
+use crate::auth::access::{ManageMembers, ManageSettings, Scan, SetQuota, Setup, View};
+use crate::auth::{ApiUser, Authenticated, OrgRole};
+use crate::db::rfc3339;
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::git::CommitInfo;
+use crate::http::RequestContext;
+use crate::http::api::{ApiJson, ApiRouter};
+use crate::specs::{Component, Event, ParseError, Prop, RepoConfig};
+
+pub fn api() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(get_project, update_project))
+        .routes(routes!(list_members))
+        .routes(routes!(put_member, delete_member))
+        .routes(routes!(scan_project))
+        .routes(routes!(setup_project))
+        .routes(routes!(list_components))
+        .routes(routes!(get_component))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RepositoryView {
+    /// `local` (GitHub and GitLab in a later release).
+    pub provider: String,
+    pub default_branch: Option<String>,
+    /// The commit the component cache reflects.
+    pub scanned_commit: Option<String>,
+    /// The repository's path on the appliance (shown to Admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectView {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub visibility: Visibility,
+    pub state: ProjectState,
+    /// The caller's role (`null` for Admins, Auditors and visitors who are not members).
+    pub my_role: Option<ProjectRole>,
+    pub repository: RepositoryView,
+    pub quota: Quota,
+    /// Whether `.arno/config.json` exists on the default branch.
+    pub config_present: bool,
+    /// The effective repository configuration at the last scan.
+    #[schema(value_type = Object)]
+    pub config: Option<serde_json::Value>,
+    /// Why the last scan failed, if it did.
+    pub scan_error: Option<String>,
+    pub scanned_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub(crate) fn project_view(
+    state: &AppState,
+    auth: &Authenticated,
+    p: &Project,
+    my_role: Option<ProjectRole>,
+) -> ProjectView {
+    ProjectView {
+        id: p.id.clone(),
+        slug: p.slug.clone(),
+        name: p.name.clone(),
+        visibility: p.visibility,
+        state: p.state,
+        my_role,
+        repository: RepositoryView {
+            provider: p.provider.clone(),
+            default_branch: p.default_branch.clone(),
+            scanned_commit: p.scanned_commit.clone(),
+            path: (auth.user.org_role == OrgRole::Admin).then(|| p.repo_path.clone()),
+        },
+        quota: super::quota(&state.config, p),
+        config_present: p.config_present,
+        config: p.config_json.as_deref().and_then(|c| serde_json::from_str(c).ok()),
+        scan_error: p.scan_error.clone(),
+        scanned_at: p.scanned_at.map(rfc3339),
+        created_at: rfc3339(p.created_at),
+        updated_at: rfc3339(p.updated_at),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryInput {
+    /// `local`.
+    pub provider: String,
+    /// An existing repository on the appliance (Admins only; must be under `ARNO_GIT_LOCAL_ROOTS`).
+    /// Without it Arno creates a new repository.
+    pub path: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    pub name: String,
+    /// The URL name; derived from `name` when omitted.
+    pub slug: Option<String>,
+    /// Default `private`.
+    pub visibility: Option<Visibility>,
+    /// Default: a new local repository.
+    pub repository: Option<RepositoryInput>,
+}
+
+/// `GET /api/v1/projects`
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    responses((status = 200, body = [ProjectView]), (status = 401, body = ErrorBody)))]
+pub async fn list_projects(State(state): State<AppState>, ApiUser(auth): ApiUser) -> AppResult<Json<Vec<ProjectView>>> {
+    let everything = matches!(auth.user.org_role, OrgRole::Admin | OrgRole::Auditor);
+    let mut conn = state.db.pool().acquire().await?;
+    let list = store::list_visible(&mut conn, &auth.user.id, everything).await?;
+    Ok(Json(list.iter().map(|(p, role)| project_view(&state, &auth, p, *role)).collect()))
+}
+
+pub(crate) fn repository_choice(input: Option<RepositoryInput>) -> AppResult<RepositoryChoice> {
+    match input {
+        None => Ok(RepositoryChoice::NewLocal),
+        Some(r) if r.provider != "local" => Err(AppError::field(
+            "repository.provider",
+            "only `local` is available in this release (GitHub and GitLab are coming)",
+        )),
+        Some(RepositoryInput { path: None, .. }) => Ok(RepositoryChoice::NewLocal),
+        Some(RepositoryInput { path: Some(p), .. }) => Ok(RepositoryChoice::ExistingLocal(p)),
+    }
+}
+
+/// `POST /api/v1/projects`
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    request_body = CreateProject,
+    responses((status = 201, body = ProjectView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_project(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> AppResult<(StatusCode, Json<ProjectView>)> {
+    let new = super::NewProject {
+        name: body.name,
+        slug: body.slug,
+        visibility: body.visibility.unwrap_or(Visibility::Private),
+        repository: repository_choice(body.repository)?,
+    };
+    let origin = Origin::from(&ctx);
+    let project = super::create(&state.db, &state.config, &state.repos, &auth, &origin, new).await?;
+    Ok((StatusCode::CREATED, Json(project_view(&state, &auth, &project, Some(ProjectRole::Maker)))))
+}
+
+/// `GET /api/v1/projects/{id}`
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    responses((status = 200, body = ProjectView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_project(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> AppResult<Json<ProjectView>> {
+    let (project, grant) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
+    Ok(Json(project_view(&state, &auth, &project, grant.role())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    pub name: Option<String>,
+    pub visibility: Option<Visibility>,
+    /// `true` archives (read-only), `false` restores.
+    pub archived: Option<bool>,
+    /// Admins only: the size limit in bytes (at least 1 MiB), or `null` for the instance default.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub quota_bytes: Option<Option<i64>>,
+}
+
+/// Distinguishes a missing field (no change) from an explicit `null` (reset).
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+/// `PATCH /api/v1/projects/{id}`
+#[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    request_body = UpdateProject,
+    responses((status = 200, body = ProjectView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn update_project(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateProject>,
+) -> AppResult<Json<ProjectView>> {
+    let origin = Origin::from(&ctx);
+    let quota_grant = if body.quota_bytes.is_some() {
+        Some(super::authorize::<SetQuota>(&state.db, &auth, &origin, &id, "project.update").await?.1)
+    } else {
+        None
+    };
+    let (_, grant) = super::authorize::<ManageSettings>(&state.db, &auth, &origin, &id, "project.update").await?;
+    let change = SettingsChange {
+        name: body.name,
+        visibility: body.visibility,
+        archived: body.archived,
+        quota_bytes: body.quota_bytes,
+    };
+    let project = super::change_settings(&state.db, &auth, &origin, &grant, quota_grant.as_ref(), change).await?;
+    Ok(Json(project_view(&state, &auth, &project, grant.role())))
+}
+
+/// `GET /api/v1/projects/{id}/members`
+#[utoipa::path(get, path = "/api/v1/projects/{id}/members", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    responses((status = 200, body = [Member]), (status = 404, body = ErrorBody)))]
+pub async fn list_members(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> AppResult<Json<Vec<Member>>> {
+    let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
+    let mut conn = state.db.pool().acquire().await?;
+    Ok(Json(store::members(&mut conn, &project.id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetMember {
+    pub role: ProjectRole,
+}
+
+/// `PUT /api/v1/projects/{id}/members/{user_id}`: add a member or change their role.
+#[utoipa::path(put, path = "/api/v1/projects/{id}/members/{user_id}", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug"), ("user_id" = String, Path, description = "User id")),
+    request_body = SetMember,
+    responses((status = 200, body = Member, description = "Role changed"), (status = 201, body = Member, description = "Added"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn put_member(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path((id, user_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetMember>,
+) -> AppResult<(StatusCode, Json<Member>)> {
+    let origin = Origin::from(&ctx);
+    let (_, grant) = super::authorize::<ManageMembers>(&state.db, &auth, &origin, &id, "project.member.set").await?;
+    let (member, added) = super::set_member(&state.db, &auth, &origin, &grant, &user_id, body.role).await?;
+    Ok((if added { StatusCode::CREATED } else { StatusCode::OK }, Json(member)))
+}
+
+/// `DELETE /api/v1/projects/{id}/members/{user_id}`
+#[utoipa::path(delete, path = "/api/v1/projects/{id}/members/{user_id}", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug"), ("user_id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Removed"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn delete_member(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path((id, user_id)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    let origin = Origin::from(&ctx);
+    let (_, grant) = super::authorize::<ManageMembers>(&state.db, &auth, &origin, &id, "project.member.remove").await?;
+    super::remove_member(&state.db, &auth, &origin, &grant, &user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/projects/{id}/scan`: re-read the default branch now.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/scan", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    responses((status = 200, body = ScanReport), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
+pub async fn scan_project(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> AppResult<Json<ScanReport>> {
+    let origin = Origin::from(&ctx);
+    let (project, _grant) = super::authorize::<Scan>(&state.db, &auth, &origin, &id, "project.scan").await?;
+    let provider = state.repos.get(&project).await?;
+    Ok(Json(super::scan::scan(&state.db, provider.as_ref(), &project, Actor::of(&auth), &origin).await?))
+}
+
+/// `POST /api/v1/projects/{id}/setup`: commit the default `.arno/config.json` to the default branch.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/setup", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    responses((status = 200, body = ScanReport), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn setup_project(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> AppResult<Json<ScanReport>> {
+    let origin = Origin::from(&ctx);
+    let (project, grant) = super::authorize::<Setup>(&state.db, &auth, &origin, &id, "project.setup").await?;
+    Ok(Json(super::setup(&state.db, &state.config, &state.repos, &auth, &origin, &project, &grant).await?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ComponentSummary {
+    /// The component's id (its frontmatter `id`); `null` when the spec has none or another file
+    /// claims it first.
+    pub id: Option<String>,
+    pub name: String,
+    pub file_path: String,
+    /// SHA-256 of the file, hex.
+    pub content_sha: String,
+    pub props: Vec<Prop>,
+    pub events: Vec<Event>,
+    /// The first problem in the file, if any.
+    pub error: Option<ParseError>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PairedCode {
+    /// Path from the repository root, with `#Export` when an override names one.
+    pub path: String,
+    /// Whether the file exists on the default branch.
+    pub exists: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LastCommit {
+    pub id: String,
+    /// The first line of the message.
+    pub summary: String,
+    pub author_name: String,
+    pub time: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ComponentDetail {
+    #[serde(flatten)]
+    pub summary: ComponentSummary,
+    pub status: Option<String>,
+    /// The prose rendered to sanitized HTML.
+    pub description_html: String,
+    /// Every problem in the file.
+    pub errors: Vec<ParseError>,
+    pub paired_code: Option<PairedCode>,
+    pub last_commit: Option<LastCommit>,
+}
+
+/// The component as cached, with duplicate ids turned into an error naming the first file.
+pub(crate) fn summarize(row: &ComponentRow, all: &[ComponentRow]) -> (ComponentSummary, Component) {
+    let mut component: Component = serde_json::from_str(&row.model_json).unwrap_or(Component {
+        id: None,
+        name: row.name.clone(),
+        status: None,
+        props: vec![],
+        events: vec![],
+        errors: vec![ParseError { line: 1, message: "cached spec is unreadable; scan again".into() }],
+    });
+    if let (Some(declared), None) = (&row.declared_id, &row.component_id) {
+        let first = all.iter().find(|o| o.component_id.as_deref() == Some(declared)).map(|o| o.file_path.as_str());
+        let holder = first.unwrap_or("another file");
+        component.errors.insert(
+            0,
+            ParseError { line: 2, message: format!("duplicate component id {declared}: {holder} declares it first") },
+        );
+    }
+    let summary = ComponentSummary {
+        id: row.component_id.clone(),
+        name: row.name.clone(),
+        file_path: row.file_path.clone(),
+        content_sha: row.content_sha.clone(),
+        props: component.props.clone(),
+        events: component.events.clone(),
+        error: component.errors.first().cloned(),
+    };
+    (summary, component)
+}
+
+/// `GET /api/v1/projects/{id}/components`
+#[utoipa::path(get, path = "/api/v1/projects/{id}/components", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    responses((status = 200, body = [ComponentSummary]), (status = 404, body = ErrorBody)))]
+pub async fn list_components(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> AppResult<Json<Vec<ComponentSummary>>> {
+    let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
+    let mut conn = state.db.pool().acquire().await?;
+    let rows = store::components(&mut conn, &project.id).await?;
+    Ok(Json(rows.iter().map(|r| summarize(r, &rows).0).collect()))
+}
+
+/// Everything the component page and API show about one component.
+pub(crate) async fn component_detail(
+    state: &AppState,
+    project: &Project,
+    component_id: &str,
+) -> AppResult<ComponentDetail> {
+    let mut conn = state.db.pool().acquire().await?;
+    let row = store::component(&mut conn, &project.id, component_id).await?.ok_or(AppError::NotFound)?;
+    drop(conn);
+    let (summary, component) = summarize(&row, std::slice::from_ref(&row));
+    let spec = crate::specs::SpecFile::parse(row.raw_text.as_str());
+    let prose = spec.prose();
+    let description_html = tokio::task::spawn_blocking(move || crate::specs::render::prose_to_html(&prose))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let repo_config =
+        project.config_json.as_deref().and_then(|c| RepoConfig::parse(c.as_bytes()).ok()).unwrap_or_default();
+    let (mut paired_code, mut last_commit) = (None, None);
+    if let Some(commit) = &project.scanned_commit {
+        let provider = state.repos.get(project).await?;
+        if let Some(path) = repo_config.paired_code(&row.file_path) {
+            let file = path.split('#').next().unwrap_or_default().to_owned();
+            let exists = provider.read_file(commit, &file).await.is_ok();
+            paired_code = Some(PairedCode { path, exists });
+        }
+        last_commit = provider.last_commit(commit, &row.file_path).await.ok().flatten().map(last_commit_view);
+    }
+    Ok(ComponentDetail {
+        summary,
+        status: component.status.clone(),
+        description_html,
+        errors: component.errors,
+        paired_code,
+        last_commit,
+    })
+}
+
+fn last_commit_view(c: CommitInfo) -> LastCommit {
+    LastCommit {
+        summary: c.message.lines().next().unwrap_or_default().to_owned(),
+        id: c.id,
+        author_name: c.author.name,
+        time: rfc3339(c.time_ms),
+    }
+}
+
+/// `GET /api/v1/projects/{id}/components/{component_id}`
+#[utoipa::path(get, path = "/api/v1/projects/{id}/components/{component_id}", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug"), ("component_id" = String, Path, description = "Component id")),
+    responses((status = 200, body = ComponentDetail), (status = 404, body = ErrorBody)))]
+pub async fn get_component(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path((id, component_id)): Path<(String, String)>,
+) -> AppResult<Json<ComponentDetail>> {
+    let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
+    Ok(Json(component_detail(&state, &project, &component_id).await?))
+}
