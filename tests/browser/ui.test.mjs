@@ -4,8 +4,8 @@
 // Run by scripts/test after the Rust suite: `ARNO_BIN=… node --test` in tests/browser.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,11 +30,32 @@ function freePort() {
   });
 }
 
-let server, base, setupUrl, browser, dataRoot;
+let server, base, setupUrl, browser, dataRoot, repoPath;
 const logLines = [];
 
 before(async () => {
   dataRoot = mkdtempSync(join(tmpdir(), 'arno-ui-'));
+  // A design-system repository an Admin connects from the appliance's disk.
+  const roots = join(dataRoot, 'repos');
+  repoPath = join(roots, 'design-system');
+  mkdirSync(join(repoPath, 'Design_system'), { recursive: true });
+  mkdirSync(join(repoPath, '.arno'), { recursive: true });
+  writeFileSync(join(repoPath, '.arno/config.json'), '{"version": 1}\n');
+  writeFileSync(join(repoPath, 'Design_system/Button.md'), [
+    '---', 'id: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01', 'name: Button', 'status: stable', '---',
+    '# Button', '', 'The **primary** action. See [the guide](https://design.example.com/guide).', '',
+    '<!-- arno:props v1 -->', '| id | name | type | default | textEditable |', '|---|---|---|---|---|',
+    '| 6f1c7d2e-1111-4a2b-8c3d-000000000001 | label | string | "Buy" | true |', '<!-- /arno:props -->', '',
+    '<!-- arno:events v1 -->', '| id | name | payload |', '|---|---|---|',
+    '| 7a000000-0000-4000-8000-000000000001 | onClick | MouseEvent |', '<!-- /arno:events -->', ''].join('\n'));
+  writeFileSync(join(repoPath, 'Design_system/Broken.md'), '# no frontmatter\n');
+  const git = (...args) => execFileSync('git', ['-C', repoPath, ...args], {
+    env: { ...process.env, GIT_AUTHOR_NAME: 'Dev', GIT_AUTHOR_EMAIL: 'dev@example.com', GIT_COMMITTER_NAME: 'Dev',
+      GIT_COMMITTER_EMAIL: 'dev@example.com', GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' },
+  });
+  git('init', '-q', '-b', 'main');
+  git('add', '.');
+  git('commit', '-q', '-m', 'Add button');
   const [port, metricsPort] = [await freePort(), await freePort()];
   base = `http://127.0.0.1:${port}`;
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ARNO_')));
@@ -43,6 +64,7 @@ before(async () => {
     ARNO_DATA_DIR: join(dataRoot, 'data'),
     ARNO_LISTEN: `127.0.0.1:${port}`,
     ARNO_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
+    ARNO_GIT_LOCAL_ROOTS: roots,
   });
   server = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   setupUrl = await new Promise((resolve, reject) => {
@@ -206,5 +228,56 @@ test('a cross-site form post is refused by the browser-facing checks', async () 
   }, `${base}/login`);
   // Same-origin fetch without the CSRF token: refused.
   assert.equal(status, 403);
+  await context.close();
+});
+
+test('projects: create, components, component page and members are accessible', async () => {
+  const { page, problems, context } = await newPage();
+  await page.goto(`${base}/login`);
+  await page.getByLabel('E-mail address').fill('ada@example.com');
+  await page.getByLabel('Password').fill('correct horse battery staple');
+  await page.getByLabel('Password').press('Enter');
+  await page.waitForURL(`${base}/`);
+
+  await page.getByRole('link', { name: 'Projects' }).click();
+  await page.waitForURL(`${base}/projects`);
+  await axeCheck(page, 'projects (empty)');
+  await page.getByLabel('Name', { exact: true }).fill('Design system');
+  await page.getByLabel(/Existing repository/).fill(repoPath);
+  await page.getByRole('button', { name: 'Create project' }).click();
+  await page.waitForURL(`${base}/projects/design-system`);
+  assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Design system');
+  assert.match(await page.locator('#components').textContent(), /Button/);
+  assert.match(await page.locator('#components').textContent(), /missing frontmatter/);
+  await axeCheck(page, 'project');
+
+  await page.getByRole('button', { name: 'Scan now' }).click();
+  await page.locator('#scan-report').waitFor();
+  assert.match(await page.locator('#scan-report').textContent(), /0 spec\(s\) read/);
+  await axeCheck(page, 'project after scan');
+
+  await page.getByRole('link', { name: 'Button' }).click();
+  await page.waitForURL(/\/projects\/design-system\/components\//);
+  assert.equal(await page.locator('#props tbody th').textContent(), 'label');
+  assert.equal(await page.locator('#description strong').textContent(), 'primary');
+  await axeCheck(page, 'component');
+
+  await page.goto(`${base}/projects/design-system/members`);
+  await axeCheck(page, 'members');
+  await page.getByLabel('E-mail address').fill('nobody@example.com');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.locator('#members-error').waitFor();
+  await axeCheck(page, 'members with error');
+
+  // A taken URL name: the form keeps what was typed and announces the error.
+  await page.goto(`${base}/projects`);
+  await page.getByLabel('Name', { exact: true }).fill('Design system');
+  await page.getByRole('button', { name: 'Create project' }).click();
+  await page.getByRole('alert').waitFor();
+  assert.match(await page.getByRole('alert').textContent(), /taken/);
+  assert.equal(await page.getByLabel('Name', { exact: true }).inputValue(), 'Design system');
+  await axeCheck(page, 'projects with error');
+
+  assert.deepEqual(problems, [], 'no CSP violations, script errors or third-party requests');
   await context.close();
 });
