@@ -699,6 +699,30 @@ mod tests {
     }
 
     #[test]
+    fn project_quota_and_local_git_roots() {
+        let c = Config::load(&env(&[])).unwrap().config;
+        assert_eq!((c.projects_quota, c.git_local_roots.len()), (1 << 30, 0));
+        for (raw, bytes) in [("500MiB", 500 << 20), ("2GB", 2_000_000_000), ("1048576", 1 << 20), ("1 GiB", 1 << 30)] {
+            let c = Config::load(&env(&[("ARNO_PROJECTS_QUOTA", raw)])).unwrap().config;
+            assert_eq!(c.projects_quota, bytes, "{raw}");
+        }
+        for raw in ["lots", "10 parsecs", "1KiB", "99999999999TiB"] {
+            let e = Config::load(&env(&[("ARNO_PROJECTS_QUOTA", raw)])).unwrap_err();
+            assert_eq!(e.key, "ARNO_PROJECTS_QUOTA", "{raw}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::create_dir(&a).unwrap();
+        let roots = format!("{}:{}", a.display(), dir.path().display());
+        let c = Config::load(&env(&[("ARNO_GIT_LOCAL_ROOTS", &roots)])).unwrap().config;
+        assert_eq!(c.git_local_roots, [a.canonicalize().unwrap(), dir.path().canonicalize().unwrap()]);
+        for bad in ["relative/dir", "/does/not/exist"] {
+            let e = Config::load(&env(&[("ARNO_GIT_LOCAL_ROOTS", bad)])).unwrap_err();
+            assert_eq!(e.key, "ARNO_GIT_LOCAL_ROOTS", "{bad}");
+        }
+    }
+
+    #[test]
     fn env_beats_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("arno.toml");

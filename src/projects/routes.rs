@@ -372,7 +372,7 @@ pub struct ComponentDetail {
 }
 
 /// The component as cached, with duplicate ids turned into an error naming the first file.
-pub(crate) fn summarize(row: &ComponentRow, all: &[ComponentRow]) -> (ComponentSummary, Component) {
+pub fn summarize(row: &ComponentRow, all: &[ComponentRow]) -> (ComponentSummary, Component) {
     let mut component: Component = serde_json::from_str(&row.model_json).unwrap_or(Component {
         id: None,
         name: row.name.clone(),
