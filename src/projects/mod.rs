@@ -388,6 +388,7 @@ pub async fn set_member(
     let mut tx = db.begin().await?;
     let user = users::find_by_id(&mut tx, user_id).await?.ok_or_else(|| AppError::field("user_id", "no such user"))?;
     let previous = store::set_member(&mut tx, project_id, user_id, role).await?;
+    store::touch(&mut tx, project_id).await?;
     if previous == Some(ProjectRole::Maker)
         && role != ProjectRole::Maker
         && store::count_makers(&mut tx, project_id).await? == 0
@@ -415,6 +416,7 @@ pub async fn remove_member(
     let mut tx = db.begin().await?;
     let previous = store::role_of(&mut tx, project_id, user_id).await?.ok_or(AppError::NotFound)?;
     store::remove_member(&mut tx, project_id, user_id).await?;
+    store::touch(&mut tx, project_id).await?;
     if previous == ProjectRole::Maker && store::count_makers(&mut tx, project_id).await? == 0 {
         return Err(AppError::Conflict("a project needs at least one Maker; make someone else a Maker first".into()));
     }

@@ -179,6 +179,8 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
     let changed_anything = !parsed.is_empty() || !removed.is_empty() || project.state != state;
     let write = async {
         let mut tx = db.begin().await?;
+        // One scan writes a project's cache at a time (SQLite's BEGIN IMMEDIATE already serialises).
+        store::find_for_update(&mut tx, db.backend(), &project.id).await?;
         for row in &parsed {
             store::upsert_component(&mut tx, &project.id, row).await?;
         }

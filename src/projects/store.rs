@@ -316,6 +316,16 @@ pub async fn idle_projects(conn: &mut AnyConnection, before: i64) -> AppResult<V
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
+/// Count as activity now (postpones automatic archiving).
+pub async fn touch(conn: &mut AnyConnection, project_id: &str) -> AppResult<()> {
+    sqlx::query("UPDATE projects SET last_activity_at = $2 WHERE id = $1")
+        .bind(project_id)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn set_state(conn: &mut AnyConnection, project_id: &str, state: ProjectState) -> AppResult<()> {
     sqlx::query("UPDATE projects SET state = $2, updated_at = $3 WHERE id = $1")
         .bind(project_id)
