@@ -239,7 +239,7 @@ test('projects: create, components, component page and members are accessible', 
   await page.getByLabel('Password').press('Enter');
   await page.waitForURL(`${base}/`);
 
-  await page.getByRole('link', { name: 'Projects' }).click();
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Projects' }).click();
   await page.waitForURL(`${base}/projects`);
   await axeCheck(page, 'projects (empty)');
   await page.getByLabel('Name', { exact: true }).fill('Design system');
