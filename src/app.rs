@@ -186,7 +186,8 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             crate::audit::checkpoint(&state.db, &state.keys.audit).await?;
             let origin = crate::audit::Origin::system();
             crate::projects::archive_idle(&state.db, crate::db::now_ms()).await?;
-            crate::audit::retention::purge(&state.db, state.config.audit_retention, &origin).await.map(|_| ())
+            let holds = crate::projects::audit_holds(&state.db, state.config.audit_retention).await?;
+            crate::audit::retention::purge(&state.db, state.config.audit_retention, &holds, &origin).await.map(|_| ())
         }
         .await;
         if let Err(e) = result {

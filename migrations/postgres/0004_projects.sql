@@ -10,6 +10,7 @@ CREATE TABLE projects (
     state            TEXT NOT NULL CHECK (state IN ('pending_setup', 'active', 'archived')),
     size_bytes       BIGINT NOT NULL,              -- files on the default branch at the last scan
     quota_bytes      BIGINT,                       -- NULL: the instance default
+    audit_retention_ms BIGINT,                     -- NULL: the instance's; else longer than it
     provider         TEXT NOT NULL,                -- 'local' (GitHub and GitLab later)
     repo_path        TEXT NOT NULL,                -- local: absolute path of the repository
     repo_managed     BIGINT NOT NULL,              -- 1: Arno created it under {data}/repos

@@ -14,6 +14,7 @@
 //! | ManageSettings   | ✓     |         | ✓     |          |        |        |                      |
 //! | Setup            | ✓     |         | ✓     |          |        |        |                      |
 //! | SetQuota         | ✓     |         |       |          |        |        |                      |
+//! | SetAuditRetention| ✓     |         |       |          |        |        |                      |
 //!
 //! Callers who may not even see a project get "not found", not "forbidden", so private project
 //! names and ids do not leak. An archived project is read-only: only ManageSettings (to restore
@@ -139,6 +140,8 @@ capability!(/// Write `.arno/config.json` to the repository.
     Setup, "setup", |org, role| org == OrgRole::Admin || role == Some(ProjectRole::Maker));
 capability!(/// Change the project's size limit.
     SetQuota, "set_quota", |org, _role| org == OrgRole::Admin, archived = true);
+capability!(/// Keep the project's audit records longer than the instance does.
+    SetAuditRetention, "set_audit_retention", |org, _role| org == OrgRole::Admin, archived = true);
 
 /// Proof that the caller holds capability `C` on one project. Only [`decide`] makes one.
 #[derive(Debug)]

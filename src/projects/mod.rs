@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use crate::audit::{self, Actor, Event, Origin, Outcome};
-use crate::auth::access::{self, Grant, ManageMembers, ManageSettings, ProjectFacts, Refusal, SetQuota, Setup};
+use crate::auth::access::{
+    self, Grant, ManageMembers, ManageSettings, ProjectFacts, Refusal, SetAuditRetention, SetQuota, Setup,
+};
 use crate::auth::{Authenticated, OrgRole, users};
 use crate::config::Config;
 use crate::db::{Db, now_ms};
@@ -269,6 +271,7 @@ pub async fn create(
         state: ProjectState::PendingSetup,
         size_bytes: 0,
         quota_bytes: None,
+        audit_retention_ms: None,
         provider: "local".into(),
         repo_path: repo_path.display().to_string(),
         repo_managed: managed,
@@ -438,6 +441,15 @@ pub struct SettingsChange {
     pub archived: Option<bool>,
     /// `Some(None)` returns to the instance default.
     pub quota_bytes: Option<Option<i64>>,
+    /// Days to keep the project's audit records; `Some(None)` returns to the instance's retention.
+    pub audit_retention_days: Option<Option<i64>>,
+}
+
+/// Admin-only parts of a settings change, each with its capability.
+#[derive(Default)]
+pub struct AdminGrants {
+    pub quota: Option<Grant<SetQuota>>,
+    pub audit_retention: Option<Grant<SetAuditRetention>>,
 }
 
 pub async fn change_settings(
@@ -445,7 +457,8 @@ pub async fn change_settings(
     auth: &Authenticated,
     origin: &Origin,
     grant: &Grant<ManageSettings>,
-    quota_grant: Option<&Grant<SetQuota>>,
+    admin: &AdminGrants,
+    instance_audit_retention: std::time::Duration,
     change: SettingsChange,
 ) -> AppResult<Project> {
     let mut tx = db.begin().await?;
@@ -470,9 +483,9 @@ pub async fn change_settings(
         changed.insert("state".into(), json!(project.state.as_str()));
     }
     if let Some(quota) = change.quota_bytes {
-        let Some(q) = quota_grant.filter(|q| q.project_id() == grant.project_id()) else {
+        if !admin.quota.as_ref().is_some_and(|q| q.project_id() == grant.project_id()) {
             return Err(AppError::forbidden("only administrators change a project's size limit"));
-        };
+        }
         if let Some(bytes) = quota
             && bytes < 1 << 20
         {
@@ -480,7 +493,27 @@ pub async fn change_settings(
         }
         project.quota_bytes = quota;
         changed.insert("quota_bytes".into(), json!(quota));
-        let _ = q;
+    }
+    if let Some(days) = change.audit_retention_days {
+        if !admin.audit_retention.as_ref().is_some_and(|g| g.project_id() == grant.project_id()) {
+            return Err(AppError::forbidden("only administrators change a project's audit retention"));
+        }
+        const DAY_MS: i64 = 86_400_000;
+        let instance_days = crate::db::ms(instance_audit_retention) / DAY_MS;
+        if let Some(d) = days
+            && (d <= instance_days || d > 36_500)
+        {
+            return Err(AppError::field(
+                "audit_retention_days",
+                format!(
+                    "must be longer than the instance's retention ({instance_days} days) and at most 36500; \
+                     records are only ever purged from the start of the log, so a shorter per-project retention \
+                     is not possible"
+                ),
+            ));
+        }
+        project.audit_retention_ms = days.map(|d| d * DAY_MS);
+        changed.insert("audit_retention_days".into(), json!(days));
     }
     if changed.is_empty() {
         return Err(AppError::validation("nothing to change"));
@@ -513,6 +546,20 @@ pub async fn archive_idle(db: &Db, now: i64) -> AppResult<usize> {
         tx.commit().await?;
     }
     Ok(ids.len())
+}
+
+/// Projects that keep their audit records longer than the instance: the purge must not cut
+/// into what they keep.
+pub async fn audit_holds(db: &Db, instance: std::time::Duration) -> AppResult<Vec<crate::audit::retention::Hold>> {
+    let mut conn = db.pool().acquire().await?;
+    Ok(store::audit_retentions(&mut conn, crate::db::ms(instance))
+        .await?
+        .into_iter()
+        .map(|(project_id, ms)| crate::audit::retention::Hold {
+            project_id,
+            retention: std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+        })
+        .collect())
 }
 
 /// For the GDPR export: the user's memberships.

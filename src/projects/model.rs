@@ -49,6 +49,8 @@ pub struct Project {
     pub size_bytes: i64,
     /// The project's own limit; `None` uses the instance default.
     pub quota_bytes: Option<i64>,
+    /// Audit records of this project are kept this long (ms) when longer than the instance's.
+    pub audit_retention_ms: Option<i64>,
     pub provider: String,
     pub repo_path: String,
     pub repo_managed: bool,

@@ -10,10 +10,10 @@ use utoipa_axum::routes;
 
 use super::model::{ComponentRow, Member, Project, ProjectRole, ProjectState, Quota, Visibility};
 use super::scan::ScanReport;
-use super::{RepositoryChoice, SettingsChange, store};
+use super::{AdminGrants, RepositoryChoice, SettingsChange, store};
 use crate::app::AppState;
 use crate::audit::{Actor, Origin};
-use crate::auth::access::{ManageMembers, ManageSettings, Scan, SetQuota, Setup, View};
+use crate::auth::access::{ManageMembers, ManageSettings, Scan, SetAuditRetention, SetQuota, Setup, View};
 use crate::auth::{ApiUser, Authenticated, OrgRole};
 use crate::db::rfc3339;
 use crate::error::{AppError, AppResult, ErrorBody};
@@ -57,6 +57,9 @@ pub struct ProjectView {
     pub my_role: Option<ProjectRole>,
     pub repository: RepositoryView,
     pub quota: Quota,
+    /// How long this project's audit records are kept, when longer than the instance's
+    /// retention (`null`: the instance's).
+    pub audit_retention_days: Option<i64>,
     /// Whether `.arno/config.json` exists on the default branch.
     pub config_present: bool,
     /// The effective repository configuration at the last scan.
@@ -89,6 +92,7 @@ pub(crate) fn project_view(
             path: (auth.user.org_role == OrgRole::Admin).then(|| p.repo_path.clone()),
         },
         quota: super::quota(&state.config, p),
+        audit_retention_days: p.audit_retention_ms.map(|ms| ms / 86_400_000),
         config_present: p.config_present,
         config: p.config_json.as_deref().and_then(|c| serde_json::from_str(c).ok()),
         scan_error: p.scan_error.clone(),
@@ -192,6 +196,11 @@ pub struct UpdateProject {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub quota_bytes: Option<Option<i64>>,
+    /// Admins only: keep this project's audit records this many days (longer than the instance's
+    /// retention), or `null` for the instance's retention.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub audit_retention_days: Option<Option<i64>>,
 }
 
 /// Distinguishes a missing field (no change) from an explicit `null` (reset).
@@ -214,19 +223,24 @@ pub async fn update_project(
     ApiJson(body): ApiJson<UpdateProject>,
 ) -> AppResult<Json<ProjectView>> {
     let origin = Origin::from(&ctx);
-    let quota_grant = if body.quota_bytes.is_some() {
-        Some(super::authorize::<SetQuota>(&state.db, &auth, &origin, &id, "project.update").await?.1)
-    } else {
-        None
-    };
+    let mut admin = AdminGrants::default();
+    if body.quota_bytes.is_some() {
+        admin.quota = Some(super::authorize::<SetQuota>(&state.db, &auth, &origin, &id, "project.update").await?.1);
+    }
+    if body.audit_retention_days.is_some() {
+        admin.audit_retention =
+            Some(super::authorize::<SetAuditRetention>(&state.db, &auth, &origin, &id, "project.update").await?.1);
+    }
     let (_, grant) = super::authorize::<ManageSettings>(&state.db, &auth, &origin, &id, "project.update").await?;
     let change = SettingsChange {
         name: body.name,
         visibility: body.visibility,
         archived: body.archived,
         quota_bytes: body.quota_bytes,
+        audit_retention_days: body.audit_retention_days,
     };
-    let project = super::change_settings(&state.db, &auth, &origin, &grant, quota_grant.as_ref(), change).await?;
+    let retention = state.config.audit_retention;
+    let project = super::change_settings(&state.db, &auth, &origin, &grant, &admin, retention, change).await?;
     Ok(Json(project_view(&state, &auth, &project, grant.role())))
 }
 

@@ -6,8 +6,8 @@ use super::model::{ComponentRow, Member, Project, ProjectRole, ProjectState, Vis
 use crate::db::{self, now_ms};
 use crate::error::{AppError, AppResult};
 
-const COLUMNS: &str = "id, slug, name, owner_id, visibility, state, size_bytes, quota_bytes, provider, repo_path, \
-    repo_managed, default_branch, scanned_commit, config_json, config_present, scan_error, scanned_at, created_at, \
+const COLUMNS: &str = "id, slug, name, owner_id, visibility, state, size_bytes, quota_bytes, audit_retention_ms, \
+    provider, repo_path, repo_managed, default_branch, scanned_commit, config_json, config_present, scan_error, scanned_at, created_at, \
     updated_at, last_activity_at";
 
 #[derive(sqlx::FromRow)]
@@ -20,6 +20,7 @@ struct ProjectRow {
     state: String,
     size_bytes: i64,
     quota_bytes: Option<i64>,
+    audit_retention_ms: Option<i64>,
     provider: String,
     repo_path: String,
     repo_managed: i64,
@@ -48,6 +49,7 @@ impl ProjectRow {
             owner_id: self.owner_id,
             size_bytes: self.size_bytes,
             quota_bytes: self.quota_bytes,
+            audit_retention_ms: self.audit_retention_ms,
             provider: self.provider,
             repo_path: self.repo_path,
             default_branch: self.default_branch,
@@ -65,7 +67,7 @@ impl ProjectRow {
 pub async fn insert(conn: &mut AnyConnection, p: &Project) -> AppResult<()> {
     let result = sqlx::query(&format!(
         "INSERT INTO projects ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20)"
+         $16, $17, $18, $19, $20, $21)"
     ))
     .bind(&p.id)
     .bind(&p.slug)
@@ -75,6 +77,7 @@ pub async fn insert(conn: &mut AnyConnection, p: &Project) -> AppResult<()> {
     .bind(p.state.as_str())
     .bind(p.size_bytes)
     .bind(p.quota_bytes)
+    .bind(p.audit_retention_ms)
     .bind(&p.provider)
     .bind(&p.repo_path)
     .bind(i64::from(p.repo_managed))
@@ -246,8 +249,8 @@ pub async fn remove_all_memberships(conn: &mut AnyConnection, user_id: &str) -> 
 /// Settings a Maker or an Admin changes.
 pub async fn update_settings(conn: &mut AnyConnection, p: &Project) -> AppResult<()> {
     sqlx::query(
-        "UPDATE projects SET name = $2, visibility = $3, state = $4, quota_bytes = $5, updated_at = $6, \
-         last_activity_at = $6 WHERE id = $1",
+        "UPDATE projects SET name = $2, visibility = $3, state = $4, quota_bytes = $5, audit_retention_ms = $7, \
+         updated_at = $6, last_activity_at = $6 WHERE id = $1",
     )
     .bind(&p.id)
     .bind(&p.name)
@@ -255,6 +258,7 @@ pub async fn update_settings(conn: &mut AnyConnection, p: &Project) -> AppResult
     .bind(p.state.as_str())
     .bind(p.quota_bytes)
     .bind(now_ms())
+    .bind(p.audit_retention_ms)
     .execute(conn)
     .await?;
     Ok(())
@@ -304,6 +308,14 @@ pub async fn record_scan_error(conn: &mut AnyConnection, project_id: &str, error
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// `(project id, audit retention ms)` of projects that keep audit records longer than `longer_than`.
+pub async fn audit_retentions(conn: &mut AnyConnection, longer_than: i64) -> AppResult<Vec<(String, i64)>> {
+    Ok(sqlx::query_as("SELECT id, audit_retention_ms FROM projects WHERE audit_retention_ms > $1")
+        .bind(longer_than)
+        .fetch_all(conn)
+        .await?)
 }
 
 /// Active projects with no activity since `before`: candidates for automatic archiving.

@@ -604,7 +604,7 @@ async fn retention_purges_at_a_checkpoint_and_the_rest_still_verifies() {
 
     // Keep what is younger than the cutoff: everything up to the first checkpoint goes.
     let retention = cutoff.elapsed();
-    let purged = audit::retention::purge(&app.state.db, retention, &Origin::system()).await.unwrap().unwrap();
+    let purged = audit::retention::purge(&app.state.db, retention, &[], &Origin::system()).await.unwrap().unwrap();
     assert_eq!(purged.through_seq, anchor);
     assert_eq!(purged.records as i64, anchor);
     assert_eq!(count(&app).await, before - anchor + 1, "the purge itself is recorded");
@@ -628,7 +628,7 @@ async fn retention_purges_at_a_checkpoint_and_the_rest_still_verifies() {
     assert_eq!(p.kind, Kind::Deleted, "{p}");
 
     // Nothing older than the anchor remains to purge.
-    let again = audit::retention::purge(&app.state.db, retention, &Origin::system()).await.unwrap();
+    let again = audit::retention::purge(&app.state.db, retention, &[], &Origin::system()).await.unwrap();
     assert!(again.is_none_or(|p| p.through_seq > anchor));
 }
 
@@ -804,4 +804,55 @@ async fn records_stream_to_a_siem_at_least_once_after_failures() {
     let (failures, last_error): (i64, Option<String>) =
         sqlx::query_as("SELECT failures, last_error FROM audit_streams").fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!((failures, last_error), (0, None), "recovered");
+}
+
+#[tokio::test]
+async fn a_project_with_longer_retention_holds_back_the_purge() {
+    let app = TestApp::start().await;
+    let token = admin_token(&app).await;
+    let r = api(Method::POST, &app.url("/api/v1/projects"), Some(&token), Some(json!({"name": "Regulated"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let url = app.url("/api/v1/projects/regulated");
+    let patch = |body: Value| api(Method::PATCH, &url, Some(&token), Some(body));
+    let r = patch(json!({"audit_retention_days": 3650})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["audit_retention_days"], 3650);
+    let r = patch(json!({"audit_retention_days": 30})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "shorter than the instance's 180 days");
+    assert_eq!(r.json()["details"]["field"], "audit_retention_days");
+    let (_, member) = app.user_with_token("m@example.com", arno::auth::OrgRole::Member).await;
+    let r = api(
+        Method::PATCH,
+        &app.url("/api/v1/projects/regulated"),
+        Some(&member),
+        Some(json!({"audit_retention_days": 4000})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "a private project of others");
+
+    audit::checkpoint(&app.state.db, &app.state.keys.audit).await.unwrap();
+    some_history(&app).await;
+    let second = audit::checkpoint(&app.state.db, &app.state.keys.audit).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let cutoff = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    some_history(&app).await;
+    audit::checkpoint(&app.state.db, &app.state.keys.audit).await.unwrap();
+    let retention = cutoff.elapsed();
+
+    // The project's records are within its ten years: nothing from its first record on may go.
+    let holds = arno::projects::audit_holds(&app.state.db, retention).await.unwrap();
+    assert_eq!(holds.len(), 1);
+    let before = count(&app).await;
+    assert_eq!(audit::retention::purge(&app.state.db, retention, &holds, &Origin::system()).await.unwrap(), None);
+    assert_eq!(count(&app).await, before);
+
+    // Back to the instance's retention: the purge cuts at the newest checkpoint before the cutoff.
+    assert_eq!(patch(json!({"audit_retention_days": null})).await.json()["audit_retention_days"], Value::Null);
+    let holds = arno::projects::audit_holds(&app.state.db, retention).await.unwrap();
+    assert!(holds.is_empty());
+    let purged = audit::retention::purge(&app.state.db, retention, &holds, &Origin::system()).await.unwrap().unwrap();
+    assert_eq!(purged.through_seq, second);
+    let text = export_text(&app, &token, "").await;
+    check(&text, &app).expect("what remains verifies");
 }
