@@ -483,7 +483,7 @@ pub async fn change_settings(
         changed.insert("state".into(), json!(project.state.as_str()));
     }
     if let Some(quota) = change.quota_bytes {
-        if !admin.quota.as_ref().is_some_and(|q| q.project_id() == grant.project_id()) {
+        if admin.quota.as_ref().is_none_or(|q| q.project_id() != grant.project_id()) {
             return Err(AppError::forbidden("only administrators change a project's size limit"));
         }
         if let Some(bytes) = quota
@@ -495,7 +495,7 @@ pub async fn change_settings(
         changed.insert("quota_bytes".into(), json!(quota));
     }
     if let Some(days) = change.audit_retention_days {
-        if !admin.audit_retention.as_ref().is_some_and(|g| g.project_id() == grant.project_id()) {
+        if admin.audit_retention.as_ref().is_none_or(|g| g.project_id() != grant.project_id()) {
             return Err(AppError::forbidden("only administrators change a project's audit retention"));
         }
         const DAY_MS: i64 = 86_400_000;
