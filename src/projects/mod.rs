@@ -58,7 +58,11 @@ impl Repos {
                 let opened = tokio::task::spawn_blocking(move || LocalProvider::open(&path))
                     .await
                     .map_err(|e| AppError::Internal(e.into()))?;
-                Arc::new(opened.map_err(git_error)?)
+                // A repository that vanished or broke is the provider failing, not the caller's mistake.
+                Arc::new(
+                    opened
+                        .map_err(|e| AppError::Upstream(format!("the project's repository cannot be opened: {e}")))?,
+                )
             }
             other => return Err(AppError::Internal(anyhow::anyhow!("unknown git provider {other}"))),
         };
