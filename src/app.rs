@@ -36,6 +36,8 @@ pub struct AppState {
     pub openapi: Arc<serde_json::Value>,
     /// Open git repositories, by project.
     pub repos: Arc<crate::projects::Repos>,
+    /// Configured OpenID providers.
+    pub oidc: Arc<auth::oidc::Oidc>,
 }
 
 pub struct App {
@@ -71,7 +73,9 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let storage = Storage::from_config(&config).await?;
     let (api_router, mut openapi) = api().split();
     openapi.openapi = utoipa::openapi::OpenApiVersion::Version31;
+    let oidc = Arc::new(auth::oidc::Oidc::new(&config.oidc).context("preparing the OpenID Connect client")?);
     let state = AppState {
+        oidc,
         config: Arc::new(config),
         db,
         storage,
@@ -109,6 +113,9 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/", get(ui::home))
         .route("/login", get(auth::routes::login_form).post(auth::routes::login))
         .route("/logout", post(auth::routes::logout))
+        .route("/auth/oidc/{id}/login", get(auth::oidc::routes::login))
+        .route("/auth/oidc/{id}/callback", get(auth::oidc::routes::callback))
+        .route("/auth/oidc/{id}/backchannel-logout", post(auth::oidc::logout::backchannel))
         .route("/setup", get(auth::routes::setup_form).post(auth::routes::setup_submit))
         .route("/health", get(telemetry::health))
         .route("/ready", get(telemetry::ready))
@@ -181,6 +188,7 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             let live = auth::sessions::sweep(&mut conn, idle).await?;
             state.metrics.sessions_active.set(live);
             auth::throttle::sweep(&state.db).await?;
+            auth::oidc::sweep(&mut conn).await?;
             // Sign the audit chain's head regularly, so tampering with anything older than a
             // few minutes contradicts a signature made before it.
             crate::audit::checkpoint(&state.db, &state.keys.audit).await?;

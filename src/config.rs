@@ -92,6 +92,7 @@ const SETTINGS: &[Setting] = &[
     secret("audit.stream_token", "ARNO_AUDIT_STREAM_TOKEN"),
     s("git.local_roots", "ARNO_GIT_LOCAL_ROOTS"),
     s("projects.quota", "ARNO_PROJECTS_QUOTA"),
+    s("auth.local_login", "ARNO_AUTH_LOCAL_LOGIN"),
 ];
 
 const CONFIG_ENV: &str = "ARNO_CONFIG";
@@ -148,6 +149,10 @@ pub struct Config {
     pub git_local_roots: Vec<PathBuf>,
     /// The default size limit of one project, in bytes.
     pub projects_quota: u64,
+    /// Password sign-in on `/login` (turn off once SSO works; the CLI can still create tokens).
+    pub local_login: bool,
+    /// OpenID Connect identity providers (`[[oidc]]` tables of the file).
+    pub oidc: Vec<crate::auth::oidc::config::OidcProviderConfig>,
 }
 
 /// One resolved setting, for `arno config check`.
@@ -181,7 +186,12 @@ impl Config {
     /// Load from an explicit environment map: tests and the CLI never share process state.
     pub fn load(env: &BTreeMap<String, String>) -> Result<Loaded, ConfigError> {
         let mut warnings = Vec::new();
-        let (config_file, file_values) = read_config_file(env)?;
+        let (config_file, mut file_values) = read_config_file(env)?;
+        // Arrays of tables are not flat settings: identity providers are parsed on their own.
+        let oidc = match file_values.as_mut().and_then(|t| t.remove("oidc")) {
+            Some(v) => crate::auth::oidc::config::parse(&v, &config_file_name(&config_file))?,
+            None => vec![],
+        };
         let mut file_keys: BTreeMap<String, String> = BTreeMap::new();
         if let Some(table) = &file_values {
             flatten("", table, &mut file_keys, &config_file_name(&config_file))?;
@@ -211,7 +221,8 @@ impl Config {
             }
         }
 
-        let config = build(&values)?;
+        let mut config = build(&values)?;
+        config.oidc = oidc;
         let resolved = SETTINGS
             .iter()
             .map(|s| {
@@ -364,6 +375,7 @@ fn effective_default(key: &str, c: &Config) -> String {
         "audit.retention" => humantime::format_duration(c.audit_retention).to_string(),
         "git.local_roots" => "(none)".to_owned(),
         "projects.quota" => format!("{} bytes", c.projects_quota),
+        "auth.local_login" => c.local_login.to_string(),
         _ => "(unset)".to_owned(),
     }
 }
@@ -549,6 +561,11 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
             .map_err(|e| err(name("git.local_roots"), format!("`{part}` cannot be resolved: {e}")))?;
         git_local_roots.push(canonical);
     }
+    let local_login = match get("auth.local_login").map(str::trim) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => return Err(err(name("auth.local_login"), format!("`{other}` must be true or false"))),
+    };
     let projects_quota = match get("projects.quota") {
         None => 1 << 30,
         Some(raw) => parse_bytes(raw).map_err(|m| err(name("projects.quota"), m))?,
@@ -585,6 +602,8 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         audit_stream_token,
         git_local_roots,
         projects_quota,
+        local_login,
+        oidc: vec![],
     })
 }
 

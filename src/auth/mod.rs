@@ -5,6 +5,7 @@ pub mod access;
 pub mod extract;
 pub mod gdpr;
 pub mod model;
+pub mod oidc;
 pub mod password;
 pub mod routes;
 pub mod sessions;
@@ -39,7 +40,11 @@ pub async fn create_local_user(
     password::check_policy(&new.password, &email)?;
     let phc = password::hash(new.password).await?;
     let mut tx = db.begin().await?;
-    let user = users::create(&mut tx, users::NewUser { email: &email, name: new.name, org_role: new.org_role }).await?;
+    let user = users::create(
+        &mut tx,
+        users::NewUser { email: &email, name: new.name, org_role: new.org_role, handle_source: None },
+    )
+    .await?;
     users::set_password_hash(&mut tx, &user.id, &phc).await?;
     let event = crate::audit::Event::new("user.create", crate::audit::Outcome::Allowed, actor, origin)
         .target("user", &user.id)

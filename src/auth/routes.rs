@@ -37,7 +37,7 @@ fn pre_session(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderV
     }
 }
 
-fn with_cookies(mut response: Response, set: impl IntoIterator<Item = HeaderValue>) -> Response {
+pub(crate) fn with_cookies(mut response: Response, set: impl IntoIterator<Item = HeaderValue>) -> Response {
     for c in set {
         response.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -45,15 +45,26 @@ fn with_cookies(mut response: Response, set: impl IntoIterator<Item = HeaderValu
 }
 
 /// Only same-site relative paths may be redirect targets (no open redirects).
-fn safe_next(next: &str) -> &str {
+pub(crate) fn safe_next(next: &str) -> &str {
     let ok =
         next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && !next.chars().any(char::is_control);
     if ok { next } else { "/" }
 }
 
+pub struct SsoButton {
+    pub href: String,
+    pub label: String,
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
+    local_login: bool,
+    providers: Vec<SsoButton>,
     page: PageContext,
     error: Option<String>,
     email: String,
@@ -85,6 +96,16 @@ async fn login_page(
         email,
         next: safe_next(&next).to_owned(),
         setup_pending,
+        local_login: state.config.local_login,
+        providers: state
+            .oidc
+            .providers
+            .iter()
+            .map(|p| SsoButton {
+                href: format!("/auth/oidc/{}/login?next={}", p.config.id, url_encode(safe_next(&next))),
+                label: format!("Sign in with {}", p.config.name),
+            })
+            .collect(),
     };
     Ok(with_cookies((status, render(&page)?).into_response(), set))
 }
@@ -119,6 +140,13 @@ pub async fn login(
     PageForm(form): PageForm<LoginForm>,
 ) -> AppResult<Response> {
     let config = &state.config;
+    if !config.local_login {
+        let origin = Origin::from(&ctx);
+        let event = Event::new("auth.login", Outcome::Denied, Actor::Anonymous, &origin)
+            .intent(serde_json::json!({"method": "password", "reason": "local_login_disabled"}));
+        audit::record_alone(&state.db, event).await?;
+        return Err(AppError::forbidden("password sign-in is turned off on this server; use single sign-on"));
+    }
     let email = users::normalize_email(&form.email).unwrap_or_else(|_| form.email.trim().to_lowercase());
     let ip = ctx.client_ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into());
     let keys = [
@@ -182,29 +210,46 @@ async fn start_session(
     method: &str,
 ) -> AppResult<String> {
     let mut tx = state.db.begin().await?;
+    let intent = serde_json::json!({"method": method});
+    let cookie = open_session(&mut tx, state, ctx, headers, user_id, intent, None).await?;
+    tx.commit().await?;
+    Ok(cookie)
+}
+
+/// Inside the caller's transaction: drop the browser's old session, create a new one, record
+/// the sign-in (`auth.login`, allowed, with `intent`). Returns the cookie value.
+pub(crate) async fn open_session(
+    tx: &mut crate::db::Tx,
+    state: &AppState,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    user_id: &str,
+    intent: serde_json::Value,
+    oidc: Option<(&str, &str)>,
+) -> AppResult<String> {
     if let Some(old) = cookies::get(headers, &cookies::name(&state.config, cookies::SESSION)) {
-        sessions::delete(&mut tx, &old).await?;
+        sessions::delete(tx, &old).await?;
     }
     let origin = Origin::from(ctx);
     let cookie = sessions::create(
-        &mut tx,
+        tx,
         sessions::NewSession {
             user_id,
             ip: origin.ip.clone(),
             user_agent: origin.user_agent.clone(),
             absolute_timeout: state.config.session_absolute_timeout,
+            oidc,
         },
     )
     .await?;
     let event = Event::new("auth.login", Outcome::Allowed, Actor::User(user_id), &origin)
         .target("user", user_id)
-        .intent(serde_json::json!({"method": method}));
-    audit::record(&mut tx, event).await?;
-    tx.commit().await?;
+        .intent(intent);
+    audit::record(tx, event).await?;
     Ok(cookie)
 }
 
-fn session_cookies(state: &AppState, cookie: &str) -> [HeaderValue; 2] {
+pub(crate) fn session_cookies(state: &AppState, cookie: &str) -> [HeaderValue; 2] {
     let max_age = state.config.session_absolute_timeout.as_secs();
     [
         cookies::set(&state.config, cookies::SESSION, cookie, Some(max_age)),
@@ -218,9 +263,17 @@ pub async fn logout(
     ctx: RequestContext,
     MaybeUser(auth): MaybeUser,
 ) -> AppResult<Response> {
+    let mut end_session = None;
     if let Some(auth) = auth {
         let cookie = auth.session_cookie.as_deref().unwrap_or_default();
         let mut tx = state.db.begin().await?;
+        // Signed in through an IdP: after ending our session, end theirs too (RP-initiated logout).
+        if let Some((provider_id, id_token)) = sessions::oidc_of(&mut tx, cookie).await?
+            && let Some(provider) = state.oidc.provider(&provider_id).cloned()
+        {
+            let back = format!("{}/login", state.config.public_base());
+            end_session = state.oidc.end_session_url(&provider, id_token.as_deref(), &back).await;
+        }
         sessions::delete(&mut tx, cookie).await?;
         let origin = Origin::from(&ctx);
         let event =
@@ -229,7 +282,7 @@ pub async fn logout(
         tx.commit().await?;
         tracing::info!(event_type = "logout", "signed out");
     }
-    let response = Redirect::to("/login").into_response();
+    let response = Redirect::to(end_session.as_deref().unwrap_or("/login")).into_response();
     Ok(with_cookies(response, [cookies::clear(&state.config, cookies::SESSION)]))
 }
 

@@ -20,6 +20,8 @@ pub struct NewSession<'a> {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub absolute_timeout: Duration,
+    /// Signed in through this IdP, with this ID token (for RP-initiated logout).
+    pub oidc: Option<(&'a str, &'a str)>,
 }
 
 /// Create a session; returns the cookie value (shown to no one but the browser).
@@ -27,8 +29,8 @@ pub async fn create(conn: &mut AnyConnection, new: NewSession<'_>) -> AppResult<
     let cookie = random_token(16);
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at, ip, user_agent) \
-         VALUES ($1, $2, $3, $3, $4, $5, $6)",
+        "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at, ip, user_agent, oidc_provider, \
+         id_token) VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
     )
     .bind(sha256_hex(&cookie))
     .bind(new.user_id)
@@ -36,6 +38,8 @@ pub async fn create(conn: &mut AnyConnection, new: NewSession<'_>) -> AppResult<
     .bind(now + ms(new.absolute_timeout))
     .bind(new.ip)
     .bind(new.user_agent)
+    .bind(new.oidc.map(|(p, _)| p))
+    .bind(new.oidc.map(|(_, t)| t))
     .execute(conn)
     .await?;
     Ok(cookie)
@@ -71,6 +75,16 @@ pub async fn lookup(conn: &mut AnyConnection, cookie: &str, idle: Duration) -> A
             .await?;
     }
     row.user.into_user().map(Some)
+}
+
+/// The IdP a session signed in through and its ID token, for RP-initiated logout.
+pub async fn oidc_of(conn: &mut AnyConnection, cookie: &str) -> AppResult<Option<(String, Option<String>)>> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT oidc_provider, id_token FROM sessions WHERE id_hash = $1")
+            .bind(sha256_hex(cookie))
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.and_then(|(p, t)| Some((p?, t))))
 }
 
 pub async fn delete(conn: &mut AnyConnection, cookie: &str) -> AppResult<()> {

@@ -100,8 +100,11 @@ pub async fn complete(
     if users::admin_exists(&mut tx).await? {
         return Err(AppError::forbidden("setup is already complete"));
     }
-    let user =
-        users::create(&mut tx, users::NewUser { email: &email, name: form.name, org_role: OrgRole::Admin }).await?;
+    let user = users::create(
+        &mut tx,
+        users::NewUser { email: &email, name: form.name, org_role: OrgRole::Admin, handle_source: None },
+    )
+    .await?;
     users::set_password_hash(&mut tx, &user.id, &phc).await?;
     sqlx::query("DELETE FROM setup_tokens").execute(&mut *tx).await?;
     let event = crate::audit::Event::new(

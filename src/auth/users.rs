@@ -37,6 +37,9 @@ pub struct NewUser<'a> {
     pub email: &'a str,
     pub name: &'a str,
     pub org_role: OrgRole,
+    /// What the handle is derived from (an IdP's `preferred_username`); the e-mail's local part
+    /// when `None`.
+    pub handle_source: Option<&'a str>,
 }
 
 /// Trim and lower-case an address; reject what cannot be one.
@@ -97,7 +100,7 @@ pub async fn create(conn: &mut AnyConnection, new: NewUser<'_>) -> AppResult<Use
     let email = normalize_email(new.email)?;
     let name = validate_name(new.name)?;
     let local_part = email.split('@').next().unwrap_or_default();
-    let handle = unique_handle(conn, &handle_base(local_part)).await?;
+    let handle = unique_handle(conn, &handle_base(new.handle_source.unwrap_or(local_part))).await?;
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
     let inserted = sqlx::query(
@@ -169,6 +172,56 @@ pub async fn find_credentials(conn: &mut AnyConnection, email: &str) -> AppResul
         .fetch_optional(conn)
         .await?;
     Ok(hash.map(|(h,)| (user, h)))
+}
+
+/// A user by id whether active or not, and whether they are deactivated.
+pub async fn find_any(conn: &mut AnyConnection, id: &str) -> AppResult<Option<(User, bool)>> {
+    #[derive(FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserRow,
+        disabled_at: Option<i64>,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS}, disabled_at FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| Ok((r.user.into_user()?, r.disabled_at.is_some()))).transpose()
+}
+
+/// A user SCIM provisioned with this e-mail address who has never signed in through an IdP.
+pub async fn find_scim_unlinked(conn: &mut AnyConnection, email: &str) -> AppResult<Option<User>> {
+    let Ok(email) = normalize_email(email) else { return Ok(None) };
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users u WHERE email = $1 AND scim_id IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM user_identities i WHERE i.user_id = u.id)"
+    ))
+    .bind(&email)
+    .fetch_optional(conn)
+    .await?;
+    row.map(UserRow::into_user).transpose()
+}
+
+/// Change the org role; `source` names who decides it from now on (`oidc:<id>`), `None` for Arno.
+pub async fn set_org_role(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    role: OrgRole,
+    source: Option<&str>,
+) -> AppResult<()> {
+    sqlx::query("UPDATE users SET org_role = $2, role_source = $3, updated_at = $4 WHERE id = $1")
+        .bind(user_id)
+        .bind(role.as_str())
+        .bind(source)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn touch_login(conn: &mut AnyConnection, user_id: &str) -> AppResult<()> {
+    sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1").bind(user_id).bind(now_ms()).execute(conn).await?;
+    Ok(())
 }
 
 pub async fn count(conn: &mut AnyConnection) -> AppResult<i64> {

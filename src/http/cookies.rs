@@ -8,6 +8,8 @@ use crate::config::Config;
 pub const SESSION: &str = "arno_session";
 /// Pre-session cookie that anchors the CSRF token of the login and setup forms.
 pub const PRE_SESSION: &str = "arno_csrf";
+/// Binds an OpenID Connect sign-in in flight to the browser that started it.
+pub const OIDC: &str = "arno_oidc";
 
 pub fn name(config: &Config, base: &str) -> String {
     if config.is_https() { format!("__Host-{base}") } else { base.to_owned() }

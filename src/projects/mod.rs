@@ -566,6 +566,46 @@ pub async fn audit_holds(db: &Db, instance: std::time::Duration) -> AppResult<Ve
         .collect())
 }
 
+/// Bring a user's IdP-granted memberships in line with what their groups grant now (called at
+/// every SSO sign-in, inside its transaction). Memberships added by hand are never touched;
+/// grants for projects that do not exist are ignored. Each change is audited as done by the system.
+pub async fn apply_idp_grants(
+    tx: &mut crate::db::Tx,
+    user_id: &str,
+    source: &str,
+    grants: &[(String, ProjectRole)],
+    origin: &Origin,
+) -> AppResult<usize> {
+    let current = store::memberships_with_source(tx, user_id).await?;
+    let mut changes = 0;
+    for (slug, role) in grants {
+        let existing = current.iter().find(|(_, s, _, _)| s == slug);
+        if existing.is_some_and(|(_, _, r, src)| src != source || r == role.as_str()) {
+            continue;
+        }
+        let Some(project) = store::find(tx, slug).await? else { continue };
+        store::set_member_from(tx, &project.id, user_id, *role, source).await?;
+        let event = Event::new("project.member.set", Outcome::Allowed, Actor::System, origin)
+            .project(&project.id)
+            .target("user", user_id)
+            .intent(json!({"role": role.as_str(), "previous_role": existing.map(|e| &e.2), "source": source}));
+        audit::record(tx, event).await?;
+        changes += 1;
+    }
+    for (project_id, slug, role, src) in &current {
+        if src == source && !grants.iter().any(|(s, _)| s == slug) {
+            store::remove_member(tx, project_id, user_id).await?;
+            let event = Event::new("project.member.remove", Outcome::Allowed, Actor::System, origin)
+                .project(project_id)
+                .target("user", user_id)
+                .intent(json!({"previous_role": role, "source": source}));
+            audit::record(tx, event).await?;
+            changes += 1;
+        }
+    }
+    Ok(changes)
+}
+
 /// For the GDPR export: the user's memberships.
 pub async fn memberships_of(db: &Db, user_id: &str) -> AppResult<Vec<serde_json::Value>> {
     let mut conn = db.pool().acquire().await?;

@@ -210,6 +210,44 @@ pub async fn set_member(
     Ok(previous)
 }
 
+/// `(project id, slug, role, source)` of every membership of a user.
+pub async fn memberships_with_source(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> AppResult<Vec<(String, String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT p.id, p.slug, m.role, m.source FROM project_members m JOIN projects p ON p.id = m.project_id \
+         WHERE m.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Insert or change a membership granted by an identity provider (`source` = `oidc:<id>`).
+pub async fn set_member_from(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    user_id: &str,
+    role: ProjectRole,
+    source: &str,
+) -> AppResult<()> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO project_members (project_id, user_id, role, created_at, updated_at, source) \
+         VALUES ($1, $2, $3, $4, $4, $5) \
+         ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at",
+    )
+    .bind(project_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(now)
+    .bind(source)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn remove_member(conn: &mut AnyConnection, project_id: &str, user_id: &str) -> AppResult<bool> {
     let done = sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
         .bind(project_id)

@@ -44,23 +44,29 @@ async fn sqlite_is_durable_wal() {
 async fn users_have_unique_emails_and_handles() {
     let (db, _dir) = fresh_db().await;
     let mut tx = db.begin().await.unwrap();
-    let a =
-        users::create(&mut tx, users::NewUser { email: "Jane@A.example", name: "Jane A", org_role: OrgRole::Member })
-            .await
-            .unwrap();
-    let b =
-        users::create(&mut tx, users::NewUser { email: "jane@b.example", name: "Jane B", org_role: OrgRole::Auditor })
-            .await
-            .unwrap();
+    let a = users::create(
+        &mut tx,
+        users::NewUser { email: "Jane@A.example", name: "Jane A", org_role: OrgRole::Member, handle_source: None },
+    )
+    .await
+    .unwrap();
+    let b = users::create(
+        &mut tx,
+        users::NewUser { email: "jane@b.example", name: "Jane B", org_role: OrgRole::Auditor, handle_source: None },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(a.handle, "jane");
     assert_eq!(b.handle, "jane-2");
     assert_eq!(a.email, "jane@a.example");
 
     let mut tx = db.begin().await.unwrap();
-    let dup =
-        users::create(&mut tx, users::NewUser { email: "JANE@a.example", name: "Again", org_role: OrgRole::Member })
-            .await;
+    let dup = users::create(
+        &mut tx,
+        users::NewUser { email: "JANE@a.example", name: "Again", org_role: OrgRole::Member, handle_source: None },
+    )
+    .await;
     assert!(matches!(dup, Err(AppError::Conflict(_))), "{dup:?}");
     drop(tx);
 
@@ -77,9 +83,12 @@ async fn an_uncommitted_transaction_leaves_nothing_behind() {
     let (db, _dir) = fresh_db().await;
     {
         let mut tx = db.begin().await.unwrap();
-        users::create(&mut tx, users::NewUser { email: "ghost@example.com", name: "Ghost", org_role: OrgRole::Admin })
-            .await
-            .unwrap();
+        users::create(
+            &mut tx,
+            users::NewUser { email: "ghost@example.com", name: "Ghost", org_role: OrgRole::Admin, handle_source: None },
+        )
+        .await
+        .unwrap();
         // Dropped without commit: rolled back.
     }
     let mut conn = db.pool().acquire().await.unwrap();
@@ -132,9 +141,12 @@ async fn api_tokens_store_only_hashes() {
     use arno::auth::tokens;
     let (db, _dir) = fresh_db().await;
     let mut tx = db.begin().await.unwrap();
-    let u = users::create(&mut tx, users::NewUser { email: "t@example.com", name: "T", org_role: OrgRole::Member })
-        .await
-        .unwrap();
+    let u = users::create(
+        &mut tx,
+        users::NewUser { email: "t@example.com", name: "T", org_role: OrgRole::Member, handle_source: None },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let mut conn = db.pool().acquire().await.unwrap();
     let (info, secret) = tokens::create(&mut conn, &u.id, "ci", Some(1)).await.unwrap();
@@ -153,12 +165,16 @@ async fn housekeeping_removes_expired_sessions_only() {
     use arno::auth::sessions;
     let (db, _dir) = fresh_db().await;
     let mut tx = db.begin().await.unwrap();
-    let u = users::create(&mut tx, users::NewUser { email: "s@example.com", name: "S", org_role: OrgRole::Member })
-        .await
-        .unwrap();
+    let u = users::create(
+        &mut tx,
+        users::NewUser { email: "s@example.com", name: "S", org_role: OrgRole::Member, handle_source: None },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let mut conn = db.pool().acquire().await.unwrap();
     let new = || sessions::NewSession {
+        oidc: None,
         user_id: &u.id,
         ip: None,
         user_agent: None,

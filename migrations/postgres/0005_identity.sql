@@ -1,0 +1,32 @@
+-- Single sign-on: external identities, in-flight OpenID Connect logins, device-flow grants,
+-- SCIM provisioning, and where a role came from.
+
+CREATE TABLE user_identities (
+    issuer        TEXT NOT NULL,                   -- exact issuer URL
+    subject       TEXT NOT NULL,                   -- `sub`: the key, never the e-mail address
+    provider_id   TEXT NOT NULL,                   -- the [[oidc]] id that last signed them in
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at    BIGINT NOT NULL,
+    last_login_at BIGINT NOT NULL,
+    PRIMARY KEY (issuer, subject)
+);
+CREATE INDEX user_identities_user_id ON user_identities (user_id);
+
+-- An authorization-code flow between /auth/oidc/{id}/login and its callback.
+CREATE TABLE oidc_logins (
+    state_hash    TEXT PRIMARY KEY NOT NULL,       -- SHA-256 of the `state` parameter
+    binding_hash  TEXT NOT NULL,                   -- SHA-256 of the pre-auth cookie
+    provider_id   TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    nonce         TEXT NOT NULL,
+    next_path     TEXT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
+
+ALTER TABLE users ADD COLUMN last_login_at BIGINT;
+ALTER TABLE users ADD COLUMN role_source TEXT;       -- NULL: set in Arno; 'oidc:<id>': the IdP decides
+ALTER TABLE users ADD COLUMN scim_id TEXT;           -- set when provisioned by SCIM
+ALTER TABLE users ADD COLUMN scim_external_id TEXT;
+ALTER TABLE sessions ADD COLUMN oidc_provider TEXT;   -- signed in through this IdP
+ALTER TABLE sessions ADD COLUMN id_token TEXT;        -- its ID token: the hint for RP-initiated logout
+ALTER TABLE project_members ADD COLUMN source TEXT NOT NULL DEFAULT 'manual';  -- or 'oidc:<id>'
