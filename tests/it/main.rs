@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod gdpr;
 mod git;
+mod oidc;
 mod ops;
 mod projects;
 mod setup;

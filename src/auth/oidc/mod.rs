@@ -104,7 +104,8 @@ struct Discovered {
     metadata: Metadata,
     jwks: CoreJsonWebKeySet,
     fetched_at: Instant,
-    jwks_fetched_at: Instant,
+    /// The last re-fetch caused by an unknown key (`None`: none yet).
+    jwks_refetched_at: Option<Instant>,
 }
 
 /// One configured IdP and what Arno learnt from its discovery document.
@@ -177,7 +178,7 @@ impl Oidc {
             }
         })?;
         let jwks = metadata.jwks().clone();
-        let d = Discovered { metadata, jwks, fetched_at: Instant::now(), jwks_fetched_at: Instant::now() };
+        let d = Discovered { metadata, jwks, fetched_at: Instant::now(), jwks_refetched_at: None };
         *slot = Some(d.clone());
         Ok(d)
     }
@@ -187,10 +188,10 @@ impl Oidc {
     async fn refetch_jwks(&self, provider: &Provider) -> Result<Option<CoreJsonWebKeySet>, OidcError> {
         let mut slot = provider.discovered.lock().await;
         let Some(d) = slot.as_mut() else { return Ok(None) };
-        if d.jwks_fetched_at.elapsed() < JWKS_REFETCH_INTERVAL {
+        if d.jwks_refetched_at.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
             return Ok(None);
         }
-        d.jwks_fetched_at = Instant::now();
+        d.jwks_refetched_at = Some(Instant::now());
         let jwks = CoreJsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
             .await
             .map_err(|e| OidcError::Unavailable(format!("keys: {}", error_chain(&e))))?;
@@ -266,6 +267,10 @@ impl Oidc {
         let response = request.request_async(&self.http).await.map_err(|e| match &e {
             openidconnect::RequestTokenError::ServerResponse(r) => {
                 OidcError::Refused(format!("token endpoint: {}", r.error()))
+            }
+            // An ID token whose claims do not even parse (e.g. no `sub`) fails here.
+            openidconnect::RequestTokenError::Parse(inner, _) => {
+                OidcError::Rejected(format!("token response: {inner}"))
             }
             other => OidcError::Unavailable(format!("token endpoint: {}", error_chain(other))),
         })?;
