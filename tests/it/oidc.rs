@@ -582,3 +582,136 @@ async fn logout_ends_the_idp_session_and_backchannel_logout_kills_sessions() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(me(&app, &second).await["code"], "unauthorized", "the other session ended too");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A real OpenID provider: panva/oidc-provider (npm), two clients, dev login and consent pages.
+
+struct NodeOp {
+    child: std::process::Child,
+    issuer: String,
+}
+
+impl Drop for NodeOp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn node_op(port: u16, redirects: &[String]) -> Option<NodeOp> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
+    if !dir.join("node_modules/oidc-provider").exists() {
+        assert!(
+            std::env::var("TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "tests/oidc-provider has no node_modules (run npm ci there)"
+        );
+        eprintln!("skipping: tests/oidc-provider/node_modules is missing");
+        return None;
+    }
+    let mut child = std::process::Command::new("node")
+        .arg(dir.join("op.mjs"))
+        .env("PORT", port.to_string())
+        .env("REDIRECTS", redirects.join(","))
+        .env("NODE_ENV", "test")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    use std::io::BufRead as _;
+    let stdout = child.stdout.take()?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let ready = lines.next()?.ok()?;
+    let issuer = ready.strip_prefix("READY ")?.to_owned();
+    // Keep draining its output: a closed pipe would kill it at its next log line.
+    std::thread::spawn(move || for _ in lines {});
+    Some(NodeOp { child, issuer })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Log in at the OP's dev pages as `account` and consent; returns Arno's callback URL.
+async fn through_the_op(op_client: &reqwest::Client, issuer: &str, mut url: String, account: &str) -> String {
+    for _ in 0..12 {
+        if !url.starts_with(issuer) {
+            return url;
+        }
+        let r = op_client.get(&url).send().await.unwrap();
+        if r.status().is_redirection() {
+            let next = r.headers()["location"].to_str().unwrap().to_owned();
+            url = if next.starts_with('/') { format!("{issuer}{next}") } else { next };
+            continue;
+        }
+        let html = r.text().await.unwrap();
+        let doc = scraper::Html::parse_document(&html);
+        let form =
+            doc.select(&scraper::Selector::parse("form").unwrap()).next().unwrap_or_else(|| panic!("no form: {html}"));
+        let action = form.value().attr("action").unwrap();
+        let action = if action.starts_with('/') { format!("{issuer}{action}") } else { action.to_owned() };
+        let mut fields: Vec<(String, String)> = form
+            .select(&scraper::Selector::parse("input[type=hidden]").unwrap())
+            .filter_map(|i| {
+                Some((i.value().attr("name")?.to_owned(), i.value().attr("value").unwrap_or("").to_owned()))
+            })
+            .collect();
+        if html.contains("name=\"login\"") {
+            fields.push(("login".into(), account.into()));
+            fields.push(("password".into(), "any password".into()));
+        }
+        let r = op_client.post(&action).form(&fields).send().await.unwrap();
+        assert!(r.status().is_redirection(), "{} at {action}", r.status());
+        let next = r.headers()["location"].to_str().unwrap().to_owned();
+        url = if next.starts_with('/') { format!("{issuer}{next}") } else { next };
+    }
+    panic!("the OP never sent the browser back");
+}
+
+#[tokio::test]
+async fn a_real_openid_provider_signs_users_in_with_mapped_roles() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[[oidc]]\nid = \"corp\"\nname = \"Corp\"\nissuer = \"{issuer}\"\nclient_id = \"arno\"\nclient_secret = \"arno-secret\"\n\
+         scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n\
+         [oidc.org_roles]\n\"arno-admins\" = \"admin\"\n[oidc.project_roles]\n\"design-team\" = [\"checkout:editor\"]\n\n\
+         [[oidc]]\nid = \"second\"\nname = \"Second\"\nissuer = \"{issuer}\"\nclient_id = \"arno-second\"\nclient_secret = \"second-secret\"\n\
+         scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n"
+    );
+    let file = dir.path().join("arno.toml");
+    std::fs::write(&file, toml).unwrap();
+    let app = TestApp::start_with(&[("ARNO_CONFIG", file.to_str().unwrap())]).await;
+    let redirects = [app.url("/auth/oidc/corp/callback"), app.url("/auth/oidc/second/callback")];
+    let Some(op) = node_op(port, &redirects) else { return };
+    assert_eq!(op.issuer, issuer);
+
+    let op_client =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut agent = Agent::new();
+    let start = agent.get(&app.url("/auth/oidc/corp/login?next=/projects")).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text);
+    let callback = through_the_op(&op_client, &issuer, start.header("location").unwrap(), "alice").await;
+    let done = agent.get(&callback).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let alice = me(&app, &agent).await;
+    assert_eq!(
+        (alice["email"].as_str(), alice["org_role"].as_str(), alice["handle"].as_str()),
+        (Some("alice@corp.example"), Some("admin"), Some("alice"))
+    );
+
+    // The second client of the same issuer: the same person, the same Arno user.
+    let mut agent2 = Agent::new();
+    let start = agent2.get(&app.url("/auth/oidc/second/login")).await;
+    let callback = through_the_op(&op_client, &issuer, start.header("location").unwrap(), "alice").await;
+    assert_eq!(agent2.get(&callback).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(me(&app, &agent2).await["id"], alice["id"]);
+
+    // Another account: not in the admin group.
+    let other_client =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut bob = Agent::new();
+    let start = bob.get(&app.url("/auth/oidc/corp/login")).await;
+    let callback = through_the_op(&other_client, &issuer, start.header("location").unwrap(), "bob").await;
+    assert_eq!(bob.get(&callback).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(me(&app, &bob).await["org_role"], "member");
+}
