@@ -54,6 +54,7 @@ pub fn api() -> ApiRouter {
         .routes(utoipa_axum::routes!(http::api::openapi_json))
         .merge(auth::routes::api())
         .merge(auth::gdpr::api())
+        .merge(auth::device::api())
         .merge(crate::audit::routes::api())
         .merge(crate::projects::routes::api())
 }
@@ -113,6 +114,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/", get(ui::home))
         .route("/login", get(auth::routes::login_form).post(auth::routes::login))
         .route("/logout", post(auth::routes::logout))
+        .route("/device", get(auth::device::page).post(auth::device::decide))
         .route("/auth/oidc/{id}/login", get(auth::oidc::routes::login))
         .route("/auth/oidc/{id}/callback", get(auth::oidc::routes::callback))
         .route("/auth/oidc/{id}/backchannel-logout", post(auth::oidc::logout::backchannel))
@@ -189,6 +191,7 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             state.metrics.sessions_active.set(live);
             auth::throttle::sweep(&state.db).await?;
             auth::oidc::sweep(&mut conn).await?;
+            auth::device::sweep(&mut conn).await?;
             // Sign the audit chain's head regularly, so tampering with anything older than a
             // few minutes contradicts a signature made before it.
             crate::audit::checkpoint(&state.db, &state.keys.audit).await?;

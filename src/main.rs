@@ -12,6 +12,7 @@ use arno::config::Config;
 use arno::db::Db;
 use arno::error::AppError;
 
+mod cli_login;
 mod spec_cli;
 
 /// sysexits(3) EX_CONFIG: the configuration is invalid.
@@ -56,6 +57,13 @@ enum Command {
         /// Report what would change without writing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Sign this command line in to an Arno server (OAuth 2.0 device flow): prints a code to
+    /// approve in the browser, then stores an API token in $XDG_CONFIG_HOME/arno/credentials.json.
+    Login {
+        /// The server's URL, e.g. https://arno.example.com
+        #[arg(long)]
+        server: String,
     },
     /// Export and verify the audit log.
     Audit {
@@ -153,6 +161,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Lint { path } => return spec_cli::lint(path),
         Command::BackfillIds { path, dry_run } => return spec_cli::backfill_ids(path, *dry_run),
+        Command::Login { server } => return cli_login::login(server),
         _ => {}
     }
     if let Command::Audit { command: AuditCommand::Verify { file, public_key } } = &cli.command {
@@ -181,7 +190,11 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(loaded.config).await,
             Command::Admin { command } => admin(loaded.config, command).await,
             Command::Audit { command } => audit(loaded.config, command).await,
-            Command::Config { .. } | Command::Version | Command::Lint { .. } | Command::BackfillIds { .. } => {
+            Command::Config { .. }
+            | Command::Version
+            | Command::Lint { .. }
+            | Command::BackfillIds { .. }
+            | Command::Login { .. } => {
                 unreachable!("handled above")
             }
         }

@@ -30,3 +30,17 @@ ALTER TABLE users ADD COLUMN scim_external_id TEXT;
 ALTER TABLE sessions ADD COLUMN oidc_provider TEXT;   -- signed in through this IdP
 ALTER TABLE sessions ADD COLUMN id_token TEXT;        -- its ID token: the hint for RP-initiated logout
 ALTER TABLE project_members ADD COLUMN source TEXT NOT NULL DEFAULT 'manual';  -- or 'oidc:<id>'
+
+-- OAuth 2.0 Device Authorization Grant (RFC 8628) for `arno login`.
+CREATE TABLE device_grants (
+    device_code_hash TEXT PRIMARY KEY NOT NULL,    -- SHA-256 of the device code
+    user_code        TEXT NOT NULL UNIQUE,         -- what the person types, e.g. BDFG-HJKL
+    client_id        TEXT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    expires_at       BIGINT NOT NULL,
+    interval_ms      BIGINT NOT NULL,              -- grows by 5 s on each `slow_down`
+    last_poll_at     BIGINT,
+    approved_by      TEXT REFERENCES users (id) ON DELETE CASCADE,
+    denied           BIGINT NOT NULL,
+    redeemed         BIGINT NOT NULL
+);

@@ -2,6 +2,7 @@
 //! sign-in throttling, and the extractors that authenticate requests.
 
 pub mod access;
+pub mod device;
 pub mod extract;
 pub mod gdpr;
 pub mod model;

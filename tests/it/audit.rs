@@ -218,6 +218,13 @@ async fn every_mutating_route_writes_exactly_one_record() {
     assert_eq!(last(&app).await.0, "auth.token");
     assert_eq!(count(&app).await, before + 2);
 
+    // The device flow's two OAuth endpoints are unauthenticated: issuing a code and polling change
+    // nothing anyone can use, so they write no record (anonymous requests must not be able to grow
+    // the log); the approval (`auth.device`) and the token it yields (`token.create`) are recorded,
+    // which tests/it/device.rs checks.
+    expect(&mut covered, ("POST", "/api/v1/auth/device/code"));
+    expect(&mut covered, ("POST", "/api/v1/auth/device/token"));
+
     // Coverage: every mutating API operation, and every page form route, is exercised above.
     let doc = api(Method::GET, &app.url("/api/v1/openapi.json"), None, None).await.json();
     for (path, item) in doc["paths"].as_object().unwrap() {

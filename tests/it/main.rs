@@ -7,6 +7,7 @@ mod api;
 mod audit;
 mod auth;
 mod cli;
+mod device;
 mod gdpr;
 mod git;
 mod oidc;
