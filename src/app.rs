@@ -134,6 +134,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         )
         .route("/projects/{slug}/members/{user_id}/remove", post(crate::projects::pages::remove_member))
         .route("/projects/{slug}/components/{component_id}", get(crate::projects::pages::component))
+        .merge(auth::scim::routes())
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -93,6 +93,7 @@ const SETTINGS: &[Setting] = &[
     s("git.local_roots", "ARNO_GIT_LOCAL_ROOTS"),
     s("projects.quota", "ARNO_PROJECTS_QUOTA"),
     s("auth.local_login", "ARNO_AUTH_LOCAL_LOGIN"),
+    s("scim.provider", "ARNO_SCIM_PROVIDER"),
 ];
 
 const CONFIG_ENV: &str = "ARNO_CONFIG";
@@ -153,6 +154,8 @@ pub struct Config {
     pub local_login: bool,
     /// OpenID Connect identity providers (`[[oidc]]` tables of the file).
     pub oidc: Vec<crate::auth::oidc::config::OidcProviderConfig>,
+    /// Whose `org_roles` / `project_roles` tables SCIM groups map through (an `[[oidc]]` id).
+    pub scim_provider: Option<String>,
 }
 
 /// One resolved setting, for `arno config check`.
@@ -222,6 +225,16 @@ impl Config {
         }
 
         let mut config = build(&values)?;
+        if let Some(id) = &config.scim_provider
+            && !oidc.iter().any(|p| &p.id == id)
+        {
+            let key = if values.get("scim.provider").is_some_and(|(_, s)| *s == Source::File) {
+                "scim.provider"
+            } else {
+                "ARNO_SCIM_PROVIDER"
+            };
+            return Err(err(key, format!("`{id}` is not the id of an [[oidc]] provider")));
+        }
         config.oidc = oidc;
         let resolved = SETTINGS
             .iter()
@@ -604,6 +617,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         projects_quota,
         local_login,
         oidc: vec![],
+        scim_provider: get("scim.provider").map(str::to_owned).filter(|s| !s.is_empty()),
     })
 }
 

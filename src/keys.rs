@@ -23,6 +23,9 @@ pub struct Keys {
     pub audit: crate::audit::Signer,
     /// Pepper for the pseudonyms that replace erased users in audit records.
     pub erasure_pepper: [u8; 32],
+    /// Encrypts secrets Arno stores (the SCIM token; later git tokens and IdP secrets entered in
+    /// the console).
+    pub secrets: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -38,8 +41,45 @@ impl Keys {
             throttle: derive(secret, "login-throttle"),
             audit: crate::audit::Signer::from_seed(derive(secret, "audit-signing")),
             erasure_pepper: derive(secret, "erasure-pepper"),
+            secrets: derive(secret, "stored-secrets"),
         }
     }
+
+    /// Encrypt a secret for storage: XChaCha20-Poly1305 with a random nonce, `v1:` + base64url
+    /// of nonce ‖ ciphertext. `purpose` is bound as associated data, so a value sealed for one
+    /// use cannot be replayed as another.
+    pub fn seal(&self, purpose: &str, plaintext: &str) -> String {
+        use base64::Engine as _;
+        use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, Payload};
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new((&self.secrets).into());
+        let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut chacha20poly1305::aead::OsRng);
+        let sealed = cipher
+            .encrypt(&nonce, Payload { msg: plaintext.as_bytes(), aad: purpose.as_bytes() })
+            .expect("encryption of a short secret cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        format!("v1:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Decrypt what [`Keys::seal`] produced; `None` if it was altered, sealed for another
+    /// purpose, or under another instance key.
+    pub fn open(&self, purpose: &str, sealed: &str) -> Option<String> {
+        use base64::Engine as _;
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sealed.strip_prefix("v1:")?).ok()?;
+        if bytes.len() < 24 {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(24);
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new((&self.secrets).into());
+        let plain = cipher.decrypt(nonce.into(), Payload { msg: ciphertext, aad: purpose.as_bytes() }).ok()?;
+        String::from_utf8(plain).ok()
+    }
+}
+
+/// Equal strings, compared in time independent of where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A public fingerprint of the secret: lets replicas check they share one without revealing it.
@@ -139,6 +179,23 @@ mod tests {
         let b = Keys::derive(&Secret::new("b".repeat(32)));
         assert_ne!(a.csrf, a.throttle);
         assert_ne!(a.csrf, b.csrf);
+    }
+
+    #[test]
+    fn sealed_secrets_open_only_with_the_same_key_and_purpose() {
+        let a = Keys::derive(&Secret::new("a".repeat(32)));
+        let b = Keys::derive(&Secret::new("b".repeat(32)));
+        let sealed = a.seal("scim", "token-value");
+        assert!(!sealed.contains("token-value"));
+        assert_ne!(sealed, a.seal("scim", "token-value"), "a fresh nonce each time");
+        assert_eq!(a.open("scim", &sealed).as_deref(), Some("token-value"));
+        assert_eq!(a.open("git", &sealed), None, "bound to its purpose");
+        assert_eq!(b.open("scim", &sealed), None, "bound to the instance key");
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(a.open("scim", &tampered), None);
+        assert!(constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd") && !constant_time_eq("abc", "ab"));
     }
 
     #[test]

@@ -125,6 +125,9 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Generate the bearer token SCIM clients (Entra ID, Okta) use, replacing the previous one,
+    /// and print it. Arno stores it encrypted with the instance key.
+    ScimToken,
     /// Create a user who signs in with a password.
     CreateUser {
         #[arg(long)]
@@ -316,6 +319,17 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 auth::setup::issue_if_needed(&db, &config.data_dir).await.map_err(describe)?;
             }
             println!("created user {} (@{}, {})", user.id, user.handle, user.org_role.as_str());
+        }
+        AdminCommand::ScimToken => {
+            let secret = arno::keys::load_or_create(&config)?;
+            arno::keys::check_fingerprint(&db, &secret).await?;
+            let keys = arno::keys::Keys::derive(&secret);
+            let token = auth::scim::rotate_token(&db, &keys).await.map_err(describe)?;
+            let origin = cli_origin("admin scim-token");
+            let event = audit::Event::new("scim.token", audit::Outcome::Allowed, Actor::System, &origin)
+                .intent(serde_json::json!({"via": "cli"}));
+            audit::record_alone(&db, event).await.map_err(describe)?;
+            println!("{token}");
         }
         AdminCommand::CreateToken { email, name, expires_days } => {
             let mut tx = db.begin().await?;

@@ -44,3 +44,18 @@ CREATE TABLE device_grants (
     denied           BIGINT NOT NULL,
     redeemed         BIGINT NOT NULL
 );
+
+-- SCIM 2.0 groups (RFC 7643 §4.2) and their members.
+CREATE TABLE scim_groups (
+    id           TEXT PRIMARY KEY NOT NULL,
+    display_name TEXT NOT NULL UNIQUE,
+    external_id  TEXT,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL
+);
+CREATE TABLE scim_group_members (
+    group_id TEXT NOT NULL REFERENCES scim_groups (id) ON DELETE CASCADE,
+    user_id  TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX scim_group_members_user_id ON scim_group_members (user_id);

@@ -9,6 +9,7 @@ pub mod model;
 pub mod oidc;
 pub mod password;
 pub mod routes;
+pub mod scim;
 pub mod sessions;
 pub mod setup;
 pub mod throttle;

@@ -13,6 +13,7 @@ mod git;
 mod oidc;
 mod ops;
 mod projects;
+mod scim;
 mod setup;
 mod specs;
 mod storage;

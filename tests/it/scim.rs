@@ -1,0 +1,233 @@
+//! SCIM 2.0 with the request shapes Microsoft Entra ID and Okta send.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::oidc::{Agent, TestOp, arno_with};
+use crate::support::{TestApp, api, client, read};
+
+async fn scim(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> crate::support::Page {
+    let mut req = client().request(method, app.url(&format!("/scim/v2{path}"))).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/scim+json").body(b.to_string());
+    }
+    read(req.send().await.unwrap()).await
+}
+
+async fn setup() -> (TestOp, TestApp, tempfile::TempDir, String) {
+    let op = TestOp::start().await;
+    let (app, dir) = arno_with(&[("corp", &op.base, "")], &[]).await;
+    let token = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    (op, app, dir, token)
+}
+
+const ENTRA_USER: &str = r#"{
+  "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+  "externalId": "8d4c1f1e-entra-object-id",
+  "userName": "ann@corp.example",
+  "active": true,
+  "displayName": "Ann Lee",
+  "emails": [{"primary": true, "type": "work", "value": "ann@corp.example"}],
+  "meta": {"resourceType": "User"},
+  "name": {"formatted": "Ann Lee", "familyName": "Lee", "givenName": "Ann"},
+  "title": "Designer",
+  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Design"}
+}"#;
+
+const OKTA_USER: &str = r#"{
+  "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+  "userName": "bob@corp.example",
+  "name": {"givenName": "Bob", "familyName": "Ray"},
+  "emails": [{"primary": true, "value": "bob@corp.example", "type": "work"}],
+  "displayName": "Bob Ray",
+  "locale": "en-US",
+  "externalId": "00u1okta",
+  "groups": [],
+  "password": "ignored-by-arno",
+  "active": true
+}"#;
+
+#[tokio::test]
+async fn tokens_discovery_and_errors() {
+    let (_op, app, _dir, token) = setup().await;
+    let r = read(client().get(app.url("/scim/v2/Users")).send().await.unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.header("content-type").as_deref(), Some("application/scim+json"));
+    assert_eq!(r.json()["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error");
+    assert_eq!(scim(&app, "scim_wrong", Method::GET, "/Users", None).await.status, StatusCode::UNAUTHORIZED);
+    let (denied,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'scim.request' AND outcome = 'denied'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(denied, 1, "a wrong token is audited");
+
+    let spc = scim(&app, &token, Method::GET, "/ServiceProviderConfig", None).await.json();
+    assert_eq!(spc["patch"]["supported"], true);
+    let types = scim(&app, &token, Method::GET, "/ResourceTypes", None).await.json();
+    assert_eq!(types["totalResults"], 2);
+    let user_schema =
+        scim(&app, &token, Method::GET, "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", None).await;
+    assert_eq!(user_schema.status, StatusCode::OK);
+    let r = scim(&app, &token, Method::GET, "/Users?filter=userName%20sw%20%22a%22", None).await;
+    assert_eq!((r.status, r.json()["scimType"].as_str()), (StatusCode::BAD_REQUEST, Some("invalidFilter")));
+    assert_eq!(scim(&app, &token, Method::GET, "/Users/nope", None).await.status, StatusCode::NOT_FOUND);
+
+    // The stored token is encrypted: the database never holds it in the clear.
+    let (stored,): (String,) = sqlx::query_as("SELECT value FROM instance_settings WHERE key = 'scim_token'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(stored.starts_with("v1:") && !stored.contains(&token[5..]));
+    // Rotating it makes the old one stop working.
+    let new = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    assert_eq!(scim(&app, &token, Method::GET, "/Users", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(scim(&app, &new, Method::GET, "/Users", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn entra_provisioning_and_deactivation_end_sessions_and_tokens() {
+    let (op, app, _dir, token) = setup().await;
+    let found =
+        scim(&app, &token, Method::GET, "/Users?filter=userName+eq+%22ann%40corp.example%22", None).await.json();
+    assert_eq!(found["totalResults"], 0);
+    let created = scim(&app, &token, Method::POST, "/Users", Some(serde_json::from_str(ENTRA_USER).unwrap())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let ann = created.json();
+    let id = ann["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (ann["userName"].as_str(), ann["active"].as_bool(), ann["externalId"].as_str()),
+        (Some("ann@corp.example"), Some(true), Some("8d4c1f1e-entra-object-id"))
+    );
+    assert_eq!(created.header("location").unwrap(), app.url(&format!("/scim/v2/Users/{id}")));
+    let dup = scim(&app, &token, Method::POST, "/Users", Some(serde_json::from_str(ENTRA_USER).unwrap())).await;
+    assert_eq!((dup.status, dup.json()["scimType"].as_str()), (StatusCode::CONFLICT, Some("uniqueness")));
+    let found =
+        scim(&app, &token, Method::GET, "/Users?filter=userName+eq+%22ann%40corp.example%22", None).await.json();
+    assert_eq!(found["Resources"][0]["id"], id);
+    let by_ext = scim(&app, &token, Method::GET, "/Users?filter=externalId+eq+%228d4c1f1e-entra-object-id%22", None)
+        .await
+        .json();
+    assert_eq!(by_ext["totalResults"], 1);
+
+    // Entra's PATCH: capitalised ops, paths, string booleans.
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        {"op": "Replace", "path": "displayName", "value": "Ann B. Lee"},
+        {"op": "Replace", "path": "name.formatted", "value": "Ann B. Lee"},
+        {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "ann.lee@corp.example"},
+        {"op": "Replace", "path": "title", "value": "Lead designer"}]});
+    let r = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(patch)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        (r.json()["userName"].as_str(), r.json()["displayName"].as_str()),
+        (Some("ann.lee@corp.example"), Some("Ann B. Lee"))
+    );
+
+    // First SSO sign-in links to the provisioned account (same e-mail, no identity yet).
+    op.set(|s| {
+        s.sub = "ann-sub".into();
+        s.email = "ann.lee@corp.example".into();
+        s.groups = vec![];
+    });
+    let mut browser = Agent::new();
+    assert_eq!(browser.sign_in(&app, "corp").await.status, StatusCode::SEE_OTHER);
+    let me = read(
+        client()
+            .get(app.url("/api/v1/me"))
+            .header("cookie", format!("arno_session={}", browser.cookies["arno_session"]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .json();
+    assert_eq!(me["id"], id);
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
+    let api_token = arno::auth::tokens::create(&mut conn, &id, "ann's script", None).await.unwrap().1;
+    drop(conn);
+    assert_eq!(api(Method::GET, &app.url("/api/v1/me"), Some(&api_token), None).await.status, StatusCode::OK);
+
+    // Deactivation takes effect at once: session and token stop working.
+    let off = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+    let r = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(off)).await;
+    assert_eq!((r.status, r.json()["active"].as_bool()), (StatusCode::OK, Some(false)), "{}", r.text);
+    assert_eq!(api(Method::GET, &app.url("/api/v1/me"), Some(&api_token), None).await.status, StatusCode::UNAUTHORIZED);
+    let r = read(
+        client()
+            .get(app.url("/api/v1/me"))
+            .header("cookie", format!("arno_session={}", browser.cookies["arno_session"]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // …and a deactivated user cannot sign in through SSO.
+    let r = Agent::new().sign_in(&app, "corp").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.text.contains("deactivated"));
+    let (deactivations,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'user.deactivate'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(deactivations, 1);
+
+    // Okta-style reactivation (no path, value object), then DELETE: gone for SCIM, kept inactive.
+    let on = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "value": {"active": true}}]});
+    assert_eq!(scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(on)).await.json()["active"], true);
+    assert_eq!(scim(&app, &token, Method::DELETE, &format!("/Users/{id}"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(scim(&app, &token, Method::GET, &format!("/Users/{id}"), None).await.status, StatusCode::NOT_FOUND);
+    let (disabled,): (Option<i64>,) = sqlx::query_as("SELECT disabled_at FROM users WHERE id = $1")
+        .bind(&id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(disabled.is_some());
+}
+
+#[tokio::test]
+async fn okta_users_and_groups_map_to_roles() {
+    let (_op, app, _dir, token) = setup().await;
+    let created = scim(&app, &token, Method::POST, "/Users", Some(serde_json::from_str(OKTA_USER).unwrap())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let bob = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.json()["name"]["formatted"], "Bob Ray");
+
+    // A group that the [[oidc]] mapping makes admins.
+    let group = scim(&app, &token, Method::POST, "/Groups", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "arno-admins", "members": []}))).await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let gid = group.json()["id"].as_str().unwrap().to_owned();
+    let add = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "add", "path": "members", "value": [{"value": bob, "display": "bob@corp.example"}]}]});
+    let r = scim(&app, &token, Method::PATCH, &format!("/Groups/{gid}"), Some(add)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["members"][0]["value"], bob);
+    let role = || async {
+        let (r,): (String,) = sqlx::query_as("SELECT org_role FROM users WHERE id = $1")
+            .bind(&bob)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        r
+    };
+    assert_eq!(role().await, "admin");
+    let found = scim(&app, &token, Method::GET, "/Groups?filter=displayName+eq+%22arno-admins%22", None).await.json();
+    assert_eq!(found["totalResults"], 1);
+
+    // Okta removes a member with a filtered path.
+    let remove = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "remove", "path": format!("members[value eq \"{bob}\"]")}]});
+    let r = scim(&app, &token, Method::PATCH, &format!("/Groups/{gid}"), Some(remove)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(role().await, "member");
+
+    // PUT replaces a user (Okta deactivates this way).
+    let mut replaced: Value = serde_json::from_str(OKTA_USER).unwrap();
+    replaced["active"] = json!(false);
+    let r = scim(&app, &token, Method::PUT, &format!("/Users/{bob}"), Some(replaced)).await;
+    assert_eq!((r.status, r.json()["active"].as_bool()), (StatusCode::OK, Some(false)));
+    assert_eq!(
+        scim(&app, &token, Method::DELETE, &format!("/Groups/{gid}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let bad = scim(&app, &token, Method::PATCH, &format!("/Groups/{gid}"), Some(json!({"Operations": []}))).await;
+    assert_eq!(bad.status, StatusCode::NOT_FOUND);
+}
