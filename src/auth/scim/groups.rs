@@ -1,0 +1,407 @@
+//! SCIM Groups (RFC 7643 §4.2): membership, and the roles it maps to.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use sqlx::AnyConnection;
+
+use super::users::operations;
+use super::{ListQuery, MAX_PAGE, ScimError, ScimResult, authorize, base, list, parse_filter, scim_json};
+use crate::app::AppState;
+use crate::audit::{self, Actor, Event, Origin, Outcome};
+use crate::auth::users;
+use crate::db::{Tx, now_ms, rfc3339};
+use crate::error::AppError;
+use crate::http::RequestContext;
+
+const GROUP_SCHEMA: &str = super::GROUP_SCHEMA;
+
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    id: String,
+    display_name: String,
+    external_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+async fn group_resource(state: &AppState, conn: &mut AnyConnection, g: &GroupRow) -> Result<Value, ScimError> {
+    let members: Vec<(String, String)> = sqlx::query_as(
+        "SELECT u.id, u.name FROM scim_group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 ORDER BY u.name",
+    )
+    .bind(&g.id)
+    .fetch_all(conn)
+    .await?;
+    let mut doc = json!({
+        "schemas": [GROUP_SCHEMA], "id": g.id, "displayName": g.display_name,
+        "members": members.iter().map(|(id, name)| json!({"value": id, "display": name, "$ref": format!("{}/Users/{id}", base(state))})).collect::<Vec<_>>(),
+        "meta": {"resourceType": "Group", "created": rfc3339(g.created_at), "lastModified": rfc3339(g.updated_at),
+                 "location": format!("{}/Groups/{}", base(state), g.id)},
+    });
+    if let Some(ext) = &g.external_id {
+        doc["externalId"] = json!(ext);
+    }
+    Ok(doc)
+}
+
+async fn find_group(conn: &mut AnyConnection, id: &str) -> Result<GroupRow, ScimError> {
+    let row: Option<GroupRow> =
+        sqlx::query_as("SELECT id, display_name, external_id, created_at, updated_at FROM scim_groups WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    row.ok_or_else(ScimError::not_found)
+}
+
+pub(super) async fn list_groups(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ctx: RequestContext,
+    Query(q): Query<ListQuery>,
+) -> ScimResult {
+    authorize(&state, &headers, &ctx).await?;
+    let start = q.start_index.unwrap_or(1).max(1);
+    let count = q.count.unwrap_or(100).clamp(0, MAX_PAGE);
+    let filter = q.filter.as_deref().map(parse_filter).transpose()?;
+    let (condition, value) = match &filter {
+        None => ("1 = 1", None),
+        Some((attr, v)) => match attr.as_str() {
+            "displayname" => ("display_name = $1", Some(v.clone())),
+            "externalid" => ("external_id = $1", Some(v.clone())),
+            "id" => ("id = $1", Some(v.clone())),
+            _ => return Err(ScimError::bad("invalidFilter", format!("cannot filter groups by {attr}"))),
+        },
+    };
+    let mut conn = state.db.pool().acquire().await?;
+    let sql = format!(
+        "SELECT id, display_name, external_id, created_at, updated_at FROM scim_groups WHERE {condition} ORDER BY display_name LIMIT {count} OFFSET {}",
+        start - 1
+    );
+    let count_sql = format!("SELECT COUNT(*) FROM scim_groups WHERE {condition}");
+    let (total, rows): ((i64,), Vec<GroupRow>) = match &value {
+        Some(v) => (
+            sqlx::query_as(&count_sql).bind(v).fetch_one(&mut *conn).await?,
+            sqlx::query_as(&sql).bind(v).fetch_all(&mut *conn).await?,
+        ),
+        None => {
+            (sqlx::query_as(&count_sql).fetch_one(&mut *conn).await?, sqlx::query_as(&sql).fetch_all(&mut *conn).await?)
+        }
+    };
+    // Okta and Entra often ask with excludedAttributes=members; members are cheap enough to include.
+    let mut resources = vec![];
+    for g in &rows {
+        resources.push(group_resource(&state, &mut conn, g).await?);
+    }
+    Ok(scim_json(StatusCode::OK, list(resources, total.0, start)))
+}
+
+pub(super) async fn get_group(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> ScimResult {
+    authorize(&state, &headers, &ctx).await?;
+    let mut conn = state.db.pool().acquire().await?;
+    let g = find_group(&mut conn, &id).await?;
+    Ok(scim_json(StatusCode::OK, group_resource(&state, &mut conn, &g).await?))
+}
+
+fn member_ids(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(items) => items.iter().filter_map(|m| m["value"].as_str().map(str::to_owned)).collect(),
+        Value::Object(_) => value["value"].as_str().map(|v| vec![v.to_owned()]).unwrap_or_default(),
+        _ => vec![],
+    }
+}
+
+/// Add or remove members, then re-derive the roles of everyone whose groups changed.
+async fn change_members(
+    state: &AppState,
+    tx: &mut Tx,
+    origin: &Origin,
+    group_id: &str,
+    add: &[String],
+    remove: &[String],
+    replace: Option<&[String]>,
+) -> Result<(), ScimError> {
+    let mut touched: Vec<String> = vec![];
+    if let Some(all) = replace {
+        let current: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM scim_group_members WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_all(&mut **tx)
+            .await?;
+        touched.extend(current.into_iter().map(|(u,)| u));
+        sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1").bind(group_id).execute(&mut **tx).await?;
+        for user in all {
+            insert_member(tx, group_id, user).await?;
+            touched.push(user.clone());
+        }
+    }
+    for user in add {
+        insert_member(tx, group_id, user).await?;
+        touched.push(user.clone());
+    }
+    for user in remove {
+        sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(group_id)
+            .bind(user)
+            .execute(&mut **tx)
+            .await?;
+        touched.push(user.clone());
+    }
+    touched.sort();
+    touched.dedup();
+    for user in touched {
+        apply_group_roles(state, tx, origin, &user).await?;
+    }
+    Ok(())
+}
+
+async fn insert_member(tx: &mut Tx, group_id: &str, user_id: &str) -> Result<(), ScimError> {
+    let exists: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut **tx).await?;
+    if exists.is_none() {
+        return Err(ScimError::bad("invalidValue", format!("member {user_id} is not a user")));
+    }
+    sqlx::query(
+        "INSERT INTO scim_group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT (group_id, user_id) DO NOTHING",
+    )
+    .bind(group_id)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The provider whose group → role tables apply to SCIM groups: `[scim] provider`, or the only one.
+fn mapping_provider(state: &AppState) -> Option<&crate::auth::oidc::OidcProviderConfig> {
+    let providers = &state.config.oidc;
+    match &state.config.scim_provider {
+        Some(id) => providers.iter().find(|p| &p.id == id),
+        None if providers.len() == 1 => providers.first(),
+        None => None,
+    }
+}
+
+/// Re-derive a user's org role and project grants from their SCIM groups.
+async fn apply_group_roles(state: &AppState, tx: &mut Tx, origin: &Origin, user_id: &str) -> Result<(), ScimError> {
+    let Some(config) = mapping_provider(state) else { return Ok(()) };
+    let groups: Vec<(String,)> = sqlx::query_as(
+        "SELECT g.display_name FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id WHERE m.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let groups: Vec<String> = groups.into_iter().map(|(g,)| g).collect();
+    let mut lenient = config.clone();
+    lenient.strict = false;
+    let Ok(roles) = crate::auth::oidc::routes::map_roles(&lenient, &groups) else { return Ok(()) };
+    let Some((user, _)) = users::find_any(tx, user_id).await? else { return Ok(()) };
+    let source = "scim";
+    if let Some(role) = roles.org_role
+        && role != user.org_role
+    {
+        users::set_org_role(tx, user_id, role, Some(source)).await?;
+        let event = Event::new("user.role", Outcome::Allowed, Actor::System, origin)
+            .target("user", user_id)
+            .intent(json!({"role": role.as_str(), "previous_role": user.org_role.as_str(), "source": source}));
+        audit::record(tx, event).await?;
+    }
+    crate::projects::apply_idp_grants(tx, user_id, source, &roles.projects, origin).await?;
+    Ok(())
+}
+
+pub(super) async fn create_group(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ctx: RequestContext,
+    Json(body): Json<Value>,
+) -> ScimResult {
+    authorize(&state, &headers, &ctx).await?;
+    let name = body["displayName"]
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ScimError::bad("invalidValue", "displayName is required"))?;
+    let origin = Origin::from(&ctx);
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = now_ms();
+    let mut tx = state.db.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO scim_groups (id, display_name, external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(&id)
+    .bind(name)
+    .bind(body["externalId"].as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            return Err(ScimError::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                "a group with this displayName exists",
+            ));
+        }
+        other => {
+            other?;
+        }
+    }
+    let members = member_ids(&body["members"]);
+    change_members(&state, &mut tx, &origin, &id, &members, &[], None).await?;
+    let event = Event::new("group.create", Outcome::Allowed, Actor::System, &origin)
+        .target("group", &id)
+        .intent(json!({"via": "scim", "members": members.len()}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    let mut conn = state.db.pool().acquire().await?;
+    let g = find_group(&mut conn, &id).await?;
+    Ok(scim_json(StatusCode::CREATED, group_resource(&state, &mut conn, &g).await?))
+}
+
+pub(super) async fn replace_group(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> ScimResult {
+    authorize(&state, &headers, &ctx).await?;
+    let origin = Origin::from(&ctx);
+    let mut tx = state.db.begin().await?;
+    find_group(&mut tx, &id).await?;
+    if let Some(name) = body["displayName"].as_str() {
+        sqlx::query("UPDATE scim_groups SET display_name = $2, updated_at = $3 WHERE id = $1")
+            .bind(&id)
+            .bind(name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+    }
+    let members = member_ids(&body["members"]);
+    change_members(&state, &mut tx, &origin, &id, &[], &[], Some(&members)).await?;
+    let event = Event::new("group.update", Outcome::Allowed, Actor::System, &origin)
+        .target("group", &id)
+        .intent(json!({"via": "scim", "members": members.len()}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    let mut conn = state.db.pool().acquire().await?;
+    let g = find_group(&mut conn, &id).await?;
+    Ok(scim_json(StatusCode::OK, group_resource(&state, &mut conn, &g).await?))
+}
+
+pub(super) async fn patch_group(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> ScimResult {
+    authorize(&state, &headers, &ctx).await?;
+    let origin = Origin::from(&ctx);
+    let ops = operations(&body)?;
+    let mut tx = state.db.begin().await?;
+    find_group(&mut tx, &id).await?;
+    let (mut add, mut remove, mut replace): (Vec<String>, Vec<String>, Option<Vec<String>>) = (vec![], vec![], None);
+    for (kind, path, value) in ops {
+        let path = path.unwrap_or_default();
+        let lower = path.to_ascii_lowercase();
+        match (kind.as_str(), lower.as_str()) {
+            ("add", "members") => add.extend(member_ids(&value)),
+            ("replace", "members") => replace = Some(member_ids(&value)),
+            ("remove", "members") => {
+                let ids = member_ids(&value);
+                if ids.is_empty() {
+                    replace = Some(vec![]);
+                } else {
+                    remove.extend(ids);
+                }
+            }
+            // Okta: `members[value eq "id"]`.
+            ("remove", p) if p.starts_with("members[value eq ") => {
+                if let Some(idv) = path.split('"').nth(1) {
+                    remove.push(idv.to_owned());
+                }
+            }
+            (_, "displayname") => {
+                if let Some(name) = value.as_str() {
+                    sqlx::query("UPDATE scim_groups SET display_name = $2 WHERE id = $1")
+                        .bind(&id)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            (_, "externalid") => {
+                sqlx::query("UPDATE scim_groups SET external_id = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(value.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ("replace" | "add", "") => {
+                if let Some(name) = value["displayName"].as_str() {
+                    sqlx::query("UPDATE scim_groups SET display_name = $2 WHERE id = $1")
+                        .bind(&id)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if value.get("members").is_some() {
+                    let ids = member_ids(&value["members"]);
+                    if kind == "add" { add.extend(ids) } else { replace = Some(ids) }
+                }
+            }
+            _ => return Err(ScimError::bad("invalidPath", format!("unsupported path {path:?} for groups"))),
+        }
+    }
+    change_members(&state, &mut tx, &origin, &id, &add, &remove, replace.as_deref()).await?;
+    sqlx::query("UPDATE scim_groups SET updated_at = $2 WHERE id = $1")
+        .bind(&id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    let event = Event::new("group.update", Outcome::Allowed, Actor::System, &origin)
+        .target("group", &id)
+        .intent(json!({"via": "scim", "added": add.len(), "removed": remove.len(), "replaced": replace.is_some()}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    let mut conn = state.db.pool().acquire().await?;
+    let g = find_group(&mut conn, &id).await?;
+    Ok(scim_json(StatusCode::OK, group_resource(&state, &mut conn, &g).await?))
+}
+
+pub(super) async fn delete_group(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> ScimResult {
+    authorize(&state, &headers, &ctx).await?;
+    let origin = Origin::from(&ctx);
+    let mut tx = state.db.begin().await?;
+    find_group(&mut tx, &id).await?;
+    change_members(&state, &mut tx, &origin, &id, &[], &[], Some(&[])).await?;
+    sqlx::query("DELETE FROM scim_groups WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+    let event = Event::new("group.delete", Outcome::Allowed, Actor::System, &origin)
+        .target("group", &id)
+        .intent(json!({"via": "scim"}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// For pages: a user's SCIM groups.
+pub async fn groups_of(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<String>, AppError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT g.display_name FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY 1",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(g,)| g).collect())
+}
