@@ -3,6 +3,7 @@
 //! The crate is organised by domain (see `ARCHITECTURE.md`); `app` wires the domains into one
 //! router that `main.rs` serves and the integration tests drive.
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;

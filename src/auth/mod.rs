@@ -8,6 +8,7 @@ pub mod gdpr;
 pub mod model;
 pub mod oidc;
 pub mod password;
+pub mod profile;
 pub mod routes;
 pub mod scim;
 pub mod sessions;

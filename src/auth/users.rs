@@ -219,6 +219,27 @@ pub async fn set_org_role(
     Ok(())
 }
 
+/// Deactivate (ending every session and API token in the same transaction) or reactivate.
+pub async fn set_active(tx: &mut crate::db::Tx, user_id: &str, active: bool) -> Result<(u64, u64), AppError> {
+    let now = now_ms();
+    if active {
+        sqlx::query("UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        return Ok((0, 0));
+    }
+    sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2), updated_at = $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    let ended = super::sessions::delete_for_user(tx, user_id).await?;
+    let revoked = super::tokens::delete_for_user(tx, user_id).await?;
+    Ok((ended, revoked))
+}
+
 pub async fn touch_login(conn: &mut AnyConnection, user_id: &str) -> AppResult<()> {
     sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1").bind(user_id).bind(now_ms()).execute(conn).await?;
     Ok(())

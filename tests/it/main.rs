@@ -3,6 +3,7 @@
 //! SQLite; `TEST_S3_ENDPOINT` enables the S3 tests; `TEST_REQUIRE_SERVICES=1` (set by
 //! `scripts/test`) turns a missing service into a failure instead of a skip.
 
+mod admin;
 mod api;
 mod audit;
 mod auth;

@@ -11,9 +11,8 @@ use super::{ListQuery, MAX_PAGE, ScimError, ScimResult, authorize, base, list, p
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::auth::model::OrgRole;
-use crate::auth::{sessions, tokens, users};
-use crate::db::{Tx, now_ms, rfc3339};
-use crate::error::AppError;
+use crate::auth::users;
+use crate::db::{now_ms, rfc3339};
 use crate::http::RequestContext;
 
 const USER_SCHEMA: &str = super::USER_SCHEMA;
@@ -241,7 +240,7 @@ pub(super) async fn create_user(
         .execute(&mut *tx)
         .await?;
     if f.active == Some(false) {
-        set_active(&mut tx, &user.id, false).await?;
+        users::set_active(&mut tx, &user.id, false).await?;
     }
     let event = Event::new("user.create", Outcome::Allowed, Actor::System, &origin)
         .target("user", &user.id)
@@ -255,27 +254,6 @@ pub(super) async fn create_user(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
-}
-
-/// Deactivate (ending every session and API token in the same transaction) or reactivate.
-async fn set_active(tx: &mut Tx, user_id: &str, active: bool) -> Result<(u64, u64), AppError> {
-    let now = now_ms();
-    if active {
-        sqlx::query("UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1")
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        return Ok((0, 0));
-    }
-    sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2), updated_at = $2 WHERE id = $1")
-        .bind(user_id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    let ended = sessions::delete_for_user(tx, user_id).await?;
-    let revoked = tokens::delete_for_user(tx, user_id).await?;
-    Ok((ended, revoked))
 }
 
 /// Apply `f` to a user: one transaction, one audit record per kind of change.
@@ -330,7 +308,7 @@ async fn update_user(state: &AppState, origin: &Origin, id: &str, f: UserFields)
     if let Some(active) = f.active
         && active != current.disabled_at.is_none()
     {
-        let (ended, revoked) = set_active(&mut tx, id, active).await?;
+        let (ended, revoked) = users::set_active(&mut tx, id, active).await?;
         let event = Event::new(
             if active { "user.reactivate" } else { "user.deactivate" },
             Outcome::Allowed,
@@ -408,7 +386,7 @@ pub(super) async fn delete_user(
     let origin = Origin::from(&ctx);
     let mut tx = state.db.begin().await?;
     find_user(&mut tx, &id).await?;
-    let (ended, revoked) = set_active(&mut tx, &id, false).await?;
+    let (ended, revoked) = users::set_active(&mut tx, &id, false).await?;
     sqlx::query("UPDATE users SET scim_id = NULL WHERE id = $1").bind(&id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM scim_group_members WHERE user_id = $1").bind(&id).execute(&mut *tx).await?;
     let event = Event::new("user.deactivate", Outcome::Allowed, Actor::System, &origin)
