@@ -281,3 +281,45 @@ test('projects: create, components, component page and members are accessible', 
   assert.deepEqual(problems, [], 'no CSP violations, script errors or third-party requests');
   await context.close();
 });
+
+test('admin console, profile and device pages are accessible', async () => {
+  const { page, problems, context } = await newPage();
+  await page.goto(`${base}/login`);
+  await page.getByLabel('E-mail address').fill('ada@example.com');
+  await page.getByLabel('Password').fill('correct horse battery staple');
+  await page.getByLabel('Password').press('Enter');
+  await page.waitForURL(`${base}/`);
+
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Admin' }).click();
+  await page.waitForURL(`${base}/admin`);
+  await axeCheck(page, 'admin');
+  await page.getByRole('button', { name: /Generate/ }).click();
+  await page.locator('#scim-token').waitFor();
+  await axeCheck(page, 'admin with a new SCIM token');
+
+  await page.getByRole('link', { name: 'Users' }).first().click();
+  await page.waitForURL(`${base}/admin/users`);
+  await axeCheck(page, 'users');
+  await page.getByLabel('Search by name, e-mail or handle').fill('ada');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.locator('#users tbody a').first().click();
+  await page.waitForURL(/\/admin\/users\/[0-9a-f-]+$/);
+  await axeCheck(page, 'user');
+
+  await page.goto(`${base}/profile`);
+  await page.getByLabel('What it is for').fill('laptop');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  await page.locator('#new-token').waitFor();
+  assert.match(await page.locator('#new-token').textContent(), /^arno_/);
+  await axeCheck(page, 'profile');
+
+  await page.goto(`${base}/device`);
+  await axeCheck(page, 'device');
+  await page.getByLabel(/Code shown by/).fill('BCDF-GHJK');
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('#device-error').waitFor();
+  await axeCheck(page, 'device with error');
+
+  assert.deepEqual(problems, [], 'no CSP violations, script errors or third-party requests');
+  await context.close();
+});
