@@ -157,7 +157,7 @@ pub async fn list(
     Query(q): Query<UsersQuery>,
 ) -> AppResult<Html<String>> {
     require_admin(&state, &auth, &ctx, "admin.read").await?;
-    let needle = format!("%{}%", q.q.trim().to_lowercase().replace('\\', "").replace('%', "").replace('_', ""));
+    let needle = format!("%{}%", q.q.trim().to_lowercase().replace(['\\', '%', '_'], ""));
     let mut conn = state.db.pool().acquire().await?;
     let rows: Vec<ListRow> = sqlx::query_as(&format!(
         "SELECT id, name, email, handle, org_role, role_source, disabled_at, last_login_at FROM users \
