@@ -161,8 +161,9 @@ pub async fn list(
     let mut conn = state.db.pool().acquire().await?;
     let rows: Vec<ListRow> = sqlx::query_as(&format!(
         "SELECT id, name, email, handle, org_role, role_source, disabled_at, last_login_at FROM users \
-         WHERE email NOT LIKE 'erased-%' AND (LOWER(name) LIKE $1 OR email LIKE $1 OR handle LIKE $1) \
+         WHERE {} AND (LOWER(name) LIKE $1 OR email LIKE $1 OR handle LIKE $1) \
          ORDER BY name, email LIMIT {}",
+        crate::auth::scim::NOT_ERASED,
         LIST_LIMIT + 1
     ))
     .bind(&needle)
@@ -226,7 +227,7 @@ async fn user_page(
     let mut conn = state.db.pool().acquire().await?;
     let row: ListRow = sqlx::query_as(
         "SELECT id, name, email, handle, org_role, role_source, disabled_at, last_login_at FROM users WHERE id = $1 \
-         AND email NOT LIKE 'erased-%'",
+         AND email NOT LIKE '%@erased.invalid'",
     )
     .bind(id)
     .fetch_optional(&mut *conn)

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
 use super::users::operations;
-use super::{ListQuery, MAX_PAGE, ScimError, ScimResult, authorize, base, list, parse_filter, scim_json};
+use super::{ListQuery, ScimError, ScimResult, authorize, base, fetch_page, list, paging, parse_filter, scim_json};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::auth::users;
@@ -62,8 +62,7 @@ pub(super) async fn list_groups(
     Query(q): Query<ListQuery>,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
-    let start = q.start_index.unwrap_or(1).max(1);
-    let count = q.count.unwrap_or(100).clamp(0, MAX_PAGE);
+    let (start, count) = paging(&q);
     let filter = q.filter.as_deref().map(parse_filter).transpose()?;
     let (condition, value) = match &filter {
         None => ("1 = 1", None),
@@ -75,26 +74,16 @@ pub(super) async fn list_groups(
         },
     };
     let mut conn = state.db.pool().acquire().await?;
-    let sql = format!(
-        "SELECT id, display_name, external_id, created_at, updated_at FROM scim_groups WHERE {condition} ORDER BY display_name LIMIT {count} OFFSET {}",
-        start - 1
-    );
-    let count_sql = format!("SELECT COUNT(*) FROM scim_groups WHERE {condition}");
-    let (total, rows): ((i64,), Vec<GroupRow>) = match &value {
-        Some(v) => (
-            sqlx::query_as(&count_sql).bind(v).fetch_one(&mut *conn).await?,
-            sqlx::query_as(&sql).bind(v).fetch_all(&mut *conn).await?,
-        ),
-        None => {
-            (sqlx::query_as(&count_sql).fetch_one(&mut *conn).await?, sqlx::query_as(&sql).fetch_all(&mut *conn).await?)
-        }
-    };
+    let from_where = format!("scim_groups WHERE {condition}");
+    let columns = "id, display_name, external_id, created_at, updated_at";
+    let (total, rows): (i64, Vec<GroupRow>) =
+        fetch_page(&mut conn, columns, &from_where, "display_name", value.as_deref(), (start, count)).await?;
     // Okta and Entra often ask with excludedAttributes=members; members are cheap enough to include.
     let mut resources = vec![];
     for g in &rows {
         resources.push(group_resource(&state, &mut conn, g).await?);
     }
-    Ok(scim_json(StatusCode::OK, list(resources, total.0, start)))
+    Ok(scim_json(StatusCode::OK, list(resources, total, start)))
 }
 
 pub(super) async fn get_group(

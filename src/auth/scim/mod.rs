@@ -288,6 +288,39 @@ pub(super) fn parse_filter(filter: &str) -> Result<(String, String), ScimError> 
     Ok((attr.to_ascii_lowercase(), value.replace("\\\"", "\"")))
 }
 
+/// Erased (GDPR) accounts are never shown to SCIM or in the console.
+pub(crate) const NOT_ERASED: &str = "email NOT LIKE '%@erased.invalid'";
+
+/// One page of `SELECT {columns} FROM {from_where} ORDER BY {order}` and the total count, with at
+/// most one bound value (`$1`) in `from_where`.
+pub(super) async fn fetch_page<T>(
+    conn: &mut sqlx::AnyConnection,
+    columns: &str,
+    from_where: &str,
+    order: &str,
+    value: Option<&str>,
+    (start, count): (i64, i64),
+) -> Result<(i64, Vec<T>), ScimError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    let total_sql = format!("SELECT COUNT(*) FROM {from_where}");
+    let page_sql = format!("SELECT {columns} FROM {from_where} ORDER BY {order} LIMIT {count} OFFSET {}", start - 1);
+    let mut total = sqlx::query_as::<_, (i64,)>(&total_sql);
+    let mut page = sqlx::query_as::<_, T>(&page_sql);
+    if let Some(v) = value {
+        total = total.bind(v.to_owned());
+        page = page.bind(v.to_owned());
+    }
+    let (n,) = total.fetch_one(&mut *conn).await?;
+    Ok((n, page.fetch_all(&mut *conn).await?))
+}
+
+/// `startIndex` (1-based) and `count`, clamped.
+pub(super) fn paging(q: &ListQuery) -> (i64, i64) {
+    (q.start_index.unwrap_or(1).max(1), q.count.unwrap_or(100).clamp(0, MAX_PAGE))
+}
+
 #[derive(Deserialize)]
 pub struct ListQuery {
     pub(super) filter: Option<String>,

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
-use super::{ListQuery, MAX_PAGE, ScimError, ScimResult, authorize, base, list, parse_filter, scim_json};
+use super::{ListQuery, ScimError, ScimResult, authorize, base, fetch_page, list, paging, parse_filter, scim_json};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::auth::model::OrgRole;
@@ -27,6 +27,9 @@ struct ScimUserRow {
     created_at: i64,
     updated_at: i64,
 }
+
+/// Users SCIM sees: provisioned ones (even deactivated), and active ones it may adopt; never erased ones.
+const VISIBLE: &str = "(scim_id IS NOT NULL OR disabled_at IS NULL) AND email NOT LIKE '%@erased.invalid'";
 
 const USER_COLUMNS: &str = "id, email, name, disabled_at, scim_external_id, created_at, updated_at";
 
@@ -50,12 +53,11 @@ fn user_resource(state: &AppState, u: &ScimUserRow) -> Value {
 
 async fn find_user(conn: &mut AnyConnection, id: &str) -> Result<ScimUserRow, ScimError> {
     // Users deprovisioned with DELETE are gone for SCIM (scim_id cleared) but kept, deactivated, for the audit trail.
-    let row: Option<ScimUserRow> = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND (scim_id IS NOT NULL OR disabled_at IS NULL) AND email NOT LIKE 'erased-%'"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<ScimUserRow> =
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND {VISIBLE}"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
     row.ok_or_else(ScimError::not_found)
 }
 
@@ -66,8 +68,7 @@ pub(super) async fn list_users(
     Query(q): Query<ListQuery>,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
-    let start = q.start_index.unwrap_or(1).max(1);
-    let count = q.count.unwrap_or(100).clamp(0, MAX_PAGE);
+    let (start, count) = paging(&q);
     let (condition, value) = match q.filter.as_deref().map(parse_filter).transpose()? {
         None => ("1 = 1".to_owned(), None),
         Some((attr, value)) => {
@@ -82,25 +83,12 @@ pub(super) async fn list_users(
             (format!("{column} = $1"), Some(v))
         }
     };
-    let visible = "(scim_id IS NOT NULL OR disabled_at IS NULL) AND email NOT LIKE 'erased-%'";
+    let from_where = format!("users WHERE {condition} AND {VISIBLE}");
     let mut conn = state.db.pool().acquire().await?;
-    let total_sql = format!("SELECT COUNT(*) FROM users WHERE {condition} AND {visible}");
-    let page_sql = format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE {condition} AND {visible} ORDER BY created_at, id LIMIT {count} OFFSET {}",
-        start - 1
-    );
-    let (total, rows): ((i64,), Vec<ScimUserRow>) = match &value {
-        Some(v) => (
-            sqlx::query_as(&total_sql).bind(v).fetch_one(&mut *conn).await?,
-            sqlx::query_as(&page_sql).bind(v).fetch_all(&mut *conn).await?,
-        ),
-        None => (
-            sqlx::query_as(&total_sql).fetch_one(&mut *conn).await?,
-            sqlx::query_as(&page_sql).fetch_all(&mut *conn).await?,
-        ),
-    };
+    let (total, rows): (i64, Vec<ScimUserRow>) =
+        fetch_page(&mut conn, USER_COLUMNS, &from_where, "created_at, id", value.as_deref(), (start, count)).await?;
     let resources = rows.iter().map(|u| user_resource(&state, u)).collect();
-    Ok(scim_json(StatusCode::OK, list(resources, total.0, start)))
+    Ok(scim_json(StatusCode::OK, list(resources, total, start)))
 }
 
 pub(super) async fn get_user(
