@@ -57,6 +57,7 @@ pub fn api() -> ApiRouter {
         .merge(auth::device::api())
         .merge(crate::audit::routes::api())
         .merge(crate::projects::routes::api())
+        .merge(crate::projects::specs_api::api())
 }
 
 /// Prepare everything `serve` needs: data directory, secret, database (migrated), storage.

@@ -13,6 +13,7 @@
 //! | ManageMembers    | ✓     |         | ✓     |          |        |        |                      |
 //! | ManageSettings   | ✓     |         | ✓     |          |        |        |                      |
 //! | Setup            | ✓     |         | ✓     |          |        |        |                      |
+//! | EditSpecs        | ✓     |         | ✓     |          |        |        |                      |
 //! | SetQuota         | ✓     |         |       |          |        |        |                      |
 //! | SetAuditRetention| ✓     |         |       |          |        |        |                      |
 //!
@@ -138,6 +139,8 @@ capability!(/// Rename, change visibility, archive and restore.
     ManageSettings, "manage_settings", |org, role| org == OrgRole::Admin || role == Some(ProjectRole::Maker), archived = true);
 capability!(/// Write `.arno/config.json` to the repository.
     Setup, "setup", |org, role| org == OrgRole::Admin || role == Some(ProjectRole::Maker));
+capability!(/// Edit specs: save, keep backups, restore versions.
+    EditSpecs, "edit_specs", |org, role| org == OrgRole::Admin || role == Some(ProjectRole::Maker));
 capability!(/// Change the project's size limit.
     SetQuota, "set_quota", |org, _role| org == OrgRole::Admin, archived = true);
 capability!(/// Keep the project's audit records longer than the instance does.

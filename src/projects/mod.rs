@@ -9,6 +9,7 @@ pub mod model;
 pub mod pages;
 pub mod routes;
 pub mod scan;
+pub mod specs_api;
 pub mod store;
 
 use std::collections::HashMap;

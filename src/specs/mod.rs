@@ -12,6 +12,7 @@ pub mod document;
 pub mod lint;
 pub mod render;
 pub mod table;
+pub mod versions;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

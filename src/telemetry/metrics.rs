@@ -45,6 +45,8 @@ impl Metrics {
             Box::new(sessions_active.clone()),
             Box::new(build_info),
             Box::new(crate::audit::RECORDS_TOTAL.clone()),
+            Box::new(crate::projects::specs_api::SAVE_TOTAL.clone()),
+            Box::new(crate::projects::specs_api::SAVE_DURATION.clone()),
             Box::new(crate::audit::stream::LAG_SECONDS.clone()),
         ] {
             registry.register(c).expect("metric registered once");

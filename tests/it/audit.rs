@@ -193,6 +193,32 @@ async fn every_mutating_route_writes_exactly_one_record() {
     b.request(Method::POST, &format!("/api/v1/projects/{pid}/scan"), &[("x-csrf-token", &csrf)], None, None).await;
     assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 5, "project.scan"));
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/scan"));
+    // Specs: a save and a backup.
+    let spec = format!("/api/v1/projects/{pid}/specs/Design_system/A.md");
+    let r = b
+        .json(
+            Method::PUT,
+            &spec,
+            &json!({"content": "---\nid: x\n---\n", "base_version": 0, "session_id": "s"}),
+            &[("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 6, "spec.save"));
+    expect(&mut covered, ("PUT", "/api/v1/projects/{id}/specs/{*path}"));
+    let r = b
+        .json(
+            Method::POST,
+            &format!("{spec}/backups"),
+            &json!({"content": "kept", "session_id": "s"}),
+            &[("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 7, "spec.backup"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/specs/{*path}"));
+    let before = before + 2;
+
     let mut conn = app.state.db.pool().acquire().await.unwrap();
     let dave_token = arno::auth::tokens::create(&mut conn, &dave.id, "d", None).await.unwrap().1;
     drop(conn);

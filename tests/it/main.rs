@@ -16,6 +16,7 @@ mod ops;
 mod projects;
 mod scim;
 mod setup;
+mod spec_editor;
 mod specs;
 mod storage;
 mod store;

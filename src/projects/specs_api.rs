@@ -1,0 +1,360 @@
+//! The spec editor's API: read a spec, save it under the versioned save contract, list its
+//! versions, view one, keep a backup, restore. `{*path}` is the file's path in the repository;
+//! the suffixes `/versions`, `/versions/{n}`, `/versions/{n}/restore` and `/backups` address its
+//! history (spec paths end in `.md`, so they cannot be mistaken for one).
+
+use std::sync::LazyLock;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+use super::model::Project;
+use super::store;
+use crate::app::AppState;
+use crate::audit::{self, Actor, Event, Origin, Outcome};
+use crate::auth::access::{EditSpecs, View};
+use crate::auth::{ApiUser, Authenticated};
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::RequestContext;
+use crate::http::api::{ApiJson, ApiRouter};
+use crate::specs::versions::{self, Current, Save, Saved, VersionInfo};
+use crate::specs::{RepoConfig, SpecFile};
+
+/// `md_save_total{result}`: saves by outcome (`saved`, `fast_forward`, `conflict`).
+pub static SAVE_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(Opts::new("md_save_total", "Spec saves, by result"), &["result"]).expect("valid metric")
+});
+/// `md_save_duration_seconds`: the save path, from request to commit.
+pub static SAVE_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    HistogramVec::new(
+        HistogramOpts::new("md_save_duration_seconds", "Spec save latency, request to durable commit")
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+        &["result"],
+    )
+    .expect("valid metric")
+});
+
+pub fn api() -> ApiRouter {
+    ApiRouter::new().routes(routes!(read_spec, save_spec, spec_action))
+}
+
+/// What a `{*path}` addresses.
+enum Target {
+    File(String),
+    Versions(String),
+    Version(String, i64),
+    Restore(String, i64),
+    Backups(String),
+}
+
+fn target(raw: &str) -> AppResult<Target> {
+    let raw = raw.trim_start_matches('/');
+    let bad = || AppError::field("path", "must be a spec path ending in .md");
+    if let Some(file) = raw.strip_suffix("/versions") {
+        return Ok(Target::Versions(file.to_owned()));
+    }
+    if let Some(file) = raw.strip_suffix("/backups") {
+        return Ok(Target::Backups(file.to_owned()));
+    }
+    if let Some((file, rest)) = raw.rsplit_once(".md/versions/") {
+        let file = format!("{file}.md");
+        return match rest.split_once('/') {
+            Some((n, "restore")) => Ok(Target::Restore(file, n.parse().map_err(|_| bad())?)),
+            None => Ok(Target::Version(file, rest.parse().map_err(|_| bad())?)),
+            _ => Err(bad()),
+        };
+    }
+    if raw.ends_with(".md") && crate::git::valid_path(raw) { Ok(Target::File(raw.to_owned())) } else { Err(bad()) }
+}
+
+fn file_of(t: &Target) -> &str {
+    match t {
+        Target::File(f) | Target::Versions(f) | Target::Version(f, _) | Target::Restore(f, _) | Target::Backups(f) => f,
+    }
+}
+
+/// The spec as scanned from git, if the scan has it, and whether the path is a spec path at all.
+async fn scanned(state: &AppState, project: &Project, path: &str) -> AppResult<(bool, Option<String>)> {
+    let config = project.config_json.as_deref().and_then(|c| RepoConfig::parse(c.as_bytes()).ok()).unwrap_or_default();
+    let mut conn = state.db.pool().acquire().await?;
+    let rows = store::components(&mut conn, &project.id).await?;
+    let raw = rows.into_iter().find(|r| r.file_path == path).map(|r| r.raw_text);
+    Ok((config.is_spec_path(path), raw))
+}
+
+/// `GET /api/v1/projects/{id}/specs/{*path}`: the spec (`{"path","content","version","content_sha"}`),
+/// or with `/versions` its history, or with `/versions/{n}` one version.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/specs/{*path}", tag = "specs",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug"),
+        ("path" = String, Path, description = "Spec path, e.g. Design_system/Button.md; append /versions or /versions/{n}")),
+    responses((status = 200, body = Current), (status = 404, body = ErrorBody)))]
+pub async fn read_spec(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path((id, path)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let t = target(&path)?;
+    let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
+    let (_, git) = scanned(&state, &project, file_of(&t)).await?;
+    let mut conn = state.db.pool().acquire().await?;
+    match t {
+        Target::File(file) => {
+            let current =
+                versions::current(&mut conn, &project.id, &file, git.as_deref()).await?.ok_or(AppError::NotFound)?;
+            Ok(Json(current).into_response())
+        }
+        Target::Versions(file) => {
+            let mut list = versions::list(&mut conn, &project.id, &file).await?;
+            if list.is_empty() {
+                // Never saved: the only version is the one from git.
+                let current = versions::current(&mut conn, &project.id, &file, git.as_deref())
+                    .await?
+                    .ok_or(AppError::NotFound)?;
+                list.push(VersionInfo {
+                    version: 1,
+                    kind: "git".into(),
+                    parent_version: None,
+                    content_sha: current.content_sha,
+                    saved_by: None,
+                    session_id: None,
+                    label: None,
+                    saved_at: project.scanned_at.unwrap_or_default(),
+                });
+            }
+            let items: Vec<_> = list
+                .iter()
+                .map(|v| {
+                    json!({"version": v.version, "kind": v.kind, "parent_version": v.parent_version,
+                    "content_sha": v.content_sha, "saved_by": v.saved_by, "session_id": v.session_id,
+                    "label": v.label, "saved_at": v.saved_at_text()})
+                })
+                .collect();
+            Ok(Json(items).into_response())
+        }
+        Target::Version(file, n) => {
+            let content = match versions::content_of(&mut conn, &project.id, &file, n).await? {
+                Some(c) => c,
+                None if n == 1 => git.ok_or(AppError::NotFound)?,
+                None => return Err(AppError::NotFound),
+            };
+            Ok(Json(
+                json!({"path": file, "version": n, "content_sha": versions::sha256_hex(&content), "content": content}),
+            )
+            .into_response())
+        }
+        Target::Restore(..) | Target::Backups(_) => Err(AppError::NotFound),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaveSpec {
+    pub content: String,
+    /// The version the text was edited from (0 to create a file git does not have).
+    pub base_version: i64,
+    /// The editor tab's session; saves of one session fast-forward over each other.
+    pub session_id: String,
+}
+
+fn problems(content: &str) -> Vec<serde_json::Value> {
+    let spec = SpecFile::parse(content);
+    spec.diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::specs::Severity::Error)
+        .map(|d| json!({"line": d.line, "message": d.message}))
+        .collect()
+}
+
+async fn editable(
+    state: &AppState,
+    auth: &Authenticated,
+    ctx: &RequestContext,
+    id: &str,
+    action: &str,
+) -> AppResult<Project> {
+    let (project, _grant) = super::authorize::<EditSpecs>(&state.db, auth, &Origin::from(ctx), id, action).await?;
+    Ok(project)
+}
+
+/// `PUT /api/v1/projects/{id}/specs/{*path}`: save (see docs/api.md for the contract).
+#[utoipa::path(put, path = "/api/v1/projects/{id}/specs/{*path}", tag = "specs",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug"), ("path" = String, Path, description = "Spec path")),
+    request_body = SaveSpec,
+    responses((status = 200, description = "`{\"version\",\"content_sha\",\"fast_forward\",\"problems\"}`"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "details: current_version, current_content, yours"),
+        (status = 413, body = ErrorBody)))]
+pub async fn save_spec(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path((id, path)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SaveSpec>,
+) -> AppResult<Response> {
+    let started = std::time::Instant::now();
+    let Target::File(file) = target(&path)? else { return Err(AppError::field("path", "save to the spec's own path")) };
+    let project = editable(&state, &auth, &ctx, &id, "spec.save").await?;
+    let (is_spec, git) = scanned(&state, &project, &file).await?;
+    if !is_spec {
+        return Err(AppError::field("path", "is not under the project's spec folder (componentsMd)"));
+    }
+    if body.session_id.len() > 100 {
+        return Err(AppError::field("session_id", "at most 100 characters"));
+    }
+    super::ensure_room(&state.config, &project, body.content.len())?;
+    let origin = Origin::from(&ctx);
+    let save = Save {
+        project_id: &project.id,
+        path: &file,
+        content: &body.content,
+        base_version: body.base_version,
+        session_id: &body.session_id,
+        user_id: &auth.user.id,
+    };
+    let mut tx = state.db.begin().await?;
+    let outcome = versions::save(&mut tx, state.db.backend(), &save, git.as_deref()).await?;
+    let result = match &outcome {
+        Saved::Saved { version, fast_forward, .. } => {
+            let event = Event::new("spec.save", Outcome::Allowed, Actor::of(&auth), &origin)
+                .project(&project.id)
+                .target("spec", &file)
+                .intent(json!({"version": version, "base_version": body.base_version, "fast_forward": fast_forward}));
+            audit::record(&mut tx, event).await?;
+            tx.commit().await?;
+            if *fast_forward { "fast_forward" } else { "saved" }
+        }
+        Saved::Conflict { current } => {
+            tx.rollback().await?;
+            let event = Event::new("spec.save", Outcome::Denied, Actor::of(&auth), &origin)
+                .project(&project.id)
+                .target("spec", &file)
+                .intent(json!({"reason": "conflict", "base_version": body.base_version, "current_version": current.version}));
+            audit::record_alone(&state.db, event).await?;
+            "conflict"
+        }
+    };
+    SAVE_TOTAL.with_label_values(&[result]).inc();
+    SAVE_DURATION.with_label_values(&[result]).observe(started.elapsed().as_secs_f64());
+    match outcome {
+        Saved::Saved { version, content_sha, fast_forward } => Ok(Json(json!({
+            "version": version, "content_sha": content_sha, "fast_forward": fast_forward,
+            "problems": problems(&body.content),
+        }))
+        .into_response()),
+        Saved::Conflict { current } => Ok(conflict(&current, &body.content)),
+    }
+}
+
+fn conflict(current: &Current, yours: &str) -> Response {
+    let body = json!({
+        "code": "conflict",
+        "message": format!("the spec changed since version you edited; it is at version {} now", current.version),
+        "details": {"current_version": current.version, "current_content": current.content, "yours": yours},
+        "trace_id": crate::http::context::current().map(|c| c.trace_id),
+    });
+    (StatusCode::CONFLICT, Json(body)).into_response()
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpecAction {
+    /// For `/backups`: the text to keep.
+    pub content: Option<String>,
+    pub session_id: String,
+    /// For `/backups`: a name for the backup.
+    pub label: Option<String>,
+}
+
+/// `POST /api/v1/projects/{id}/specs/{*path}` with `/backups` (keep text as a backup version,
+/// "discard mine") or `/versions/{n}/restore` (make version n current again, as a new version).
+#[utoipa::path(post, path = "/api/v1/projects/{id}/specs/{*path}", tag = "specs",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug"),
+        ("path" = String, Path, description = "Spec path followed by /backups or /versions/{n}/restore")),
+    request_body = SpecAction,
+    responses((status = 201, description = "`{\"version\"}`"), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn spec_action(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path((id, path)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SpecAction>,
+) -> AppResult<Response> {
+    let t = target(&path)?;
+    let action = match &t {
+        Target::Backups(_) => "spec.backup",
+        Target::Restore(..) => "spec.restore",
+        _ => return Err(AppError::field("path", "POST to …/backups or …/versions/{n}/restore")),
+    };
+    let project = editable(&state, &auth, &ctx, &id, action).await?;
+    let (_, git) = scanned(&state, &project, file_of(&t)).await?;
+    let origin = Origin::from(&ctx);
+    let mut tx = state.db.begin().await?;
+    let (version, intent) = match &t {
+        Target::Backups(file) => {
+            let content =
+                body.content.as_deref().ok_or_else(|| AppError::field("content", "is required for a backup"))?;
+            super::ensure_room(&state.config, &project, content.len())?;
+            let label = body.label.as_deref().unwrap_or("kept from a conflict");
+            let save = Save {
+                project_id: &project.id,
+                path: file,
+                content,
+                base_version: 0,
+                session_id: &body.session_id,
+                user_id: &auth.user.id,
+            };
+            let v = versions::backup(&mut tx, state.db.backend(), &save, label, git.as_deref())
+                .await?
+                .ok_or(AppError::NotFound)?;
+            (v, json!({"version": v, "label": label}))
+        }
+        Target::Restore(file, n) => {
+            // Version 1 (the file from git) gets its row first if nobody saved yet.
+            versions::materialize(&mut tx, state.db.backend(), &project.id, file, git.as_deref()).await?;
+            let (v, _) =
+                versions::restore(&mut tx, state.db.backend(), &project.id, file, *n, &auth.user.id, &body.session_id)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
+            (v, json!({"version": v, "restored": n}))
+        }
+        _ => unreachable!("checked above"),
+    };
+    let event = Event::new(action, Outcome::Allowed, Actor::of(&auth), &origin)
+        .project(&project.id)
+        .target("spec", file_of(&t))
+        .intent(intent);
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(json!({"version": version}))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_suffixes() {
+        assert!(matches!(target("Design_system/Button.md"), Ok(Target::File(f)) if f == "Design_system/Button.md"));
+        assert!(
+            matches!(target("Design_system/Button.md/versions"), Ok(Target::Versions(f)) if f == "Design_system/Button.md")
+        );
+        assert!(matches!(target("D/B.md/versions/7"), Ok(Target::Version(f, 7)) if f == "D/B.md"));
+        assert!(matches!(target("D/B.md/versions/7/restore"), Ok(Target::Restore(f, 7)) if f == "D/B.md"));
+        assert!(matches!(target("D/B.md/backups"), Ok(Target::Backups(f)) if f == "D/B.md"));
+        for bad in ["D/B.txt", "../x.md", "D/B.md/versions/x", "D/B.md/versions/1/delete", ".git/x.md"] {
+            assert!(target(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The spec editor's save contract: versions, same-session fast-forward, conflicts, backups,
+//! restore, purge to 20, racing saves, permissions.
+
+use arno::auth::OrgRole;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::git::git;
+use crate::support::{TestApp, api};
+
+const BUTTON: &str = "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\nname: Button\n---\n# Button\n";
+
+struct Editor {
+    app: TestApp,
+    _roots: tempfile::TempDir,
+    maker: String,
+    maker2: String,
+    viewer: String,
+    stranger: String,
+}
+
+async fn setup() -> Editor {
+    let roots = tempfile::tempdir().unwrap();
+    let root = roots.path().canonicalize().unwrap();
+    let repo = root.join("ds");
+    std::fs::create_dir_all(repo.join("Design_system")).unwrap();
+    std::fs::write(repo.join("Design_system/Button.md"), BUTTON).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    let app = TestApp::start_with(&[("ARNO_GIT_LOCAL_ROOTS", root.to_str().unwrap())]).await;
+    let (_, admin) = app.user_with_token("root@example.com", OrgRole::Admin).await;
+    let r = api(
+        Method::POST,
+        &app.url("/api/v1/projects"),
+        Some(&admin),
+        Some(json!({"name": "DS", "repository": {"provider": "local", "path": repo}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut tokens = vec![];
+    for (email, role) in [
+        ("m1@example.com", Some("maker")),
+        ("m2@example.com", Some("maker")),
+        ("v@example.com", Some("viewer")),
+        ("s@example.com", None),
+    ] {
+        let (user, token) = app.user_with_token(email, OrgRole::Member).await;
+        if let Some(role) = role {
+            let r = api(
+                Method::PUT,
+                &app.url(&format!("/api/v1/projects/ds/members/{}", user.id)),
+                Some(&admin),
+                Some(json!({"role": role})),
+            )
+            .await;
+            assert!(r.status.is_success());
+        }
+        tokens.push(token);
+    }
+    let [maker, maker2, viewer, stranger]: [String; 4] = tokens.try_into().unwrap();
+    Editor { app, _roots: roots, maker, maker2, viewer, stranger }
+}
+
+const FILE: &str = "/api/v1/projects/ds/specs/Design_system/Button.md";
+
+async fn save(e: &Editor, token: &str, content: &str, base: i64, session: &str) -> crate::support::Page {
+    api(
+        Method::PUT,
+        &e.app.url(FILE),
+        Some(token),
+        Some(json!({"content": content, "base_version": base, "session_id": session})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_save_contract() {
+    let e = setup().await;
+    let r = api(Method::GET, &e.app.url(FILE), Some(&e.viewer), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((r.json()["version"].as_i64(), r.json()["content"].as_str()), (Some(1), Some(BUTTON)));
+
+    let v2 = format!("{BUTTON}\nFirst edit.\n");
+    let r = save(&e, &e.maker, &v2, 1, "tab-a").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((r.json()["version"].as_i64(), r.json()["fast_forward"].as_bool()), (Some(2), Some(false)));
+    // The same tab saves again from its old base: fast-forwarded.
+    let v3 = format!("{v2}Second edit.\n");
+    let r = save(&e, &e.maker, &v3, 1, "tab-a").await;
+    assert_eq!(
+        (r.status, r.json()["version"].as_i64(), r.json()["fast_forward"].as_bool()),
+        (StatusCode::OK, Some(3), Some(true))
+    );
+
+    // Another tab of the same user, and another user: conflicts, with both texts.
+    let mine = format!("{BUTTON}\nOther tab.\n");
+    let r = save(&e, &e.maker, &mine, 2, "tab-b").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    let details = &r.json()["details"];
+    assert_eq!(
+        (details["current_version"].as_i64(), details["current_content"].as_str(), details["yours"].as_str()),
+        (Some(3), Some(v3.as_str()), Some(mine.as_str()))
+    );
+    assert_eq!(r.json()["code"], "conflict");
+    let r = save(&e, &e.maker2, "x", 1, "tab-a").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "same session id, different user");
+
+    // "Discard mine": kept as a backup, not current.
+    let r = api(
+        Method::POST,
+        &e.app.url(&format!("{FILE}/backups")),
+        Some(&e.maker),
+        Some(json!({"content": mine, "session_id": "tab-b"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let backup = r.json()["version"].as_i64().unwrap();
+    // "Save mine": explicit overwrite on the new base.
+    let r = save(&e, &e.maker, &mine, 3, "tab-b").await;
+    assert_eq!(r.json()["version"].as_i64(), Some(backup + 1));
+
+    let list = api(Method::GET, &e.app.url(&format!("{FILE}/versions")), Some(&e.viewer), None).await.json();
+    let kinds: Vec<(i64, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_i64().unwrap(), v["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [(5, "save"), (4, "backup"), (3, "save"), (2, "save"), (1, "git")]);
+    assert_eq!(list[1]["label"], "kept from a conflict");
+    let old = api(Method::GET, &e.app.url(&format!("{FILE}/versions/2")), Some(&e.viewer), None).await.json();
+    assert_eq!(old["content"], v2);
+
+    // Restore version 2: a new version with its text.
+    let r = api(
+        Method::POST,
+        &e.app.url(&format!("{FILE}/versions/2/restore")),
+        Some(&e.maker),
+        Some(json!({"session_id": "tab-a"})),
+    )
+    .await;
+    assert_eq!((r.status, r.json()["version"].as_i64()), (StatusCode::CREATED, Some(6)));
+    let now = api(Method::GET, &e.app.url(FILE), Some(&e.viewer), None).await.json();
+    assert_eq!((now["version"].as_i64(), now["content"].as_str()), (Some(6), Some(v2.as_str())));
+
+    // A broken spec is saved as a draft, with its problems.
+    let r = save(&e, &e.maker, "# no frontmatter\n<!-- arno:props v1 -->\n", 6, "tab-a").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json()["problems"].as_array().unwrap().len() >= 2, "{}", r.text);
+
+    // Permissions and bad paths.
+    assert_eq!(save(&e, &e.viewer, "x", 7, "t").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(save(&e, &e.stranger, "x", 7, "t").await.status, StatusCode::NOT_FOUND);
+    let r = api(
+        Method::PUT,
+        &e.app.url("/api/v1/projects/ds/specs/README.md"),
+        Some(&e.maker),
+        Some(json!({"content": "x", "base_version": 0, "session_id": "t"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = api(
+        Method::PUT,
+        &e.app.url("/api/v1/projects/ds/specs/Design_system/New.md"),
+        Some(&e.maker),
+        Some(json!({"content": BUTTON, "base_version": 0, "session_id": "t"})),
+    )
+    .await;
+    assert_eq!((r.status, r.json()["version"].as_i64()), (StatusCode::OK, Some(1)), "{}", r.text);
+
+    let (saves, conflicts): ((i64,), (i64,)) = (
+        sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'spec.save' AND outcome = 'allowed'").fetch_one(e.app.state.db.pool()).await.unwrap(),
+        sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'spec.save' AND outcome = 'denied' AND intent LIKE '%conflict%'").fetch_one(e.app.state.db.pool()).await.unwrap(),
+    );
+    assert_eq!((saves.0, conflicts.0), (5, 2));
+}
+
+#[tokio::test]
+async fn history_keeps_twenty_versions_and_every_backup() {
+    let e = setup().await;
+    let mut base = 1;
+    for i in 0..25 {
+        if i % 5 == 0 {
+            let r = api(
+                Method::POST,
+                &e.app.url(&format!("{FILE}/backups")),
+                Some(&e.maker),
+                Some(json!({"content": format!("backup {i}"), "session_id": "s"})),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::CREATED);
+        }
+        let r = save(&e, &e.maker, &format!("{BUTTON}edit {i}\n"), base, "s").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        base = r.json()["version"].as_i64().unwrap();
+    }
+    let list = api(Method::GET, &e.app.url(&format!("{FILE}/versions")), Some(&e.maker), None).await.json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.iter().filter(|v| v["kind"] != "backup").count(), 20);
+    assert_eq!(list.iter().filter(|v| v["kind"] == "backup").count(), 5);
+    assert_eq!(list[0]["version"].as_i64(), Some(base));
+}
+
+#[tokio::test]
+async fn racing_saves_on_one_base_exactly_one_wins() {
+    let e = setup().await;
+    for round in 0..5 {
+        let current =
+            api(Method::GET, &e.app.url(FILE), Some(&e.maker), None).await.json()["version"].as_i64().unwrap();
+        let (text_a, text_b) = (format!("{BUTTON}A{round}\n"), format!("{BUTTON}B{round}\n"));
+        let (session_a, session_b) = (format!("a{round}"), format!("b{round}"));
+        let (a, b) = tokio::join!(
+            save(&e, &e.maker, &text_a, current, &session_a),
+            save(&e, &e.maker2, &text_b, current, &session_b),
+        );
+        let mut statuses = [a.status, b.status];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "round {round}: {} / {}", a.text, b.text);
+        let winner: &Value = &if a.status == StatusCode::OK { a.json() } else { b.json() };
+        let now = api(Method::GET, &e.app.url(FILE), Some(&e.maker), None).await.json();
+        assert_eq!(now["version"], winner["version"]);
+    }
+}
