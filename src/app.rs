@@ -58,6 +58,7 @@ pub fn api() -> ApiRouter {
         .merge(crate::audit::routes::api())
         .merge(crate::projects::routes::api())
         .merge(crate::projects::specs_api::api())
+        .merge(crate::projects::comments::api())
 }
 
 /// Prepare everything `serve` needs: data directory, secret, database (migrated), storage.

@@ -28,3 +28,19 @@ CREATE TABLE spec_versions (
     PRIMARY KEY (project_id, path, version),
     FOREIGN KEY (project_id, path) REFERENCES spec_files (project_id, path) ON DELETE CASCADE
 );
+
+-- Comments on specs: threads (a root comment) with replies; a thread is resolved or open.
+CREATE TABLE spec_comments (
+    id          TEXT PRIMARY KEY NOT NULL,
+    project_id  TEXT NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+    path        TEXT NOT NULL,
+    thread_id   TEXT NOT NULL,                     -- the root comment's id (itself for a root)
+    author_id   TEXT REFERENCES users (id) ON DELETE SET NULL,
+    body        TEXT NOT NULL,
+    version     BIGINT,                            -- the spec version it was written against
+    created_at  BIGINT NOT NULL,
+    resolved_at BIGINT,                            -- on the root
+    resolved_by TEXT REFERENCES users (id) ON DELETE SET NULL
+);
+CREATE INDEX spec_comments_file ON spec_comments (project_id, path, created_at);
+CREATE INDEX spec_comments_author ON spec_comments (author_id);

@@ -14,6 +14,7 @@
 //! | ManageSettings   | ✓     |         | ✓     |          |        |        |                      |
 //! | Setup            | ✓     |         | ✓     |          |        |        |                      |
 //! | EditSpecs        | ✓     |         | ✓     |          |        |        |                      |
+//! | Comment          | ✓     |         | ✓     | ✓        | ✓      |        |                      |
 //! | SetQuota         | ✓     |         |       |          |        |        |                      |
 //! | SetAuditRetention| ✓     |         |       |          |        |        |                      |
 //!
@@ -141,6 +142,9 @@ capability!(/// Write `.arno/config.json` to the repository.
     Setup, "setup", |org, role| org == OrgRole::Admin || role == Some(ProjectRole::Maker));
 capability!(/// Edit specs: save, keep backups, restore versions.
     EditSpecs, "edit_specs", |org, role| org == OrgRole::Admin || role == Some(ProjectRole::Maker));
+capability!(/// Comment on specs: start threads, reply, resolve and reopen.
+    Comment, "comment", |org, role| org == OrgRole::Admin
+        || matches!(role, Some(ProjectRole::Maker | ProjectRole::Frontend | ProjectRole::Editor)));
 capability!(/// Change the project's size limit.
     SetQuota, "set_quota", |org, _role| org == OrgRole::Admin, archived = true);
 capability!(/// Keep the project's audit records longer than the instance does.

@@ -45,7 +45,9 @@ pub async fn erase(db: &Db, keys: &Keys, user_id: &str, by: &Authenticated, orig
     sessions::delete_for_user(&mut tx, user_id).await?;
     tokens::delete_for_user(&mut tx, user_id).await?;
     crate::projects::end_memberships(&mut tx, user_id).await?;
-    // Personal content (spec versions, comments) is removed here as those domains arrive.
+    // Their comments lose text and author; spec versions stay (the project's design) but forget who saved them.
+    crate::projects::comments::erase_user(&mut tx, user_id).await?;
+    crate::specs::versions::forget_user(&mut tx, user_id).await?;
     let by_self = by.user.id == user_id;
     let event = Event::new(
         "user.erase",
@@ -178,6 +180,8 @@ pub async fn export_me(
         .collect();
     let tokens = tokens::list(&mut conn, &user.id).await?;
     let records = audit::records_of_actor(&mut conn, &user.id).await?;
+    let spec_versions = crate::specs::versions::of_user(&mut conn, &user.id).await?;
+    let comments = crate::projects::comments::of_user(&mut conn, &user.id).await?;
     drop(conn);
     let origin = Origin::from(&ctx);
     let event = Event::new("user.export", Outcome::Allowed, Actor::of(&auth), &origin)
@@ -193,8 +197,8 @@ pub async fn export_me(
         "sessions": sessions,
         "api_tokens": tokens,
         "memberships": crate::projects::memberships_of(&state.db, &auth.user.id).await?,
-        "spec_versions": [],
-        "comments": [],
+        "spec_versions": spec_versions,
+        "comments": comments,
         "audit_records": records,
     });
     let mut response = Json(body).into_response();

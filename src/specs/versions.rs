@@ -381,3 +381,31 @@ pub async fn restore(
     purge(conn, project_id, path).await?;
     Ok(Some((next, sha)))
 }
+
+/// For the GDPR export: the versions a user saved (without the design content itself).
+pub async fn of_user(conn: &mut AnyConnection, user_id: &str) -> AppResult<Vec<serde_json::Value>> {
+    let rows: Vec<(String, String, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT project_id, path, version, kind, content_sha, saved_at FROM spec_versions WHERE saved_by = $1 ORDER BY saved_at",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(project_id, path, version, kind, sha, at)| {
+            serde_json::json!({"project_id": project_id, "path": path, "version": version, "kind": kind,
+                               "content_sha": sha, "saved_at": rfc3339(at)})
+        })
+        .collect())
+}
+
+/// For erasure, inside its transaction: versions stay (they are the project's design), but no
+/// longer say who saved them or from which editing session.
+pub async fn forget_user(conn: &mut AnyConnection, user_id: &str) -> AppResult<u64> {
+    let done = sqlx::query("UPDATE spec_versions SET saved_by = NULL, session_id = NULL WHERE saved_by = $1")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE spec_files SET updated_by = NULL WHERE updated_by = $1").bind(user_id).execute(conn).await?;
+    Ok(done.rows_affected())
+}

@@ -217,7 +217,23 @@ async fn every_mutating_route_writes_exactly_one_record() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 7, "spec.backup"));
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/specs/{*path}"));
-    let before = before + 2;
+    // Comments: a thread, a reply, resolve, reopen.
+    let comments = format!("/api/v1/projects/{pid}/comments");
+    let h = [("x-csrf-token", csrf.as_str())];
+    let t = b.json(Method::POST, &comments, &json!({"path": "Design_system/A.md", "body": "Why?"}), &h).await.json();
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 8, "comment.create"));
+    let tid = t["id"].as_str().unwrap().to_owned();
+    b.json(Method::POST, &format!("{comments}/{tid}/replies"), &json!({"body": "Because."}), &h).await;
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 9, "comment.reply"));
+    b.request(Method::POST, &format!("{comments}/{tid}/resolve"), &h, None, None).await;
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 10, "comment.resolve"));
+    b.request(Method::POST, &format!("{comments}/{tid}/reopen"), &h, None, None).await;
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 11, "comment.reopen"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/comments"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/comments/{comment_id}/replies"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/comments/{comment_id}/resolve"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/comments/{comment_id}/reopen"));
+    let before = before + 6;
 
     let mut conn = app.state.db.pool().acquire().await.unwrap();
     let dave_token = arno::auth::tokens::create(&mut conn, &dave.id, "d", None).await.unwrap().1;

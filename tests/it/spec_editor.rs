@@ -12,6 +12,7 @@ const BUTTON: &str = "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\nname: Butto
 
 struct Editor {
     app: TestApp,
+    admin: String,
     _roots: tempfile::TempDir,
     maker: String,
     maker2: String,
@@ -59,7 +60,7 @@ async fn setup() -> Editor {
         tokens.push(token);
     }
     let [maker, maker2, viewer, stranger]: [String; 4] = tokens.try_into().unwrap();
-    Editor { app, _roots: roots, maker, maker2, viewer, stranger }
+    Editor { app, admin, _roots: roots, maker, maker2, viewer, stranger }
 }
 
 const FILE: &str = "/api/v1/projects/ds/specs/Design_system/Button.md";
@@ -221,4 +222,65 @@ async fn racing_saves_on_one_base_exactly_one_wins() {
         let now = api(Method::GET, &e.app.url(FILE), Some(&e.maker), None).await.json();
         assert_eq!(now["version"], winner["version"]);
     }
+}
+
+#[tokio::test]
+async fn comment_threads_replies_resolution_and_gdpr() {
+    let e = setup().await;
+    let url = |p: &str| e.app.url(&format!("/api/v1/projects/ds/comments{p}"));
+    let r = api(
+        Method::POST,
+        &url(""),
+        Some(&e.maker),
+        Some(json!({"path": "Design_system/Button.md", "body": "Should `size` default to md?", "version": 1})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let thread = r.json();
+    let tid = thread["id"].as_str().unwrap().to_owned();
+    assert_eq!((thread["resolved"].as_bool(), thread["version"].as_i64()), (Some(false), Some(1)));
+    let r = api(Method::POST, &url(&format!("/{tid}/replies")), Some(&e.maker2), Some(json!({"body": "Yes."}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["replies"][0]["body"], "Yes.");
+    let reply_id = r.json()["replies"][0]["id"].as_str().unwrap().to_owned();
+    // Resolving through a reply resolves the thread; reopening too.
+    let r = api(Method::POST, &url(&format!("/{reply_id}/resolve")), Some(&e.maker2), None).await;
+    assert_eq!((r.status, r.json()["resolved"].as_bool()), (StatusCode::OK, Some(true)));
+    let r = api(Method::POST, &url(&format!("/{tid}/reopen")), Some(&e.maker), None).await;
+    assert_eq!(r.json()["resolved"], false);
+
+    // Viewers read but do not write; others do not see the project; bad input is refused.
+    let list = api(Method::GET, &url("?path=Design_system/Button.md"), Some(&e.viewer), None).await.json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["replies"].as_array().unwrap().len(), 1);
+    assert_eq!(api(Method::GET, &url("?path=Design_system/Other.md"), Some(&e.viewer), None).await.json(), json!([]));
+    let r =
+        api(Method::POST, &url(""), Some(&e.viewer), Some(json!({"path": "Design_system/Button.md", "body": "hi"})))
+            .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(api(Method::GET, &url(""), Some(&e.stranger), None).await.status, StatusCode::NOT_FOUND);
+    let r =
+        api(Method::POST, &url(""), Some(&e.maker), Some(json!({"path": "Design_system/Button.md", "body": "   "})))
+            .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        api(Method::POST, &url("/nope/replies"), Some(&e.maker), Some(json!({"body": "x"}))).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // GDPR: the export lists comments and saved versions; erasure removes the comment text.
+    save(&e, &e.maker2, &format!("{BUTTON}edit\n"), 1, "t").await;
+    let export = api(Method::GET, &e.app.url("/api/v1/me/export"), Some(&e.maker2), None).await.json();
+    assert_eq!(export["comments"][0]["body"], "Yes.");
+    assert_eq!(export["spec_versions"][0]["version"], 2);
+    let me = api(Method::GET, &e.app.url("/api/v1/me"), Some(&e.maker2), None).await.json();
+    let r =
+        api(Method::DELETE, &e.app.url(&format!("/api/v1/users/{}", me["id"].as_str().unwrap())), Some(&e.admin), None)
+            .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let list = api(Method::GET, &url(""), Some(&e.viewer), None).await.json();
+    assert_eq!(list[0]["replies"][0]["body"], "(removed)");
+    assert_eq!(list[0]["replies"][0]["author"]["name"], "Deleted user");
+    let versions = api(Method::GET, &e.app.url(&format!("{FILE}/versions")), Some(&e.viewer), None).await.json();
+    assert_eq!(versions[0]["saved_by"], Value::Null, "versions stay, without who saved them");
 }
