@@ -38,6 +38,8 @@ pub struct AppState {
     pub repos: Arc<crate::projects::Repos>,
     /// Configured OpenID providers.
     pub oidc: Arc<auth::oidc::Oidc>,
+    /// Live project events for open pages.
+    pub events: crate::projects::events::Bus,
 }
 
 pub struct App {
@@ -59,6 +61,7 @@ pub fn api() -> ApiRouter {
         .merge(crate::projects::routes::api())
         .merge(crate::projects::specs_api::api())
         .merge(crate::projects::comments::api())
+        .merge(ApiRouter::new().routes(utoipa_axum::routes!(crate::projects::events::stream)))
 }
 
 /// Prepare everything `serve` needs: data directory, secret, database (migrated), storage.
@@ -86,6 +89,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         keys: Arc::new(Keys::derive(&secret)),
         openapi: Arc::new(serde_json::to_value(&openapi).context("serialising the OpenAPI document")?),
         repos: Arc::new(crate::projects::Repos::default()),
+        events: crate::projects::events::Bus::default(),
     };
     let setup_token = auth::setup::issue_if_needed(&state.db, &state.config.data_dir).await.map_err(to_anyhow)?;
     let router = router(state.clone(), api_router);
@@ -240,6 +244,12 @@ pub async fn serve(
     let mut main = tokio::spawn(main.into_future());
     let mut metrics = tokio::spawn(metrics.into_future());
     let housekeeping = tokio::spawn(maintenance(app.state.clone(), stop_rx.clone()));
+    let events = app.state.events.clone();
+    let listener = tokio::spawn(events.clone().listen(
+        app.state.db.clone(),
+        app.state.config.database_url.expose().to_owned(),
+        stop_rx.clone(),
+    ));
     let config = &app.state.config;
     let streaming = match (&config.audit_stream_urls, &config.audit_stream_token) {
         (urls, Some(token)) if !urls.is_empty() => {
@@ -262,10 +272,12 @@ pub async fn serve(
         "shutting down; finishing in-flight requests"
     );
     let _ = stop_tx.send(true);
+    events.close();
     let drained = tokio::time::timeout(timeout, async {
         let _ = main.await;
         let _ = metrics.await;
         let _ = housekeeping.await;
+        let _ = listener.await;
         if let Some(s) = streaming {
             let _ = s.await;
         }

@@ -224,13 +224,16 @@ pub async fn save_spec(
     let mut tx = state.db.begin().await?;
     let outcome = versions::save(&mut tx, state.db.backend(), &save, git.as_deref()).await?;
     let result = match &outcome {
-        Saved::Saved { version, fast_forward, .. } => {
+        Saved::Saved { version, fast_forward, content_sha } => {
             let event = Event::new("spec.save", Outcome::Allowed, Actor::of(&auth), &origin)
                 .project(&project.id)
                 .target("spec", &file)
                 .intent(json!({"version": version, "base_version": body.base_version, "fast_forward": fast_forward}));
             audit::record(&mut tx, event).await?;
+            let live = saved_event(&auth, &project.id, &file, *version, content_sha);
+            state.events.within(&mut tx, state.db.backend(), &live).await?;
             tx.commit().await?;
+            state.events.after_commit(state.db.backend(), live);
             if *fast_forward { "fast_forward" } else { "saved" }
         }
         Saved::Conflict { current } => {
@@ -252,6 +255,24 @@ pub async fn save_spec(
         }))
         .into_response()),
         Saved::Conflict { current } => Ok(conflict(&current, &body.content)),
+    }
+}
+
+fn saved_event(
+    auth: &Authenticated,
+    project_id: &str,
+    path: &str,
+    version: i64,
+    sha: &str,
+) -> super::events::ProjectEvent {
+    super::events::ProjectEvent {
+        project_id: project_id.to_owned(),
+        kind: "spec_saved".into(),
+        path: path.to_owned(),
+        version,
+        content_sha: sha.to_owned(),
+        by_name: auth.user.name.clone(),
+        by_handle: auth.user.handle.clone(),
     }
 }
 
@@ -301,6 +322,7 @@ pub async fn spec_action(
     let (_, git) = scanned(&state, &project, file_of(&t)).await?;
     let origin = Origin::from(&ctx);
     let mut tx = state.db.begin().await?;
+    let mut live = None;
     let (version, intent) = match &t {
         Target::Backups(file) => {
             let content =
@@ -323,10 +345,13 @@ pub async fn spec_action(
         Target::Restore(file, n) => {
             // Version 1 (the file from git) gets its row first if nobody saved yet.
             versions::materialize(&mut tx, state.db.backend(), &project.id, file, git.as_deref()).await?;
-            let (v, _) =
+            let (v, sha) =
                 versions::restore(&mut tx, state.db.backend(), &project.id, file, *n, &auth.user.id, &body.session_id)
                     .await?
                     .ok_or(AppError::NotFound)?;
+            let event = saved_event(&auth, &project.id, file, v, &sha);
+            state.events.within(&mut tx, state.db.backend(), &event).await?;
+            live = Some(event);
             (v, json!({"version": v, "restored": n}))
         }
         _ => unreachable!("checked above"),
@@ -337,6 +362,9 @@ pub async fn spec_action(
         .intent(intent);
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    if let Some(event) = live {
+        state.events.after_commit(state.db.backend(), event);
+    }
     Ok((StatusCode::CREATED, Json(json!({"version": version}))).into_response())
 }
 

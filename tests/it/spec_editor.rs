@@ -284,3 +284,82 @@ async fn comment_threads_replies_resolution_and_gdpr() {
     let versions = api(Method::GET, &e.app.url(&format!("{FILE}/versions")), Some(&e.viewer), None).await.json();
     assert_eq!(versions[0]["saved_by"], Value::Null, "versions stay, without who saved them");
 }
+
+/// Read server-sent events until one with `event: {kind}` arrives or `wait` passes.
+async fn next_event(
+    r: &mut reqwest::Response,
+    buffer: &mut String,
+    kind: &str,
+    wait: std::time::Duration,
+) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let event = frame.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or_default().to_owned();
+            let data = frame.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or_default().to_owned();
+            if event == kind {
+                return serde_json::from_str(&data).ok();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout_at(deadline, r.chunk()).await.ok()?.ok()??;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn open_pages_learn_of_saves_within_a_second() {
+    let e = setup().await;
+    let mut stream = crate::support::client()
+        .get(e.app.url("/api/v1/projects/ds/events?path=Design_system/Button.md"))
+        .bearer_auth(&e.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut buffer = String::new();
+    // (On PostgreSQL the listener connects in the background: save until it is there.)
+    let mut base = 1;
+    let mut seen = None;
+    for i in 0..10 {
+        let other = api(
+            Method::PUT,
+            &e.app.url("/api/v1/projects/ds/specs/Design_system/Other.md"),
+            Some(&e.maker),
+            Some(json!({"content": "x", "base_version": if i == 0 { 0 } else { i }, "session_id": "o"})),
+        )
+        .await;
+        assert!(other.status.is_success(), "{}", other.text);
+        let r = save(&e, &e.maker, &format!("{BUTTON}{i}\n"), base, "live").await;
+        base = r.json()["version"].as_i64().unwrap();
+        if let Some(ev) = next_event(&mut stream, &mut buffer, "spec_saved", std::time::Duration::from_secs(1)).await {
+            seen = Some((ev, base));
+            break;
+        }
+    }
+    let (event, version) = seen.expect("a save is announced to open pages");
+    assert_eq!(event["path"], "Design_system/Button.md", "filtered to the page's spec");
+    assert_eq!(event["version"].as_i64(), Some(version));
+    assert_eq!(event["by_handle"], "m1");
+    // Restores are announced too.
+    api(
+        Method::POST,
+        &e.app.url(&format!("{FILE}/versions/1/restore")),
+        Some(&e.maker),
+        Some(json!({"session_id": "live"})),
+    )
+    .await;
+    let ev = next_event(&mut stream, &mut buffer, "spec_saved", std::time::Duration::from_secs(2))
+        .await
+        .expect("restore announced");
+    assert_eq!(ev["version"].as_i64(), Some(version + 1));
+    let r = crate::support::client()
+        .get(e.app.url("/api/v1/projects/ds/events"))
+        .bearer_auth(&e.stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
