@@ -223,6 +223,20 @@ fn config_check(loaded: &arno::config::Loaded) -> ExitCode {
     for r in &loaded.resolved {
         println!("{:width$} = {}  # {} ({})", r.env, r.shown, r.key, r.source);
     }
+    for p in &loaded.config.oidc {
+        // Never the client secret.
+        println!(
+            "# [[oidc]] {} \"{}\": issuer {}, client {}, groups claim {}, {} org and {} project group mapping(s){}",
+            p.id,
+            p.name,
+            p.issuer,
+            p.client_id,
+            p.groups_claim,
+            p.org_roles.len(),
+            p.project_roles.len(),
+            if p.strict { ", strict" } else { "" }
+        );
+    }
     println!("# configuration is valid");
     ExitCode::SUCCESS
 }

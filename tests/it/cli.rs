@@ -43,7 +43,12 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
     let toml = dir.path().join("arno.toml");
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t-xyz\n").unwrap();
-    std::fs::write(&toml, "listen = \"127.0.0.1:7100\"\nmetrics_listen = \"127.0.0.1:7101\"\nbogus = 1\n").unwrap();
+    std::fs::write(
+        &toml,
+        "listen = \"127.0.0.1:7100\"\nmetrics_listen = \"127.0.0.1:7101\"\nbogus = 1\n\
+         [[oidc]]\nid = \"corp\"\nissuer = \"https://idp.example\"\nclient_id = \"arno\"\nclient_secret = \"oidc-s3cr3t\"\n",
+    )
+    .unwrap();
     let out = arno(
         &env(&[
             ("ARNO_CONFIG", toml.to_str().unwrap()),
@@ -68,6 +73,7 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
     );
     assert!(stdout.lines().any(|l| l.starts_with("ARNO_SECRET_KEY ") && l.contains("[redacted]")), "{stdout}");
     assert!(!stdout.contains("s3cr3t") && !stdout.contains("pw-in-url"), "{stdout}");
+    assert!(stdout.contains("# [[oidc]] corp \"corp\": issuer https://idp.example/, client arno"), "{stdout}");
     assert!(stderr.contains("ARNO_TYPO"), "{stderr}");
     assert!(stderr.contains("`bogus`"), "{stderr}");
 }
