@@ -90,7 +90,6 @@ fn main() -> anyhow::Result<()> {
         let mut tasks = vec![];
         for editor in 0..4 {
             let save = save.clone();
-            let spec = spec;
             tasks.push(tokio::spawn(async move {
                 let mut lat = vec![];
                 let mut v = 0;
