@@ -152,6 +152,10 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         )
         .route("/projects/{slug}/members/{user_id}/remove", post(crate::projects::pages::remove_member))
         .route("/projects/{slug}/components/{component_id}", get(crate::projects::pages::component))
+        .route(
+            "/projects/{slug}/edit/{*path}",
+            get(crate::projects::editor::edit).post(crate::projects::editor::submit),
+        )
         .merge(auth::scim::routes())
         .merge(api)
         .fallback(not_found)

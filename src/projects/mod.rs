@@ -6,6 +6,7 @@
 //! that same transaction.
 
 pub mod comments;
+pub mod editor;
 pub mod events;
 pub mod model;
 pub mod pages;

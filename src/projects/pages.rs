@@ -414,6 +414,7 @@ struct ComponentPage {
     page: PageContext,
     project: Project,
     detail: ComponentDetail,
+    can_edit: bool,
 }
 
 /// `GET /projects/{slug}/components/{component_id}`
@@ -423,7 +424,15 @@ pub async fn component(
     ctx: RequestContext,
     Path((slug, component_id)): Path<(String, String)>,
 ) -> AppResult<Html<String>> {
-    let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &slug, "project.view").await?;
+    let (project, grant) =
+        super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &slug, "project.view").await?;
     let detail = super::routes::component_detail(&state, &project, &component_id).await?;
-    render(&ComponentPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, detail })
+    let facts = access::ProjectFacts {
+        project_id: project.id.clone(),
+        visibility: project.visibility,
+        archived: project.state == ProjectState::Archived,
+        role: grant.role(),
+    };
+    let can_edit = access::decide::<access::EditSpecs>(&auth.user, &facts).is_ok();
+    render(&ComponentPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, detail, can_edit })
 }

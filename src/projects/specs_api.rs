@@ -155,7 +155,7 @@ pub async fn read_spec(
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SaveSpec {
     pub content: String,
@@ -201,21 +201,41 @@ pub async fn save_spec(
     Path((id, path)): Path<(String, String)>,
     ApiJson(body): ApiJson<SaveSpec>,
 ) -> AppResult<Response> {
-    let started = std::time::Instant::now();
     let Target::File(file) = target(&path)? else { return Err(AppError::field("path", "save to the spec's own path")) };
     let project = editable(&state, &auth, &ctx, &id, "spec.save").await?;
-    let (is_spec, git) = scanned(&state, &project, &file).await?;
+    let outcome = save_as(&state, &auth, &Origin::from(&ctx), &project, &file, &body).await?;
+    match outcome {
+        Saved::Saved { version, content_sha, fast_forward } => Ok(Json(json!({
+            "version": version, "content_sha": content_sha, "fast_forward": fast_forward,
+            "problems": problems(&body.content),
+        }))
+        .into_response()),
+        Saved::Conflict { current } => Ok(conflict(&current, &body.content)),
+    }
+}
+
+/// A save by an editor who holds the EditSpecs capability on `project` (checked by the caller):
+/// the contract, its audit record, metrics and the live event. Shared by the API and the page.
+pub(crate) async fn save_as(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    project: &Project,
+    file: &str,
+    body: &SaveSpec,
+) -> AppResult<Saved> {
+    let started = std::time::Instant::now();
+    let (is_spec, git) = scanned(state, project, file).await?;
     if !is_spec {
         return Err(AppError::field("path", "is not under the project's spec folder (componentsMd)"));
     }
     if body.session_id.len() > 100 {
         return Err(AppError::field("session_id", "at most 100 characters"));
     }
-    super::ensure_room(&state.config, &project, body.content.len())?;
-    let origin = Origin::from(&ctx);
+    super::ensure_room(&state.config, project, body.content.len())?;
     let save = Save {
         project_id: &project.id,
-        path: &file,
+        path: file,
         content: &body.content,
         base_version: body.base_version,
         session_id: &body.session_id,
@@ -225,12 +245,12 @@ pub async fn save_spec(
     let outcome = versions::save(&mut tx, state.db.backend(), &save, git.as_deref()).await?;
     let result = match &outcome {
         Saved::Saved { version, fast_forward, content_sha } => {
-            let event = Event::new("spec.save", Outcome::Allowed, Actor::of(&auth), &origin)
+            let event = Event::new("spec.save", Outcome::Allowed, Actor::of(auth), origin)
                 .project(&project.id)
-                .target("spec", &file)
+                .target("spec", file)
                 .intent(json!({"version": version, "base_version": body.base_version, "fast_forward": fast_forward}));
             audit::record(&mut tx, event).await?;
-            let live = saved_event(&auth, &project.id, &file, *version, content_sha);
+            let live = saved_event(auth, &project.id, file, *version, content_sha);
             state.events.within(&mut tx, state.db.backend(), &live).await?;
             tx.commit().await?;
             state.events.after_commit(state.db.backend(), live);
@@ -238,9 +258,9 @@ pub async fn save_spec(
         }
         Saved::Conflict { current } => {
             tx.rollback().await?;
-            let event = Event::new("spec.save", Outcome::Denied, Actor::of(&auth), &origin)
+            let event = Event::new("spec.save", Outcome::Denied, Actor::of(auth), origin)
                 .project(&project.id)
-                .target("spec", &file)
+                .target("spec", file)
                 .intent(json!({"reason": "conflict", "base_version": body.base_version, "current_version": current.version}));
             audit::record_alone(&state.db, event).await?;
             "conflict"
@@ -248,14 +268,41 @@ pub async fn save_spec(
     };
     SAVE_TOTAL.with_label_values(&[result]).inc();
     SAVE_DURATION.with_label_values(&[result]).observe(started.elapsed().as_secs_f64());
-    match outcome {
-        Saved::Saved { version, content_sha, fast_forward } => Ok(Json(json!({
-            "version": version, "content_sha": content_sha, "fast_forward": fast_forward,
-            "problems": problems(&body.content),
-        }))
-        .into_response()),
-        Saved::Conflict { current } => Ok(conflict(&current, &body.content)),
-    }
+    Ok(outcome)
+}
+
+/// The current text of a spec for a reader (the saved version, or the file from git).
+pub(crate) async fn current_of(state: &AppState, project: &Project, file: &str) -> AppResult<Option<Current>> {
+    let (_, git) = scanned(state, project, file).await?;
+    let mut conn = state.db.pool().acquire().await?;
+    versions::current(&mut conn, &project.id, file, git.as_deref()).await
+}
+
+/// Keep `content` as a backup version of `file` (the editor's "discard mine").
+pub(crate) async fn backup_as(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    project: &Project,
+    file: &str,
+    content: &str,
+    session_id: &str,
+) -> AppResult<i64> {
+    let (_, git) = scanned(state, project, file).await?;
+    super::ensure_room(&state.config, project, content.len())?;
+    let save =
+        Save { project_id: &project.id, path: file, content, base_version: 0, session_id, user_id: &auth.user.id };
+    let label = "kept from a conflict";
+    let mut tx = state.db.begin().await?;
+    let v =
+        versions::backup(&mut tx, state.db.backend(), &save, label, git.as_deref()).await?.ok_or(AppError::NotFound)?;
+    let event = Event::new("spec.backup", Outcome::Allowed, Actor::of(auth), origin)
+        .project(&project.id)
+        .target("spec", file)
+        .intent(json!({"version": v, "label": label}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(v)
 }
 
 fn saved_event(

@@ -323,3 +323,53 @@ test('admin console, profile and device pages are accessible', async () => {
   assert.deepEqual(problems, [], 'no CSP violations, script errors or third-party requests');
   await context.close();
 });
+
+test('two tabs edit one spec: the second gets the conflict view, merges, and nothing is lost', async () => {
+  const context = await browser.newContext();
+  const problems = [];
+  const login = await context.newPage();
+  await login.goto(`${base}/login`);
+  await login.getByLabel('E-mail address').fill('ada@example.com');
+  await login.getByLabel('Password').fill('correct horse battery staple');
+  await login.getByLabel('Password').press('Enter');
+  await login.waitForURL(`${base}/`);
+  const url = `${base}/projects/design-system/edit/Design_system/Button.md`;
+  const [tabA, tabB] = [await context.newPage(), await context.newPage()];
+  for (const tab of [tabA, tabB]) {
+    tab.on('pageerror', (e) => problems.push(e.message));
+    await tab.goto(url);
+  }
+  const original = readFileSync(join(repoPath, 'Design_system/Button.md'), 'utf8');
+  assert.equal(await tabA.locator('#content').inputValue(), original, 'the textarea holds the file exactly');
+  await axeCheck(tabA, 'editor');
+
+  // Tab A saves first, using only the keyboard.
+  await tabA.locator('#content').focus();
+  await tabA.keyboard.press('Control+End');
+  await tabA.keyboard.type('Line from tab A.\n');
+  await tabA.getByRole('button', { name: 'Save' }).focus();
+  await tabA.keyboard.press('Enter');
+  await tabA.locator('#editor-message').waitFor();
+  assert.match(await tabA.locator('#editor-message').textContent(), /Saved as version \d+/);
+
+  // Tab B saves from the old version: the conflict is announced, both texts are on the page.
+  await tabB.locator('#content').fill(original + 'Line from tab B.\n');
+  await tabB.getByRole('button', { name: 'Save' }).click();
+  await tabB.getByRole('alert').first().waitFor();
+  assert.match(await tabB.locator('#conflict-title').textContent(), /saved version/);
+  assert.match(await tabB.locator('#theirs').inputValue(), /Line from tab A\./);
+  assert.match(await tabB.locator('#content').inputValue(), /Line from tab B\./);
+  await axeCheck(tabB, 'editor conflict');
+
+  // Merge by hand and save.
+  await tabB.locator('#content').fill(original + 'Line from tab A.\nLine from tab B.\n');
+  await tabB.getByRole('button', { name: 'Save my text as the new version' }).click();
+  await tabB.locator('#editor-message').waitFor();
+
+  const fresh = await context.newPage();
+  await fresh.goto(url);
+  const saved = await fresh.locator('#content').inputValue();
+  assert.ok(saved.includes('Line from tab A.') && saved.includes('Line from tab B.'), saved);
+  assert.deepEqual(problems, []);
+  await context.close();
+});

@@ -363,3 +363,116 @@ async fn open_pages_learn_of_saves_within_a_second() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_editor_page_keeps_both_texts_in_a_conflict() {
+    let e = setup().await;
+    let mut b = crate::support::Browser::new(&e.app.base);
+    e.app.create_user("page@example.com", "a long enough password", OrgRole::Member).await;
+    let (user,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = 'page@example.com'")
+        .fetch_one(e.app.state.db.pool())
+        .await
+        .unwrap();
+    api(
+        Method::PUT,
+        &e.app.url(&format!("/api/v1/projects/ds/members/{user}")),
+        Some(&e.admin),
+        Some(json!({"role": "maker"})),
+    )
+    .await;
+    b.login("page@example.com", "a long enough password").await;
+    let edit = "/projects/ds/edit/Design_system/Button.md";
+    let tab_a = b.get(edit).await;
+    let tab_b = b.get(edit).await;
+    assert_eq!(tab_a.status, StatusCode::OK, "{}", tab_a.text);
+    let field = |p: &crate::support::Page, name: &str| p.select_attr(&format!("input[name={name}]"), "value").unwrap();
+    assert_ne!(field(&tab_a, "session_id"), field(&tab_b, "session_id"), "each tab is its own session");
+    assert_eq!(tab_a.select_text("textarea#content").as_deref(), Some(BUTTON.trim()));
+
+    let csrf = tab_a.csrf();
+    let a_text = format!("{BUTTON}Line from A.\n");
+    let r = b
+        .post_form(
+            edit,
+            &[
+                ("csrf_token", &csrf),
+                ("content", &a_text),
+                ("base_version", "1"),
+                ("session_id", &field(&tab_a, "session_id")),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.select_text("#editor-message").as_deref(), Some("Saved as version 2."));
+
+    let b_text = format!("{BUTTON}Line from B.\n");
+    let r = b
+        .post_form(
+            edit,
+            &[
+                ("csrf_token", &csrf),
+                ("content", &b_text),
+                ("base_version", "1"),
+                ("session_id", &field(&tab_b, "session_id")),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.select_text("#conflict-title").unwrap().contains("version 2"));
+    assert_eq!(r.select_text("textarea#content").as_deref(), Some(b_text.trim()), "B's text is still there");
+    assert_eq!(r.select_text("textarea#theirs").as_deref(), Some(a_text.trim()));
+    assert!(r.text.contains("Line from A.") && r.select_text("#diff").unwrap().contains("Line from B."));
+    assert_eq!(field(&r, "base_version"), "2", "the form now bases on their version");
+
+    // Merge by hand: both lines, saved on the new base.
+    let merged = format!("{BUTTON}Line from A.\nLine from B.\n");
+    let r = b
+        .post_form(
+            edit,
+            &[
+                ("csrf_token", &csrf),
+                ("content", &merged.replace('\n', "\r\n")),
+                ("base_version", "2"),
+                ("session_id", &field(&tab_b, "session_id")),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let now = api(Method::GET, &e.app.url(FILE), Some(&e.viewer), None).await.json();
+    assert_eq!(
+        (now["version"].as_i64(), now["content"].as_str()),
+        (Some(3), Some(merged.as_str())),
+        "textarea CRLF folded back to the file's LF"
+    );
+
+    // "Keep mine as a backup": the text goes to the history, the editor shows theirs.
+    let stale = b
+        .post_form(
+            edit,
+            &[
+                ("csrf_token", &csrf),
+                ("content", "my stale text"),
+                ("base_version", "1"),
+                ("session_id", "tab-c"),
+                ("action", "discard_mine"),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert!(stale.select_text("#editor-message").unwrap().contains("kept as backup version 4"));
+    assert_eq!(stale.select_text("textarea#content").as_deref(), Some(merged.trim()));
+    let list = api(Method::GET, &e.app.url(&format!("{FILE}/versions")), Some(&e.viewer), None).await.json();
+    assert_eq!(list[0]["kind"], "backup");
+
+    // The component page links to the editor for Makers only.
+    let (cid,): (String,) =
+        sqlx::query_as("SELECT component_id FROM components WHERE file_path = 'Design_system/Button.md'")
+            .fetch_one(e.app.state.db.pool())
+            .await
+            .unwrap();
+    let page = b.get(&format!("/projects/ds/components/{cid}")).await;
+    assert_eq!(page.select_attr("#edit-link", "href").as_deref(), Some(edit));
+}
