@@ -83,6 +83,7 @@ struct EditorPage {
     problems: Vec<String>,
     message: Option<String>,
     conflict: Option<ConflictView>,
+    editor_js: String,
 }
 
 fn problems(content: &str) -> Vec<String> {
@@ -122,6 +123,7 @@ async fn editor_page(
         preview_html,
         message,
         conflict,
+        editor_js: crate::ui::asset_url("editor.js"),
     })?;
     Ok((status, html).into_response())
 }

@@ -23,9 +23,10 @@ struct Asset {
 
 /// Every static file, embedded in the binary: the appliance never fetches anything.
 static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
-    let files: [(&str, &str, &[u8]); 2] = [
+    let files: [(&str, &str, &[u8]); 3] = [
         ("app.css", "text/css; charset=utf-8", include_bytes!("../../static/app.css")),
         ("favicon.svg", "image/svg+xml", include_bytes!("../../static/favicon.svg")),
+        ("editor.js", "text/javascript; charset=utf-8", include_bytes!("../../static/editor.js")),
     ];
     files
         .into_iter()

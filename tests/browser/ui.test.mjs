@@ -373,3 +373,47 @@ test('two tabs edit one spec: the second gets the conflict view, merges, and not
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('the editor autosaves, hears other saves live, and hands a conflict to the conflict view', async () => {
+  const context = await browser.newContext();
+  const login = await context.newPage();
+  await login.goto(`${base}/login`);
+  await login.getByLabel('E-mail address').fill('ada@example.com');
+  await login.getByLabel('Password').fill('correct horse battery staple');
+  await login.getByLabel('Password').press('Enter');
+  await login.waitForURL(`${base}/`);
+  const url = `${base}/projects/design-system/edit/Design_system/Button.md`;
+  const [writer, watcher] = [await context.newPage(), await context.newPage()];
+  const problems = [];
+  for (const tab of [writer, watcher]) {
+    tab.on('pageerror', (e) => problems.push(e.message));
+    // Chromium logs the expected 409 of the conflicting autosave as a failed resource.
+    tab.on('console', (m) => {
+      if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(m.text());
+    });
+    await tab.goto(url);
+  }
+  const before = await writer.locator('#content').inputValue();
+
+  // Typing, then a pause: saved without pressing anything; the watcher hears of it.
+  await writer.locator('#content').focus();
+  await writer.keyboard.press('Control+End');
+  await writer.keyboard.type('Autosaved line.\n');
+  await writer.locator('#autosave-status').filter({ hasText: /Saved automatically as version \d+/ }).waitFor({ timeout: 10_000 });
+  await watcher.locator('#autosave-status').filter({ hasText: /Updated by Ada Lovelace/ }).waitFor({ timeout: 10_000 });
+  assert.equal(await watcher.locator('#content').inputValue(), before, 'the watcher\'s text is untouched');
+
+  // The watcher now types on its stale base: its autosave meets the conflict and shows both texts.
+  await watcher.locator('#content').focus();
+  await watcher.keyboard.press('Control+End');
+  await watcher.keyboard.type('Watcher line.\n');
+  await watcher.locator('#conflict-title').waitFor({ timeout: 10_000 });
+  assert.match(await watcher.locator('#content').inputValue(), /Watcher line\./);
+  assert.match(await watcher.locator('#theirs').inputValue(), /Autosaved line\./);
+
+  const fresh = await context.newPage();
+  await fresh.goto(url);
+  assert.match(await fresh.locator('#content').inputValue(), /Autosaved line\./);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
