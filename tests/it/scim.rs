@@ -224,6 +224,20 @@ async fn okta_users_and_groups_map_to_roles() {
     replaced["active"] = json!(false);
     let r = scim(&app, &token, Method::PUT, &format!("/Users/{bob}"), Some(replaced)).await;
     assert_eq!((r.status, r.json()["active"].as_bool()), (StatusCode::OK, Some(false)));
+    // PUT replaces the member list (and the roles follow).
+    let put = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "arno-admins", "members": [{"value": bob}]});
+    let r = scim(&app, &token, Method::PUT, &format!("/Groups/{gid}"), Some(put)).await;
+    assert_eq!((r.status, r.json()["members"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{}", r.text);
+    assert_eq!(role().await, "admin");
+    let put = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "arno-admins", "members": []});
+    scim(&app, &token, Method::PUT, &format!("/Groups/{gid}"), Some(put)).await;
+    assert_eq!(role().await, "member");
+    // Renaming onto another group's name is a uniqueness error.
+    let other = scim(&app, &token, Method::POST, "/Groups", Some(json!({"displayName": "designers"}))).await.json();
+    let rename = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "displayName", "value": "arno-admins"}]});
+    let r =
+        scim(&app, &token, Method::PATCH, &format!("/Groups/{}", other["id"].as_str().unwrap()), Some(rename)).await;
+    assert_eq!((r.status, r.json()["scimType"].as_str()), (StatusCode::CONFLICT, Some("uniqueness")));
     assert_eq!(
         scim(&app, &token, Method::DELETE, &format!("/Groups/{gid}"), None).await.status,
         StatusCode::NO_CONTENT

@@ -29,7 +29,10 @@ async fn setup() -> Editor {
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "init"]);
-    let app = TestApp::start_with(&[("ARNO_GIT_LOCAL_ROOTS", root.to_str().unwrap())]).await;
+    // A long shutdown timeout: a stream that kept the server from stopping would show.
+    let app =
+        TestApp::start_with(&[("ARNO_GIT_LOCAL_ROOTS", root.to_str().unwrap()), ("ARNO_SHUTDOWN_TIMEOUT", "120s")])
+            .await;
     let (_, admin) = app.user_with_token("root@example.com", OrgRole::Admin).await;
     let r = api(
         Method::POST,
@@ -475,4 +478,30 @@ async fn the_editor_page_keeps_both_texts_in_a_conflict() {
             .unwrap();
     let page = b.get(&format!("/projects/ds/components/{cid}")).await;
     assert_eq!(page.select_attr("#edit-link", "href").as_deref(), Some(edit));
+}
+
+#[tokio::test]
+async fn open_event_streams_end_at_shutdown() {
+    let e = setup().await;
+    let mut stream = crate::support::client()
+        .get(e.app.url("/api/v1/projects/ds/events"))
+        .bearer_auth(&e.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let Editor { app, .. } = e;
+    // The graceful stop completes even with a stream open, and the stream ends cleanly.
+    tokio::time::timeout(std::time::Duration::from_secs(30), app.stop()).await.expect("the server stops");
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    assert!(end.is_ok(), "{end:?}");
 }

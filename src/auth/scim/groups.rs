@@ -46,6 +46,30 @@ async fn group_resource(state: &AppState, conn: &mut AnyConnection, g: &GroupRow
     Ok(doc)
 }
 
+/// The group as a SCIM resource, freshly read (after a change).
+async fn respond(state: &AppState, id: &str, status: StatusCode) -> ScimResult {
+    let mut conn = state.db.pool().acquire().await?;
+    let g = find_group(&mut conn, id).await?;
+    Ok(scim_json(status, group_resource(state, &mut conn, &g).await?))
+}
+
+async fn rename(tx: &mut Tx, id: &str, name: &str) -> Result<(), ScimError> {
+    sqlx::query("UPDATE scim_groups SET display_name = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(name)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| {
+            if crate::db::is_unique_violation(&e) {
+                ScimError::new(StatusCode::CONFLICT, Some("uniqueness"), "a group with this displayName exists")
+            } else {
+                e.into()
+            }
+        })?;
+    Ok(())
+}
+
 async fn find_group(conn: &mut AnyConnection, id: &str) -> Result<GroupRow, ScimError> {
     let row: Option<GroupRow> =
         sqlx::query_as("SELECT id, display_name, external_id, created_at, updated_at FROM scim_groups WHERE id = $1")
@@ -93,9 +117,7 @@ pub(super) async fn get_group(
     Path(id): Path<String>,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
-    let mut conn = state.db.pool().acquire().await?;
-    let g = find_group(&mut conn, &id).await?;
-    Ok(scim_json(StatusCode::OK, group_resource(&state, &mut conn, &g).await?))
+    respond(&state, &id, StatusCode::OK).await
 }
 
 fn member_ids(value: &Value) -> Vec<String> {
@@ -247,9 +269,7 @@ pub(super) async fn create_group(
         .intent(json!({"via": "scim", "members": members.len()}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
-    let mut conn = state.db.pool().acquire().await?;
-    let g = find_group(&mut conn, &id).await?;
-    Ok(scim_json(StatusCode::CREATED, group_resource(&state, &mut conn, &g).await?))
+    respond(&state, &id, StatusCode::CREATED).await
 }
 
 pub(super) async fn replace_group(
@@ -264,12 +284,7 @@ pub(super) async fn replace_group(
     let mut tx = state.db.begin().await?;
     find_group(&mut tx, &id).await?;
     if let Some(name) = body["displayName"].as_str() {
-        sqlx::query("UPDATE scim_groups SET display_name = $2, updated_at = $3 WHERE id = $1")
-            .bind(&id)
-            .bind(name)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        rename(&mut tx, &id, name).await?;
     }
     let members = member_ids(&body["members"]);
     change_members(&state, &mut tx, &origin, &id, &[], &[], Some(&members)).await?;
@@ -278,9 +293,7 @@ pub(super) async fn replace_group(
         .intent(json!({"via": "scim", "members": members.len()}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
-    let mut conn = state.db.pool().acquire().await?;
-    let g = find_group(&mut conn, &id).await?;
-    Ok(scim_json(StatusCode::OK, group_resource(&state, &mut conn, &g).await?))
+    respond(&state, &id, StatusCode::OK).await
 }
 
 pub(super) async fn patch_group(
@@ -318,11 +331,7 @@ pub(super) async fn patch_group(
             }
             (_, "displayname") => {
                 if let Some(name) = value.as_str() {
-                    sqlx::query("UPDATE scim_groups SET display_name = $2 WHERE id = $1")
-                        .bind(&id)
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
+                    rename(&mut tx, &id, name).await?;
                 }
             }
             (_, "externalid") => {
@@ -334,11 +343,7 @@ pub(super) async fn patch_group(
             }
             ("replace" | "add", "") => {
                 if let Some(name) = value["displayName"].as_str() {
-                    sqlx::query("UPDATE scim_groups SET display_name = $2 WHERE id = $1")
-                        .bind(&id)
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
+                    rename(&mut tx, &id, name).await?;
                 }
                 if value.get("members").is_some() {
                     let ids = member_ids(&value["members"]);
@@ -359,9 +364,7 @@ pub(super) async fn patch_group(
         .intent(json!({"via": "scim", "added": add.len(), "removed": remove.len(), "replaced": replace.is_some()}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
-    let mut conn = state.db.pool().acquire().await?;
-    let g = find_group(&mut conn, &id).await?;
-    Ok(scim_json(StatusCode::OK, group_resource(&state, &mut conn, &g).await?))
+    respond(&state, &id, StatusCode::OK).await
 }
 
 pub(super) async fn delete_group(
