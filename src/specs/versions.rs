@@ -225,7 +225,7 @@ pub async fn save(conn: &mut AnyConnection, backend: Backend, s: &Save<'_>, scan
     let content_sha = sha256_hex(s.content);
     let now = now_ms();
     if current == 0 {
-        sqlx::query(
+        let created = sqlx::query(
             "INSERT INTO spec_files (project_id, path, current_version, next_version, content, content_sha, updated_by, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -238,7 +238,19 @@ pub async fn save(conn: &mut AnyConnection, backend: Backend, s: &Save<'_>, scan
         .bind(s.user_id)
         .bind(now)
         .execute(&mut *conn)
-        .await?;
+        .await;
+        match created {
+            Ok(_) => {}
+            // Someone created the same new file a moment earlier (PostgreSQL; SQLite serialises):
+            // their version is current now, and this save is a conflict with it.
+            Err(e) if crate::db::is_unique_violation(&e) => {
+                return Err(crate::error::AppError::Conflict(format!(
+                    "{} was created at the same moment; reload it",
+                    s.path
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
     } else {
         sqlx::query(
             "UPDATE spec_files SET current_version = $3, next_version = $4, content = $5, content_sha = $6, updated_by = $7, \

@@ -209,6 +209,17 @@ async fn history_keeps_twenty_versions_and_every_backup() {
 #[tokio::test]
 async fn racing_saves_on_one_base_exactly_one_wins() {
     let e = setup().await;
+    // Two people creating the same new spec at once.
+    let url = e.app.url("/api/v1/projects/ds/specs/Design_system/Fresh.md");
+    let body = |who: &str| Some(json!({"content": format!("{BUTTON}{who}\n"), "base_version": 0, "session_id": who}));
+    let (a, b) = tokio::join!(
+        api(Method::PUT, &url, Some(&e.maker), body("a")),
+        api(Method::PUT, &url, Some(&e.maker2), body("b"))
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{} / {}", a.text, b.text);
+
     for round in 0..5 {
         let current =
             api(Method::GET, &e.app.url(FILE), Some(&e.maker), None).await.json()["version"].as_i64().unwrap();
