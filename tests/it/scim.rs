@@ -245,3 +245,34 @@ async fn okta_users_and_groups_map_to_roles() {
     let bad = scim(&app, &token, Method::PATCH, &format!("/Groups/{gid}"), Some(json!({"Operations": []}))).await;
     assert_eq!(bad.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn only_the_provisioning_idp_may_claim_a_provisioned_account() {
+    let corp = TestOp::start().await;
+    let partner = TestOp::start().await;
+    let (app, _dir) =
+        arno_with(&[("corp", &corp.base, ""), ("partner", &partner.base, "")], &[("ARNO_SCIM_PROVIDER", "corp")]).await;
+    let token = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    let created = scim(&app, &token, Method::POST, "/Users", Some(serde_json::from_str(ENTRA_USER).unwrap())).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    // A partner IdP asserting the same address does not get the account.
+    partner.set(|s| {
+        s.sub = "partner-sub".into();
+        s.email = "ann@corp.example".into();
+    });
+    let r = Agent::new().sign_in(&app, "partner").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    // The provisioning IdP does.
+    corp.set(|s| {
+        s.sub = "ann-sub".into();
+        s.email = "ann@corp.example".into();
+    });
+    let mut ann = Agent::new();
+    assert_eq!(ann.sign_in(&app, "corp").await.status, StatusCode::SEE_OTHER);
+    let (links,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM user_identities WHERE user_id = $1")
+        .bind(created.json()["id"].as_str().unwrap())
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(links, 1);
+}

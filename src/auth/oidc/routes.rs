@@ -200,7 +200,14 @@ async fn sign_in(
     let roles = map_roles(&provider.config, &identity.groups)?;
     let origin = Origin::from(ctx);
     let mut tx = state.db.begin().await?;
-    let user = find_or_create(&mut tx, identity).await?;
+    // Only the provider that provisions by SCIM (the `[scim] provider`, or the only one) may claim
+    // a provisioned account by its e-mail address: another IdP (a partner's) could assert any address.
+    let scim_provider = state.config.scim_provider.as_deref().or(match state.config.oidc.as_slice() {
+        [only] => Some(only.id.as_str()),
+        _ => None,
+    });
+    let may_link = scim_provider == Some(provider.config.id.as_str());
+    let user = find_or_create(&mut tx, identity, may_link).await?;
     if user.disabled {
         return Err(OidcError::Denied("Your Arno account is deactivated. Ask your administrator.".into()));
     }
@@ -243,9 +250,9 @@ struct Found {
     disabled: bool,
 }
 
-/// The user behind an identity: by issuer + `sub`; else a SCIM-provisioned account with the
-/// same e-mail that has no identity yet (IT created it for this person); else a new user.
-async fn find_or_create(tx: &mut Tx, identity: &Identity) -> Result<Found, OidcError> {
+/// The user behind an identity: by issuer + `sub`; else (`may_link`) a SCIM-provisioned account
+/// with the same e-mail that has no identity yet (IT created it for this person); else a new user.
+async fn find_or_create(tx: &mut Tx, identity: &Identity, may_link: bool) -> Result<Found, OidcError> {
     let now = now_ms();
     let linked: Option<(String,)> =
         sqlx::query_as("SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2")
@@ -266,10 +273,9 @@ async fn find_or_create(tx: &mut Tx, identity: &Identity) -> Result<Found, OidcE
         let (user, disabled) = users::find_any(tx, &user_id).await?.ok_or(OidcError::Internal(AppError::NotFound))?;
         return Ok(Found { user, created: false, disabled });
     }
-    let email = identity.email.clone().filter(|_| identity.email_verified || identity.email.is_some());
     let mut created = false;
-    let user = match email.as_deref() {
-        Some(email) => match users::find_scim_unlinked(tx, email).await? {
+    let user = match identity.email.as_deref() {
+        Some(email) => match users::find_scim_unlinked(tx, email).await?.filter(|_| may_link) {
             Some(user) => user,
             None => {
                 created = true;
