@@ -22,9 +22,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use crate::audit::{self, Actor, Event, Origin, Outcome};
-use crate::auth::access::{
-    self, Grant, ManageMembers, ManageSettings, ProjectFacts, Refusal, SetAuditRetention, SetQuota, Setup,
-};
+use crate::auth::access::{self, Grant, ManageMembers, ManageSettings, Refusal, SetAuditRetention, SetQuota, Setup};
 use crate::auth::{Authenticated, OrgRole, users};
 use crate::config::Config;
 use crate::db::{Db, now_ms};
@@ -118,12 +116,7 @@ pub async fn authorize<C: access::Capability>(
     let project = store::find(&mut conn, key).await?.ok_or(AppError::NotFound)?;
     let role = store::role_of(&mut conn, &project.id, &auth.user.id).await?;
     drop(conn);
-    let facts = ProjectFacts {
-        project_id: project.id.clone(),
-        visibility: project.visibility,
-        archived: project.state == ProjectState::Archived,
-        role,
-    };
+    let facts = project.facts(role);
     match access::decide::<C>(&auth.user, &facts) {
         Ok(grant) => Ok((project, grant)),
         Err(refusal) => {

@@ -65,6 +65,23 @@ pub struct Project {
     pub last_activity_at: i64,
 }
 
+impl Project {
+    /// What a permission decision needs to know about this project, for a caller with `role`.
+    pub fn facts(&self, role: Option<ProjectRole>) -> crate::auth::access::ProjectFacts {
+        crate::auth::access::ProjectFacts {
+            project_id: self.id.clone(),
+            visibility: self.visibility,
+            archived: self.state == ProjectState::Archived,
+            role,
+        }
+    }
+
+    /// The repository configuration at the last scan (defaults when there was none).
+    pub fn repo_config(&self) -> crate::specs::RepoConfig {
+        self.config_json.as_deref().and_then(|c| crate::specs::RepoConfig::parse(c.as_bytes()).ok()).unwrap_or_default()
+    }
+}
+
 /// How full a project is against its limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -185,12 +185,7 @@ async fn project_page(
     let mut conn = state.db.pool().acquire().await?;
     let rows = store::components(&mut conn, &project.id).await?;
     let components: Vec<ComponentItem> = rows.iter().map(|r| item(&project.slug, summarize(r, &rows).0)).collect();
-    let facts = access::ProjectFacts {
-        project_id: project.id.clone(),
-        visibility: project.visibility,
-        archived: project.state == ProjectState::Archived,
-        role,
-    };
+    let facts = project.facts(role);
     let status = if error.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
     let html = render(&ProjectPage {
         page: PageContext::for_user(auth, &state.keys.csrf),
@@ -314,12 +309,7 @@ async fn members_page(
 ) -> AppResult<Response> {
     let mut conn = state.db.pool().acquire().await?;
     let members = store::members(&mut conn, &project.id).await?;
-    let facts = access::ProjectFacts {
-        project_id: project.id.clone(),
-        visibility: project.visibility,
-        archived: project.state == ProjectState::Archived,
-        role,
-    };
+    let facts = project.facts(role);
     let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
     let html = render(&MembersPage {
         page: PageContext::for_user(auth, &state.keys.csrf),
@@ -427,12 +417,7 @@ pub async fn component(
     let (project, grant) =
         super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &slug, "project.view").await?;
     let detail = super::routes::component_detail(&state, &project, &component_id).await?;
-    let facts = access::ProjectFacts {
-        project_id: project.id.clone(),
-        visibility: project.visibility,
-        archived: project.state == ProjectState::Archived,
-        role: grant.role(),
-    };
+    let facts = project.facts(grant.role());
     let can_edit = access::decide::<access::EditSpecs>(&auth.user, &facts).is_ok();
     render(&ComponentPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, detail, can_edit })
 }

@@ -20,7 +20,7 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::git::CommitInfo;
 use crate::http::RequestContext;
 use crate::http::api::{ApiJson, ApiRouter};
-use crate::specs::{Component, Event, ParseError, Prop, RepoConfig};
+use crate::specs::{Component, Event, ParseError, Prop};
 
 pub fn api() -> ApiRouter {
     ApiRouter::new()
@@ -447,8 +447,7 @@ pub(crate) async fn component_detail(
     let description_html = tokio::task::spawn_blocking(move || crate::specs::render::prose_to_html(&prose))
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
-    let repo_config =
-        project.config_json.as_deref().and_then(|c| RepoConfig::parse(c.as_bytes()).ok()).unwrap_or_default();
+    let repo_config = project.repo_config();
     let (mut paired_code, mut last_commit) = (None, None);
     if let Some(commit) = &project.scanned_commit {
         let provider = state.repos.get(project).await?;

@@ -24,8 +24,8 @@ use crate::auth::{ApiUser, Authenticated};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::RequestContext;
 use crate::http::api::{ApiJson, ApiRouter};
+use crate::specs::SpecFile;
 use crate::specs::versions::{self, Current, Save, Saved, VersionInfo};
-use crate::specs::{RepoConfig, SpecFile};
 
 /// `md_save_total{result}`: saves by outcome (`saved`, `fast_forward`, `conflict`).
 pub static SAVE_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -82,11 +82,9 @@ fn file_of(t: &Target) -> &str {
 
 /// The spec as scanned from git, if the scan has it, and whether the path is a spec path at all.
 async fn scanned(state: &AppState, project: &Project, path: &str) -> AppResult<(bool, Option<String>)> {
-    let config = project.config_json.as_deref().and_then(|c| RepoConfig::parse(c.as_bytes()).ok()).unwrap_or_default();
     let mut conn = state.db.pool().acquire().await?;
-    let rows = store::components(&mut conn, &project.id).await?;
-    let raw = rows.into_iter().find(|r| r.file_path == path).map(|r| r.raw_text);
-    Ok((config.is_spec_path(path), raw))
+    let raw = store::component_raw(&mut conn, &project.id, path).await?;
+    Ok((project.repo_config().is_spec_path(path), raw))
 }
 
 /// `GET /api/v1/projects/{id}/specs/{*path}`: the spec (`{"path","content","version","content_sha"}`),

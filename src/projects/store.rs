@@ -451,6 +451,17 @@ pub async fn component(
     Ok(row.map(Into::into))
 }
 
+/// The cached text of one spec file, as scanned from git.
+pub async fn component_raw(conn: &mut AnyConnection, project_id: &str, file_path: &str) -> AppResult<Option<String>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT raw_text FROM components WHERE project_id = $1 AND file_path = $2")
+            .bind(project_id)
+            .bind(file_path)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(r,)| r))
+}
+
 /// `(file_path, blob_id)` of every cached spec: what a scan compares the repository with.
 pub async fn component_blobs(conn: &mut AnyConnection, project_id: &str) -> AppResult<Vec<(String, String)>> {
     Ok(sqlx::query_as("SELECT file_path, blob_id FROM components WHERE project_id = $1")

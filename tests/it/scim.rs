@@ -72,6 +72,18 @@ async fn tokens_discovery_and_errors() {
     let r = scim(&app, &token, Method::GET, "/Users?filter=userName%20sw%20%22a%22", None).await;
     assert_eq!((r.status, r.json()["scimType"].as_str()), (StatusCode::BAD_REQUEST, Some("invalidFilter")));
     assert_eq!(scim(&app, &token, Method::GET, "/Users/nope", None).await.status, StatusCode::NOT_FOUND);
+    let r = read(
+        client()
+            .post(app.url("/scim/v2/Users"))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((r.status, r.json()["scimType"].as_str()), (StatusCode::BAD_REQUEST, Some("invalidSyntax")));
 
     // The stored token is encrypted: the database never holds it in the clear.
     let (stored,): (String,) = sqlx::query_as("SELECT value FROM instance_settings WHERE key = 'scim_token'")

@@ -1,6 +1,5 @@
 //! SCIM Groups (RFC 7643 §4.2): membership, and the roles it maps to.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -8,7 +7,9 @@ use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
 use super::users::operations;
-use super::{ListQuery, ScimError, ScimResult, authorize, base, fetch_page, list, paging, parse_filter, scim_json};
+use super::{
+    ListQuery, ScimBody, ScimError, ScimResult, authorize, base, fetch_page, list, paging, parse_filter, scim_json,
+};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::auth::users;
@@ -229,7 +230,7 @@ pub(super) async fn create_group(
     State(state): State<AppState>,
     headers: HeaderMap,
     ctx: RequestContext,
-    Json(body): Json<Value>,
+    ScimBody(body): ScimBody,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let name = body["displayName"]
@@ -277,7 +278,7 @@ pub(super) async fn replace_group(
     headers: HeaderMap,
     ctx: RequestContext,
     Path(id): Path<String>,
-    Json(body): Json<Value>,
+    ScimBody(body): ScimBody,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let origin = Origin::from(&ctx);
@@ -301,7 +302,7 @@ pub(super) async fn patch_group(
     headers: HeaderMap,
     ctx: RequestContext,
     Path(id): Path<String>,
-    Json(body): Json<Value>,
+    ScimBody(body): ScimBody,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let origin = Origin::from(&ctx);

@@ -288,6 +288,20 @@ pub(super) fn parse_filter(filter: &str) -> Result<(String, String), ScimError> 
     Ok((attr.to_ascii_lowercase(), value.replace("\\\"", "\"")))
 }
 
+/// A JSON request body whose rejection (malformed JSON, wrong content type) is a SCIM error.
+pub struct ScimBody(pub Value);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ScimBody {
+    type Rejection = ScimError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ScimError> {
+        match Json::<Value>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ScimBody(v)),
+            Err(e) => Err(ScimError::bad("invalidSyntax", e.body_text())),
+        }
+    }
+}
+
 /// Erased (GDPR) accounts are never shown to SCIM or in the console.
 pub(crate) const NOT_ERASED: &str = "email NOT LIKE '%@erased.invalid'";
 

@@ -1,13 +1,14 @@
 //! SCIM Users (RFC 7643 §4.1): create, read, filter, replace, patch, deprovision.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
-use super::{ListQuery, ScimError, ScimResult, authorize, base, fetch_page, list, paging, parse_filter, scim_json};
+use super::{
+    ListQuery, ScimBody, ScimError, ScimResult, authorize, base, fetch_page, list, paging, parse_filter, scim_json,
+};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::auth::model::OrgRole;
@@ -207,7 +208,7 @@ pub(super) async fn create_user(
     State(state): State<AppState>,
     headers: HeaderMap,
     ctx: RequestContext,
-    Json(body): Json<Value>,
+    ScimBody(body): ScimBody,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let mut f = UserFields::default();
@@ -317,7 +318,7 @@ pub(super) async fn replace_user(
     headers: HeaderMap,
     ctx: RequestContext,
     Path(id): Path<String>,
-    Json(body): Json<Value>,
+    ScimBody(body): ScimBody,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let mut f = UserFields::default();
@@ -347,7 +348,7 @@ pub(super) async fn patch_user(
     headers: HeaderMap,
     ctx: RequestContext,
     Path(id): Path<String>,
-    Json(body): Json<Value>,
+    ScimBody(body): ScimBody,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let mut f = UserFields::default();
