@@ -221,11 +221,12 @@ pub async fn submit(
             .await
         }
         Saved::Conflict { current } => {
-            let conflict = ConflictView {
-                current_version: current.version,
-                diff: line_diff(&current.content, &content),
-                current_content: current.content,
-            };
+            // Quadratic in the file's lines: off the async runtime.
+            let (theirs, yours) = (current.content.clone(), content.clone());
+            let diff = tokio::task::spawn_blocking(move || line_diff(&theirs, &yours))
+                .await
+                .map_err(|e| AppError::Internal(e.into()))?;
+            let conflict = ConflictView { current_version: current.version, diff, current_content: current.content };
             // The form now bases on their version: saving it is a deliberate overwrite or merge.
             editor_page(
                 &state,

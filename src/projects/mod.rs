@@ -193,13 +193,13 @@ pub fn slug_from(name: &str) -> String {
 }
 
 /// The canonical path of an existing repository if it lies under one of the allowed roots.
-fn allowed_local_path(config: &Config, raw: &str) -> AppResult<PathBuf> {
+async fn allowed_local_path(config: &Config, raw: &str) -> AppResult<PathBuf> {
     let path = Path::new(raw);
     if !path.is_absolute() {
         return Err(AppError::field("repository.path", "must be an absolute path"));
     }
-    let canonical = path
-        .canonicalize()
+    let canonical = tokio::fs::canonicalize(path)
+        .await
         .map_err(|_| AppError::field("repository.path", "does not exist or cannot be read by the server"))?;
     if config.git_local_roots.is_empty() {
         return Err(AppError::field(
@@ -248,7 +248,7 @@ pub async fn create(
                 audit::record_alone(db, refuse("only administrators connect existing repositories".into())).await?;
                 return Err(AppError::forbidden("only administrators can connect an existing repository"));
             }
-            let path = allowed_local_path(config, raw)?;
+            let path = allowed_local_path(config, raw).await?;
             let check = path.clone();
             tokio::task::spawn_blocking(move || LocalProvider::open(&check))
                 .await

@@ -153,6 +153,16 @@ async fn the_save_contract() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.json()["problems"].as_array().unwrap().len() >= 2, "{}", r.text);
 
+    // A full project refuses saves (413), and nothing is written.
+    let r =
+        api(Method::PATCH, &e.app.url("/api/v1/projects/ds"), Some(&e.admin), Some(json!({"quota_bytes": 1_048_576})))
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let big = "x".repeat(1_100_000);
+    let r = save(&e, &e.maker, &big, 7, "tab-a").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large")));
+    assert_eq!(api(Method::GET, &e.app.url(FILE), Some(&e.viewer), None).await.json()["version"], 7);
+
     // Permissions and bad paths.
     assert_eq!(save(&e, &e.viewer, "x", 7, "t").await.status, StatusCode::FORBIDDEN);
     assert_eq!(save(&e, &e.stranger, "x", 7, "t").await.status, StatusCode::NOT_FOUND);
