@@ -102,6 +102,8 @@ impl From<sqlx::Error> for OidcError {
 #[derive(Clone)]
 struct Discovered {
     metadata: Metadata,
+    /// The same document as `CoreClient` wants it (without the logout extension).
+    core: openidconnect::core::CoreProviderMetadata,
     jwks: CoreJsonWebKeySet,
     fetched_at: Instant,
     /// The last re-fetch caused by an unknown key (`None`: none yet).
@@ -178,7 +180,11 @@ impl Oidc {
             }
         })?;
         let jwks = metadata.jwks().clone();
-        let d = Discovered { metadata, jwks, fetched_at: Instant::now(), jwks_refetched_at: None };
+        let core = serde_json::to_value(&metadata)
+            .and_then(serde_json::from_value::<openidconnect::core::CoreProviderMetadata>)
+            .map_err(|e| OidcError::Unavailable(format!("discovery: {e}")))?
+            .set_jwks(jwks.clone());
+        let d = Discovered { metadata, core, jwks, fetched_at: Instant::now(), jwks_refetched_at: None };
         *slot = Some(d.clone());
         Ok(d)
     }
@@ -202,9 +208,8 @@ impl Oidc {
     fn client(&self, provider: &Provider, d: &Discovered, public_base: &str) -> Result<ClientWithUrls, OidcError> {
         let redirect = RedirectUrl::new(format!("{public_base}/auth/oidc/{}/callback", provider.config.id))
             .map_err(|e| OidcError::Internal(AppError::Internal(e.into())))?;
-        let core = CoreProviderMetadataConversion::convert(&d.metadata);
         Ok(CoreClient::from_provider_metadata(
-            core,
+            d.core.clone(),
             ClientId::new(provider.config.client_id.clone()),
             Some(ClientSecret::new(provider.config.client_secret.expose().to_owned())),
         )
@@ -419,18 +424,6 @@ fn issuer_exact(config: &OidcProviderConfig) -> IssuerUrl {
     // `Url` adds a trailing slash to bare hosts; the IdP's issuer usually has none.
     let raw = if config.issuer.path() == "/" { raw.trim_end_matches('/') } else { raw };
     IssuerUrl::new(raw.to_owned()).expect("validated when the configuration was loaded")
-}
-
-/// `CoreClient` wants core metadata; ours carries the logout extension.
-struct CoreProviderMetadataConversion;
-impl CoreProviderMetadataConversion {
-    fn convert(m: &Metadata) -> openidconnect::core::CoreProviderMetadata {
-        let value = serde_json::to_value(m).unwrap_or_default();
-        let mut core: openidconnect::core::CoreProviderMetadata =
-            serde_json::from_value(value).expect("same document, fewer fields");
-        core = core.set_jwks(m.jwks().clone());
-        core
-    }
 }
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
