@@ -211,7 +211,7 @@ struct UserPage {
     groups: Vec<String>,
     sessions: Vec<SessionView>,
     tokens: Vec<tokens::TokenInfo>,
-    memberships: Vec<(String, String, String)>,
+    memberships: Vec<crate::projects::Membership>,
     roles: Vec<&'static str>,
     message: Option<String>,
     error: Option<String>,
@@ -242,14 +242,7 @@ async fn user_page(
     let sessions = sessions::list_for_user(&mut conn, id).await?;
     let tokens = tokens::list(&mut conn, id).await?;
     let groups = crate::auth::scim::groups_of(&mut conn, id).await?;
-    let memberships: Vec<(String, String, String)> = crate::projects::memberships_of(&state.db, id)
-        .await?
-        .into_iter()
-        .map(|m| {
-            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
-            (s("slug"), s("name"), s("role"))
-        })
-        .collect();
+    let memberships = crate::projects::memberships_of(&state.db, id).await?;
     let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
     let html = render(&UserPage {
         page: PageContext::for_user(auth, &state.keys.csrf),

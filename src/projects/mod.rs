@@ -604,13 +604,22 @@ pub async fn apply_idp_grants(
 }
 
 /// For the GDPR export: the user's memberships.
-pub async fn memberships_of(db: &Db, user_id: &str) -> AppResult<Vec<serde_json::Value>> {
+pub async fn memberships_of(db: &Db, user_id: &str) -> AppResult<Vec<Membership>> {
     let mut conn = db.pool().acquire().await?;
     Ok(store::memberships_of(&mut conn, user_id)
         .await?
         .into_iter()
-        .map(|(id, slug, name, role)| json!({"project_id": id, "slug": slug, "name": name, "role": role}))
+        .map(|(project_id, slug, name, role)| Membership { project_id, slug, name, role })
         .collect())
+}
+
+/// One of a user's memberships, as their data export and the admin console show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Membership {
+    pub project_id: String,
+    pub slug: String,
+    pub name: String,
+    pub role: String,
 }
 
 /// For erasure, inside its transaction: the user's memberships end.
