@@ -61,6 +61,7 @@ pub fn api() -> ApiRouter {
         .merge(crate::projects::routes::api())
         .merge(crate::projects::specs_api::api())
         .merge(crate::projects::comments::api())
+        .merge(crate::projects::changes::api())
         .merge(ApiRouter::new().routes(utoipa_axum::routes!(crate::projects::events::stream)))
 }
 
@@ -156,6 +157,9 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
             "/projects/{slug}/edit/{*path}",
             get(crate::projects::editor::edit).post(crate::projects::editor::submit),
         )
+        .route("/projects/{slug}/changes", get(crate::projects::changes::changes_page))
+        .route("/projects/{slug}/changes/{handle}", get(crate::projects::changes::change))
+        .route("/projects/{slug}/changes/{handle}/{action}", post(crate::projects::changes::change_submit))
         .merge(auth::scim::routes())
         .merge(api)
         .fallback(not_found)
@@ -218,6 +222,7 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             // Sign the audit chain's head regularly, so tampering with anything older than a
             // few minutes contradicts a signature made before it.
             crate::audit::checkpoint(&state.db, &state.keys.audit).await?;
+            crate::jobs::sweep(&mut conn).await?;
             let origin = crate::audit::Origin::system();
             crate::projects::archive_idle(&state.db, crate::db::now_ms()).await?;
             let holds = crate::projects::audit_holds(&state.db, state.config.audit_retention).await?;
@@ -248,6 +253,7 @@ pub async fn serve(
     let mut main = tokio::spawn(main.into_future());
     let mut metrics = tokio::spawn(metrics.into_future());
     let housekeeping = tokio::spawn(maintenance(app.state.clone(), stop_rx.clone()));
+    let worker = tokio::spawn(crate::jobs::worker::run(app.state.clone(), stop_rx.clone()));
     let events = app.state.events.clone();
     let listener = tokio::spawn(events.clone().listen(
         app.state.db.clone(),
@@ -281,6 +287,7 @@ pub async fn serve(
         let _ = main.await;
         let _ = metrics.await;
         let _ = housekeeping.await;
+        let _ = worker.await;
         let _ = listener.await;
         if let Some(s) = streaming {
             let _ = s.await;

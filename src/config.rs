@@ -94,6 +94,9 @@ const SETTINGS: &[Setting] = &[
     s("projects.quota", "ARNO_PROJECTS_QUOTA"),
     s("auth.local_login", "ARNO_AUTH_LOCAL_LOGIN"),
     s("scim.provider", "ARNO_SCIM_PROVIDER"),
+    s("writeback.debounce_secs", "ARNO_WRITEBACK_DEBOUNCE_SECS"),
+    s("jobs.retry_base", "ARNO_JOBS_RETRY_BASE"),
+    s("jobs.max_attempts", "ARNO_JOBS_MAX_ATTEMPTS"),
 ];
 
 const CONFIG_ENV: &str = "ARNO_CONFIG";
@@ -156,6 +159,12 @@ pub struct Config {
     pub oidc: Vec<crate::auth::oidc::config::OidcProviderConfig>,
     /// Whose `org_roles` / `project_roles` tables SCIM groups map through (an `[[oidc]]` id).
     pub scim_provider: Option<String>,
+    /// Quiet time after a user's last save before it is committed to their session branch.
+    pub writeback_debounce: Duration,
+    /// The first retry of a failed job waits this long; each further one twice as long (≤ 10 min).
+    pub jobs_retry_base: Duration,
+    /// After this many attempts a job is failed (and says why).
+    pub jobs_max_attempts: u32,
 }
 
 /// One resolved setting, for `arno config check`.
@@ -389,6 +398,9 @@ fn effective_default(key: &str, c: &Config) -> String {
         "git.local_roots" => "(none)".to_owned(),
         "projects.quota" => format!("{} bytes", c.projects_quota),
         "auth.local_login" => c.local_login.to_string(),
+        "writeback.debounce_secs" => c.writeback_debounce.as_secs().to_string(),
+        "jobs.retry_base" => humantime::format_duration(c.jobs_retry_base).to_string(),
+        "jobs.max_attempts" => c.jobs_max_attempts.to_string(),
         _ => "(unset)".to_owned(),
     }
 }
@@ -579,6 +591,12 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         Some("false") => false,
         Some(other) => return Err(err(name("auth.local_login"), format!("`{other}` must be true or false"))),
     };
+    let writeback_debounce = Duration::from_secs(
+        parse_num(get("writeback.debounce_secs"), 30, 0, 86_400).map_err(|m| err(name("writeback.debounce_secs"), m))?,
+    );
+    let jobs_retry_base = duration("jobs.retry_base", "5s")?;
+    let jobs_max_attempts =
+        parse_num(get("jobs.max_attempts"), 8, 1, 100).map_err(|m| err(name("jobs.max_attempts"), m))?;
     let projects_quota = match get("projects.quota") {
         None => 1 << 30,
         Some(raw) => parse_bytes(raw).map_err(|m| err(name("projects.quota"), m))?,
@@ -618,6 +636,9 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         local_login,
         oidc: vec![],
         scim_provider: get("scim.provider").map(str::to_owned).filter(|s| !s.is_empty()),
+        writeback_debounce,
+        jobs_retry_base,
+        jobs_max_attempts,
     })
 }
 

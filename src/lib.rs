@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod git;
 pub mod http;
+pub mod jobs;
 pub mod keys;
 pub mod projects;
 pub mod specs;

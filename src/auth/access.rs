@@ -15,6 +15,7 @@
 //! | Setup            | ✓     |         | ✓     |          |        |        |                      |
 //! | EditSpecs        | ✓     |         | ✓     |          |        |        |                      |
 //! | Comment          | ✓     |         | ✓     | ✓        | ✓      |        |                      |
+//! | MergeChanges     | ✓     |         | ✓     |          |        |        |                      |
 //! | SetQuota         | ✓     |         |       |          |        |        |                      |
 //! | SetAuditRetention| ✓     |         |       |          |        |        |                      |
 //!
@@ -145,6 +146,8 @@ capability!(/// Edit specs: save, keep backups, restore versions.
 capability!(/// Comment on specs: start threads, reply, resolve and reopen.
     Comment, "comment", |org, role| org == OrgRole::Admin
         || matches!(role, Some(ProjectRole::Maker | ProjectRole::Frontend | ProjectRole::Editor)));
+capability!(/// Merge or close change requests (session branches into the default branch).
+    MergeChanges, "merge_changes", |org, role| org == OrgRole::Admin || role == Some(ProjectRole::Maker));
 capability!(/// Change the project's size limit.
     SetQuota, "set_quota", |org, _role| org == OrgRole::Admin, archived = true);
 capability!(/// Keep the project's audit records longer than the instance does.

@@ -48,6 +48,8 @@ pub async fn erase(db: &Db, keys: &Keys, user_id: &str, by: &Authenticated, orig
     // Their comments lose text and author; spec versions stay (the project's design) but forget who saved them.
     crate::projects::comments::erase_user(&mut tx, user_id).await?;
     crate::specs::versions::forget_user(&mut tx, user_id).await?;
+    // Text not yet committed under their name is not committed any more (it stays as versions).
+    crate::projects::writeback::forget_user(&mut tx, user_id).await?;
     let by_self = by.user.id == user_id;
     let event = Event::new(
         "user.erase",
@@ -182,6 +184,11 @@ pub async fn export_me(
     let records = audit::records_of_actor(&mut conn, &user.id).await?;
     let spec_versions = crate::specs::versions::of_user(&mut conn, &user.id).await?;
     let comments = crate::projects::comments::of_user(&mut conn, &user.id).await?;
+    let pending: Vec<serde_json::Value> = crate::projects::writeback::pending_of(&mut conn, &user.id)
+        .await?
+        .into_iter()
+        .map(|(project_id, path, version)| json!({"project_id": project_id, "path": path, "version": version}))
+        .collect();
     drop(conn);
     let origin = Origin::from(&ctx);
     let event = Event::new("user.export", Outcome::Allowed, Actor::of(&auth), &origin)
@@ -199,6 +206,7 @@ pub async fn export_me(
         "memberships": crate::projects::memberships_of(&state.db, &auth.user.id).await?,
         "spec_versions": spec_versions,
         "comments": comments,
+        "pending_writebacks": pending,
         "audit_records": records,
     });
     let mut response = Json(body).into_response();

@@ -18,7 +18,7 @@ use gix::refs::transaction::PreviousValue;
 
 use super::{
     BranchHead, Change, CommitInfo, CommitRequest, DiffEntry, DiffStatus, FileEntry, GitError, GitProvider, GitResult,
-    ObjectId, Page, Person,
+    MergeMode, MergeRequest, ObjectId, Page, Person,
 };
 
 /// Arno commits on behalf of a user: the user is the author, Arno the committer.
@@ -191,6 +191,83 @@ fn diff_trees(
     Ok(())
 }
 
+/// `refs/heads/{branch}` for a branch Arno may move: a valid name, and not the branch checked out
+/// in a working tree.
+fn movable_branch(repo: &gix::Repository, branch: &str) -> GitResult<String> {
+    if !super::valid_branch_name(branch) {
+        return Err(GitError::Invalid(format!("{branch:?} is not a valid branch name")));
+    }
+    let full = format!("refs/heads/{branch}");
+    if !repo.is_bare() && repo.head_name().map_err(upstream)?.is_some_and(|h| h.as_bstr() == full.as_str()) {
+        return Err(GitError::Conflict(format!(
+            "branch {branch} is checked out in the repository's working tree; Arno does not move it"
+        )));
+    }
+    Ok(full)
+}
+
+fn branch_head(repo: &gix::Repository, full: &str) -> GitResult<Option<GixId>> {
+    Ok(match repo.try_find_reference(full).map_err(upstream)? {
+        Some(mut r) => Some(r.peel_to_id().map_err(upstream)?.detach()),
+        None => None,
+    })
+}
+
+fn merge_base_of(repo: &gix::Repository, a: GixId, b: GixId) -> GitResult<Option<GixId>> {
+    if a == b {
+        return Ok(Some(a));
+    }
+    Ok(repo.merge_base(a, b).map_err(upstream)?.map(|id| id.detach()))
+}
+
+/// Compare-and-swap `full` from `expected` to `to`.
+fn move_branch(repo: &gix::Repository, branch: &str, full: &str, expected: GixId, to: GixId, why: &str) -> GitResult<()> {
+    let full_name: gix::refs::FullName =
+        full.try_into().map_err(|_| GitError::Invalid(format!("{branch:?} is not a valid branch name")))?;
+    let edit = gix::refs::transaction::RefEdit::update(
+        full_name,
+        to,
+        PreviousValue::MustExistAndMatch(gix::refs::Target::Object(expected)),
+        why.to_owned(),
+    );
+    let mut buf = gix::date::parse::TimeBuf::default();
+    let committer = arno_signature();
+    repo.edit_references_as([edit], Some(committer.to_ref(&mut buf)))
+        .map_err(|e| GitError::Conflict(format!("branch {branch} could not be moved ({e}); re-read it and retry")))?;
+    Ok(())
+}
+
+/// Write a commit of `tree` with `parents` (the first is the branch's current head) and move the
+/// branch to it; the author is the user, the committer Arno.
+fn commit_on(
+    repo: &gix::Repository,
+    branch: &str,
+    full: &str,
+    author: &Person,
+    message: &str,
+    tree: GixId,
+    parents: Vec<GixId>,
+) -> GitResult<GixId> {
+    let expected = parents.first().copied();
+    let committer = arno_signature();
+    let author_sig =
+        gix::actor::Signature { name: author.name.as_str().into(), email: author.email.as_str().into(), time: committer.time };
+    let (mut b1, mut b2) = (gix::date::parse::TimeBuf::default(), gix::date::parse::TimeBuf::default());
+    let id = repo
+        .commit_as(committer.to_ref(&mut b1), author_sig.to_ref(&mut b2), full, message, tree, parents)
+        .map_err(|e| {
+            // Another writer between our check and the locked update is a conflict; anything else is a failure.
+            let now = repo.try_find_reference(full).ok().flatten().and_then(|mut r| r.peel_to_id().ok());
+            if now.map(|id| id.detach()) != expected {
+                GitError::Conflict(format!("branch {branch} moved; re-read it and retry"))
+            } else {
+                GitError::Upstream(format!("branch {branch} could not be moved: {e}"))
+            }
+        })?
+        .detach();
+    Ok(id)
+}
+
 fn commit_info(repo: &gix::Repository, id: GixId) -> GitResult<CommitInfo> {
     let commit = repo.find_commit(id).map_err(upstream)?;
     let author = commit.author().map_err(upstream)?;
@@ -320,25 +397,13 @@ impl GitProvider for LocalProvider {
         self.run(move |repo| {
             let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let CommitRequest { branch, parent, message, author, changes } = request;
-            if !super::valid_branch_name(&branch) {
-                return Err(GitError::Invalid(format!("{branch:?} is not a valid branch name")));
-            }
             if changes.is_empty() {
                 return Err(GitError::Invalid("a commit needs at least one change".into()));
             }
-            let full = format!("refs/heads/{branch}");
-            if !repo.is_bare() && repo.head_name().map_err(upstream)?.is_some_and(|h| h.as_bstr() == full.as_str()) {
-                return Err(GitError::Conflict(format!(
-                    "branch {branch} is checked out in the repository's working tree; Arno does not move it"
-                )));
-            }
+            let full = movable_branch(repo, &branch)?;
             // An empty parent means "create the branch" (first commit of a new repository).
             let parent_id = if parent.is_empty() { None } else { Some(parse_id(&parent)?) };
-            let current = match repo.try_find_reference(full.as_str()).map_err(upstream)? {
-                Some(mut r) => Some(r.peel_to_id().map_err(upstream)?.detach()),
-                None => None,
-            };
-            if current != parent_id {
+            if branch_head(repo, &full)? != parent_id {
                 return Err(GitError::Conflict(format!("branch {branch} moved; re-read it and retry")));
             }
             let base_tree = match parent_id {
@@ -367,34 +432,90 @@ impl GitProvider for LocalProvider {
             if tree == base_tree && parent_id.is_some() {
                 return Err(GitError::Invalid("the changes leave every file as it was".into()));
             }
-            let committer = arno_signature();
-            let author_sig = gix::actor::Signature {
-                name: author.name.as_str().into(),
-                email: author.email.as_str().into(),
-                time: committer.time,
-            };
-            let (mut b1, mut b2) = (gix::date::parse::TimeBuf::default(), gix::date::parse::TimeBuf::default());
-            let id = repo
-                .commit_as(
-                    committer.to_ref(&mut b1),
-                    author_sig.to_ref(&mut b2),
-                    full.as_str(),
-                    message,
-                    tree,
-                    parent_id,
-                )
-                .map_err(|e| {
-                    // Another writer between our check and the locked update is a conflict; anything else is a failure.
-                    let now =
-                        repo.try_find_reference(full.as_str()).ok().flatten().and_then(|mut r| r.peel_to_id().ok());
-                    if now.map(|id| id.detach()) != parent_id {
-                        GitError::Conflict(format!("branch {branch} moved; re-read it and retry"))
-                    } else {
-                        GitError::Upstream(format!("branch {branch} could not be moved: {e}"))
-                    }
-                })?
-                .detach();
+            let id = commit_on(repo, &branch, &full, &author, &message, tree, parent_id.into_iter().collect())?;
             commit_info(repo, id)
+        })
+        .boxed()
+    }
+
+    fn merge_base<'a>(&'a self, a: &'a str, b: &'a str) -> BoxFuture<'a, GitResult<Option<ObjectId>>> {
+        let (a, b) = (a.to_owned(), b.to_owned());
+        self.run(move |repo| {
+            let (a, b) = (resolve_in(repo, &a)?, resolve_in(repo, &b)?);
+            Ok(merge_base_of(repo, a, b)?.map(|id| id.to_string()))
+        })
+        .boxed()
+    }
+
+    fn fast_forward<'a>(&'a self, branch: &'a str, expected: &'a str, to: &'a str) -> BoxFuture<'a, GitResult<()>> {
+        let lock = self.write_lock.clone();
+        let (branch, expected, to) = (branch.to_owned(), expected.to_owned(), to.to_owned());
+        self.run(move |repo| {
+            let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let full = movable_branch(repo, &branch)?;
+            let (expected, to) = (parse_id(&expected)?, resolve_in(repo, &to)?);
+            if branch_head(repo, &full)? != Some(expected) {
+                return Err(GitError::Conflict(format!("branch {branch} moved; re-read it and retry")));
+            }
+            if merge_base_of(repo, expected, to)? != Some(expected) {
+                return Err(GitError::Conflict(format!("{to} does not descend from the head of {branch}")));
+            }
+            move_branch(repo, &branch, &full, expected, to, "fast-forward")
+        })
+        .boxed()
+    }
+
+    fn merge(&self, request: MergeRequest) -> BoxFuture<'_, GitResult<CommitInfo>> {
+        let lock = self.write_lock.clone();
+        self.run(move |repo| {
+            let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let MergeRequest { branch, expected, source, mode, message, author } = request;
+            let full = movable_branch(repo, &branch)?;
+            let (expected, source) = (parse_id(&expected)?, resolve_in(repo, &source)?);
+            if branch_head(repo, &full)? != Some(expected) {
+                return Err(GitError::Conflict(format!("branch {branch} moved; re-read it and retry")));
+            }
+            let base = merge_base_of(repo, expected, source)?;
+            if base == Some(source) {
+                return Err(GitError::Invalid(format!("{branch} already contains every commit to merge")));
+            }
+            match mode {
+                MergeMode::FastForward if base == Some(expected) => {
+                    move_branch(repo, &branch, &full, expected, source, "merge (fast-forward)")?;
+                    commit_info(repo, source)
+                }
+                MergeMode::FastForward => Err(GitError::Conflict(format!(
+                    "{branch} has commits the other branch lacks; a fast-forward is impossible (use a merge commit)"
+                ))),
+                MergeMode::MergeCommit => {
+                    if base.is_none() {
+                        return Err(GitError::Invalid("the branches share no history".into()));
+                    }
+                    let labels = gix::merge::blob::builtin_driver::text::Labels {
+                        ancestor: None,
+                        current: Some(branch.as_str().into()),
+                        other: Some("source".into()),
+                    };
+                    let options = repo.tree_merge_options().map_err(upstream)?;
+                    let mut outcome = repo.merge_commits(expected, source, labels, options.into()).map_err(upstream)?;
+                    let how = gix::merge::tree::TreatAsUnresolved::default();
+                    if outcome.tree_merge.has_unresolved_conflicts(how) {
+                        let mut paths: Vec<String> = outcome
+                            .tree_merge
+                            .conflicts
+                            .iter()
+                            .filter(|c| c.is_unresolved(how))
+                            .map(|c| c.ours.location().to_string())
+                            .collect();
+                        paths.sort();
+                        paths.dedup();
+                        return Err(GitError::MergeConflict(paths));
+                    }
+                    let tree = outcome.tree_merge.tree.write().map_err(upstream)?.detach();
+                    let id = commit_on(repo, &branch, &full, &author, &message, tree, vec![expected, source])?;
+                    commit_info(repo, id)
+                }
+            }
         })
         .boxed()
     }

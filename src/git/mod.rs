@@ -73,7 +73,29 @@ pub struct CommitRequest {
     pub changes: Vec<Change>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a merge lands on the target branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeMode {
+    /// Move the target to the source commit; refused when the target has commits the source lacks.
+    FastForward,
+    /// A commit with two parents (target, source) holding the three-way merge of their trees.
+    MergeCommit,
+}
+
+/// Merge `source` into `branch`, whose head must still be `expected` (compare-and-swap).
+#[derive(Debug, Clone)]
+pub struct MergeRequest {
+    pub branch: String,
+    pub expected: ObjectId,
+    pub source: ObjectId,
+    pub mode: MergeMode,
+    /// For a merge commit.
+    pub message: String,
+    pub author: Person,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DiffStatus {
     Added,
@@ -101,6 +123,9 @@ pub enum GitError {
     /// A bad branch name, path or request.
     #[error("invalid: {0}")]
     Invalid(String),
+    /// Both sides changed these paths in ways a three-way merge cannot reconcile.
+    #[error("the branches conflict in {}", .0.join(", "))]
+    MergeConflict(Vec<String>),
     /// The provider asks us to slow down (hosted providers); retry after the given time.
     #[error("rate limited by the git provider")]
     RateLimited { retry_after_ms: u64 },
@@ -153,6 +178,17 @@ pub trait GitProvider: Send + Sync {
         cursor: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, GitResult<Page<DiffEntry>>>;
+
+    /// The best common ancestor of two commits (`None` for unrelated histories).
+    fn merge_base<'a>(&'a self, a: &'a str, b: &'a str) -> BoxFuture<'a, GitResult<Option<ObjectId>>>;
+
+    /// Move `branch` from `expected` to `to`, which must descend from `expected` (never a force).
+    fn fast_forward<'a>(&'a self, branch: &'a str, expected: &'a str, to: &'a str) -> BoxFuture<'a, GitResult<()>>;
+
+    /// Merge a commit into a branch (see [`MergeRequest`]); returns the branch's new head.
+    /// Nothing to merge is `Invalid`, irreconcilable changes are `MergeConflict`, a moved branch
+    /// is `Conflict`.
+    fn merge(&self, request: MergeRequest) -> BoxFuture<'_, GitResult<CommitInfo>>;
 
     /// The newest commit reachable from `commit` that changed `path`.
     fn last_commit<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Option<CommitInfo>>>;

@@ -23,6 +23,7 @@ use crate::specs::{Severity, SpecFile};
 use crate::ui::{PageContext, render};
 
 /// One line of a line-by-line comparison.
+#[derive(Debug, Clone)]
 pub struct DiffLine {
     /// `same`, `theirs` (only in theirs), `yours` (only in yours).
     pub side: &'static str,

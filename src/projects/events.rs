@@ -27,13 +27,19 @@ const CHANNEL: &str = "arno_events";
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProjectEvent {
     pub project_id: String,
-    /// `spec_saved`.
+    /// `spec_saved` (a save, or the default branch brought a new text), `default_updated` (the
+    /// default branch changed a spec Arno holds edits of), `writeback` (a session branch changed
+    /// state; `path` is empty).
     pub kind: String,
     pub path: String,
     pub version: i64,
     pub content_sha: String,
     pub by_name: String,
     pub by_handle: String,
+    /// `writeback`: where the author's session branch stands (`committed`, `diverged`, `failed`,
+    /// `pending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// The process's event bus.
@@ -75,6 +81,14 @@ impl Bus {
         if backend == Backend::Sqlite {
             let _ = self.tx.send(event);
         }
+    }
+
+    /// Announce an event outside any transaction (background work).
+    pub async fn publish(&self, db: &Db, event: ProjectEvent) -> AppResult<()> {
+        let mut conn = db.pool().acquire().await?;
+        self.within(&mut conn, db.backend(), &event).await?;
+        self.after_commit(db.backend(), event);
+        Ok(())
     }
 
     /// On PostgreSQL: listen for every replica's events and re-broadcast them here, reconnecting
@@ -132,7 +146,7 @@ pub struct EventsQuery {
 #[utoipa::path(get, path = "/api/v1/projects/{id}/events", tag = "specs",
     security(("token" = []), ("session" = [])),
     params(("id" = String, Path, description = "Project id or slug"), ("path" = Option<String>, Query, description = "Only this spec")),
-    responses((status = 200, description = "Server-sent events: `spec_saved`, `resync`", content_type = "text/event-stream"),
+    responses((status = 200, description = "Server-sent events: `spec_saved`, `default_updated`, `writeback`, `resync`", content_type = "text/event-stream"),
         (status = 404, body = crate::error::ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -153,7 +167,8 @@ pub async fn stream(
                 _ = closing.wait_for(|c| *c) => return None,
             };
             match received {
-                Ok(e) if e.project_id == project_id && path.as_ref().is_none_or(|p| *p == e.path) => {
+                // Project-wide events (empty path) reach every page of the project.
+                Ok(e) if e.project_id == project_id && (e.path.is_empty() || path.as_ref().is_none_or(|p| *p == e.path)) => {
                     let data = serde_json::to_string(&e).unwrap_or_default();
                     let event = SseEvent::default().event(e.kind.clone()).data(data);
                     return Some((Ok(event), (rx, closing, project_id, path)));

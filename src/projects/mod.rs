@@ -14,6 +14,8 @@ pub mod routes;
 pub mod scan;
 pub mod specs_api;
 pub mod store;
+pub mod writeback;
+pub mod changes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +80,7 @@ pub fn git_error(e: GitError) -> AppError {
     match e {
         GitError::NotFound(m) => AppError::Conflict(format!("the repository has no {m}")),
         GitError::Conflict(m) => AppError::Conflict(m),
+        e @ GitError::MergeConflict(_) => AppError::Conflict(format!("{e}; merge them in git")),
         GitError::Invalid(m) => AppError::validation(m),
         GitError::RateLimited { retry_after_ms } => AppError::RateLimited { retry_after_ms },
         GitError::Unauthorized(m) | GitError::Upstream(m) => AppError::Upstream(m),

@@ -242,6 +242,9 @@ pub async fn scan(
     let (project, grant) = super::authorize::<Scan>(&state.db, &auth, &origin, &slug, "project.scan").await?;
     let provider = state.repos.get(&project).await?;
     let result = super::scan::scan(&state.db, provider.as_ref(), &project, Actor::of(&auth), &origin).await;
+    if let Ok(report) = &result {
+        super::changes::announce_scan(&state, &project, report).await?;
+    }
     let fresh = reload(&state, &project.id).await?;
     match result {
         Ok(report) => project_page(&state, &auth, &fresh, grant.role(), Some(report_text(&report)), None).await,

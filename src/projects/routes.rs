@@ -320,7 +320,9 @@ pub async fn scan_project(
     let origin = Origin::from(&ctx);
     let (project, _grant) = super::authorize::<Scan>(&state.db, &auth, &origin, &id, "project.scan").await?;
     let provider = state.repos.get(&project).await?;
-    Ok(Json(super::scan::scan(&state.db, provider.as_ref(), &project, Actor::of(&auth), &origin).await?))
+    let report = super::scan::scan(&state.db, provider.as_ref(), &project, Actor::of(&auth), &origin).await?;
+    super::changes::announce_scan(&state, &project, &report).await?;
+    Ok(Json(report))
 }
 
 /// `POST /api/v1/projects/{id}/setup`: commit the default `.arno/config.json` to the default branch.

@@ -19,7 +19,7 @@ use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::db::{Db, now_ms};
 use crate::error::AppResult;
 use crate::git::{FileEntry, GitError, GitProvider};
-use crate::specs::{Component, RepoConfig, SpecFile, config};
+use crate::specs::{Component, RepoConfig, SpecFile, config, versions};
 
 /// Specs larger than this are not parsed (a design-system spec is a few KiB).
 pub const MAX_SPEC_BYTES: u64 = 1 << 20;
@@ -42,6 +42,10 @@ pub struct ScanReport {
     /// Why the scan stopped without touching the cache (an invalid `.arno/config.json`).
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// Specs whose text changed on the default branch since the previous scan, with the new Arno
+    /// version when Arno took the new text over (see [`versions::sync_from_git`]).
+    #[serde(skip)]
+    pub changed_specs: Vec<(String, Option<(i64, String)>)>,
 }
 
 /// Scan `project`'s default branch, audited as done by `actor`.
@@ -113,6 +117,7 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
         size_bytes: 0,
         error: None,
         duration_ms: 0,
+        changed_specs: vec![],
     };
     // The repository's declaration of itself; missing means defaults and "pending setup".
     let (repo_config, config_present) = match &head.commit {
@@ -181,7 +186,21 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
         let mut tx = db.begin().await?;
         // One scan writes a project's cache at a time (SQLite's BEGIN IMMEDIATE already serialises).
         store::find_for_update(&mut tx, db.backend(), &project.id).await?;
+        let mut synced = Vec::with_capacity(parsed.len());
         for row in &parsed {
+            let previous = store::component_raw(&mut tx, &project.id, &row.file_path).await?;
+            if previous.is_some() {
+                let version = versions::sync_from_git(
+                    &mut tx,
+                    db.backend(),
+                    &project.id,
+                    &row.file_path,
+                    previous.as_deref(),
+                    &row.raw_text,
+                )
+                .await?;
+                synced.push((row.file_path.clone(), version));
+            }
             store::upsert_component(&mut tx, &project.id, row).await?;
         }
         for path in &removed {
@@ -205,9 +224,10 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
         .await?;
         let all = store::components(&mut tx, &project.id).await?;
         tx.commit().await?;
-        AppResult::Ok(all)
+        AppResult::Ok((all, synced))
     };
-    let all = write.await.map_err(internal)?;
+    let (all, synced) = write.await.map_err(internal)?;
+    report.changed_specs = synced;
     report.state = state;
     report.parsed = parsed.len();
     report.removed = removed.len();

@@ -248,6 +248,7 @@ pub(crate) async fn save_as(
                 .target("spec", file)
                 .intent(json!({"version": version, "base_version": body.base_version, "fast_forward": fast_forward}));
             audit::record(&mut tx, event).await?;
+            super::writeback::note_save(&mut tx, state, &project.id, &auth.user, file, *version, &body.content).await?;
             let live = saved_event(auth, &project.id, file, *version, content_sha);
             state.events.within(&mut tx, state.db.backend(), &live).await?;
             tx.commit().await?;
@@ -318,6 +319,7 @@ fn saved_event(
         content_sha: sha.to_owned(),
         by_name: auth.user.name.clone(),
         by_handle: auth.user.handle.clone(),
+        state: None,
     }
 }
 
@@ -394,6 +396,8 @@ pub async fn spec_action(
                 versions::restore(&mut tx, state.db.backend(), &project.id, file, *n, &auth.user.id, &body.session_id)
                     .await?
                     .ok_or(AppError::NotFound)?;
+            let restored = versions::content_of(&mut tx, &project.id, file, v).await?.unwrap_or_default();
+            super::writeback::note_save(&mut tx, &state, &project.id, &auth.user, file, v, &restored).await?;
             let event = saved_event(&auth, &project.id, file, v, &sha);
             state.events.within(&mut tx, state.db.backend(), &event).await?;
             live = Some(event);

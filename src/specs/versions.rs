@@ -394,6 +394,50 @@ pub async fn restore(
     Ok(Some((next, sha)))
 }
 
+/// The default branch brought a new text of a file (a merge, a push). When Arno holds no edits
+/// of it that git lacks — its current text is the previous git text — the new text becomes a new
+/// version (kind `git`), so readers and editors move with the repository. Otherwise Arno's edits
+/// stay current (they are still on their way to git). Returns the new version and its SHA.
+pub async fn sync_from_git(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    project_id: &str,
+    path: &str,
+    previous_git: Option<&str>,
+    new_git: &str,
+) -> AppResult<Option<(i64, String)>> {
+    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+    let row: Option<(i64, i64, String)> = sqlx::query_as(&format!(
+        "SELECT current_version, next_version, content FROM spec_files WHERE project_id = $1 AND path = $2{lock}"
+    ))
+    .bind(project_id)
+    .bind(path)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((current, next, content)) = row else { return Ok(None) };
+    if content == new_git || previous_git != Some(content.as_str()) {
+        return Ok(None);
+    }
+    let sha = sha256_hex(new_git);
+    sqlx::query(
+        "UPDATE spec_files SET current_version = $3, next_version = $4, content = $5, content_sha = $6, updated_by = NULL, \
+         updated_at = $7 WHERE project_id = $1 AND path = $2",
+    )
+    .bind(project_id)
+    .bind(path)
+    .bind(next)
+    .bind(next + 1)
+    .bind(new_git)
+    .bind(&sha)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    let label = "from the default branch";
+    insert_version(conn, project_id, path, next, "git", Some(current), new_git, None, None, Some(label)).await?;
+    purge(conn, project_id, path).await?;
+    Ok(Some((next, sha)))
+}
+
 /// For the GDPR export: the versions a user saved (without the design content itself).
 pub async fn of_user(conn: &mut AnyConnection, user_id: &str) -> AppResult<Vec<serde_json::Value>> {
     let rows: Vec<(String, String, i64, String, String, i64)> = sqlx::query_as(

@@ -46,6 +46,7 @@ impl Metrics {
             Box::new(build_info),
             Box::new(crate::audit::RECORDS_TOTAL.clone()),
             Box::new(crate::projects::specs_api::SAVE_TOTAL.clone()),
+            Box::new(crate::projects::writeback::PUSH_TOTAL.clone()),
             Box::new(crate::projects::specs_api::SAVE_DURATION.clone()),
             Box::new(crate::audit::stream::LAG_SECONDS.clone()),
         ] {

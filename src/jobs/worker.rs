@@ -1,0 +1,68 @@
+//! The worker: claims due jobs and runs them until shutdown; between jobs it also notices when
+//! a project's default branch moved outside Arno (a push, a merge elsewhere) and re-scans it.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{Job, JobError};
+use crate::app::AppState;
+
+/// How often an idle worker looks for due jobs.
+const POLL: Duration = Duration::from_millis(500);
+/// How often default branches are compared with the last scan.
+const WATCH: Duration = Duration::from_secs(30);
+
+/// Run jobs until `stop`. A job in progress at shutdown finishes (or its lease expires and
+/// another replica takes it over after a crash).
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let owner = format!("worker-{}", uuid::Uuid::new_v4());
+    let mut watch_tick = tokio::time::interval(WATCH);
+    watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match super::claim(&state.db, &owner).await {
+            Ok(Some(job)) => {
+                run_one(&state, &owner, job).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(event_type = "job_claim_failed", error = %e, "could not claim a job"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = watch_tick.tick() => crate::projects::changes::watch_default_branches(&state).await,
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+async fn run_one(state: &AppState, owner: &str, job: Job) {
+    let result = match job.kind.as_str() {
+        crate::projects::writeback::JOB_KIND => crate::projects::writeback::run(state, &job).await,
+        other => Err(JobError::Fatal(format!("unknown job kind {other:?}"))),
+    };
+    match result {
+        Ok(()) => {
+            if let Err(e) = super::complete(&state.db, &job, owner).await {
+                tracing::warn!(event_type = "job_complete_failed", job_id = %job.id, error = %e, "could not mark a job done");
+            }
+        }
+        Err(error) => {
+            let message = match &error {
+                JobError::Retry { error, .. } | JobError::Fatal(error) => error.clone(),
+            };
+            match super::fail(&state.db, &job, owner, &error, state.config.jobs_retry_base).await {
+                Ok(now) => {
+                    tracing::warn!(event_type = "job_failed", job_id = %job.id, kind = %job.kind, attempts = job.attempts, state = now, error = %message, "job attempt failed");
+                    if job.kind == crate::projects::writeback::JOB_KIND && now != "done" {
+                        crate::projects::writeback::attempt_failed(state, &job, &message, now).await;
+                    }
+                }
+                Err(e) => tracing::warn!(event_type = "job_fail_failed", job_id = %job.id, error = %e, "could not record a job failure"),
+            }
+        }
+    }
+}
