@@ -311,10 +311,10 @@ fn report_branch(project: &Project) -> String {
     project.default_branch.clone().unwrap_or_else(|| "default".into())
 }
 
-/// Compare every active project's default branch with its last scan; re-scan those that moved
+/// Compare every project's default branch (archived ones excepted) with its last scan; re-scan those that moved
 /// (a push or a merge outside Arno). One replica does each project (a lock), the others skip it.
 pub async fn watch_default_branches(state: &AppState) {
-    let projects: Vec<(String,)> = match sqlx::query_as("SELECT id FROM projects WHERE state = 'active'")
+    let projects: Vec<(String,)> = match sqlx::query_as("SELECT id FROM projects WHERE state <> 'archived'")
         .fetch_all(state.db.pool())
         .await
     {
@@ -336,7 +336,7 @@ async fn watch_one(state: &AppState, id: &str) -> AppResult<()> {
         let mut conn = state.db.pool().acquire().await?;
         store::find(&mut conn, id).await?
     };
-    let Some(project) = project.filter(|p| p.state == ProjectState::Active) else { return Ok(()) };
+    let Some(project) = project.filter(|p| p.state != ProjectState::Archived) else { return Ok(()) };
     let provider = state.repos.get(&project).await?;
     let head = provider.default_branch().await.map_err(git_error)?;
     if head.commit == project.scanned_commit {

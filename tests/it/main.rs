@@ -21,4 +21,5 @@ mod specs;
 mod storage;
 mod store;
 mod support;
+mod writeback;
 mod zero_config;

@@ -310,7 +310,7 @@ async fn comment_threads_replies_resolution_and_gdpr() {
 }
 
 /// Read server-sent events until one with `event: {kind}` arrives or `wait` passes.
-async fn next_event(
+pub(crate) async fn next_event(
     r: &mut reqwest::Response,
     buffer: &mut String,
     kind: &str,
