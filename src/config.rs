@@ -592,7 +592,8 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         Some(other) => return Err(err(name("auth.local_login"), format!("`{other}` must be true or false"))),
     };
     let writeback_debounce = Duration::from_secs(
-        parse_num(get("writeback.debounce_secs"), 30, 0, 86_400).map_err(|m| err(name("writeback.debounce_secs"), m))?,
+        parse_num(get("writeback.debounce_secs"), 30, 0, 86_400)
+            .map_err(|m| err(name("writeback.debounce_secs"), m))?,
     );
     let jobs_retry_base = duration("jobs.retry_base", "5s")?;
     let jobs_max_attempts =

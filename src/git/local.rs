@@ -221,7 +221,14 @@ fn merge_base_of(repo: &gix::Repository, a: GixId, b: GixId) -> GitResult<Option
 }
 
 /// Compare-and-swap `full` from `expected` to `to`.
-fn move_branch(repo: &gix::Repository, branch: &str, full: &str, expected: GixId, to: GixId, why: &str) -> GitResult<()> {
+fn move_branch(
+    repo: &gix::Repository,
+    branch: &str,
+    full: &str,
+    expected: GixId,
+    to: GixId,
+    why: &str,
+) -> GitResult<()> {
     let full_name: gix::refs::FullName =
         full.try_into().map_err(|_| GitError::Invalid(format!("{branch:?} is not a valid branch name")))?;
     let edit = gix::refs::transaction::RefEdit::update(
@@ -250,8 +257,11 @@ fn commit_on(
 ) -> GitResult<GixId> {
     let expected = parents.first().copied();
     let committer = arno_signature();
-    let author_sig =
-        gix::actor::Signature { name: author.name.as_str().into(), email: author.email.as_str().into(), time: committer.time };
+    let author_sig = gix::actor::Signature {
+        name: author.name.as_str().into(),
+        email: author.email.as_str().into(),
+        time: committer.time,
+    };
     let (mut b1, mut b2) = (gix::date::parse::TimeBuf::default(), gix::date::parse::TimeBuf::default());
     let id = repo
         .commit_as(committer.to_ref(&mut b1), author_sig.to_ref(&mut b2), full, message, tree, parents)

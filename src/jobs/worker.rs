@@ -61,7 +61,9 @@ async fn run_one(state: &AppState, owner: &str, job: Job) {
                         crate::projects::writeback::attempt_failed(state, &job, &message, now).await;
                     }
                 }
-                Err(e) => tracing::warn!(event_type = "job_fail_failed", job_id = %job.id, error = %e, "could not record a job failure"),
+                Err(e) => {
+                    tracing::warn!(event_type = "job_fail_failed", job_id = %job.id, error = %e, "could not record a job failure")
+                }
             }
         }
     }

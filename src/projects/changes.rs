@@ -103,7 +103,13 @@ async fn load_change(state: &AppState, project: &Project, handle: &str, with_dif
             loop {
                 let page = provider.diff(base, head, cursor.as_deref(), 500).await.map_err(git_error)?;
                 for d in page.items {
-                    files.push(ChangedFile { path: d.path, status: d.status, author: None, changed_at: None, diff: None });
+                    files.push(ChangedFile {
+                        path: d.path,
+                        status: d.status,
+                        author: None,
+                        changed_at: None,
+                        diff: None,
+                    });
                 }
                 match page.next {
                     Some(next) if files.len() < MAX_FILES => cursor = Some(next),
@@ -161,15 +167,14 @@ pub async fn merge(
     let busy = || AppError::Conflict("a write to these branches is in progress; try again in a moment".into());
     let session_lock =
         Lock::try_acquire(&state.db, &format!("git:{}:{}", project.id, sb.branch), LOCK_TTL).await?.ok_or_else(busy)?;
-    let default_lock = match Lock::try_acquire(&state.db, &format!("git:{}:{}", project.id, default.name), LOCK_TTL)
-        .await
-    {
-        Ok(Some(l)) => l,
-        other => {
-            session_lock.release(&state.db).await?;
-            return Err(other.err().unwrap_or_else(busy));
-        }
-    };
+    let default_lock =
+        match Lock::try_acquire(&state.db, &format!("git:{}:{}", project.id, default.name), LOCK_TTL).await {
+            Ok(Some(l)) => l,
+            other => {
+                session_lock.release(&state.db).await?;
+                return Err(other.err().unwrap_or_else(busy));
+            }
+        };
     let result = async {
         let head = match provider.resolve(&format!("refs/heads/{}", sb.branch)).await {
             Ok(id) => id,
@@ -246,7 +251,13 @@ pub async fn merge(
 }
 
 /// Close a change request without merging (the branch stays; a new save reopens it).
-pub async fn close(state: &AppState, auth: &Authenticated, origin: &Origin, project: &Project, handle: &str) -> AppResult<()> {
+pub async fn close(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    project: &Project,
+    handle: &str,
+) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
     let sb = writeback::branch_of(&mut tx, &project.id, handle).await?.ok_or(AppError::NotFound)?;
     if sb.review != "open" {
@@ -314,16 +325,14 @@ fn report_branch(project: &Project) -> String {
 /// Compare every project's default branch (archived ones excepted) with its last scan; re-scan those that moved
 /// (a push or a merge outside Arno). One replica does each project (a lock), the others skip it.
 pub async fn watch_default_branches(state: &AppState) {
-    let projects: Vec<(String,)> = match sqlx::query_as("SELECT id FROM projects WHERE state <> 'archived'")
-        .fetch_all(state.db.pool())
-        .await
-    {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::warn!(event_type = "watch_failed", error = %e, "could not list projects to watch");
-            return;
-        }
-    };
+    let projects: Vec<(String,)> =
+        match sqlx::query_as("SELECT id FROM projects WHERE state <> 'archived'").fetch_all(state.db.pool()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(event_type = "watch_failed", error = %e, "could not list projects to watch");
+                return;
+            }
+        };
     for (id,) in projects {
         if let Err(e) = watch_one(state, &id).await {
             tracing::warn!(event_type = "watch_failed", project_id = %id, error = %e, "could not check a default branch");
@@ -517,7 +526,8 @@ pub async fn changes_page(
     let branches = writeback::branches(&mut conn, &project.id).await?;
     let activity = writeback::recent_activity(&mut conn, &project.id, 50).await?;
     drop(conn);
-    let html = render(&ChangesPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, branches, activity })?;
+    let html =
+        render(&ChangesPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, branches, activity })?;
     Ok(html.into_response())
 }
 

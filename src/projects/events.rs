@@ -168,7 +168,10 @@ pub async fn stream(
             };
             match received {
                 // Project-wide events (empty path) reach every page of the project.
-                Ok(e) if e.project_id == project_id && (e.path.is_empty() || path.as_ref().is_none_or(|p| *p == e.path)) => {
+                Ok(e)
+                    if e.project_id == project_id
+                        && (e.path.is_empty() || path.as_ref().is_none_or(|p| *p == e.path)) =>
+                {
                     let data = serde_json::to_string(&e).unwrap_or_default();
                     let event = SseEvent::default().event(e.kind.clone()).data(data);
                     return Some((Ok(event), (rx, closing, project_id, path)));

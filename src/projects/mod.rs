@@ -5,6 +5,7 @@
 //! caller may make it, changes the database in one transaction and appends its audit record in
 //! that same transaction.
 
+pub mod changes;
 pub mod comments;
 pub mod editor;
 pub mod events;
@@ -15,7 +16,6 @@ pub mod scan;
 pub mod specs_api;
 pub mod store;
 pub mod writeback;
-pub mod changes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

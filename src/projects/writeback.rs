@@ -184,13 +184,11 @@ struct PendingFile {
 }
 
 async fn branch_row(conn: &mut AnyConnection, project_id: &str, user_id: &str) -> AppResult<Option<BranchRow>> {
-    Ok(sqlx::query_as(
-        "SELECT branch, state, last_commit FROM session_branches WHERE project_id = $1 AND user_id = $2",
-    )
-    .bind(project_id)
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?)
+    Ok(sqlx::query_as("SELECT branch, state, last_commit FROM session_branches WHERE project_id = $1 AND user_id = $2")
+        .bind(project_id)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?)
 }
 
 async fn pending(conn: &mut AnyConnection, project_id: &str, user_id: &str) -> AppResult<Vec<PendingFile>> {
@@ -312,11 +310,9 @@ async fn write(
     if !safe {
         let reason = match (&head, &row.last_commit) {
             (None, _) => format!("{branch} was deleted outside Arno before its changes were merged"),
-            (Some(h), Some(last)) => format!(
-                "{branch} changed outside Arno: it is at {} but Arno last wrote {}",
-                short(h),
-                short(last)
-            ),
+            (Some(h), Some(last)) => {
+                format!("{branch} changed outside Arno: it is at {} but Arno last wrote {}", short(h), short(last))
+            }
             (Some(h), None) => format!("{branch} already exists with commits Arno did not write (at {})", short(h)),
         };
         return diverged(state, project, user, branch, head.as_deref(), &reason).await;
@@ -407,13 +403,15 @@ async fn recorded(
     let work = async {
         let mut tx = db.begin().await?;
         for f in files {
-            sqlx::query("DELETE FROM writeback_files WHERE project_id = $1 AND user_id = $2 AND path = $3 AND version = $4")
-                .bind(&project.id)
-                .bind(&user.id)
-                .bind(&f.path)
-                .bind(f.version)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM writeback_files WHERE project_id = $1 AND user_id = $2 AND path = $3 AND version = $4",
+            )
+            .bind(&project.id)
+            .bind(&user.id)
+            .bind(&f.path)
+            .bind(f.version)
+            .execute(&mut *tx)
+            .await?;
         }
         let (left,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM writeback_files WHERE project_id = $1 AND user_id = $2")
@@ -526,7 +524,9 @@ pub async fn attempt_failed(state: &AppState, job: &Job, error: &str, now: &str)
     match work.await {
         Ok(Some((project, (user, _)))) if failed => announce(state, &project, &user, "failed").await,
         Ok(_) => {}
-        Err(e) => tracing::warn!(event_type = "writeback_state_failed", error = %e, "could not record a write-back failure"),
+        Err(e) => {
+            tracing::warn!(event_type = "writeback_state_failed", error = %e, "could not record a write-back failure")
+        }
     }
 }
 
@@ -614,7 +614,12 @@ pub async fn branch_of(conn: &mut AnyConnection, project_id: &str, handle: &str)
 
 /// "Discard mine, take theirs" on a diverged branch: the owner's unwritten text becomes backup
 /// versions (nothing is thrown away), and Arno adopts the branch as it is now.
-pub async fn take_theirs(state: &AppState, auth: &crate::auth::Authenticated, origin: &Origin, project: &Project) -> AppResult<usize> {
+pub async fn take_theirs(
+    state: &AppState,
+    auth: &crate::auth::Authenticated,
+    origin: &Origin,
+    project: &Project,
+) -> AppResult<usize> {
     let user = &auth.user;
     let branch = branch_for(&user.handle);
     let provider = state.repos.get(project).await?;
@@ -662,8 +667,16 @@ pub async fn take_theirs(state: &AppState, auth: &crate::auth::Authenticated, or
         .execute(&mut *tx)
         .await?;
         let summary = format!("took {branch} as it is; {} unwritten file(s) kept as backups", files.len());
-        activity(&mut tx, &project.id, Some(&user.id), "writeback.take_theirs", &summary, Some(&branch), head.as_deref())
-            .await?;
+        activity(
+            &mut tx,
+            &project.id,
+            Some(&user.id),
+            "writeback.take_theirs",
+            &summary,
+            Some(&branch),
+            head.as_deref(),
+        )
+        .await?;
         let event = Event::new("writeback.take_theirs", Outcome::Allowed, Actor::of(auth), origin)
             .project(&project.id)
             .target("branch", &branch)
@@ -688,8 +701,10 @@ pub async fn forget_user(conn: &mut AnyConnection, user_id: &str) -> AppResult<u
 
 /// A user's unwritten text (GDPR export): project, path, version.
 pub async fn pending_of(conn: &mut AnyConnection, user_id: &str) -> AppResult<Vec<(String, String, i64)>> {
-    Ok(sqlx::query_as("SELECT project_id, path, version FROM writeback_files WHERE user_id = $1 ORDER BY project_id, path")
-        .bind(user_id)
-        .fetch_all(conn)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT project_id, path, version FROM writeback_files WHERE user_id = $1 ORDER BY project_id, path",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?)
 }

@@ -233,7 +233,12 @@ async fn every_mutating_route_writes_exactly_one_record() {
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/comments/{comment_id}/replies"));
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/comments/{comment_id}/resolve"));
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/comments/{comment_id}/reopen"));
-    let before = before + 6;
+    // Change requests: deciding for someone else's session branch is refused, and recorded.
+    let r = b.request(Method::POST, &format!("/api/v1/projects/{pid}/changes/dave/take-theirs"), &h, None, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 12, "writeback.take_theirs"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/changes/{handle}/{action}"));
+    let before = before + 7;
 
     let mut conn = app.state.db.pool().acquire().await.unwrap();
     let dave_token = arno::auth::tokens::create(&mut conn, &dave.id, "d", None).await.unwrap().1;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use arno::git::local::LocalProvider;
-use arno::git::{Change, CommitRequest, DiffStatus, GitError, GitProvider, Person};
+use arno::git::{Change, CommitRequest, DiffStatus, GitError, GitProvider, MergeMode, MergeRequest, Person};
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -216,4 +216,81 @@ async fn existing_repository_with_a_working_tree() {
     let missing = dir.path().join("nothing-here");
     let result = tokio::task::spawn_blocking(move || LocalProvider::open(&missing).map(|_| ())).await.unwrap();
     assert!(matches!(result, Err(GitError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn merges_fast_forward_or_three_way_and_refuse_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("merge.git");
+    let repo = LocalProvider::init(&path, "main").unwrap();
+    let text = "line 1\nline 2\nline 3\nline 4\nline 5\n";
+    let base = repo.commit(request("main", "", vec![upsert("A.md", text), upsert("B.md", "b\n")])).await.unwrap();
+    repo.create_branch("arno/alice", &base.id).await.unwrap();
+    let ours = repo
+        .commit(request("arno/alice", &base.id, vec![upsert("A.md", &text.replace("line 1", "ONE"))]))
+        .await
+        .unwrap();
+    assert_eq!(repo.merge_base(&base.id, &ours.id).await.unwrap().as_deref(), Some(base.id.as_str()));
+
+    let merge = |mode, expected: &str, source: &str| MergeRequest {
+        branch: "main".into(),
+        expected: expected.into(),
+        source: source.into(),
+        mode,
+        message: "Merge arno/alice".into(),
+        author: alice(),
+    };
+    // Fast-forward while main has nothing new; a stale expectation is a conflict.
+    assert!(matches!(repo.merge(merge(MergeMode::FastForward, &ours.id, &ours.id)).await, Err(GitError::Conflict(_))));
+    let ff = repo.merge(merge(MergeMode::FastForward, &base.id, &ours.id)).await.unwrap();
+    assert_eq!((ff.id.as_str(), repo.resolve("main").await.unwrap()), (ours.id.as_str(), ours.id.clone()));
+    // Nothing left to merge.
+    assert!(matches!(repo.merge(merge(MergeMode::MergeCommit, &ours.id, &ours.id)).await, Err(GitError::Invalid(_))));
+
+    // Both sides move: the same file in different lines merges cleanly (a real three-way merge).
+    let main2 = repo
+        .commit(request(
+            "main",
+            &ours.id,
+            vec![upsert("A.md", &text.replace("line 1", "ONE").replace("line 5", "FIVE"))],
+        ))
+        .await
+        .unwrap();
+    let side = repo
+        .commit(request(
+            "arno/alice",
+            &ours.id,
+            vec![upsert("A.md", &text.replace("line 1", "ONE").replace("line 2", "TWO")), upsert("C.md", "c\n")],
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(repo.merge(merge(MergeMode::FastForward, &main2.id, &side.id)).await, Err(GitError::Conflict(_))));
+    let merged = repo.merge(merge(MergeMode::MergeCommit, &main2.id, &side.id)).await.unwrap();
+    assert_eq!(
+        String::from_utf8(repo.read_file(&merged.id, "A.md").await.unwrap()).unwrap(),
+        "ONE\nTWO\nline 3\nline 4\nFIVE\n"
+    );
+    assert_eq!(repo.read_file(&merged.id, "C.md").await.unwrap(), b"c\n");
+    assert_eq!(git(&path, &["log", "-1", "--format=%P", "main"]), format!("{} {}", main2.id, side.id));
+    assert_eq!(git(&path, &["log", "-1", "--format=%an|%cn", "main"]), "Alice Maker|Arno");
+
+    // The same line changed on both sides: refused, naming the file; nothing moves.
+    let main3 = repo.commit(request("main", &merged.id, vec![upsert("B.md", "main's b\n")])).await.unwrap();
+    let side2 = repo.commit(request("arno/alice", &side.id, vec![upsert("B.md", "alice's b\n")])).await.unwrap();
+    match repo.merge(merge(MergeMode::MergeCommit, &main3.id, &side2.id)).await {
+        Err(GitError::MergeConflict(paths)) => assert_eq!(paths, ["B.md"]),
+        other => panic!("expected a merge conflict, got {other:?}"),
+    }
+    assert_eq!(repo.resolve("main").await.unwrap(), main3.id);
+
+    // Fast-forwarding a branch: only to a descendant, only from the expected head.
+    repo.create_branch("arno/bob", &base.id).await.unwrap();
+    assert!(matches!(repo.fast_forward("arno/bob", &main3.id, &main3.id).await, Err(GitError::Conflict(_))));
+    assert!(matches!(repo.fast_forward("arno/bob", &base.id, &side2.id).await, Ok(())));
+    assert!(
+        matches!(repo.fast_forward("arno/bob", &side2.id, &main3.id).await, Err(GitError::Conflict(_))),
+        "not a descendant"
+    );
+    assert_eq!(repo.resolve("arno/bob").await.unwrap(), side2.id);
+    git(&path, &["fsck", "--strict", "--no-progress"]);
 }

@@ -72,8 +72,13 @@ async fn save(w: &World, token: &str, file: &str, content: &str, session: &str) 
     let url = w.app.url(&format!("/api/v1/projects/ds/specs/Design_system/{file}"));
     let current = api(Method::GET, &url, Some(token), None).await.json();
     let base = current["version"].as_i64().unwrap();
-    let r = api(Method::PUT, &url, Some(token), Some(json!({"content": content, "base_version": base, "session_id": session})))
-        .await;
+    let r = api(
+        Method::PUT,
+        &url,
+        Some(token),
+        Some(json!({"content": content, "base_version": base, "session_id": session})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.json()
 }
@@ -93,7 +98,11 @@ async fn wait_for(w: &World, handle: &str, state: &str) -> Value {
                 return b;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "{handle} never reached {state}: {:?}", branch_state(w, handle).await);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{handle} never reached {state}: {:?}",
+            branch_state(w, handle).await
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -168,7 +177,10 @@ async fn change_requests_merge_by_fast_forward_or_merge_commit_and_close() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let c = r.json();
     assert_eq!(c["files"].as_array().unwrap().len(), 1, "{c}");
-    assert_eq!((c["files"][0]["path"].as_str(), c["files"][0]["status"].as_str()), (Some("Design_system/Button.md"), Some("modified")));
+    assert_eq!(
+        (c["files"][0]["path"].as_str(), c["files"][0]["status"].as_str()),
+        (Some("Design_system/Button.md"), Some("modified"))
+    );
     assert_eq!(c["files"][0]["author"], "Ada Lovelace");
     assert_eq!(c["can_fast_forward"], true);
 
@@ -242,7 +254,10 @@ async fn change_requests_merge_by_fast_forward_or_merge_commit_and_close() {
     );
     let list = api(Method::GET, &w.app.url("/api/v1/projects/ds/changes"), Some(&w.viewer), None).await.json();
     let kinds: Vec<&str> = list["activity"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
-    assert!(kinds.starts_with(&["change.closed", "writeback.committed", "change.merged", "change.merged"]), "{kinds:?}");
+    assert!(
+        kinds.starts_with(&["change.closed", "writeback.committed", "change.merged", "change.merged"]),
+        "{kinds:?}"
+    );
 }
 
 #[tokio::test]
@@ -255,7 +270,11 @@ async fn a_branch_changed_outside_arno_is_never_overwritten() {
     // A developer commits to the session branch and pushes.
     git(&w.clone, &["fetch", "-q", "origin"]);
     git(&w.clone, &["checkout", "-q", "-b", "arno/m1", "origin/arno/m1"]);
-    std::fs::write(w.clone.join("Design_system/Button.md"), "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\nname: Button\n---\n# Theirs\n").unwrap();
+    std::fs::write(
+        w.clone.join("Design_system/Button.md"),
+        "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\nname: Button\n---\n# Theirs\n",
+    )
+    .unwrap();
     git(&w.clone, &["commit", "-q", "-am", "theirs"]);
     git(&w.clone, &["push", "-q", "origin", "arno/m1"]);
     let theirs = git(&w.clone, &["rev-parse", "HEAD"]);
@@ -317,7 +336,10 @@ async fn a_branch_changed_outside_arno_is_never_overwritten() {
     .json();
     assert_eq!(kept["content"], third);
     let b = branch_state(&w, "m1").await.unwrap();
-    assert_eq!((b["state"].as_str(), b["last_commit"].as_str(), b["pending_files"].as_i64()), (Some("committed"), Some(theirs.as_str()), Some(0)));
+    assert_eq!(
+        (b["state"].as_str(), b["last_commit"].as_str(), b["pending_files"].as_i64()),
+        (Some("committed"), Some(theirs.as_str()), Some(0))
+    );
 
     // From now on saves build on their commit.
     let fourth = BUTTON.replace("A button.", "Mine, on top of theirs.");
@@ -410,8 +432,9 @@ async fn opened_spec_rows_follow_the_default_branch() {
     git(&w.clone, &["commit", "-q", "-am", "push"]);
     git(&w.clone, &["push", "-q", "origin", "main"]);
     arno::projects::changes::watch_default_branches(&w.app.state).await;
-    let card =
-        api(Method::GET, &w.app.url("/api/v1/projects/ds/specs/Design_system/Card.md"), Some(&w.maker), None).await.json();
+    let card = api(Method::GET, &w.app.url("/api/v1/projects/ds/specs/Design_system/Card.md"), Some(&w.maker), None)
+        .await
+        .json();
     assert_eq!(card["content"], card_theirs);
     assert_eq!(card["version"], 3, "version 1 (git), 2 (restored), 3 (from the default branch): {card}");
 }
@@ -430,11 +453,13 @@ async fn the_job_queue_debounces_leases_and_never_hands_one_job_to_two_workers()
         }
         for i in 0..40 {
             let key = format!("j{i}");
-            let job = NewJob { kind: "test", dedup_key: Some(&key), payload: json!({"i": i}), run_at: now, max_attempts: 3 };
+            let job =
+                NewJob { kind: "test", dedup_key: Some(&key), payload: json!({"i": i}), run_at: now, max_attempts: 3 };
             jobs::enqueue(&mut conn, &job).await.unwrap();
         }
     }
-    let k: Vec<(i64,)> = sqlx::query_as("SELECT run_at FROM jobs WHERE dedup_key = 'k'").fetch_all(db.pool()).await.unwrap();
+    let k: Vec<(i64,)> =
+        sqlx::query_as("SELECT run_at FROM jobs WHERE dedup_key = 'k'").fetch_all(db.pool()).await.unwrap();
     assert_eq!(k, [(now + 120_000,)]);
     // Stop the app's own worker from taking test jobs: claim them here with four workers at once.
     let mut workers = vec![];
@@ -461,17 +486,19 @@ async fn the_job_queue_debounces_leases_and_never_hands_one_job_to_two_workers()
     assert_eq!(before, all.len(), "a job was handed to two workers");
     // Let the app's worker finish what it took.
     for _ in 0..100 {
-        let (running,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state = 'running'").fetch_one(db.pool()).await.unwrap();
+        let (running,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state = 'running'").fetch_one(db.pool()).await.unwrap();
         if running == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The app's worker may have taken (and failed, unknown kind) some; none is lost or doubled.
-    let (done,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE dedup_key LIKE 'j%' AND state IN ('done', 'failed')")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let (done,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE dedup_key LIKE 'j%' AND state IN ('done', 'failed')")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
     assert_eq!(done, 40);
 
     // A lease that ran out (a crashed worker) makes the job claimable again.
@@ -490,13 +517,17 @@ async fn the_job_queue_debounces_leases_and_never_hands_one_job_to_two_workers()
             taken = Some(job);
             break;
         }
-        let (state,): (String,) = sqlx::query_as("SELECT state FROM jobs WHERE dedup_key = 'lease'").fetch_one(db.pool()).await.unwrap();
+        let (state,): (String,) =
+            sqlx::query_as("SELECT state FROM jobs WHERE dedup_key = 'lease'").fetch_one(db.pool()).await.unwrap();
         if state != "running" {
             break;
         }
     }
     let (attempts, owner): (i64, Option<String>) =
-        sqlx::query_as("SELECT attempts, lease_owner FROM jobs WHERE dedup_key = 'lease'").fetch_one(db.pool()).await.unwrap();
+        sqlx::query_as("SELECT attempts, lease_owner FROM jobs WHERE dedup_key = 'lease'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
     assert_eq!(attempts, 2, "taken over once (by {owner:?}, here: {:?})", taken.map(|j| j.id));
 }
 
