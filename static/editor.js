@@ -83,6 +83,33 @@
           'save to compare, or reload to take theirs.');
       }
     });
+    // The default branch brought a new text of this spec while Arno holds edits of it.
+    source.addEventListener('default_updated', (e) => {
+      const ev = JSON.parse(e.data);
+      say('The ' + ev.by_name + ' changed this spec (a merge or a push). Arno keeps the edited ' +
+        'text; compare on the change request before merging.');
+    });
+    // Where my session branch stands (project-wide events; only mine matter here).
+    const writeback = document.getElementById('writeback-status');
+    source.addEventListener('writeback', (e) => {
+      const ev = JSON.parse(e.data);
+      if (!writeback || ev.by_handle !== writeback.dataset.handle) return;
+      const branch = 'arno/' + ev.by_handle;
+      const href = '/projects/' + form.dataset.project + '/changes/' + ev.by_handle;
+      const text = {
+        committed: 'Your saved changes are committed to ' + branch + '. ',
+        pending: 'Some saved changes are still on their way to ' + branch + '. ',
+        diverged: 'Your saved changes are not being written: ' + branch + ' changed outside Arno. ',
+        failed: 'Writing to ' + branch + ' failed. ',
+      }[ev.state];
+      if (!text) return;
+      writeback.textContent = text;
+      const link = document.createElement('a');
+      link.href = href;
+      link.textContent = ev.state === 'diverged' ? 'Open the branch and decide' : 'Change request';
+      writeback.appendChild(link);
+      writeback.appendChild(document.createTextNode('.'));
+    });
     window.addEventListener('beforeunload', () => source.close());
   }
 })();

@@ -85,6 +85,8 @@ struct EditorPage {
     message: Option<String>,
     conflict: Option<ConflictView>,
     editor_js: String,
+    /// The caller's session branch, where their saves go.
+    writeback: Option<super::writeback::SessionBranch>,
 }
 
 fn problems(content: &str) -> Vec<String> {
@@ -113,7 +115,12 @@ async fn editor_page(
     let preview_html = tokio::task::spawn_blocking(move || crate::specs::render::prose_to_html(&prose))
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
+    let writeback = {
+        let mut conn = state.db.pool().acquire().await?;
+        super::writeback::branch_of(&mut conn, &project.id, &auth.user.handle).await?
+    };
     let html = render(&EditorPage {
+        writeback,
         page: PageContext::for_user(auth, &state.keys.csrf),
         project: project.clone(),
         path: path.to_owned(),

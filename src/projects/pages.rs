@@ -158,6 +158,8 @@ struct ProjectPage {
     can_scan: bool,
     can_setup: bool,
     components: Vec<ComponentItem>,
+    /// The newest entries of the activity list (write-backs, merges, divergences).
+    activity: Vec<super::writeback::Activity>,
     broken: usize,
     report: Option<String>,
     error: Option<String>,
@@ -185,6 +187,8 @@ async fn project_page(
     let mut conn = state.db.pool().acquire().await?;
     let rows = store::components(&mut conn, &project.id).await?;
     let components: Vec<ComponentItem> = rows.iter().map(|r| item(&project.slug, summarize(r, &rows).0)).collect();
+    let activity = super::writeback::recent_activity(&mut conn, &project.id, 5).await?;
+    drop(conn);
     let facts = project.facts(role);
     let status = if error.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
     let html = render(&ProjectPage {
@@ -198,6 +202,7 @@ async fn project_page(
         can_setup: access::decide::<Setup>(&auth.user, &facts).is_ok() && !project.config_present,
         broken: components.iter().filter(|c| c.error.is_some()).count(),
         components,
+        activity,
         project: project.clone(),
         report,
         error,

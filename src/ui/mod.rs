@@ -84,6 +84,11 @@ impl PageContext {
         PageContext { csrf_token, ..Self::anonymous() }
     }
 
+    /// The signed-in user's handle (empty for anonymous pages).
+    pub fn user_handle(&self) -> &str {
+        self.user.as_ref().map_or("", |u| u.handle.as_str())
+    }
+
     pub fn for_user(auth: &Authenticated, csrf_key: &[u8; 32]) -> Self {
         let csrf_token = auth.session_cookie.as_deref().map(|c| csrf::token_for(csrf_key, c)).unwrap_or_default();
         PageContext {

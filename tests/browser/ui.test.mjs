@@ -30,7 +30,7 @@ function freePort() {
   });
 }
 
-let server, base, setupUrl, browser, dataRoot, repoPath;
+let server, base, setupUrl, browser, dataRoot, repoPath, barePath;
 const logLines = [];
 
 before(async () => {
@@ -56,6 +56,9 @@ before(async () => {
   git('init', '-q', '-b', 'main');
   git('add', '.');
   git('commit', '-q', '-m', 'Add button');
+  // Arno serves a bare clone (as a git server would), so change requests can be merged into main.
+  barePath = join(roots, 'design-system.git');
+  git('clone', '-q', '--bare', repoPath, barePath);
   const [port, metricsPort] = [await freePort(), await freePort()];
   base = `http://127.0.0.1:${port}`;
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ARNO_')));
@@ -65,6 +68,7 @@ before(async () => {
     ARNO_LISTEN: `127.0.0.1:${port}`,
     ARNO_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
     ARNO_GIT_LOCAL_ROOTS: roots,
+    ARNO_WRITEBACK_DEBOUNCE_SECS: '1',
   });
   server = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   setupUrl = await new Promise((resolve, reject) => {
@@ -243,7 +247,7 @@ test('projects: create, components, component page and members are accessible', 
   await page.waitForURL(`${base}/projects`);
   await axeCheck(page, 'projects (empty)');
   await page.getByLabel('Name', { exact: true }).fill('Design system');
-  await page.getByLabel(/Existing repository/).fill(repoPath);
+  await page.getByLabel(/Existing repository/).fill(barePath);
   await page.getByRole('button', { name: 'Create project' }).click();
   await page.waitForURL(`${base}/projects/design-system`);
   assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Design system');
@@ -414,6 +418,51 @@ test('the editor autosaves, hears other saves live, and hands a conflict to the 
   const fresh = await context.newPage();
   await fresh.goto(url);
   assert.match(await fresh.locator('#content').inputValue(), /Autosaved line\./);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('saved specs reach a change request that a Maker merges with the keyboard', async () => {
+  const { page, problems, context } = await newPage();
+  await page.goto(`${base}/login`);
+  await page.getByLabel('E-mail address').fill('ada@example.com');
+  await page.getByLabel('Password').fill('correct horse battery staple');
+  await page.getByLabel('Password').press('Enter');
+  await page.waitForURL(`${base}/`);
+
+  // The saves of the earlier tests were committed to arno/ada after the quiet period.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    await page.goto(`${base}/projects/design-system/changes`);
+    const row = await page.locator('#branches').textContent().catch(() => '');
+    if (/arno\/ada/.test(row) && /committed/.test(row) && !/waiting/.test(row)) break;
+    assert.ok(Date.now() < deadline, `arno/ada was not committed: ${row}`);
+    await page.waitForTimeout(300);
+  }
+  assert.match(await page.locator('#activity').textContent(), /committed Design_system\/Button\.md/);
+  await axeCheck(page, 'changes');
+
+  await page.getByRole('link', { name: 'arno/ada' }).click();
+  await page.waitForURL(`${base}/projects/design-system/changes/ada`);
+  assert.equal((await page.locator('#review').textContent()).trim(), 'open');
+  assert.match(await page.locator('#files').textContent(), /Design_system\/Button\.md/);
+  await axeCheck(page, 'change request');
+
+  // Merge commit (the default choice), using only the keyboard.
+  await page.getByRole('button', { name: 'Merge', exact: true }).focus();
+  await page.keyboard.press('Enter');
+  await page.waitForLoadState('load');
+  await page.locator('#review').filter({ hasText: 'merged' }).waitFor({ timeout: 10_000 });
+  const git = (...args) => execFileSync('git', ['-C', barePath, ...args]).toString().trim();
+  assert.equal(git('log', '-1', '--format=%P', 'main').split(' ').length, 2, 'a merge commit on main');
+  assert.match(git('show', 'main:Design_system/Button.md'), /Line from tab A\./);
+
+  // The project page lists the merge; the editor says where saves go.
+  await page.goto(`${base}/projects/design-system`);
+  assert.match(await page.locator('#activity').textContent(), /merged arno\/ada into main/);
+  await page.goto(`${base}/projects/design-system/edit/Design_system/Button.md`);
+  assert.match(await page.locator('#writeback-status').textContent(), /arno\/ada/);
+  await axeCheck(page, 'editor with write-back status');
   assert.deepEqual(problems, []);
   await context.close();
 });

@@ -94,7 +94,8 @@ async fn wait_for(w: &World, handle: &str, state: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(b) = branch_state(w, handle).await {
-            if b["state"] == state && b["pending_files"] == 0 || (state != "committed" && b["state"] == state) {
+            // "committed" also means nothing is left waiting.
+            if b["state"] == state && (state != "committed" || b["pending_files"] == 0) {
                 return b;
             }
         }
