@@ -40,7 +40,10 @@
         base.value = String(body.version);
         form.querySelector('#editor-hint').textContent =
           'Based on version ' + body.version + '. Saving creates a new version; the last 20 are kept.';
-        say('Saved automatically as version ' + body.version + '.');
+        const problems = (body.problems || []).length;
+        say('Saved automatically as version ' + body.version + '.' +
+          (problems ? ' It has ' + problems + ' problem(s) and is kept as a draft.' : ''));
+        refreshPreview(body.version);
       } else if (r.status === 409) {
         stopped = true;
         say('Someone else saved version ' + (body.details && body.details.current_version) +
@@ -57,6 +60,19 @@
     } finally {
       saving = false;
       if (dirty && !stopped) schedule();
+    }
+  }
+
+  // The preview follows the saved text: rendered and sanitized by the server (the same
+  // allow-list as every spec page), so nothing the text contains can run here.
+  async function refreshPreview(version) {
+    const preview = document.getElementById('preview');
+    if (!preview) return;
+    try {
+      const r = await fetch(api + '/versions/' + version + '/preview', { credentials: 'same-origin' });
+      if (r.ok) preview.innerHTML = (await r.json()).html;
+    } catch (e) {
+      // The preview catches up with the next save.
     }
   }
 

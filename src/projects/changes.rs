@@ -32,7 +32,7 @@ use crate::http::api::{ApiRouter, PageForm};
 use crate::jobs::lock::Lock;
 use crate::ui::{PageContext, render};
 
-/// Files shown with their text differences; beyond this, a change request lists paths only.
+/// Files shown with their author and text differences; beyond this, a change request lists paths only.
 const DIFF_FILES: usize = 50;
 /// Files listed in one change request.
 const MAX_FILES: usize = 1_000;
@@ -117,12 +117,13 @@ async fn load_change(state: &AppState, project: &Project, handle: &str, with_dif
                 }
             }
         }
-        for (i, f) in files.iter_mut().enumerate() {
+        // Authors and differences of the first files only: each costs a history walk and two reads.
+        for f in files.iter_mut().take(DIFF_FILES) {
             if let Some(c) = provider.last_commit(head, &f.path).await.map_err(git_error)? {
                 f.author = Some(c.author.name);
                 f.changed_at = Some(crate::db::rfc3339(c.time_ms));
             }
-            if with_diff && i < DIFF_FILES {
+            if with_diff {
                 let read = |commit: Option<String>| {
                     let provider = provider.clone();
                     let path = f.path.clone();

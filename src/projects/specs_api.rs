@@ -51,6 +51,8 @@ enum Target {
     Versions(String),
     Version(String, i64),
     Restore(String, i64),
+    /// A version's prose rendered as sanitized HTML (the editor's live preview).
+    Preview(String, i64),
     Backups(String),
 }
 
@@ -67,6 +69,7 @@ fn target(raw: &str) -> AppResult<Target> {
         let file = format!("{file}.md");
         return match rest.split_once('/') {
             Some((n, "restore")) => Ok(Target::Restore(file, n.parse().map_err(|_| bad())?)),
+            Some((n, "preview")) => Ok(Target::Preview(file, n.parse().map_err(|_| bad())?)),
             None => Ok(Target::Version(file, rest.parse().map_err(|_| bad())?)),
             _ => Err(bad()),
         };
@@ -76,7 +79,12 @@ fn target(raw: &str) -> AppResult<Target> {
 
 fn file_of(t: &Target) -> &str {
     match t {
-        Target::File(f) | Target::Versions(f) | Target::Version(f, _) | Target::Restore(f, _) | Target::Backups(f) => f,
+        Target::File(f)
+        | Target::Versions(f)
+        | Target::Version(f, _)
+        | Target::Restore(f, _)
+        | Target::Preview(f, _)
+        | Target::Backups(f) => f,
     }
 }
 
@@ -88,11 +96,12 @@ async fn scanned(state: &AppState, project: &Project, path: &str) -> AppResult<(
 }
 
 /// `GET /api/v1/projects/{id}/specs/{*path}`: the spec (`{"path","content","version","content_sha"}`),
-/// or with `/versions` its history, or with `/versions/{n}` one version.
+/// or with `/versions` its history, with `/versions/{n}` one version, with `/versions/{n}/preview`
+/// that version's prose as sanitized HTML and its problems.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/specs/{*path}", tag = "specs",
     security(("token" = []), ("session" = [])),
     params(("id" = String, Path, description = "Project id or slug"),
-        ("path" = String, Path, description = "Spec path, e.g. Design_system/Button.md; append /versions or /versions/{n}")),
+        ("path" = String, Path, description = "Spec path, e.g. Design_system/Button.md; append /versions, /versions/{n} or /versions/{n}/preview")),
     responses((status = 200, body = Current), (status = 404, body = ErrorBody)))]
 pub async fn read_spec(
     State(state): State<AppState>,
@@ -104,6 +113,7 @@ pub async fn read_spec(
     let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
     let (_, git) = scanned(&state, &project, file_of(&t)).await?;
     let mut conn = state.db.pool().acquire().await?;
+    let preview = matches!(t, Target::Preview(..));
     match t {
         Target::File(file) => {
             let current =
@@ -138,12 +148,23 @@ pub async fn read_spec(
                 .collect();
             Ok(Json(items).into_response())
         }
-        Target::Version(file, n) => {
+        Target::Version(file, n) | Target::Preview(file, n) => {
             let content = match versions::content_of(&mut conn, &project.id, &file, n).await? {
                 Some(c) => c,
                 None if n == 1 => git.ok_or(AppError::NotFound)?,
                 None => return Err(AppError::NotFound),
             };
+            drop(conn);
+            if preview {
+                let problems = problems(&content);
+                let prose = SpecFile::parse(content.as_str()).prose();
+                let html = tokio::task::spawn_blocking(move || crate::specs::render::prose_to_html(&prose))
+                    .await
+                    .map_err(|e| AppError::Internal(e.into()))?;
+                return Ok(
+                    Json(json!({"path": file, "version": n, "html": html, "problems": problems})).into_response()
+                );
+            }
             Ok(Json(
                 json!({"path": file, "version": n, "content_sha": versions::sha256_hex(&content), "content": content}),
             )
@@ -430,6 +451,7 @@ mod tests {
         assert!(matches!(target("D/B.md/versions/7"), Ok(Target::Version(f, 7)) if f == "D/B.md"));
         assert!(matches!(target("D/B.md/versions/7/restore"), Ok(Target::Restore(f, 7)) if f == "D/B.md"));
         assert!(matches!(target("D/B.md/backups"), Ok(Target::Backups(f)) if f == "D/B.md"));
+        assert!(matches!(target("D/B.md/versions/3/preview"), Ok(Target::Preview(f, 3)) if f == "D/B.md"));
         for bad in ["D/B.txt", "../x.md", "D/B.md/versions/x", "D/B.md/versions/1/delete", ".git/x.md"] {
             assert!(target(bad).is_err(), "{bad}");
         }

@@ -405,6 +405,8 @@ test('the editor autosaves, hears other saves live, and hands a conflict to the 
   await writer.keyboard.type('Autosaved line.\n');
   await writer.locator('#autosave-status').filter({ hasText: /Saved automatically as version \d+/ }).waitFor({ timeout: 10_000 });
   await watcher.locator('#autosave-status').filter({ hasText: /Updated by Ada Lovelace/ }).waitFor({ timeout: 10_000 });
+  // The writer's preview follows the saved text.
+  await writer.locator('#preview').filter({ hasText: 'Autosaved line.' }).waitFor({ timeout: 10_000 });
   assert.equal(await watcher.locator('#content').inputValue(), before, 'the watcher\'s text is untouched');
 
   // The watcher now types on its stale base: its autosave meets the conflict and shows both texts.

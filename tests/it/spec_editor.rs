@@ -526,3 +526,23 @@ async fn open_event_streams_end_at_shutdown() {
     .expect("the stream ends");
     assert!(end.is_ok(), "{end:?}");
 }
+
+#[tokio::test]
+async fn a_version_preview_is_sanitized_html_with_its_problems() {
+    let e = setup().await;
+    let text = format!("{BUTTON}\nSome **bold** text.<script>alert(1)</script>\n\n<!-- arno:props v1 -->\n| nope |\n");
+    let saved = save(&e, &e.maker, &text, 1, "s").await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    let v = saved.json()["version"].as_i64().unwrap();
+    let r = api(Method::GET, &e.app.url(&format!("{FILE}/versions/{v}/preview")), Some(&e.viewer), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let body = r.json();
+    let html = body["html"].as_str().unwrap();
+    assert!(html.contains("<strong>bold</strong>"), "{html}");
+    assert!(!html.contains("<script") && !html.contains("alert(1)</script>"), "{html}");
+    assert!(!body["problems"].as_array().unwrap().is_empty(), "{body}");
+    let r = api(Method::GET, &e.app.url(&format!("{FILE}/versions/999/preview")), Some(&e.viewer), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api(Method::GET, &e.app.url(&format!("{FILE}/versions/1/preview")), Some(&e.stranger), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
