@@ -126,6 +126,17 @@ pub async fn materialize(
             insert_version(conn, project_id, path, 1, "git", None, content, None, None, None).await?;
         }
     }
+    locked_row(conn, backend, project_id, path).await
+}
+
+/// `(current_version, next_version, content)` of a file's row, locked for the transaction
+/// (PostgreSQL row lock; SQLite's write transaction already excludes other writers).
+async fn locked_row(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    project_id: &str,
+    path: &str,
+) -> AppResult<Option<(i64, i64, String)>> {
     let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
     let row: Option<(i64, i64, String)> = sqlx::query_as(&format!(
         "SELECT current_version, next_version, content FROM spec_files WHERE project_id = $1 AND path = $2{lock}"
@@ -406,15 +417,7 @@ pub async fn sync_from_git(
     previous_git: Option<&str>,
     new_git: &str,
 ) -> AppResult<Option<(i64, String)>> {
-    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
-    let row: Option<(i64, i64, String)> = sqlx::query_as(&format!(
-        "SELECT current_version, next_version, content FROM spec_files WHERE project_id = $1 AND path = $2{lock}"
-    ))
-    .bind(project_id)
-    .bind(path)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((current, next, content)) = row else { return Ok(None) };
+    let Some((current, next, content)) = locked_row(conn, backend, project_id, path).await? else { return Ok(None) };
     if content == new_git || previous_git != Some(content.as_str()) {
         return Ok(None);
     }

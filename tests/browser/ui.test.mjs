@@ -100,6 +100,15 @@ after(async () => {
   rmSync(dataRoot, { recursive: true, force: true });
 });
 
+/** Sign in as the admin the first test created. */
+async function signIn(page) {
+  await page.goto(`${base}/login`);
+  await page.getByLabel('E-mail address').fill('ada@example.com');
+  await page.getByLabel('Password').fill('correct horse battery staple');
+  await page.getByLabel('Password').press('Enter');
+  await page.waitForURL(`${base}/`);
+}
+
 /** A page that records CSP violations, console errors and requests leaving the origin. */
 async function newPage() {
   const context = await browser.newContext();
@@ -237,11 +246,7 @@ test('a cross-site form post is refused by the browser-facing checks', async () 
 
 test('projects: create, components, component page and members are accessible', async () => {
   const { page, problems, context } = await newPage();
-  await page.goto(`${base}/login`);
-  await page.getByLabel('E-mail address').fill('ada@example.com');
-  await page.getByLabel('Password').fill('correct horse battery staple');
-  await page.getByLabel('Password').press('Enter');
-  await page.waitForURL(`${base}/`);
+  await signIn(page);
 
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Projects' }).click();
   await page.waitForURL(`${base}/projects`);
@@ -288,11 +293,7 @@ test('projects: create, components, component page and members are accessible', 
 
 test('admin console, profile and device pages are accessible', async () => {
   const { page, problems, context } = await newPage();
-  await page.goto(`${base}/login`);
-  await page.getByLabel('E-mail address').fill('ada@example.com');
-  await page.getByLabel('Password').fill('correct horse battery staple');
-  await page.getByLabel('Password').press('Enter');
-  await page.waitForURL(`${base}/`);
+  await signIn(page);
 
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Admin' }).click();
   await page.waitForURL(`${base}/admin`);
@@ -332,11 +333,7 @@ test('two tabs edit one spec: the second gets the conflict view, merges, and not
   const context = await browser.newContext();
   const problems = [];
   const login = await context.newPage();
-  await login.goto(`${base}/login`);
-  await login.getByLabel('E-mail address').fill('ada@example.com');
-  await login.getByLabel('Password').fill('correct horse battery staple');
-  await login.getByLabel('Password').press('Enter');
-  await login.waitForURL(`${base}/`);
+  await signIn(login);
   const url = `${base}/projects/design-system/edit/Design_system/Button.md`;
   const [tabA, tabB] = [await context.newPage(), await context.newPage()];
   for (const tab of [tabA, tabB]) {
@@ -381,11 +378,7 @@ test('two tabs edit one spec: the second gets the conflict view, merges, and not
 test('the editor autosaves, hears other saves live, and hands a conflict to the conflict view', async () => {
   const context = await browser.newContext();
   const login = await context.newPage();
-  await login.goto(`${base}/login`);
-  await login.getByLabel('E-mail address').fill('ada@example.com');
-  await login.getByLabel('Password').fill('correct horse battery staple');
-  await login.getByLabel('Password').press('Enter');
-  await login.waitForURL(`${base}/`);
+  await signIn(login);
   const url = `${base}/projects/design-system/edit/Design_system/Button.md`;
   const [writer, watcher] = [await context.newPage(), await context.newPage()];
   const problems = [];
@@ -426,11 +419,7 @@ test('the editor autosaves, hears other saves live, and hands a conflict to the 
 
 test('saved specs reach a change request that a Maker merges with the keyboard', async () => {
   const { page, problems, context } = await newPage();
-  await page.goto(`${base}/login`);
-  await page.getByLabel('E-mail address').fill('ada@example.com');
-  await page.getByLabel('Password').fill('correct horse battery staple');
-  await page.getByLabel('Password').press('Enter');
-  await page.waitForURL(`${base}/`);
+  await signIn(page);
 
   // The saves of the earlier tests were committed to arno/ada after the quiet period.
   const deadline = Date.now() + 20_000;
