@@ -40,6 +40,8 @@ pub struct AppState {
     pub oidc: Arc<auth::oidc::Oidc>,
     /// Live project events for open pages.
     pub events: crate::projects::events::Bus,
+    /// Loaded workflow documents and their connections.
+    pub rooms: Arc<crate::workflow::Rooms>,
 }
 
 pub struct App {
@@ -62,6 +64,7 @@ pub fn api() -> ApiRouter {
         .merge(crate::projects::specs_api::api())
         .merge(crate::projects::comments::api())
         .merge(crate::projects::changes::api())
+        .merge(ApiRouter::new().routes(utoipa_axum::routes!(crate::workflow::ws::ticket)))
         .merge(ApiRouter::new().routes(utoipa_axum::routes!(crate::projects::events::stream)))
 }
 
@@ -81,6 +84,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let (api_router, mut openapi) = api().split();
     openapi.openapi = utoipa::openapi::OpenApiVersion::Version31;
     let oidc = Arc::new(auth::oidc::Oidc::new(&config.oidc).context("preparing the OpenID Connect client")?);
+    let rooms = Arc::new(crate::workflow::Rooms::new(
+        db.clone(),
+        crate::workflow::Limits {
+            max_message_bytes: usize::try_from(config.workflow_max_message_bytes).unwrap_or(usize::MAX),
+            max_document_bytes: usize::try_from(config.workflow_max_document_bytes).unwrap_or(usize::MAX),
+            awareness_per_second: config.workflow_awareness_per_second,
+            idle_room: Duration::from_secs(60),
+        },
+    ));
     let state = AppState {
         oidc,
         config: Arc::new(config),
@@ -91,6 +103,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         openapi: Arc::new(serde_json::to_value(&openapi).context("serialising the OpenAPI document")?),
         repos: Arc::new(crate::projects::Repos::default()),
         events: crate::projects::events::Bus::default(),
+        rooms,
     };
     let setup_token = auth::setup::issue_if_needed(&state.db, &state.config.data_dir).await.map_err(to_anyhow)?;
     let router = router(state.clone(), api_router);
@@ -141,6 +154,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/health", get(telemetry::health))
         .route("/ready", get(telemetry::ready))
         .route("/static/{file}", get(ui::static_file))
+        .route("/api/v1/workflow/{project_id}", get(crate::workflow::ws::connect))
         .route("/audit", get(crate::audit::console::audit_page))
         .route("/audit/verify", post(crate::audit::console::verify_page))
         .route("/projects", get(crate::projects::pages::list).post(crate::projects::pages::create))
@@ -254,6 +268,9 @@ pub async fn serve(
     let mut metrics = tokio::spawn(metrics.into_future());
     let housekeeping = tokio::spawn(maintenance(app.state.clone(), stop_rx.clone()));
     let worker = tokio::spawn(crate::jobs::worker::run(app.state.clone(), stop_rx.clone()));
+    let workflow_listener = tokio::spawn(
+        app.state.rooms.clone().listen(app.state.config.database_url.expose().to_owned(), stop_rx.clone()),
+    );
     let events = app.state.events.clone();
     let listener = tokio::spawn(events.clone().listen(
         app.state.db.clone(),
@@ -283,11 +300,13 @@ pub async fn serve(
     );
     let _ = stop_tx.send(true);
     events.close();
+    app.state.rooms.close();
     let drained = tokio::time::timeout(timeout, async {
         let _ = main.await;
         let _ = metrics.await;
         let _ = housekeeping.await;
         let _ = worker.await;
+        let _ = workflow_listener.await;
         let _ = listener.await;
         if let Some(s) = streaming {
             let _ = s.await;

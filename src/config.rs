@@ -97,6 +97,9 @@ const SETTINGS: &[Setting] = &[
     s("writeback.debounce_secs", "ARNO_WRITEBACK_DEBOUNCE_SECS"),
     s("jobs.retry_base", "ARNO_JOBS_RETRY_BASE"),
     s("jobs.max_attempts", "ARNO_JOBS_MAX_ATTEMPTS"),
+    s("workflow.max_message_bytes", "ARNO_WORKFLOW_MAX_MESSAGE_BYTES"),
+    s("workflow.max_document_bytes", "ARNO_WORKFLOW_MAX_DOCUMENT_BYTES"),
+    s("workflow.awareness_per_second", "ARNO_WORKFLOW_AWARENESS_PER_SECOND"),
 ];
 
 const CONFIG_ENV: &str = "ARNO_CONFIG";
@@ -165,6 +168,12 @@ pub struct Config {
     pub jobs_retry_base: Duration,
     /// After this many attempts a job is failed (and says why).
     pub jobs_max_attempts: u32,
+    /// The largest workflow WebSocket message accepted (larger closes the connection).
+    pub workflow_max_message_bytes: u64,
+    /// The largest a workflow document may grow (encoded).
+    pub workflow_max_document_bytes: u64,
+    /// Presence updates per second one workflow connection may send.
+    pub workflow_awareness_per_second: u32,
 }
 
 /// One resolved setting, for `arno config check`.
@@ -401,6 +410,9 @@ fn effective_default(key: &str, c: &Config) -> String {
         "writeback.debounce_secs" => c.writeback_debounce.as_secs().to_string(),
         "jobs.retry_base" => humantime::format_duration(c.jobs_retry_base).to_string(),
         "jobs.max_attempts" => c.jobs_max_attempts.to_string(),
+        "workflow.max_message_bytes" => format!("{} bytes", c.workflow_max_message_bytes),
+        "workflow.max_document_bytes" => format!("{} bytes", c.workflow_max_document_bytes),
+        "workflow.awareness_per_second" => c.workflow_awareness_per_second.to_string(),
         _ => "(unset)".to_owned(),
     }
 }
@@ -598,6 +610,20 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
     let jobs_retry_base = duration("jobs.retry_base", "5s")?;
     let jobs_max_attempts =
         parse_num(get("jobs.max_attempts"), 8, 1, 100).map_err(|m| err(name("jobs.max_attempts"), m))?;
+    let bytes_setting = |key: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+        let v = match get(key) {
+            None => default,
+            Some(raw) => parse_bytes(raw).map_err(|m| err(name(key), m))?,
+        };
+        if v < min {
+            return Err(err(name(key), format!("must be at least {min} bytes")));
+        }
+        Ok(v)
+    };
+    let workflow_max_message_bytes = bytes_setting("workflow.max_message_bytes", 8 << 20, 64 << 10)?;
+    let workflow_max_document_bytes = bytes_setting("workflow.max_document_bytes", 64 << 20, 1 << 20)?;
+    let workflow_awareness_per_second = parse_num(get("workflow.awareness_per_second"), 30, 1, 1000)
+        .map_err(|m| err(name("workflow.awareness_per_second"), m))?;
     let projects_quota = match get("projects.quota") {
         None => 1 << 30,
         Some(raw) => parse_bytes(raw).map_err(|m| err(name("projects.quota"), m))?,
@@ -640,6 +666,9 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         writeback_debounce,
         jobs_retry_base,
         jobs_max_attempts,
+        workflow_max_message_bytes,
+        workflow_max_document_bytes,
+        workflow_awareness_per_second,
     })
 }
 

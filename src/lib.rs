@@ -19,3 +19,4 @@ pub mod specs;
 pub mod storage;
 pub mod telemetry;
 pub mod ui;
+pub mod workflow;

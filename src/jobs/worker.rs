@@ -33,7 +33,10 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = watch_tick.tick() => crate::projects::changes::watch_default_branches(&state).await,
+            _ = watch_tick.tick() => {
+                crate::projects::changes::watch_default_branches(&state).await;
+                state.rooms.evict_idle();
+            }
             _ = tokio::time::sleep(POLL) => {}
         }
     }

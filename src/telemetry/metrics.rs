@@ -47,6 +47,11 @@ impl Metrics {
             Box::new(crate::audit::RECORDS_TOTAL.clone()),
             Box::new(crate::projects::specs_api::SAVE_TOTAL.clone()),
             Box::new(crate::projects::writeback::PUSH_TOTAL.clone()),
+            Box::new(crate::workflow::ROOMS_ACTIVE.clone()),
+            Box::new(crate::workflow::CONNECTIONS.clone()),
+            Box::new(crate::workflow::UPDATES_TOTAL.clone()),
+            Box::new(crate::workflow::APPLY_SECONDS.clone()),
+            Box::new(crate::workflow::ROOM_BYTES.clone()),
             Box::new(crate::projects::specs_api::SAVE_DURATION.clone()),
             Box::new(crate::audit::stream::LAG_SECONDS.clone()),
         ] {

@@ -238,7 +238,12 @@ async fn every_mutating_route_writes_exactly_one_record() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 12, "writeback.take_theirs"));
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/changes/{handle}/{action}"));
-    let before = before + 7;
+    // Workflow: a connect ticket is recorded (a secret was issued).
+    let r = b.request(Method::POST, &format!("/api/v1/projects/{pid}/workflow/ticket"), &h, None, None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 13, "workflow.ticket"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/workflow/ticket"));
+    let before = before + 8;
 
     let mut conn = app.state.db.pool().acquire().await.unwrap();
     let dave_token = arno::auth::tokens::create(&mut conn, &dave.id, "d", None).await.unwrap().1;

@@ -21,5 +21,6 @@ mod specs;
 mod storage;
 mod store;
 mod support;
+mod workflow;
 mod writeback;
 mod zero_config;

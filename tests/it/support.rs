@@ -108,6 +108,32 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Stop the server and start it again on the same data directory and database (new ports):
+    /// what a restart of the process does.
+    pub async fn restart(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, maddr) = (listener.local_addr().unwrap(), metrics_listener.local_addr().unwrap());
+        self.env.insert("ARNO_LISTEN".to_owned(), addr.to_string());
+        self.env.insert("ARNO_METRICS_LISTEN".to_owned(), maddr.to_string());
+        let config = Config::load(&self.env).expect("test config is valid").config;
+        let app = app::build(config).await.expect("app builds");
+        self.state = app.state.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(app::serve(app, listener, metrics_listener, async {
+            let _ = stopped.await;
+        })));
+        self.stop = Some(stop);
+        self.base = format!("http://{addr}");
+        self.metrics_base = format!("http://{maddr}");
+    }
+
     /// Stop serving and wait for the graceful shutdown to finish.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -1,0 +1,426 @@
+//! The live workflow: one Yjs document per project (screens and edges), co-edited over the
+//! standard y-protocols WebSocket (sync step 1/2, update, awareness), so a stock `y-websocket`
+//! client works unchanged.
+//!
+//! **Durability.** An accepted update is appended to the database log (`workflow_updates`) before
+//! it is applied to the room's document, broadcast, or visible to anyone's sync: what a client
+//! sees from the server is on disk. Updates arriving together are written in one transaction
+//! (group commit, one writer task per room).
+//!
+//! **Roles** are enforced on every incoming update ([`filter`]); a refused update is not applied,
+//! stored or broadcast; the sender gets a y-protocols `auth` message saying why, and the refusal
+//! is audited.
+//!
+//! **Rooms** load lazily on the first connection and are dropped when idle. On PostgreSQL every
+//! replica hears every accepted update (`NOTIFY arno_workflow` with the log ids, sent at commit)
+//! and applies it to its own copy of the room, so clients on different replicas see each other.
+
+pub mod filter;
+pub mod store;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
+use tokio::sync::{broadcast, mpsc, watch};
+use yrs::sync::Awareness;
+use yrs::sync::protocol::{Message, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Transact, Update};
+
+use crate::db::{Backend, Db};
+use crate::error::{AppError, AppResult};
+
+/// `workflow_rooms_active`
+pub static ROOMS_ACTIVE: LazyLock<IntGauge> =
+    LazyLock::new(|| IntGauge::new("workflow_rooms_active", "Workflow documents loaded in memory").expect("metric"));
+/// `workflow_connections`
+pub static CONNECTIONS: LazyLock<IntGauge> =
+    LazyLock::new(|| IntGauge::new("workflow_connections", "Open workflow WebSocket connections").expect("metric"));
+/// `workflow_updates_total{result}`: `accepted`, `rejected` (by role), `invalid`, `failed` (not stored).
+pub static UPDATES_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(Opts::new("workflow_updates_total", "Incoming workflow updates, by result"), &["result"])
+        .expect("metric")
+});
+/// `workflow_update_apply_seconds`: from an update's arrival at the writer to its broadcast
+/// (including the durable append).
+pub static APPLY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    Histogram::with_opts(
+        HistogramOpts::new("workflow_update_apply_seconds", "Workflow update: durable append, apply and broadcast")
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+    )
+    .expect("metric")
+});
+/// `workflow_room_bytes`: the encoded size of the loaded documents (their memory is a small multiple).
+pub static ROOM_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new("workflow_room_bytes", "Encoded size of the workflow documents loaded in memory").expect("metric")
+});
+
+/// Limits on what a connection may send (configurable; see configuration.md).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest WebSocket message accepted; larger closes the connection.
+    pub max_message_bytes: usize,
+    /// The largest a document may grow (encoded); updates beyond are refused.
+    pub max_document_bytes: usize,
+    /// Awareness messages per second per connection (a burst of twice this is allowed).
+    pub awareness_per_second: u32,
+    /// A room with no connection is dropped from memory after this long.
+    pub idle_room: Duration,
+}
+
+/// A message for every connection of a room except its origin.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub origin: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// An accepted update on its way to the log.
+struct Pending {
+    data: Vec<u8>,
+    user_id: String,
+    origin: u64,
+    /// Tells the origin connection its update could not be stored (it then reconnects).
+    close: watch::Sender<Option<String>>,
+    arrived: Instant,
+}
+
+/// One loaded document and its connections.
+pub struct Room {
+    pub project_id: String,
+    /// The document and the presence of everyone connected.
+    pub awareness: tokio::sync::Mutex<Awareness>,
+    broadcast: broadcast::Sender<Arc<Outgoing>>,
+    writer: mpsc::Sender<Pending>,
+    connections: AtomicUsize,
+    /// The highest log id applied here (for catching up on PostgreSQL).
+    last_id: AtomicI64,
+    /// Encoded bytes of the document (approximately: loaded size plus accepted updates).
+    bytes: AtomicUsize,
+    idle_since: StdMutex<Option<Instant>>,
+}
+
+impl Room {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Outgoing>> {
+        self.broadcast.subscribe()
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Queue an accepted update for the durable log (waits when the writer is behind).
+    async fn submit(&self, p: Pending) -> AppResult<()> {
+        self.writer.send(p).await.map_err(|_| AppError::Unavailable("the workflow room is closing; reconnect".into()))
+    }
+
+    fn broadcast_from(&self, origin: u64, bytes: Vec<u8>) {
+        let _ = self.broadcast.send(Arc::new(Outgoing { origin, bytes }));
+    }
+
+    /// Apply updates that are already stored (loaded, or announced by another replica).
+    async fn apply_stored(&self, updates: Vec<Vec<u8>>, origin: u64) {
+        let awareness = self.awareness.lock().await;
+        for data in updates {
+            match Update::decode_v1(&data) {
+                Ok(u) => {
+                    if let Err(e) = awareness.doc().transact_mut().apply_update(u) {
+                        tracing::warn!(event_type = "workflow_apply_failed", project_id = %self.project_id, error = %e, "a stored update did not apply");
+                        continue;
+                    }
+                    self.bytes.fetch_add(data.len(), Ordering::Relaxed);
+                    ROOM_BYTES.add(data.len() as i64);
+                    self.broadcast_from(origin, Message::Sync(SyncMessage::Update(data)).encode_v1());
+                }
+                Err(e) => {
+                    tracing::warn!(event_type = "workflow_apply_failed", project_id = %self.project_id, error = %e, "a stored update did not decode")
+                }
+            }
+        }
+    }
+}
+
+/// Every loaded room of this process.
+pub struct Rooms {
+    rooms: StdMutex<HashMap<String, Arc<Room>>>,
+    /// Ends every connection at shutdown (they would otherwise hold the graceful stop).
+    closing: watch::Sender<bool>,
+    /// Serialises loading, so two first connections load a room once.
+    loading: tokio::sync::Mutex<()>,
+    db: Db,
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for Rooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rooms").field("loaded", &self.rooms.lock().map(|r| r.len()).unwrap_or(0)).finish()
+    }
+}
+
+/// The origin id of updates that did not come from a local connection.
+const REMOTE: u64 = 0;
+
+impl Rooms {
+    pub fn new(db: Db, limits: Limits) -> Rooms {
+        Rooms {
+            rooms: StdMutex::new(HashMap::new()),
+            closing: watch::channel(false).0,
+            loading: tokio::sync::Mutex::new(()),
+            db,
+            limits,
+        }
+    }
+
+    /// Close every connection (shutdown); clients reconnect to another replica or after restart.
+    pub fn close(&self) {
+        let _ = self.closing.send(true);
+    }
+
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    fn loaded(&self, project_id: &str) -> Option<Arc<Room>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner()).get(project_id).cloned()
+    }
+
+    /// The room of a project, loading it from the database on first use.
+    pub async fn open(&self, project_id: &str) -> AppResult<Arc<Room>> {
+        if let Some(room) = self.loaded(project_id) {
+            return Ok(room);
+        }
+        let _guard = self.loading.lock().await;
+        if let Some(room) = self.loaded(project_id) {
+            return Ok(room);
+        }
+        let (pieces, last_id) = {
+            let mut conn = self.db.pool().acquire().await?;
+            store::load(&mut conn, project_id).await?
+        };
+        let doc = filter::new_doc();
+        let mut bytes = 0;
+        {
+            let mut txn = doc.transact_mut();
+            for piece in &pieces {
+                bytes += piece.len();
+                match Update::decode_v1(piece) {
+                    Ok(u) => {
+                        if let Err(e) = txn.apply_update(u) {
+                            tracing::warn!(event_type = "workflow_apply_failed", project_id, error = %e, "a stored update did not apply");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(event_type = "workflow_apply_failed", project_id, error = %e, "a stored update did not decode")
+                    }
+                }
+            }
+        }
+        let (writer, rx) = mpsc::channel(1024);
+        let room = Arc::new(Room {
+            project_id: project_id.to_owned(),
+            awareness: tokio::sync::Mutex::new(Awareness::new(doc)),
+            broadcast: broadcast::channel(4096).0,
+            writer,
+            connections: AtomicUsize::new(0),
+            last_id: AtomicI64::new(last_id),
+            bytes: AtomicUsize::new(bytes),
+            idle_since: StdMutex::new(Some(Instant::now())),
+        });
+        tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), rx));
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner()).insert(project_id.to_owned(), room.clone());
+        ROOMS_ACTIVE.inc();
+        ROOM_BYTES.add(bytes as i64);
+        tracing::info!(
+            event_type = "workflow_room_loaded",
+            project_id,
+            updates = pieces.len(),
+            bytes,
+            "workflow room loaded"
+        );
+        Ok(room)
+    }
+
+    /// A connection joined / left a room.
+    pub fn joined(&self, room: &Room) {
+        room.connections.fetch_add(1, Ordering::Relaxed);
+        *room.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        CONNECTIONS.inc();
+    }
+
+    pub fn left(&self, room: &Room) {
+        if room.connections.fetch_sub(1, Ordering::Relaxed) == 1 {
+            *room.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+        CONNECTIONS.dec();
+    }
+
+    /// Drop rooms nobody has used for `limits.idle_room` (they load again on the next connection).
+    pub fn evict_idle(&self) -> usize {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let before = rooms.len();
+        rooms.retain(|_, room| {
+            let idle = room
+                .idle_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|t| t.elapsed() >= self.limits.idle_room);
+            let keep = !idle || room.connections.load(Ordering::Relaxed) > 0;
+            if !keep {
+                ROOMS_ACTIVE.dec();
+                ROOM_BYTES.sub(room.size_bytes() as i64);
+            }
+            keep
+        });
+        before - rooms.len()
+    }
+
+    /// Drop a room at once (its connections are told to reconnect by their closing channel).
+    fn discard(&self, project_id: &str) {
+        if let Some(room) = self.rooms.lock().unwrap_or_else(|e| e.into_inner()).remove(project_id) {
+            ROOMS_ACTIVE.dec();
+            ROOM_BYTES.sub(room.size_bytes() as i64);
+        }
+    }
+
+    /// Another replica stored updates (PostgreSQL): apply them to the loaded room, if any.
+    pub async fn announced(&self, project_id: &str, ids: &[i64]) {
+        let Some(room) = self.loaded(project_id) else { return };
+        match store::updates_by_id(&self.db, project_id, ids).await {
+            Ok(updates) => {
+                room.apply_stored(updates, REMOTE).await;
+                if let Some(max) = ids.iter().max() {
+                    room.last_id.fetch_max(*max, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(event_type = "workflow_fanout_failed", project_id, error = %e, "could not read announced updates; reloading the room");
+                self.discard(project_id);
+            }
+        }
+    }
+
+    /// After the listener lost its connection: apply whatever was stored meanwhile.
+    pub async fn catch_up(&self) {
+        let rooms: Vec<Arc<Room>> = self.rooms.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for room in rooms {
+            let after = room.last_id.load(Ordering::Relaxed);
+            match store::updates_after(&self.db, &room.project_id, after).await {
+                Ok(rows) => {
+                    let max = rows.iter().map(|r| r.0).max();
+                    room.apply_stored(rows.into_iter().map(|r| r.1).collect(), REMOTE).await;
+                    if let Some(max) = max {
+                        room.last_id.fetch_max(max, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(event_type = "workflow_fanout_failed", error = %e, "could not catch up a room")
+                }
+            }
+        }
+    }
+
+    /// On PostgreSQL: hear every replica's accepted updates until `stop`, reconnecting with backoff.
+    pub async fn listen(self: Arc<Self>, database_url: String, mut stop: watch::Receiver<bool>) {
+        if self.db.backend() != Backend::Postgres {
+            return;
+        }
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let listener = async {
+                let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
+                l.listen("arno_workflow").await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            match listener.await {
+                Ok(mut l) => {
+                    delay = Duration::from_millis(500);
+                    // Anything stored while we were not listening.
+                    self.catch_up().await;
+                    loop {
+                        tokio::select! {
+                            _ = stop.changed() => return,
+                            n = l.recv() => match n {
+                                Ok(n) => {
+                                    if let Some((project, ids)) = n.payload().split_once(':') {
+                                        let ids: Vec<i64> = ids.split(',').filter_map(|i| i.parse().ok()).collect();
+                                        self.announced(project, &ids).await;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(event_type = "workflow_listener_lost", error = %e, "workflow listener lost its connection");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(event_type = "workflow_listener_failed", error = %e, "cannot listen for workflow updates")
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+/// The room's single writer: append accepted updates durably (in batches), then apply and
+/// broadcast them. Ends when the room is dropped.
+async fn write_loop(room: std::sync::Weak<Room>, db: Db, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let Some(room) = room.upgrade() else { return };
+        let rows: Vec<store::NewUpdate<'_>> =
+            batch.iter().map(|p| store::NewUpdate { data: &p.data, user_id: Some(p.user_id.as_str()) }).collect();
+        match store::append(&db, &room.project_id, &rows).await {
+            Ok(ids) => {
+                drop(rows);
+                {
+                    let awareness = room.awareness.lock().await;
+                    let mut txn = awareness.doc().transact_mut();
+                    for p in &batch {
+                        // Decoded and checked before it was queued.
+                        if let Ok(u) = Update::decode_v1(&p.data)
+                            && let Err(e) = txn.apply_update(u)
+                        {
+                            tracing::warn!(event_type = "workflow_apply_failed", project_id = %room.project_id, error = %e, "an accepted update did not apply");
+                        }
+                    }
+                }
+                if let Some(max) = ids.iter().max() {
+                    room.last_id.fetch_max(*max, Ordering::Relaxed);
+                }
+                for p in batch {
+                    let size = p.data.len();
+                    room.bytes.fetch_add(size, Ordering::Relaxed);
+                    ROOM_BYTES.add(size as i64);
+                    APPLY_SECONDS.observe(p.arrived.elapsed().as_secs_f64());
+                    UPDATES_TOTAL.with_label_values(&["accepted"]).inc();
+                    room.broadcast_from(p.origin, Message::Sync(SyncMessage::Update(p.data)).encode_v1());
+                }
+            }
+            Err(e) => {
+                tracing::error!(event_type = "workflow_store_failed", project_id = %room.project_id, error = %e, updates = batch.len(), "workflow updates could not be stored");
+                for p in batch {
+                    UPDATES_TOTAL.with_label_values(&["failed"]).inc();
+                    let _ =
+                        p.close.send(Some("the server could not store a change; reconnect to send it again".into()));
+                }
+            }
+        }
+    }
+}

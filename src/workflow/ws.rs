@@ -1,0 +1,433 @@
+//! The WebSocket endpoint `GET /api/v1/workflow/{project_id}` (y-protocols) and its tickets.
+//!
+//! Authentication: the session cookie (browsers; the `Origin` must be Arno's own), an
+//! `Authorization: Bearer` token, or `?ticket=` — single-use, valid one minute, issued by
+//! `POST /api/v1/projects/{id}/workflow/ticket` — so no long-lived secret is ever put in a URL.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+use yrs::ClientID;
+use yrs::sync::AwarenessUpdate;
+use yrs::sync::protocol::{Message, MessageReader, SyncMessage};
+use yrs::updates::decoder::{Decode, DecoderV1};
+use yrs::updates::encoder::Encode;
+use yrs::{ReadTxn, Transact, Update};
+
+use super::filter::{self, Writer};
+use super::{Pending, Room, UPDATES_TOTAL};
+use crate::app::AppState;
+use crate::audit::{self, Actor, Event, Origin, Outcome};
+use crate::auth::access::{ProjectRole, View};
+use crate::auth::{ApiUser, AuthMethod, Authenticated, OrgRole};
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::RequestContext;
+use crate::projects::store as project_store;
+
+/// Tickets are good for this long, once.
+const TICKET_TTL: Duration = Duration::from_secs(60);
+/// A connection whose updates are refused this many times is closed (it is not listening).
+const MAX_REFUSALS: u32 = 20;
+/// Distinct awareness client ids one connection may speak for (a tab has one).
+const MAX_AWARENESS_CLIENTS: usize = 8;
+/// The role of a connection is looked up again after this long.
+const ROLE_TTL: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+pub struct ConnectQuery {
+    ticket: Option<String>,
+}
+
+/// `POST /api/v1/projects/{id}/workflow/ticket`: a single-use ticket to open the workflow socket
+/// (valid for one minute), for clients that cannot send a cookie or a header with a WebSocket.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/workflow/ticket", tag = "workflow",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    responses((status = 201, description = "`{\"ticket\", \"expires_in\"}`"), (status = 404, body = ErrorBody)))]
+pub async fn ticket(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let origin = Origin::from(&ctx);
+    let (project, _) = crate::projects::authorize::<View>(&state.db, &auth, &origin, &id, "workflow.ticket").await?;
+    let ticket = super::store::issue_ticket(&state.db, &auth.user.id, &project.id, TICKET_TTL).await?;
+    let event = Event::new("workflow.ticket", Outcome::Allowed, Actor::of(&auth), &origin)
+        .project(&project.id)
+        .target("project", &project.id);
+    audit::record_alone(&state.db, event).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(json!({"ticket": ticket, "expires_in": TICKET_TTL.as_secs()})))
+        .into_response())
+}
+
+/// Who is connecting, and how they proved it.
+async fn connecting_user(
+    parts: &mut Parts,
+    state: &AppState,
+    project_key: &str,
+    ticket: Option<&str>,
+) -> AppResult<Authenticated> {
+    if let Some(ticket) = ticket {
+        let (user_id, project_id) =
+            super::store::consume_ticket(&state.db, ticket).await?.ok_or(AppError::Unauthorized)?;
+        let mut conn = state.db.pool().acquire().await?;
+        let user = crate::auth::users::find_by_id(&mut conn, &user_id).await?.ok_or(AppError::Unauthorized)?;
+        let project = project_store::find(&mut conn, project_key).await?.ok_or(AppError::Unauthorized)?;
+        if project.id != project_id {
+            return Err(AppError::Unauthorized);
+        }
+        return Ok(Authenticated { user, method: AuthMethod::Token, session_cookie: None });
+    }
+    let ApiUser(auth) = ApiUser::from_request_parts(parts, state).await?;
+    // A browser sends its cookie with a cross-site WebSocket too: only Arno's own pages may use it.
+    if auth.method == AuthMethod::Session {
+        let origin = parts.headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok());
+        let ours = state.config.public_url.origin().ascii_serialization();
+        if origin.is_some_and(|o| o != ours) {
+            return Err(AppError::forbidden("this WebSocket may only be opened from Arno's own pages"));
+        }
+    }
+    Ok(auth)
+}
+
+/// `GET /api/v1/workflow/{project_id}`: the workflow document's WebSocket (y-protocols).
+pub async fn connect(
+    State(state): State<AppState>,
+    Path(project_key): Path<String>,
+    Query(q): Query<ConnectQuery>,
+    ctx: RequestContext,
+    request: axum::extract::Request,
+) -> AppResult<Response> {
+    let (mut parts, _body) = request.into_parts();
+    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &state)
+        .await
+        .map_err(|_| AppError::validation("this endpoint speaks WebSocket (y-protocols)"))?;
+    let auth = connecting_user(&mut parts, &state, &project_key, q.ticket.as_deref()).await?;
+    let origin = Origin::from(&ctx);
+    let (project, grant) =
+        crate::projects::authorize::<View>(&state.db, &auth, &origin, &project_key, "workflow.connect").await?;
+    let writer = writer_for(&state, &auth, &project.id, grant.role()).await?;
+    let room = state.rooms.open(&project.id).await?;
+    let limits = state.rooms.limits.clone();
+    Ok(ws.max_message_size(limits.max_message_bytes).max_frame_size(limits.max_message_bytes).on_upgrade(
+        move |socket| async move {
+            let conn = Connection {
+                state: state.clone(),
+                room: room.clone(),
+                auth,
+                origin,
+                writer,
+                writer_at: Instant::now(),
+                id: rand_id(),
+                clients: HashSet::new(),
+                refusals: 0,
+                awareness_tokens: f64::from(limits.awareness_per_second) * 2.0,
+                awareness_at: Instant::now(),
+            };
+            state.rooms.joined(&room);
+            conn.run(socket).await;
+            state.rooms.left(&room);
+        },
+    ))
+}
+
+fn rand_id() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b).max(1)
+}
+
+/// What this user may write in this project's workflow.
+async fn writer_for(
+    state: &AppState,
+    auth: &Authenticated,
+    project_id: &str,
+    role: Option<ProjectRole>,
+) -> AppResult<Writer> {
+    let project = {
+        let mut conn = state.db.pool().acquire().await?;
+        project_store::find(&mut conn, project_id).await?.ok_or(AppError::NotFound)?
+    };
+    if project.state == crate::projects::model::ProjectState::Archived {
+        return Ok(Writer::ReadOnly);
+    }
+    if auth.user.org_role == OrgRole::Admin || role == Some(ProjectRole::Maker) {
+        return Ok(Writer::Full);
+    }
+    if role != Some(ProjectRole::Editor) {
+        return Ok(Writer::ReadOnly);
+    }
+    let rows = {
+        let mut conn = state.db.pool().acquire().await?;
+        project_store::components(&mut conn, project_id).await?
+    };
+    let mut editable: HashMap<String, HashSet<String>> = HashMap::new();
+    for row in rows {
+        let Some(id) = row.component_id else { continue };
+        let Ok(model) = serde_json::from_str::<crate::specs::Component>(&row.model_json) else { continue };
+        editable.insert(id, model.props.into_iter().filter(|p| p.text_editable).map(|p| p.id).collect());
+    }
+    Ok(Writer::TextProps(editable))
+}
+
+struct Connection {
+    state: AppState,
+    room: Arc<Room>,
+    auth: Authenticated,
+    origin: Origin,
+    writer: Writer,
+    writer_at: Instant,
+    id: u64,
+    /// Awareness client ids this connection spoke for (removed when it closes).
+    clients: HashSet<ClientID>,
+    refusals: u32,
+    awareness_tokens: f64,
+    awareness_at: Instant,
+}
+
+/// Why a connection ends.
+enum End {
+    Closed,
+    Error(u16, String),
+}
+
+impl Connection {
+    async fn run(mut self, mut socket: WebSocket) {
+        let mut outgoing = self.room.subscribe();
+        let (close_tx, mut close_rx) = watch::channel::<Option<String>>(None);
+        let mut shutdown = self.state.rooms.closing();
+        if *shutdown.borrow() {
+            return self.finish(socket, End::Error(1012, "the server is restarting".into())).await;
+        }
+        // The server speaks first: its state vector (sync step 1) and who is here.
+        let hello = {
+            let awareness = self.room.awareness.lock().await;
+            let sv = awareness.doc().transact().state_vector();
+            let mut msgs = vec![Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1()];
+            if let Ok(update) = awareness.update()
+                && !update.clients.is_empty()
+            {
+                msgs.push(Message::Awareness(update).encode_v1());
+            }
+            msgs
+        };
+        let mut end = End::Closed;
+        for m in hello {
+            if socket.send(WsMessage::Binary(m.into())).await.is_err() {
+                return self.finish(socket, End::Closed).await;
+            }
+        }
+        loop {
+            tokio::select! {
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(WsMessage::Binary(data))) => {
+                        match self.handle(&data, &close_tx).await {
+                            Ok(replies) => {
+                                let mut failed = false;
+                                for r in replies {
+                                    if socket.send(WsMessage::Binary(r.into())).await.is_err() {
+                                        failed = true;
+                                        break;
+                                    }
+                                }
+                                if failed { break; }
+                            }
+                            Err(e) => { end = e; break; }
+                        }
+                    }
+                    Some(Ok(WsMessage::Close(_))) | None => break,
+                    Some(Ok(WsMessage::Text(_))) => {
+                        end = End::Error(1003, "y-protocols messages are binary".into());
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        // Includes messages over the size limit.
+                        end = End::Error(1009, format!("the connection failed: {e}"));
+                        break;
+                    }
+                },
+                msg = outgoing.recv() => match msg {
+                    Ok(m) if m.origin == self.id => {}
+                    Ok(m) => {
+                        if socket.send(WsMessage::Binary(m.bytes.clone().into())).await.is_err() { break; }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Too slow to follow: reconnecting resynchronises it, and bounds our memory.
+                        end = End::Error(1013, "the connection fell behind; reconnect".into());
+                        break;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                _ = shutdown.changed() => {
+                    end = End::Error(1012, "the server is restarting".into());
+                    break;
+                }
+                _ = close_rx.changed() => {
+                    let reason = close_rx.borrow().clone().unwrap_or_default();
+                    end = End::Error(1011, reason);
+                    break;
+                }
+            }
+        }
+        self.finish(socket, end).await
+    }
+
+    async fn finish(mut self, mut socket: WebSocket, end: End) {
+        if let End::Error(code, reason) = &end {
+            tracing::info!(event_type = "workflow_connection_closed", project_id = %self.room.project_id, code, reason = %reason, "workflow connection closed by the server");
+            let reason: String = reason.chars().take(120).collect();
+            let _ = socket.send(WsMessage::Close(Some(CloseFrame { code: *code, reason: reason.into() }))).await;
+        }
+        // Everyone else learns this connection's people left.
+        if !self.clients.is_empty() {
+            let mut awareness = self.room.awareness.lock().await;
+            let ids: Vec<ClientID> = self.clients.drain().collect();
+            for id in &ids {
+                awareness.remove_state(*id);
+            }
+            if let Ok(update) = awareness.update_with_clients(ids) {
+                self.room.broadcast_from(self.id, Message::Awareness(update).encode_v1());
+            }
+        }
+    }
+
+    /// Handle one WebSocket message (it may hold several y-protocols messages).
+    async fn handle(&mut self, data: &[u8], close: &watch::Sender<Option<String>>) -> Result<Vec<Vec<u8>>, End> {
+        let mut replies = vec![];
+        let mut decoder = DecoderV1::from(data);
+        for message in MessageReader::new(&mut decoder) {
+            let message = message.map_err(|e| {
+                UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
+                End::Error(1007, format!("malformed y-protocols message: {e}"))
+            })?;
+            match message {
+                Message::Sync(SyncMessage::SyncStep1(sv)) => {
+                    let awareness = self.room.awareness.lock().await;
+                    let update = awareness.doc().transact().encode_state_as_update_v1(&sv);
+                    replies.push(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1());
+                }
+                Message::Sync(SyncMessage::SyncStep2(data)) | Message::Sync(SyncMessage::Update(data)) => {
+                    if let Some(refusal) = self.update(data, close).await? {
+                        replies.push(refusal);
+                    }
+                }
+                Message::Awareness(update) => self.awareness(update).await?,
+                Message::AwarenessQuery => {
+                    let awareness = self.room.awareness.lock().await;
+                    if let Ok(update) = awareness.update() {
+                        replies.push(Message::Awareness(update).encode_v1());
+                    }
+                }
+                Message::Auth(_) | Message::Custom(..) => {}
+            }
+        }
+        Ok(replies)
+    }
+
+    /// A document update from the client: check, then queue for the durable log.
+    async fn update(&mut self, data: Vec<u8>, close: &watch::Sender<Option<String>>) -> Result<Option<Vec<u8>>, End> {
+        let update = Update::decode_v1(&data).map_err(|e| {
+            UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
+            End::Error(1007, format!("malformed update: {e}"))
+        })?;
+        if update.is_empty() {
+            return Ok(None);
+        }
+        if self.writer_at.elapsed() > ROLE_TTL {
+            let role = {
+                let mut conn = self.state.db.pool().acquire().await.map_err(|e| End::Error(1011, e.to_string()))?;
+                project_store::role_of(&mut conn, &self.room.project_id, &self.auth.user.id)
+                    .await
+                    .map_err(|e| End::Error(1011, e.to_string()))?
+            };
+            self.writer = writer_for(&self.state, &self.auth, &self.room.project_id, role)
+                .await
+                .map_err(|e| End::Error(1011, e.to_string()))?;
+            self.writer_at = Instant::now();
+        }
+        let limit = self.state.rooms.limits.max_document_bytes;
+        let refusal = if self.room.size_bytes().saturating_add(data.len()) > limit {
+            Some(format!("the workflow document reached its size limit ({limit} bytes)"))
+        } else {
+            let awareness = self.room.awareness.lock().await;
+            let writer = self.writer.clone();
+            // A restricted writer's update is tried on a copy of the document (CPU work).
+            if matches!(writer, Writer::Full) {
+                None
+            } else {
+                let doc = awareness.doc().clone();
+                drop(awareness);
+                let checked = tokio::task::spawn_blocking(move || filter::check(&doc, &update, &writer)).await;
+                match checked {
+                    Ok(Ok(())) => None,
+                    Ok(Err(reason)) => Some(reason),
+                    Err(e) => Some(format!("the update could not be checked: {e}")),
+                }
+            }
+        };
+        if let Some(reason) = refusal {
+            UPDATES_TOTAL.with_label_values(&["rejected"]).inc();
+            self.refusals += 1;
+            let event = Event::new("workflow.update", Outcome::Denied, Actor::of(&self.auth), &self.origin)
+                .project(&self.room.project_id)
+                .target("workflow", &self.room.project_id)
+                .intent(json!({"reason": reason, "bytes": data.len()}));
+            if let Err(e) = audit::record_alone(&self.state.db, event).await {
+                tracing::warn!(event_type = "audit_failed", error = %e, "could not record a refused workflow update");
+            }
+            if self.refusals >= MAX_REFUSALS {
+                return Err(End::Error(4403, "too many refused updates".into()));
+            }
+            // y-protocols' "permission denied": clients drop their copy and sync again.
+            return Ok(Some(Message::Auth(Some(reason)).encode_v1()));
+        }
+        let pending = Pending {
+            data,
+            user_id: self.auth.user.id.clone(),
+            origin: self.id,
+            close: close.clone(),
+            arrived: Instant::now(),
+        };
+        self.room.submit(pending).await.map_err(|e| End::Error(1012, e.to_string()))?;
+        Ok(None)
+    }
+
+    /// Presence: apply and pass on, within the rate and size limits.
+    async fn awareness(&mut self, update: AwarenessUpdate) -> Result<(), End> {
+        let rate = f64::from(self.state.rooms.limits.awareness_per_second);
+        let now = Instant::now();
+        self.awareness_tokens =
+            (self.awareness_tokens + now.duration_since(self.awareness_at).as_secs_f64() * rate).min(rate * 2.0);
+        self.awareness_at = now;
+        if self.awareness_tokens < 1.0 {
+            return Err(End::Error(1008, "too many presence updates".into()));
+        }
+        self.awareness_tokens -= 1.0;
+        for (id, entry) in &update.clients {
+            if entry.json.len() > 16 * 1024 {
+                return Err(End::Error(1009, "a presence state over 16 KiB".into()));
+            }
+            self.clients.insert(*id);
+        }
+        if self.clients.len() > MAX_AWARENESS_CLIENTS {
+            return Err(End::Error(1008, "too many presence clients on one connection".into()));
+        }
+        let encoded = Message::Awareness(update.clone()).encode_v1();
+        let mut awareness = self.room.awareness.lock().await;
+        awareness.apply_update(update).map_err(|e| End::Error(1007, format!("malformed presence update: {e}")))?;
+        drop(awareness);
+        self.room.broadcast_from(self.id, encoded);
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! The live workflow over the Yjs protocol: stock `yjs` + `y-websocket` clients from npm
+//! (tests/yjs) connect, converge, see presence; roles are enforced on every update; what was
+//! accepted survives a restart; malformed input closes only the sender's connection.
+
+use std::path::Path;
+
+use arno::auth::OrgRole;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::git::git;
+use crate::support::{TestApp, api};
+
+const COMPONENT: &str = "0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01";
+const LABEL: &str = "6f1c7d2e-1111-4a2b-8c3d-000000000001";
+const SIZE: &str = "6f1c7d2e-1111-4a2b-8c3d-000000000002";
+
+pub struct Workflow {
+    pub app: TestApp,
+    _roots: tempfile::TempDir,
+    pub project: String,
+    pub maker: String,
+    pub maker2: String,
+    pub editor: String,
+    pub viewer: String,
+}
+
+pub async fn workflow(extra: &[(&str, &str)]) -> Workflow {
+    let roots = tempfile::tempdir().unwrap();
+    let root = roots.path().canonicalize().unwrap();
+    let repo = root.join("ds");
+    std::fs::create_dir_all(repo.join("Design_system")).unwrap();
+    std::fs::write(
+        repo.join("Design_system/Button.md"),
+        [
+            "---",
+            &format!("id: {COMPONENT}"),
+            "name: Button",
+            "---",
+            "# Button",
+            "",
+            "<!-- arno:props v1 -->",
+            "| id | name | type | default | textEditable |",
+            "|---|---|---|---|---|",
+            &format!("| {LABEL} | label | string | \"Buy\" | true |"),
+            &format!("| {SIZE} | size | string | \"large\" | false |"),
+            "<!-- /arno:props -->",
+            "",
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    let mut settings = vec![("ARNO_GIT_LOCAL_ROOTS", root.to_str().unwrap())];
+    settings.extend_from_slice(extra);
+    let app = TestApp::start_with(&settings).await;
+    let (_, maker) = app.user_with_token("m1@example.com", OrgRole::Member).await;
+    let r = api(Method::POST, &app.url("/api/v1/projects"), Some(&maker), Some(json!({"name": "DS"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let _ = r;
+    // Connect the repository holding the component (Admins connect existing repositories).
+    let (_, admin) = app.user_with_token("root@example.com", OrgRole::Admin).await;
+    let r = api(
+        Method::POST,
+        &app.url("/api/v1/projects"),
+        Some(&admin),
+        Some(json!({"name": "Flows", "repository": {"provider": "local", "path": repo}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let project = r.json()["id"].as_str().unwrap().to_owned();
+    let mut tokens = vec![];
+    for (email, role) in [
+        ("m1@example.com", "maker"),
+        ("m2@example.com", "maker"),
+        ("e@example.com", "editor"),
+        ("v@example.com", "viewer"),
+    ] {
+        let (user, token) = if email == "m1@example.com" {
+            let mut conn = app.state.db.pool().acquire().await.unwrap();
+            let user = arno::auth::users::find_by_email(&mut conn, email).await.unwrap().unwrap();
+            (user, maker.clone())
+        } else {
+            app.user_with_token(email, OrgRole::Member).await
+        };
+        let url = app.url(&format!("/api/v1/projects/flows/members/{}", user.id));
+        let r = api(Method::PUT, &url, Some(&admin), Some(json!({"role": role}))).await;
+        assert!(r.status.is_success(), "{}", r.text);
+        tokens.push(token);
+    }
+    let [maker, maker2, editor, viewer]: [String; 4] = tokens.try_into().unwrap();
+    Workflow { app, _roots: roots, project, maker, maker2, editor, viewer }
+}
+
+/// Run the stock-client script; `None` when its packages are not installed (and not required).
+pub fn node_clients(w: &Workflow, mode: &str) -> Option<Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/yjs");
+    if !dir.join("node_modules/y-websocket").exists() {
+        assert!(
+            std::env::var("TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "tests/yjs has no node_modules (run npm ci there)"
+        );
+        eprintln!("skipping: tests/yjs/node_modules is missing");
+        return None;
+    }
+    let tokens = json!({"makerA": w.maker, "makerB": w.maker2, "editor": w.editor, "viewer": w.viewer});
+    let out = std::process::Command::new("node")
+        .arg(dir.join("interop.mjs"))
+        .env("BASE", &w.app.base)
+        .env("PROJECT", &w.project)
+        .env("TOKENS", tokens.to_string())
+        .env("COMPONENT", COMPONENT)
+        .env("LABEL", LABEL)
+        .env("SIZE", SIZE)
+        .env("MODE", mode)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "stock clients failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Some(serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("one JSON line"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_yjs_clients_converge_see_presence_and_roles_are_enforced() {
+    let mut w = workflow(&[]).await;
+    let w_ref = &w;
+    let Some(result) = tokio::task::block_in_place(|| node_clients(w_ref, "interop")) else { return };
+    assert_eq!(result["converged"], true, "{result}");
+    assert_eq!(result["fresh_equals_a"], true, "{result}");
+    assert_eq!(result["a_has_evil"], false, "a viewer's screen reached others: {result}");
+    assert_eq!(result["a_name"], "Home", "an editor renamed a screen: {result}");
+    assert_eq!(result["a_size"], "large", "an editor changed a prop that is not textEditable: {result}");
+    let content = &result["content"];
+    assert_eq!(content["screens"]["s1"]["root"]["props"][LABEL], "Pay", "the editor's text edit is kept: {result}");
+    assert_eq!(content["screens"]["s2"]["name"], "Checkout");
+    assert_eq!(content["edges"][0]["to"]["screen_id"], "s2");
+    assert!(content["screens"].get("evil").is_none());
+    assert!(result["refusals"].as_i64().unwrap() >= 3, "{result}");
+
+    // Every refusal is audited, with the reason.
+    let refused: Vec<(String,)> = sqlx::query_as(
+        "SELECT intent FROM audit_events WHERE action = 'workflow.update' AND outcome = 'denied' ORDER BY id",
+    )
+    .fetch_all(w.app.state.db.pool())
+    .await
+    .unwrap();
+    assert!(refused.len() >= 3, "{refused:?}");
+    assert!(refused.iter().any(|(i,)| i.contains("read this workflow")), "{refused:?}");
+    assert!(refused.iter().any(|(i,)| i.contains("textEditable")), "{refused:?}");
+    let metrics = reqwest::get(format!("{}/metrics", w.app.metrics_base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l.starts_with("workflow_updates_total{result=\"rejected\"}")), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("workflow_update_apply_seconds_count")), "{metrics}");
+
+    // Accepted means durable: after a restart the document is the same.
+    w.app.restart().await;
+    let w_ref = &w;
+    let again = tokio::task::block_in_place(|| node_clients(w_ref, "read")).unwrap();
+    assert_eq!(again["content"], *content);
+}

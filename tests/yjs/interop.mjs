@@ -1,0 +1,152 @@
+// Stock Yjs clients (yjs + y-websocket from npm) against Arno's workflow WebSocket. Run by the
+// Rust integration tests (tests/it/workflow.rs), which start Arno and pass, in the environment:
+//   BASE      http://127.0.0.1:PORT
+//   PROJECT   the project id (the room name)
+//   TOKENS    JSON {"makerA", "makerB", "editor", "viewer"}: personal API tokens
+//   COMPONENT the component id whose prop LABEL is textEditable and SIZE is not
+//   MODE      "interop" (default): the whole scenario; "read": print the document and exit.
+// Prints one JSON line: {"content": <document as JSON>, ...observations}. Exits non-zero on failure.
+import * as Y from 'yjs';
+import { WebsocketProvider } from 'y-websocket';
+import WS from 'ws';
+
+const { BASE, PROJECT, COMPONENT, LABEL, SIZE } = process.env;
+const TOKENS = JSON.parse(process.env.TOKENS || '{}');
+const MODE = process.env.MODE || 'interop';
+const wsBase = BASE.replace(/^http/, 'ws') + '/api/v1/workflow';
+
+const warnings = [];
+console.warn = (...args) => warnings.push(args.join(' '));
+
+/** A WebSocket class that authenticates with a bearer token. */
+const bearer = (token) => class extends WS {
+  constructor(url, protocols) {
+    super(url, protocols, { headers: { Authorization: `Bearer ${token}` } });
+  }
+};
+
+function connect({ token, ticket }) {
+  const doc = new Y.Doc();
+  const provider = new WebsocketProvider(wsBase, PROJECT, doc, {
+    WebSocketPolyfill: ticket ? WS : bearer(token),
+    params: ticket ? { ticket } : {},
+    disableBc: true,
+    resyncInterval: -1,
+  });
+  return { doc, provider, screens: doc.getMap('screens'), edges: doc.getArray('edges') };
+}
+
+async function until(what, check, ms = 8000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** JSON with sorted keys: two replicas may list a map's keys in different orders. */
+const canonical = (v) => JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && !Array.isArray(x)
+  ? Object.fromEntries(Object.entries(x).sort(([p], [q]) => (p < q ? -1 : p > q ? 1 : 0)))
+  : x));
+
+const synced = (c, name) => until(`${name} to sync`, () => c.provider.synced);
+const json = (c) => ({ screens: c.screens.toJSON(), edges: c.edges.toJSON() });
+
+function screen(name, props) {
+  const s = new Y.Map();
+  s.set('id', name.toLowerCase());
+  s.set('name', name);
+  s.set('presentation', 'page');
+  const root = new Y.Map();
+  root.set('id', `${name.toLowerCase()}-root`);
+  root.set('component_id', COMPONENT);
+  const p = new Y.Map();
+  for (const [k, v] of Object.entries(props)) p.set(k, v);
+  root.set('props', p);
+  root.set('children', new Y.Array());
+  s.set('root', root);
+  return s;
+}
+
+async function ticketFor(token) {
+  const r = await fetch(`${BASE}/api/v1/projects/${PROJECT}/workflow/ticket`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  if (r.status !== 201) throw new Error(`ticket: ${r.status} ${await r.text()}`);
+  return (await r.json()).ticket;
+}
+
+async function main() {
+  if (MODE === 'read') {
+    const c = connect({ token: TOKENS.makerA });
+    await synced(c, 'reader');
+    console.log(JSON.stringify({ content: json(c) }));
+    c.provider.destroy();
+    return;
+  }
+  const a = connect({ token: TOKENS.makerA });
+  const b = connect({ ticket: await ticketFor(TOKENS.makerB) });
+  await Promise.all([synced(a, 'maker A'), synced(b, 'maker B')]);
+
+  // Concurrent edits from two clients converge.
+  a.doc.transact(() => a.screens.set('s1', screen('Home', { [LABEL]: 'Buy', [SIZE]: 'large' })));
+  b.doc.transact(() => {
+    b.screens.set('s2', screen('Checkout', {}));
+    const edge = new Y.Map();
+    edge.set('id', 'e1');
+    edge.set('from', { screen_id: 's1', instance_id: 'home-root', event_id: 'onClick' });
+    edge.set('to', { screen_id: 's2' });
+    edge.set('action', 'navigate');
+    b.edges.push([edge]);
+  });
+  const both = (c) => c.screens.has('s1') && c.screens.has('s2') && c.edges.length === 1;
+  await until('both edits everywhere', () => both(a) && both(b));
+  const converged = canonical(json(a)) === canonical(json(b));
+
+  // Presence.
+  a.provider.awareness.setLocalStateField('user', { name: 'Maker A', screen: 's1' });
+  await until('presence of A at B', () =>
+    [...b.provider.awareness.getStates().values()].some((s) => s.user && s.user.name === 'Maker A'));
+
+  // A viewer's change is refused: nobody else gets it.
+  const v = connect({ token: TOKENS.viewer });
+  await synced(v, 'viewer');
+  v.screens.set('evil', screen('Evil', {}));
+  await until('the viewer to be refused', () => warnings.some((w) => /Permission denied/.test(w)));
+
+  // An editor may change a textEditable prop's text, and nothing else.
+  const e = connect({ token: TOKENS.editor });
+  await synced(e, 'editor');
+  const props = e.screens.get('s1').get('root').get('props');
+  props.set(LABEL, 'Pay');
+  await until('the editor\'s label at A', () => a.screens.get('s1').get('root').get('props').get(LABEL) === 'Pay');
+  const refusedBefore = warnings.length;
+  e.screens.get('s1').set('name', 'Renamed by an editor');
+  await until('the editor\'s rename to be refused', () => warnings.length > refusedBefore);
+  props.set(SIZE, 'small');
+  await until('the editor\'s size change to be refused', () => warnings.length > refusedBefore + 1);
+  // Give a wrongly accepted change time to arrive before looking.
+  await new Promise((r) => setTimeout(r, 300));
+
+  // A fresh client gets exactly the accepted state.
+  const f = connect({ token: TOKENS.makerA });
+  await synced(f, 'fresh client');
+  const result = {
+    content: json(f),
+    converged,
+    a_has_evil: a.screens.has('evil'),
+    a_name: a.screens.get('s1').get('name'),
+    a_size: a.screens.get('s1').get('root').get('props').get(SIZE),
+    refusals: warnings.filter((w) => /Permission denied/.test(w)).length,
+    fresh_equals_a: canonical(json(f)) === canonical(json(a)),
+  };
+  console.log(JSON.stringify(result));
+  for (const c of [a, b, v, e, f]) c.provider.destroy();
+}
+
+main().then(() => process.exit(0), (err) => {
+  console.error(err.stack || String(err));
+  process.exit(1);
+});
