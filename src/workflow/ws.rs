@@ -306,11 +306,23 @@ impl Connection {
     async fn handle(&mut self, data: &[u8], close: &watch::Sender<Option<String>>) -> Result<Vec<Vec<u8>>, End> {
         let mut replies = vec![];
         let mut decoder = DecoderV1::from(data);
+        let mut messages = vec![];
+        let mut consumed = 0;
         for message in MessageReader::new(&mut decoder) {
             let message = message.map_err(|e| {
                 UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
                 End::Error(1007, format!("malformed y-protocols message: {e}"))
             })?;
+            consumed += message.encode_v1().len();
+            messages.push(message);
+        }
+        // The reader stops quietly at a truncated message: everything must have been read (and
+        // written canonically, as every Yjs client does).
+        if consumed != data.len() {
+            UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
+            return Err(End::Error(1007, "malformed y-protocols message: truncated or trailing bytes".into()));
+        }
+        for message in messages {
             match message {
                 Message::Sync(SyncMessage::SyncStep1(sv)) => {
                     let awareness = self.room.awareness.lock().await;

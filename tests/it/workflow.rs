@@ -164,3 +164,128 @@ async fn stock_yjs_clients_converge_see_presence_and_roles_are_enforced() {
     let again = tokio::task::block_in_place(|| node_clients(w_ref, "read")).unwrap();
     assert_eq!(again["content"], *content);
 }
+
+/// A minimal y-protocols client over a raw WebSocket (for what stock clients never send).
+mod raw {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message as Ws, client::IntoClientRequest};
+    use yrs::sync::protocol::{Message, MessageReader, SyncMessage};
+    use yrs::updates::decoder::DecoderV1;
+    use yrs::updates::encoder::Encode;
+
+    pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    pub async fn connect(base: &str, project: &str, token: &str) -> Socket {
+        let url = format!("{}/api/v1/workflow/{project}", base.replace("http://", "ws://"));
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::connect_async(request).await.expect("WebSocket connects").0
+    }
+
+    pub async fn send(s: &mut Socket, m: Message) {
+        s.send(Ws::Binary(m.encode_v1().into())).await.unwrap();
+    }
+
+    /// Read until a message satisfies `want` (→ `Ok`), or the server closes (→ `Err(code)`).
+    pub async fn until(s: &mut Socket, mut want: impl FnMut(&Message) -> bool) -> Result<Message, u16> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let next = tokio::time::timeout_at(deadline, s.next()).await.expect("the server answers in time");
+            match next {
+                Some(Ok(Ws::Binary(data))) => {
+                    let mut decoder = DecoderV1::from(data.as_ref());
+                    for m in MessageReader::new(&mut decoder) {
+                        let m = m.expect("the server sends valid y-protocols");
+                        if want(&m) {
+                            return Ok(m);
+                        }
+                    }
+                }
+                Some(Ok(Ws::Close(frame))) => return Err(frame.map_or(1005, |f| u16::from(f.code))),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Err(1006),
+            }
+        }
+    }
+
+    pub fn is_step2(m: &Message) -> bool {
+        matches!(m, Message::Sync(SyncMessage::SyncStep2(_)))
+    }
+}
+
+#[tokio::test]
+async fn hostile_input_closes_only_the_senders_connection() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    use yrs::sync::protocol::{Message, SyncMessage};
+    use yrs::sync::AwarenessUpdate;
+    use yrs::sync::awareness::AwarenessUpdateEntry;
+    use yrs::updates::decoder::Decode;
+    use yrs::{Map, ReadTxn, StateVector, Transact};
+
+    let w = workflow(&[("ARNO_WORKFLOW_MAX_MESSAGE_BYTES", "1MiB"), ("ARNO_WORKFLOW_AWARENESS_PER_SECOND", "5")]).await;
+    let mut good = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    raw::send(&mut good, Message::Sync(SyncMessage::SyncStep1(StateVector::default()))).await;
+    raw::until(&mut good, raw::is_step2).await.unwrap();
+
+    let attacks: Vec<(&str, Ws, u16)> = vec![
+        ("a truncated varint", Ws::Binary(vec![0x00, 0x02, 0xff].into()), 1007),
+        ("garbage in an update", Ws::Binary(vec![0x00, 0x02, 0x05, 0xde, 0xad, 0xbe, 0xef, 0x01].into()), 1007),
+        ("an unknown sync message", Ws::Binary(vec![0x00, 0x09, 0x00].into()), 1007),
+        ("a text frame", Ws::Text("hello".into()), 1003),
+        ("a 100 MB message", Ws::Binary(vec![0u8; 100 << 20].into()), 1009),
+    ];
+    for (what, message, code) in attacks {
+        let mut bad = raw::connect(&w.app.base, &w.project, &w.maker2).await;
+        let _ = bad.send(message).await;
+        let closed = raw::until(&mut bad, |_| false).await;
+        assert!(matches!(closed, Err(c) if c == code || (code == 1009 && c == 1006)), "{what}: {closed:?}");
+    }
+    // A flood of presence updates.
+    let mut flood = raw::connect(&w.app.base, &w.project, &w.maker2).await;
+    let mut closed = None;
+    for clock in 0..200u32 {
+        let update = AwarenessUpdate {
+            clients: [(yrs::ClientID::new(42), AwarenessUpdateEntry { clock, json: "{\"user\":{}}".into() })].into(),
+        };
+        if flood.send(Ws::Binary(yrs::updates::encoder::Encode::encode_v1(&Message::Awareness(update)).into())).await.is_err() {
+            break;
+        }
+    }
+    if closed.is_none() {
+        closed = Some(raw::until(&mut flood, |_| false).await);
+    }
+    assert_eq!(closed, Some(Err(1008)), "a presence flood closes that connection");
+
+    // The well-behaved connection still works: its update is stored and a newcomer gets it.
+    let doc = arno::workflow::filter::new_doc();
+    {
+        let screens = doc.get_or_insert_map("screens");
+        screens.insert(&mut doc.transact_mut(), "calm", "still here");
+    }
+    let update = doc.transact().encode_state_as_update_v1(&StateVector::default());
+    raw::send(&mut good, Message::Sync(SyncMessage::Update(update))).await;
+    let mut newcomer = raw::connect(&w.app.base, &w.project, &w.viewer).await;
+    let mut found = false;
+    for _ in 0..50 {
+        raw::send(&mut newcomer, Message::Sync(SyncMessage::SyncStep1(StateVector::default()))).await;
+        let Ok(Message::Sync(SyncMessage::SyncStep2(state))) = raw::until(&mut newcomer, raw::is_step2).await else {
+            panic!("no sync step 2")
+        };
+        let copy = arno::workflow::filter::new_doc();
+        copy.transact_mut().apply_update(yrs::Update::decode_v1(&state).unwrap()).unwrap();
+        if arno::workflow::filter::content(&copy)["screens"]["calm"] == "still here" {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(found, "the good connection's update was lost");
+    let metrics = reqwest::get(format!("{}/metrics", w.app.metrics_base)).await.unwrap().text().await.unwrap();
+    let invalid = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("workflow_updates_total{result=\"invalid\"} "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(invalid >= 2.0, "{metrics}");
+}
