@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 use tokio::sync::{broadcast, mpsc, watch};
-use yrs::sync::Awareness;
+use yrs::sync::{Awareness, AwarenessUpdate};
 use yrs::sync::protocol::{Message, SyncMessage};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
@@ -154,6 +154,8 @@ pub struct Rooms {
     loading: tokio::sync::Mutex<()>,
     db: Db,
     pub limits: Limits,
+    /// This process, in presence announcements (so it ignores its own).
+    replica: u64,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -173,7 +175,59 @@ impl Rooms {
             loading: tokio::sync::Mutex::new(()),
             db,
             limits,
+            replica: {
+                let mut b = [0u8; 8];
+                let _ = getrandom::fill(&mut b);
+                u64::from_le_bytes(b)
+            },
         }
+    }
+
+    /// Presence from a local connection: apply it, pass it to the room's other connections and,
+    /// on PostgreSQL, to the other replicas (presence is not stored).
+    pub async fn presence(&self, room: &Room, origin: u64, update: AwarenessUpdate) -> Result<(), String> {
+        let encoded = Message::Awareness(update.clone()).encode_v1();
+        {
+            let mut awareness = room.awareness.lock().await;
+            awareness.apply_update(update).map_err(|e| format!("malformed presence update: {e}"))?;
+        }
+        room.broadcast_from(origin, encoded.clone());
+        // NOTIFY payloads are limited to 8000 bytes; larger presence stays on this replica.
+        if self.db.backend() == Backend::Postgres && encoded.len() <= 5000 {
+            use base64::Engine as _;
+            let payload = format!(
+                "{}:{}:{}",
+                room.project_id,
+                self.replica,
+                base64::engine::general_purpose::STANDARD.encode(&encoded)
+            );
+            if let Err(e) =
+                sqlx::query("SELECT pg_notify('arno_presence', $1)").bind(payload).execute(self.db.pool()).await
+            {
+                tracing::warn!(event_type = "presence_fanout_failed", error = %e, "could not pass presence to other replicas");
+            }
+        }
+        Ok(())
+    }
+
+    /// Presence announced by another replica.
+    async fn remote_presence(&self, payload: &str) {
+        use base64::Engine as _;
+        let mut parts = payload.splitn(3, ':');
+        let (Some(project), Some(replica), Some(data)) = (parts.next(), parts.next(), parts.next()) else { return };
+        if replica.parse::<u64>().ok() == Some(self.replica) {
+            return;
+        }
+        let Some(room) = self.loaded(project) else { return };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) else { return };
+        let Ok(Message::Awareness(update)) = Message::decode_v1(&bytes) else { return };
+        {
+            let mut awareness = room.awareness.lock().await;
+            if awareness.apply_update(update).is_err() {
+                return;
+            }
+        }
+        room.broadcast_from(REMOTE, bytes);
     }
 
     /// Close every connection (shutdown); clients reconnect to another replica or after restart.
@@ -333,7 +387,7 @@ impl Rooms {
         loop {
             let listener = async {
                 let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
-                l.listen("arno_workflow").await?;
+                l.listen_all(["arno_workflow", "arno_presence"]).await?;
                 Ok::<_, sqlx::Error>(l)
             };
             match listener.await {
@@ -345,6 +399,7 @@ impl Rooms {
                         tokio::select! {
                             _ = stop.changed() => return,
                             n = l.recv() => match n {
+                                Ok(n) if n.channel() == "arno_presence" => self.remote_presence(n.payload()).await,
                                 Ok(n) => {
                                     if let Some((project, ids)) = n.payload().split_once(':') {
                                         let ids: Vec<i64> = ids.split(',').filter_map(|i| i.parse().ok()).collect();

@@ -291,13 +291,16 @@ impl Connection {
         }
         // Everyone else learns this connection's people left.
         if !self.clients.is_empty() {
-            let mut awareness = self.room.awareness.lock().await;
             let ids: Vec<ClientID> = self.clients.drain().collect();
-            for id in &ids {
-                awareness.remove_state(*id);
-            }
-            if let Ok(update) = awareness.update_with_clients(ids) {
-                self.room.broadcast_from(self.id, Message::Awareness(update).encode_v1());
+            let removal = {
+                let mut awareness = self.room.awareness.lock().await;
+                for id in &ids {
+                    awareness.remove_state(*id);
+                }
+                awareness.update_with_clients(ids)
+            };
+            if let Ok(update) = removal {
+                let _ = self.state.rooms.presence(&self.room, self.id, update).await;
             }
         }
     }
@@ -435,11 +438,6 @@ impl Connection {
         if self.clients.len() > MAX_AWARENESS_CLIENTS {
             return Err(End::Error(1008, "too many presence clients on one connection".into()));
         }
-        let encoded = Message::Awareness(update.clone()).encode_v1();
-        let mut awareness = self.room.awareness.lock().await;
-        awareness.apply_update(update).map_err(|e| End::Error(1007, format!("malformed presence update: {e}")))?;
-        drop(awareness);
-        self.room.broadcast_from(self.id, encoded);
-        Ok(())
+        self.state.rooms.presence(&self.room, self.id, update).await.map_err(|e| End::Error(1007, e))
     }
 }

@@ -96,6 +96,10 @@ pub async fn workflow(extra: &[(&str, &str)]) -> Workflow {
 
 /// Run the stock-client script; `None` when its packages are not installed (and not required).
 pub fn node_clients(w: &Workflow, mode: &str) -> Option<Value> {
+    node_clients_with(w, mode, &[])
+}
+
+pub fn node_clients_with(w: &Workflow, mode: &str, extra: &[(&str, &str)]) -> Option<Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/yjs");
     if !dir.join("node_modules/y-websocket").exists() {
         assert!(
@@ -115,6 +119,7 @@ pub fn node_clients(w: &Workflow, mode: &str) -> Option<Value> {
         .env("LABEL", LABEL)
         .env("SIZE", SIZE)
         .env("MODE", mode)
+        .envs(extra.iter().copied())
         .output()
         .expect("node runs");
     assert!(
@@ -288,4 +293,65 @@ async fn hostile_input_closes_only_the_senders_connection() {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(invalid >= 2.0, "{metrics}");
+}
+
+/// Another `arno serve` process on the same database and data directory (a second replica).
+struct Replica {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn replica(app: &TestApp) -> Replica {
+    let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (p, m) = (port(), port());
+    let mut env = app.env.clone();
+    env.insert("ARNO_LISTEN".into(), format!("127.0.0.1:{p}"));
+    env.insert("ARNO_METRICS_LISTEN".into(), format!("127.0.0.1:{m}"));
+    env.insert("ARNO_LOG".into(), "warn".into());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_arno"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&env)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the arno binary starts");
+    let base = format!("http://127.0.0.1:{p}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/ready")).await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the second process did not become ready");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Replica { child, base }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_postgresql_fan_out_edits_and_presence() {
+    if !crate::support::is_postgres() {
+        eprintln!("skipping: fan-out across processes needs PostgreSQL (TEST_DATABASE=postgres)");
+        return;
+    }
+    let w = workflow(&[]).await;
+    let second = replica(&w.app).await;
+    let w_ref = &w;
+    let base2 = second.base.clone();
+    let Some(result) = tokio::task::block_in_place(|| node_clients_with(w_ref, "fanout", &[("BASE2", base2.as_str())]))
+    else {
+        return;
+    };
+    assert_eq!(result["same"], true, "{result}");
+    assert!(result["content"]["screens"]["from-1"].is_object() && result["content"]["screens"]["from-2"].is_object());
+    drop(second);
 }

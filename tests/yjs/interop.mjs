@@ -4,7 +4,8 @@
 //   PROJECT   the project id (the room name)
 //   TOKENS    JSON {"makerA", "makerB", "editor", "viewer"}: personal API tokens
 //   COMPONENT the component id whose prop LABEL is textEditable and SIZE is not
-//   MODE      "interop" (default): the whole scenario; "read": print the document and exit.
+//   MODE      "interop" (default): the whole scenario; "read": print the document and exit;
+//             "fanout": a client on BASE and one on BASE2 (another process) see each other.
 // Prints one JSON line: {"content": <document as JSON>, ...observations}. Exits non-zero on failure.
 import * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
@@ -25,9 +26,10 @@ const bearer = (token) => class extends WS {
   }
 };
 
-function connect({ token, ticket }) {
+function connect({ token, ticket, base }) {
   const doc = new Y.Doc();
-  const provider = new WebsocketProvider(wsBase, PROJECT, doc, {
+  const server = base ? base.replace(/^http/, 'ws') + '/api/v1/workflow' : wsBase;
+  const provider = new WebsocketProvider(server, PROJECT, doc, {
     WebSocketPolyfill: ticket ? WS : bearer(token),
     params: ticket ? { ticket } : {},
     disableBc: true,
@@ -84,6 +86,27 @@ async function main() {
     await synced(c, 'reader');
     console.log(JSON.stringify({ content: json(c) }));
     c.provider.destroy();
+    return;
+  }
+  if (MODE === 'fanout') {
+    // Two clients on two Arno processes sharing one PostgreSQL database.
+    const a = connect({ token: TOKENS.makerA });
+    const b = connect({ token: TOKENS.makerB, base: process.env.BASE2 });
+    await Promise.all([synced(a, 'client on process 1'), synced(b, 'client on process 2')]);
+    let started = Date.now();
+    a.screens.set('from-1', screen('FromOne', {}));
+    await until('process 2 to see the edit made on process 1', () => b.screens.has('from-1'));
+    const oneToTwo = Date.now() - started;
+    started = Date.now();
+    b.screens.set('from-2', screen('FromTwo', {}));
+    await until('process 1 to see the edit made on process 2', () => a.screens.has('from-2'));
+    const twoToOne = Date.now() - started;
+    a.provider.awareness.setLocalStateField('user', { name: 'On one' });
+    await until('presence across processes', () =>
+      [...b.provider.awareness.getStates().values()].some((s) => s.user && s.user.name === 'On one'));
+    console.log(JSON.stringify({ content: json(a), same: canonical(json(a)) === canonical(json(b)), oneToTwo, twoToOne }));
+    a.provider.destroy();
+    b.provider.destroy();
     return;
   }
   const a = connect({ token: TOKENS.makerA });
