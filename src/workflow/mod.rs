@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 use tokio::sync::{broadcast, mpsc, watch};
-use yrs::sync::{Awareness, AwarenessUpdate};
 use yrs::sync::protocol::{Message, SyncMessage};
+use yrs::sync::{Awareness, AwarenessUpdate};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Transact, Update};

@@ -108,15 +108,20 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// Stop the server and start it again on the same data directory and database (new ports):
-    /// what a restart of the process does.
-    pub async fn restart(&mut self) {
+    /// Stop serving but keep the data directory and database (for another process to use).
+    pub async fn halt(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
+    }
+
+    /// Stop the server and start it again on the same data directory and database (new ports):
+    /// what a restart of the process does.
+    pub async fn restart(&mut self) {
+        self.halt().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, maddr) = (listener.local_addr().unwrap(), metrics_listener.local_addr().unwrap());

@@ -94,12 +94,28 @@ pub async fn workflow(extra: &[(&str, &str)]) -> Workflow {
     Workflow { app, _roots: roots, project, maker, maker2, editor, viewer }
 }
 
-/// Run the stock-client script; `None` when its packages are not installed (and not required).
-pub fn node_clients(w: &Workflow, mode: &str) -> Option<Value> {
-    node_clients_with(w, mode, &[])
+/// Where the stock clients connect, and as whom.
+pub struct Clients {
+    pub base: String,
+    pub project: String,
+    pub tokens: Value,
 }
 
-pub fn node_clients_with(w: &Workflow, mode: &str, extra: &[(&str, &str)]) -> Option<Value> {
+impl Workflow {
+    pub fn clients(&self) -> Clients {
+        self.clients_at(&self.app.base)
+    }
+
+    pub fn clients_at(&self, base: &str) -> Clients {
+        Clients {
+            base: base.to_owned(),
+            project: self.project.clone(),
+            tokens: json!({"makerA": self.maker, "makerB": self.maker2, "editor": self.editor, "viewer": self.viewer}),
+        }
+    }
+}
+
+fn clients_dir() -> Option<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/yjs");
     if !dir.join("node_modules/y-websocket").exists() {
         assert!(
@@ -109,12 +125,31 @@ pub fn node_clients_with(w: &Workflow, mode: &str, extra: &[(&str, &str)]) -> Op
         eprintln!("skipping: tests/yjs/node_modules is missing");
         return None;
     }
-    let tokens = json!({"makerA": w.maker, "makerB": w.maker2, "editor": w.editor, "viewer": w.viewer});
+    Some(dir)
+}
+
+fn script(c: &Clients, dir: &Path, mode: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(dir.join("interop.mjs"))
+        .env("BASE", &c.base)
+        .env("PROJECT", &c.project)
+        .env("TOKENS", c.tokens.to_string())
+        .env("COMPONENT", COMPONENT)
+        .env("LABEL", LABEL)
+        .env("SIZE", SIZE)
+        .env("MODE", mode);
+    command
+}
+
+/// Run the stock-client script; `None` when its packages are not installed (and not required).
+pub fn node_clients(c: &Clients, mode: &str, extra: &[(&str, &str)]) -> Option<Value> {
+    let dir = clients_dir()?;
     let out = std::process::Command::new("node")
         .arg(dir.join("interop.mjs"))
-        .env("BASE", &w.app.base)
-        .env("PROJECT", &w.project)
-        .env("TOKENS", tokens.to_string())
+        .env("BASE", &c.base)
+        .env("PROJECT", &c.project)
+        .env("TOKENS", c.tokens.to_string())
         .env("COMPONENT", COMPONENT)
         .env("LABEL", LABEL)
         .env("SIZE", SIZE)
@@ -135,8 +170,8 @@ pub fn node_clients_with(w: &Workflow, mode: &str, extra: &[(&str, &str)]) -> Op
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_yjs_clients_converge_see_presence_and_roles_are_enforced() {
     let mut w = workflow(&[]).await;
-    let w_ref = &w;
-    let Some(result) = tokio::task::block_in_place(|| node_clients(w_ref, "interop")) else { return };
+    let clients = w.clients();
+    let Some(result) = tokio::task::block_in_place(|| node_clients(&clients, "interop", &[])) else { return };
     assert_eq!(result["converged"], true, "{result}");
     assert_eq!(result["fresh_equals_a"], true, "{result}");
     assert_eq!(result["a_has_evil"], false, "a viewer's screen reached others: {result}");
@@ -165,8 +200,8 @@ async fn stock_yjs_clients_converge_see_presence_and_roles_are_enforced() {
 
     // Accepted means durable: after a restart the document is the same.
     w.app.restart().await;
-    let w_ref = &w;
-    let again = tokio::task::block_in_place(|| node_clients(w_ref, "read")).unwrap();
+    let clients = w.clients();
+    let again = tokio::task::block_in_place(|| node_clients(&clients, "read", &[])).unwrap();
     assert_eq!(again["content"], *content);
 }
 
@@ -222,9 +257,9 @@ mod raw {
 async fn hostile_input_closes_only_the_senders_connection() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message as Ws;
-    use yrs::sync::protocol::{Message, SyncMessage};
     use yrs::sync::AwarenessUpdate;
     use yrs::sync::awareness::AwarenessUpdateEntry;
+    use yrs::sync::protocol::{Message, SyncMessage};
     use yrs::updates::decoder::Decode;
     use yrs::{Map, ReadTxn, StateVector, Transact};
 
@@ -253,7 +288,11 @@ async fn hostile_input_closes_only_the_senders_connection() {
         let update = AwarenessUpdate {
             clients: [(yrs::ClientID::new(42), AwarenessUpdateEntry { clock, json: "{\"user\":{}}".into() })].into(),
         };
-        if flood.send(Ws::Binary(yrs::updates::encoder::Encode::encode_v1(&Message::Awareness(update)).into())).await.is_err() {
+        if flood
+            .send(Ws::Binary(yrs::updates::encoder::Encode::encode_v1(&Message::Awareness(update)).into()))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -309,9 +348,13 @@ impl Drop for Replica {
 }
 
 async fn replica(app: &TestApp) -> Replica {
+    replica_with(&app.env).await
+}
+
+async fn replica_with(app_env: &std::collections::BTreeMap<String, String>) -> Replica {
     let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (p, m) = (port(), port());
-    let mut env = app.env.clone();
+    let mut env = app_env.clone();
     env.insert("ARNO_LISTEN".into(), format!("127.0.0.1:{p}"));
     env.insert("ARNO_METRICS_LISTEN".into(), format!("127.0.0.1:{m}"));
     env.insert("ARNO_LOG".into(), "warn".into());
@@ -345,13 +388,70 @@ async fn two_processes_on_postgresql_fan_out_edits_and_presence() {
     }
     let w = workflow(&[]).await;
     let second = replica(&w.app).await;
-    let w_ref = &w;
+    let clients = w.clients();
     let base2 = second.base.clone();
-    let Some(result) = tokio::task::block_in_place(|| node_clients_with(w_ref, "fanout", &[("BASE2", base2.as_str())]))
+    let Some(result) = tokio::task::block_in_place(|| node_clients(&clients, "fanout", &[("BASE2", base2.as_str())]))
     else {
         return;
     };
     assert_eq!(result["same"], true, "{result}");
     assert!(result["content"]["screens"]["from-1"].is_object() && result["content"]["screens"]["from-2"].is_object());
     drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_update_survives_kill_9() {
+    let mut w = workflow(&[]).await;
+    let env = w.app.env.clone();
+    // The server under test is a separate process, killed with SIGKILL mid-stream.
+    w.app.halt().await;
+    let mut expected: Vec<String> = vec![];
+    let mut start = 0u64;
+    for round in 0..3u64 {
+        let server = replica_with(&env).await;
+        let clients = w.clients_at(&server.base);
+        // Kill at a different moment each round (50..650 ms into the stream of edits).
+        let kill_after = std::time::Duration::from_millis(50 + (round * 7919 + 311) % 600);
+        let pid = server.child.id();
+        let Some(dir) = clients_dir() else { return };
+        let mut child = script(&clients, &dir, "stream")
+            .env("START", start.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let lines = {
+            use std::io::BufRead as _;
+            let stdout = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                let mut lines = std::io::BufReader::new(stdout).lines().map_while(Result::ok);
+                // Kill the server a while after the edits started flowing.
+                let streaming = lines.by_ref().any(|l| l == "STREAMING");
+                if streaming {
+                    std::thread::sleep(kill_after);
+                }
+                let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+                lines.collect::<Vec<String>>()
+            })
+        };
+        let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+        let lines = lines.join().unwrap();
+        assert!(status.success(), "round {round}: the clients failed: {lines:?}");
+        let result: Value = serde_json::from_str(lines.last().expect("a result line")).unwrap();
+        drop(server);
+        let seen: Vec<String> =
+            result["seen"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        assert!(!seen.is_empty(), "round {round}: nothing was acknowledged before the kill: {result}");
+        eprintln!("round {round}: {} edits sent, {} acknowledged before kill -9", result["written"], seen.len());
+        expected.extend(seen);
+        start += result["written"].as_u64().unwrap() + 1;
+
+        // Restarted: everything acknowledged so far is there.
+        let server = replica_with(&env).await;
+        let clients = w.clients_at(&server.base);
+        let read = tokio::task::block_in_place(|| node_clients(&clients, "read", &[])).unwrap();
+        let screens = read["content"]["screens"].as_object().unwrap();
+        let missing: Vec<&String> = expected.iter().filter(|k| !screens.contains_key(k.as_str())).collect();
+        assert!(missing.is_empty(), "round {round}: acknowledged updates lost after kill -9: {missing:?}");
+        drop(server);
+    }
 }

@@ -5,7 +5,8 @@
 //   TOKENS    JSON {"makerA", "makerB", "editor", "viewer"}: personal API tokens
 //   COMPONENT the component id whose prop LABEL is textEditable and SIZE is not
 //   MODE      "interop" (default): the whole scenario; "read": print the document and exit;
-//             "fanout": a client on BASE and one on BASE2 (another process) see each other.
+//             "fanout": a client on BASE and one on BASE2 (another process) see each other;
+//             "stream": edit continuously until the server disappears, print what was acknowledged.
 // Prints one JSON line: {"content": <document as JSON>, ...observations}. Exits non-zero on failure.
 import * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
@@ -86,6 +87,31 @@ async function main() {
     await synced(c, 'reader');
     console.log(JSON.stringify({ content: json(c) }));
     c.provider.destroy();
+    return;
+  }
+  if (MODE === 'stream') {
+    // A writer edits every few milliseconds; an observer records every edit the server passed on
+    // (the server passes an update on only once it is stored). Ends when the server goes away.
+    const start = Number(process.env.START || 0);
+    const w = connect({ token: TOKENS.makerA });
+    const o = connect({ token: TOKENS.makerB });
+    await Promise.all([synced(w, 'writer'), synced(o, 'observer')]);
+    const seen = new Set();
+    o.screens.observe((event) => {
+      for (const key of event.keysChanged) if (o.screens.has(key)) seen.add(key);
+    });
+    let gone = false;
+    for (const c of [w, o]) c.provider.on('status', (e) => { if (e.status === 'disconnected') gone = true; });
+    let i = start;
+    console.log('STREAMING');
+    while (!gone) {
+      w.screens.set(`n${i}`, i);
+      i += 1;
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    console.log(JSON.stringify({ seen: [...seen], written: i - start }));
+    w.provider.destroy();
+    o.provider.destroy();
     return;
   }
   if (MODE === 'fanout') {
