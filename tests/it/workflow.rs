@@ -351,9 +351,15 @@ async fn replica(app: &TestApp) -> Replica {
     replica_with(&app.env).await
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 async fn replica_with(app_env: &std::collections::BTreeMap<String, String>) -> Replica {
-    let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (p, m) = (port(), port());
+    replica_at(app_env, free_port(), free_port()).await
+}
+
+async fn replica_at(app_env: &std::collections::BTreeMap<String, String>, p: u16, m: u16) -> Replica {
     let mut env = app_env.clone();
     env.insert("ARNO_LISTEN".into(), format!("127.0.0.1:{p}"));
     env.insert("ARNO_METRICS_LISTEN".into(), format!("127.0.0.1:{m}"));
@@ -454,4 +460,58 @@ async fn every_acknowledged_update_survives_kill_9() {
         assert!(missing.is_empty(), "round {round}: acknowledged updates lost after kill -9: {missing:?}");
         drop(server);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_edits_offline_clients_delays_and_a_restart_converge_without_loss() {
+    let mut w = workflow(&[]).await;
+    let env = w.app.env.clone();
+    w.app.halt().await;
+    let (port, metrics) = (free_port(), free_port());
+    let server = replica_at(&env, port, metrics).await;
+    let clients = w.clients_at(&server.base);
+    let Some(dir) = clients_dir() else { return };
+    let seed = std::env::var("TEST_SEED").unwrap_or_else(|_| "20261122".into());
+    eprintln!("randomized convergence with SEED={seed} (set TEST_SEED to replay)");
+    let mut child = script(&clients, &dir, "random")
+        .env("SEED", &seed)
+        .env("CLIENTS", "5")
+        .env("OPS", "240")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let (half_tx, half_rx) = std::sync::mpsc::channel();
+    let lines = {
+        use std::io::BufRead as _;
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut out = vec![];
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line == "HALF" {
+                    let _ = half_tx.send(());
+                }
+                out.push(line);
+            }
+            out
+        })
+    };
+    // Halfway: restart the server on the same address (a graceful stop, then a new process).
+    let halfway = tokio::task::block_in_place(|| half_rx.recv_timeout(std::time::Duration::from_secs(60)));
+    assert!(halfway.is_ok(), "the clients never reached half of their edits");
+    let mut server = server;
+    let pid = server.child.id();
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let stopped = tokio::task::block_in_place(|| server.child.wait()).unwrap();
+    assert!(stopped.success(), "the server did not stop cleanly: {stopped}");
+    drop(server);
+    let server = replica_at(&env, port, metrics).await;
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    let lines = lines.join().unwrap();
+    assert!(status.success(), "the clients failed: {lines:?}");
+    let result: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(result["converged"], true, "{result}");
+    assert_eq!(result["screens_match"], true, "a screen was lost or resurrected: {result}");
+    assert_eq!(result["edges_match"], true, "an edge was lost: {result}");
+    assert!(result["screens"].as_u64().unwrap() > 10, "{result}");
+    drop(server);
 }

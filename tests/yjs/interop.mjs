@@ -6,7 +6,8 @@
 //   COMPONENT the component id whose prop LABEL is textEditable and SIZE is not
 //   MODE      "interop" (default): the whole scenario; "read": print the document and exit;
 //             "fanout": a client on BASE and one on BASE2 (another process) see each other;
-//             "stream": edit continuously until the server disappears, print what was acknowledged.
+//             "stream": edit continuously until the server disappears, print what was acknowledged;
+//             "random": the randomized convergence scenario (SEED, CLIENTS, OPS).
 // Prints one JSON line: {"content": <document as JSON>, ...observations}. Exits non-zero on failure.
 import * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
@@ -81,6 +82,95 @@ async function ticketFor(token) {
   return (await r.json()).ticket;
 }
 
+/** A WebSocket class whose sends are held back a random 0–DELAY ms (order kept). */
+const delayed = (token, maxDelay, rand) => class extends bearer(token) {
+  send(data) {
+    const at = Math.max(this._last || 0, Date.now() + rand() * maxDelay);
+    this._last = at;
+    setTimeout(() => { if (this.readyState === 1) super.send(data); }, at - Date.now());
+  }
+};
+
+/** Deterministic randomness from SEED. */
+function mulberry32(seed) {
+  return () => {
+    seed |= 0; seed = (seed + 0x6D2B79F5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// N clients edit at random with delayed messages, going offline and back; the test restarts the
+// server when this prints HALF. At the end every client and a newcomer hold the same document,
+// and it holds exactly what the clients meant: every screen created and not deleted, every edge.
+async function randomized() {
+  const rand = mulberry32(Number(process.env.SEED || 1));
+  const n = Number(process.env.CLIENTS || 5);
+  const ops = Number(process.env.OPS || 200);
+  const clients = [];
+  for (let i = 0; i < n; i++) {
+    const doc = new Y.Doc();
+    const provider = new WebsocketProvider(wsBase, PROJECT, doc, {
+      WebSocketPolyfill: delayed(TOKENS.makerA, 30, rand), disableBc: true, maxBackoffTime: 300,
+    });
+    clients.push({ doc, provider, screens: doc.getMap('screens'), edges: doc.getArray('edges'), mine: new Set() });
+  }
+  await until('all clients to sync', () => clients.every((c) => c.provider.synced), 15000);
+  const expectedScreens = new Set();
+  const expectedEdges = new Set();
+  for (let step = 0; step < ops; step++) {
+    if (step === Math.floor(ops / 2)) console.log('HALF');
+    const c = clients[Math.floor(rand() * n)];
+    const r = rand();
+    if (r < 0.08 && c.provider.wsconnected) {
+      c.provider.disconnect(); // offline: edits continue locally
+    } else if (r < 0.16 && !c.provider.shouldConnect) {
+      c.provider.connect();
+    } else if (r < 0.6) {
+      const id = `c${clients.indexOf(c)}-s${step}`;
+      const s = new Y.Map();
+      s.set('name', `Screen ${step}`);
+      s.set('props', new Y.Map());
+      c.screens.set(id, s);
+      c.mine.add(id);
+      expectedScreens.add(id);
+    } else if (r < 0.75 && c.mine.size > 0) {
+      const id = [...c.mine][Math.floor(rand() * c.mine.size)];
+      c.screens.delete(id);
+      c.mine.delete(id);
+      expectedScreens.delete(id);
+    } else if (r < 0.9 && c.mine.size > 0) {
+      const id = [...c.mine][Math.floor(rand() * c.mine.size)];
+      c.screens.get(id).get('props').set('label', `edited ${step}`);
+    } else {
+      const id = `c${clients.indexOf(c)}-e${step}`;
+      const e = new Y.Map();
+      e.set('id', id);
+      c.edges.push([e]);
+      expectedEdges.add(id);
+    }
+    await new Promise((res) => setTimeout(res, rand() * 15));
+  }
+  for (const c of clients) if (!c.provider.shouldConnect) c.provider.connect();
+  const state = (c) => canonical(json(c));
+  await until('every client to converge', () =>
+    clients.every((c) => c.provider.synced) && clients.every((c) => state(c) === state(clients[0])), 30000);
+  const fresh = connect({ token: TOKENS.makerB });
+  await synced(fresh, 'newcomer');
+  await until('the newcomer to converge', () => state(fresh) === state(clients[0]), 10000);
+  const screens = Object.keys(fresh.screens.toJSON()).sort();
+  const edges = fresh.edges.toJSON().map((e) => e.id).sort();
+  console.log(JSON.stringify({
+    converged: true,
+    screens_match: canonical(screens) === canonical([...expectedScreens].sort()),
+    edges_match: canonical(edges) === canonical([...expectedEdges].sort()),
+    screens: screens.length,
+    edges: edges.length,
+  }));
+  for (const c of [...clients, fresh]) c.provider.destroy();
+}
+
 async function main() {
   if (MODE === 'read') {
     const c = connect({ token: TOKENS.makerA });
@@ -112,6 +202,10 @@ async function main() {
     console.log(JSON.stringify({ seen: [...seen], written: i - start }));
     w.provider.destroy();
     o.provider.destroy();
+    return;
+  }
+  if (MODE === 'random') {
+    await randomized();
     return;
   }
   if (MODE === 'fanout') {
