@@ -237,6 +237,7 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             // few minutes contradicts a signature made before it.
             crate::audit::checkpoint(&state.db, &state.keys.audit).await?;
             crate::jobs::sweep(&mut conn).await?;
+            crate::workflow::compact::prune_backups(&state, state.config.workflow_backup_retention).await?;
             let origin = crate::audit::Origin::system();
             crate::projects::archive_idle(&state.db, crate::db::now_ms()).await?;
             let holds = crate::projects::audit_holds(&state.db, state.config.audit_retention).await?;

@@ -100,6 +100,7 @@ const SETTINGS: &[Setting] = &[
     s("workflow.max_message_bytes", "ARNO_WORKFLOW_MAX_MESSAGE_BYTES"),
     s("workflow.max_document_bytes", "ARNO_WORKFLOW_MAX_DOCUMENT_BYTES"),
     s("workflow.awareness_per_second", "ARNO_WORKFLOW_AWARENESS_PER_SECOND"),
+    s("workflow.backup_retention", "ARNO_WORKFLOW_BACKUP_RETENTION"),
 ];
 
 const CONFIG_ENV: &str = "ARNO_CONFIG";
@@ -174,6 +175,8 @@ pub struct Config {
     pub workflow_max_document_bytes: u64,
     /// Presence updates per second one workflow connection may send.
     pub workflow_awareness_per_second: u32,
+    /// How long compaction snapshots are kept in the object store (the newest always is).
+    pub workflow_backup_retention: Duration,
 }
 
 /// One resolved setting, for `arno config check`.
@@ -413,6 +416,7 @@ fn effective_default(key: &str, c: &Config) -> String {
         "workflow.max_message_bytes" => format!("{} bytes", c.workflow_max_message_bytes),
         "workflow.max_document_bytes" => format!("{} bytes", c.workflow_max_document_bytes),
         "workflow.awareness_per_second" => c.workflow_awareness_per_second.to_string(),
+        "workflow.backup_retention" => humantime::format_duration(c.workflow_backup_retention).to_string(),
         _ => "(unset)".to_owned(),
     }
 }
@@ -624,6 +628,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
     let workflow_max_document_bytes = bytes_setting("workflow.max_document_bytes", 64 << 20, 1 << 20)?;
     let workflow_awareness_per_second = parse_num(get("workflow.awareness_per_second"), 30, 1, 1000)
         .map_err(|m| err(name("workflow.awareness_per_second"), m))?;
+    let workflow_backup_retention = duration("workflow.backup_retention", "30d")?;
     let projects_quota = match get("projects.quota") {
         None => 1 << 30,
         Some(raw) => parse_bytes(raw).map_err(|m| err(name("projects.quota"), m))?,
@@ -669,6 +674,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         workflow_max_message_bytes,
         workflow_max_document_bytes,
         workflow_awareness_per_second,
+        workflow_backup_retention,
     })
 }
 

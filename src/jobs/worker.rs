@@ -45,6 +45,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 async fn run_one(state: &AppState, owner: &str, job: Job) {
     let result = match job.kind.as_str() {
         crate::projects::writeback::JOB_KIND => crate::projects::writeback::run(state, &job).await,
+        crate::workflow::compact::JOB_KIND => crate::workflow::compact::run(state, &job).await,
         other => Err(JobError::Fatal(format!("unknown job kind {other:?}"))),
     };
     match result {

@@ -15,6 +15,7 @@
 //! replica hears every accepted update (`NOTIFY arno_workflow` with the log ids, sent at commit)
 //! and applies it to its own copy of the room, so clients on different replicas see each other.
 
+pub mod compact;
 pub mod filter;
 pub mod store;
 pub mod ws;
@@ -102,6 +103,8 @@ pub struct Room {
     last_id: AtomicI64,
     /// Encoded bytes of the document (approximately: loaded size plus accepted updates).
     bytes: AtomicUsize,
+    /// Log rows since the last compaction was scheduled (approximately).
+    log_rows: AtomicUsize,
     idle_since: StdMutex<Option<Instant>>,
 }
 
@@ -283,6 +286,7 @@ impl Rooms {
             connections: AtomicUsize::new(0),
             last_id: AtomicI64::new(last_id),
             bytes: AtomicUsize::new(bytes),
+            log_rows: AtomicUsize::new(pieces.len()),
             idle_since: StdMutex::new(Some(Instant::now())),
         });
         tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), rx));
@@ -458,6 +462,12 @@ async fn write_loop(room: std::sync::Weak<Room>, db: Db, mut rx: mpsc::Receiver<
                 }
                 if let Some(max) = ids.iter().max() {
                     room.last_id.fetch_max(*max, Ordering::Relaxed);
+                }
+                if room.log_rows.fetch_add(ids.len(), Ordering::Relaxed) + ids.len() >= compact::THRESHOLD {
+                    room.log_rows.store(0, Ordering::Relaxed);
+                    if let Err(e) = compact::schedule(&db, &room.project_id).await {
+                        tracing::warn!(event_type = "compaction_schedule_failed", error = %e, "could not schedule a compaction");
+                    }
                 }
                 for p in batch {
                     let size = p.data.len();

@@ -515,3 +515,80 @@ async fn random_edits_offline_clients_delays_and_a_restart_converge_without_loss
     assert!(result["screens"].as_u64().unwrap() > 10, "{result}");
     drop(server);
 }
+
+/// The document as a newcomer gets it (a full sync over a raw connection).
+async fn synced_content(base: &str, project: &str, token: &str) -> Value {
+    use yrs::Transact;
+    use yrs::sync::protocol::{Message, SyncMessage};
+    use yrs::updates::decoder::Decode;
+    let mut s = raw::connect(base, project, token).await;
+    raw::send(&mut s, Message::Sync(SyncMessage::SyncStep1(yrs::StateVector::default()))).await;
+    let Ok(Message::Sync(SyncMessage::SyncStep2(state))) = raw::until(&mut s, raw::is_step2).await else {
+        panic!("no sync step 2")
+    };
+    let doc = arno::workflow::filter::new_doc();
+    doc.transact_mut().apply_update(yrs::Update::decode_v1(&state).unwrap()).unwrap();
+    arno::workflow::filter::content(&doc)
+}
+
+#[tokio::test]
+async fn a_long_log_is_compacted_into_a_verified_snapshot_with_a_backup() {
+    use yrs::sync::protocol::{Message, SyncMessage};
+    use yrs::{Map, ReadTxn, Transact};
+    let mut w = workflow(&[]).await;
+    let mut s = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    // 600 separate edits (the threshold is 500 rows).
+    let doc = arno::workflow::filter::new_doc();
+    let screens = doc.get_or_insert_map("screens");
+    for i in 0..600 {
+        let before = doc.transact().state_vector();
+        screens.insert(&mut doc.transact_mut(), format!("k{}", i % 50), i as i64);
+        let update = doc.transact().encode_state_as_update_v1(&before);
+        raw::send(&mut s, Message::Sync(SyncMessage::Update(update))).await;
+    }
+    let expected = arno::workflow::filter::content(&doc);
+    let db = w.app.state.db.clone();
+    let rows = |db: arno::db::Db| async move {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM workflow_updates").fetch_one(db.pool()).await.unwrap();
+        let (m,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM workflow_snapshots WHERE kind = 'compaction'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        (n, m)
+    };
+    // The worker picks the scheduled compaction up within a second or so.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (n, m) = rows(db.clone()).await;
+        if m == 1 && n < 600 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no compaction: {n} rows, {m} snapshots");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Wait until all 600 edits are in (the last ones may arrive after the compaction).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while synced_content(&w.app.base, &w.project, &w.viewer).await != expected {
+        assert!(tokio::time::Instant::now() < deadline, "the document is not what was sent");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let backups = arno::workflow::compact::backups(&w.app.state, &w.project).await.unwrap();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+
+    // Compacting again folds what is left; a restart loads snapshot + rows into the same document.
+    let again = arno::workflow::compact::compact(&w.app.state, &w.project).await.unwrap();
+    if let Some(c) = &again {
+        assert!(c.bytes_after <= c.bytes_before, "{c:?}");
+    }
+    assert_eq!(rows(db.clone()).await, (0, 1));
+    w.app.restart().await;
+    assert_eq!(synced_content(&w.app.base, &w.project, &w.viewer).await, expected);
+
+    // Old backups go after the retention; the newest stays.
+    let backups = arno::workflow::compact::backups(&w.app.state, &w.project).await.unwrap();
+    assert_eq!(backups.len(), if again.is_some() { 2 } else { 1 });
+    arno::workflow::compact::prune_backups(&w.app.state, std::time::Duration::ZERO).await.unwrap();
+    let left = arno::workflow::compact::backups(&w.app.state, &w.project).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0], *backups.last().unwrap());
+}
