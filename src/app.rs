@@ -65,6 +65,7 @@ pub fn api() -> ApiRouter {
         .merge(crate::projects::comments::api())
         .merge(crate::projects::changes::api())
         .merge(ApiRouter::new().routes(utoipa_axum::routes!(crate::workflow::ws::ticket)))
+        .merge(crate::workflow::history::api())
         .merge(ApiRouter::new().routes(utoipa_axum::routes!(crate::projects::events::stream)))
 }
 

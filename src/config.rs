@@ -101,6 +101,7 @@ const SETTINGS: &[Setting] = &[
     s("workflow.max_document_bytes", "ARNO_WORKFLOW_MAX_DOCUMENT_BYTES"),
     s("workflow.awareness_per_second", "ARNO_WORKFLOW_AWARENESS_PER_SECOND"),
     s("workflow.backup_retention", "ARNO_WORKFLOW_BACKUP_RETENTION"),
+    s("workflow.snapshot_interval", "ARNO_WORKFLOW_SNAPSHOT_INTERVAL"),
 ];
 
 const CONFIG_ENV: &str = "ARNO_CONFIG";
@@ -177,6 +178,8 @@ pub struct Config {
     pub workflow_awareness_per_second: u32,
     /// How long compaction snapshots are kept in the object store (the newest always is).
     pub workflow_backup_retention: Duration,
+    /// A changing workflow document gets a periodic snapshot this often.
+    pub workflow_snapshot_interval: Duration,
 }
 
 /// One resolved setting, for `arno config check`.
@@ -417,6 +420,7 @@ fn effective_default(key: &str, c: &Config) -> String {
         "workflow.max_document_bytes" => format!("{} bytes", c.workflow_max_document_bytes),
         "workflow.awareness_per_second" => c.workflow_awareness_per_second.to_string(),
         "workflow.backup_retention" => humantime::format_duration(c.workflow_backup_retention).to_string(),
+        "workflow.snapshot_interval" => humantime::format_duration(c.workflow_snapshot_interval).to_string(),
         _ => "(unset)".to_owned(),
     }
 }
@@ -629,6 +633,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
     let workflow_awareness_per_second = parse_num(get("workflow.awareness_per_second"), 30, 1, 1000)
         .map_err(|m| err(name("workflow.awareness_per_second"), m))?;
     let workflow_backup_retention = duration("workflow.backup_retention", "30d")?;
+    let workflow_snapshot_interval = duration("workflow.snapshot_interval", "1h")?;
     let projects_quota = match get("projects.quota") {
         None => 1 << 30,
         Some(raw) => parse_bytes(raw).map_err(|m| err(name("projects.quota"), m))?,
@@ -675,6 +680,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         workflow_max_document_bytes,
         workflow_awareness_per_second,
         workflow_backup_retention,
+        workflow_snapshot_interval,
     })
 }
 

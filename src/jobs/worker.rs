@@ -35,6 +35,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = watch_tick.tick() => {
                 crate::projects::changes::watch_default_branches(&state).await;
+                crate::workflow::history::periodic(&state).await;
                 state.rooms.evict_idle();
             }
             _ = tokio::time::sleep(POLL) => {}

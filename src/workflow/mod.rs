@@ -17,6 +17,7 @@
 
 pub mod compact;
 pub mod filter;
+pub mod history;
 pub mod store;
 pub mod ws;
 
@@ -89,6 +90,8 @@ struct Pending {
     /// Tells the origin connection its update could not be stored (it then reconnects).
     close: watch::Sender<Option<String>>,
     arrived: Instant,
+    /// Told whether the update was stored (server-made updates wait for it).
+    done: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
 /// One loaded document and its connections.
@@ -105,6 +108,9 @@ pub struct Room {
     bytes: AtomicUsize,
     /// Log rows since the last compaction was scheduled (approximately).
     log_rows: AtomicUsize,
+    /// Changed since the last periodic snapshot.
+    changed: std::sync::atomic::AtomicBool,
+    last_snapshot: StdMutex<Instant>,
     idle_since: StdMutex<Option<Instant>>,
 }
 
@@ -115,6 +121,12 @@ impl Room {
 
     pub fn size_bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// A periodic snapshot was taken.
+    pub fn snapshot_taken(&self) {
+        self.changed.store(false, Ordering::Relaxed);
+        *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
     /// Queue an accepted update for the durable log (waits when the writer is behind).
@@ -137,6 +149,7 @@ impl Room {
                         continue;
                     }
                     self.bytes.fetch_add(data.len(), Ordering::Relaxed);
+                    self.changed.store(true, Ordering::Relaxed);
                     ROOM_BYTES.add(data.len() as i64);
                     self.broadcast_from(origin, Message::Sync(SyncMessage::Update(data)).encode_v1());
                 }
@@ -287,6 +300,8 @@ impl Rooms {
             last_id: AtomicI64::new(last_id),
             bytes: AtomicUsize::new(bytes),
             log_rows: AtomicUsize::new(pieces.len()),
+            changed: std::sync::atomic::AtomicBool::new(false),
+            last_snapshot: StdMutex::new(Instant::now()),
             idle_since: StdMutex::new(Some(Instant::now())),
         });
         tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), rx));
@@ -335,6 +350,38 @@ impl Rooms {
             keep
         });
         before - rooms.len()
+    }
+
+    /// An update made by the server (restoring a snapshot): stored, applied and sent to every
+    /// connection like an accepted client update; returns once it is stored.
+    pub async fn submit_server_update(&self, room: &Room, data: Vec<u8>, user_id: &str) -> AppResult<()> {
+        let (done, stored) = tokio::sync::oneshot::channel();
+        room.submit(Pending {
+            data,
+            user_id: user_id.to_owned(),
+            origin: REMOTE,
+            close: watch::channel(None).0,
+            arrived: Instant::now(),
+            done: Some(done),
+        })
+        .await?;
+        match stored.await {
+            Ok(true) => Ok(()),
+            _ => Err(AppError::Unavailable("the change could not be stored; try again".into())),
+        }
+    }
+
+    /// Loaded rooms that changed since their last periodic snapshot, taken `interval` ago or more.
+    pub fn due_for_snapshot(&self, interval: Duration) -> Vec<Arc<Room>> {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .values()
+            .filter(|r| {
+                r.changed.load(Ordering::Relaxed)
+                    && r.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= interval
+            })
+            .cloned()
+            .collect()
     }
 
     /// Drop a room at once (its connections are told to reconnect by their closing channel).
@@ -469,7 +516,11 @@ async fn write_loop(room: std::sync::Weak<Room>, db: Db, mut rx: mpsc::Receiver<
                         tracing::warn!(event_type = "compaction_schedule_failed", error = %e, "could not schedule a compaction");
                     }
                 }
-                for p in batch {
+                room.changed.store(true, Ordering::Relaxed);
+                for mut p in batch {
+                    if let Some(done) = p.done.take() {
+                        let _ = done.send(true);
+                    }
                     let size = p.data.len();
                     room.bytes.fetch_add(size, Ordering::Relaxed);
                     ROOM_BYTES.add(size as i64);
@@ -480,7 +531,10 @@ async fn write_loop(room: std::sync::Weak<Room>, db: Db, mut rx: mpsc::Receiver<
             }
             Err(e) => {
                 tracing::error!(event_type = "workflow_store_failed", project_id = %room.project_id, error = %e, updates = batch.len(), "workflow updates could not be stored");
-                for p in batch {
+                for mut p in batch {
+                    if let Some(done) = p.done.take() {
+                        let _ = done.send(false);
+                    }
                     UPDATES_TOTAL.with_label_values(&["failed"]).inc();
                     let _ =
                         p.close.send(Some("the server could not store a change; reconnect to send it again".into()));

@@ -413,6 +413,7 @@ impl Connection {
             origin: self.id,
             close: close.clone(),
             arrived: Instant::now(),
+            done: None,
         };
         self.room.submit(pending).await.map_err(|e| End::Error(1012, e.to_string()))?;
         Ok(None)

@@ -243,7 +243,17 @@ async fn every_mutating_route_writes_exactly_one_record() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 13, "workflow.ticket"));
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/workflow/ticket"));
-    let before = before + 8;
+    let snaps = format!("/api/v1/projects/{pid}/workflow/snapshots");
+    let snap = b.json(Method::POST, &snaps, &json!({"label": "v1"}), &h).await;
+    assert_eq!(snap.status, StatusCode::CREATED, "{}", snap.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 14, "workflow.snapshot"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/workflow/snapshots"));
+    let sid = snap.json()["id"].as_str().unwrap().to_owned();
+    let r = b.request(Method::POST, &format!("{snaps}/{sid}/restore"), &h, None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 15, "workflow.restore"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/workflow/snapshots/{snapshot_id}/restore"));
+    let before = before + 10;
 
     let mut conn = app.state.db.pool().acquire().await.unwrap();
     let dave_token = arno::auth::tokens::create(&mut conn, &dave.id, "d", None).await.unwrap().1;

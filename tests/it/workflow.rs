@@ -592,3 +592,90 @@ async fn a_long_log_is_compacted_into_a_verified_snapshot_with_a_backup() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0], *backups.last().unwrap());
 }
+
+#[tokio::test]
+async fn snapshots_named_and_periodic_diff_and_restore_as_a_new_change() {
+    use yrs::sync::protocol::{Message, SyncMessage};
+    use yrs::{Map, ReadTxn, Transact};
+    let w = workflow(&[("ARNO_WORKFLOW_SNAPSHOT_INTERVAL", "1s")]).await;
+    let base = w.app.url(&format!("/api/v1/projects/{}/workflow/snapshots", w.project));
+    let mut s = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    let doc = arno::workflow::filter::new_doc();
+    let screens = doc.get_or_insert_map("screens");
+    let send = |f: &dyn Fn(&mut yrs::TransactionMut)| {
+        let before = doc.transact().state_vector();
+        f(&mut doc.transact_mut());
+        doc.transact().encode_state_as_update_v1(&before)
+    };
+    let first = send(&|t| {
+        screens.insert(t, "a", "Home");
+    });
+    raw::send(&mut s, Message::Sync(SyncMessage::Update(first))).await;
+    let wait_for = |expected: Value| {
+        let (base, project, token) = (w.app.base.clone(), w.project.clone(), w.viewer.clone());
+        async move {
+            for _ in 0..100 {
+                if synced_content(&base, &project, &token).await == expected {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            }
+            panic!("the document never became {expected}");
+        }
+    };
+    wait_for(json!({"screens": {"a": "Home"}, "edges": []})).await;
+    let r = api(Method::POST, &base, Some(&w.maker), Some(json!({"label": "First version"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let v1 = r.json()["id"].as_str().unwrap().to_owned();
+    // Viewers read history but do not write it.
+    let r = api(Method::POST, &base, Some(&w.viewer), Some(json!({"label": "x"}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let second = send(&|t| {
+        screens.insert(t, "a", "Start");
+        screens.insert(t, "b", "Checkout");
+    });
+    raw::send(&mut s, Message::Sync(SyncMessage::Update(second))).await;
+    wait_for(json!({"screens": {"a": "Start", "b": "Checkout"}, "edges": []})).await;
+
+    let d = api(Method::GET, &format!("{base}/{v1}/diff"), Some(&w.viewer), None).await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+    let d = d.json();
+    assert_eq!((d["screens_added"].clone(), d["screens_changed"].clone()), (json!(["b"]), json!(["a"])), "{d}");
+
+    // Periodic snapshots: the document changed and the interval (1 s) passed.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    arno::workflow::history::periodic(&w.app.state).await;
+    let list = api(Method::GET, &base, Some(&w.viewer), None).await.json();
+    let kinds: Vec<&str> = list.as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["periodic", "named"], "{list}");
+    assert_eq!(list[1]["label"], "First version");
+    assert_eq!((list[0]["screens"].as_i64(), list[1]["screens"].as_i64()), (Some(2), Some(1)));
+
+    // Restore: a new change that open clients receive too.
+    let r = api(Method::POST, &format!("{base}/{v1}/restore"), Some(&w.viewer), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api(Method::POST, &format!("{base}/{v1}/restore"), Some(&w.maker2), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["screens_removed"], json!(["b"]));
+    assert_eq!(
+        synced_content(&w.app.base, &w.project, &w.viewer).await,
+        json!({"screens": {"a": "Home"}, "edges": []})
+    );
+    let got = raw::until(&mut s, |m| matches!(m, Message::Sync(SyncMessage::Update(_)))).await;
+    assert!(got.is_ok(), "the open connection did not receive the restore");
+    // Restoring is itself undoable: the periodic snapshot brings "b" back.
+    let periodic = list[0]["id"].as_str().unwrap();
+    let r = api(Method::POST, &format!("{base}/{periodic}/restore"), Some(&w.maker), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        synced_content(&w.app.base, &w.project, &w.viewer).await,
+        json!({"screens": {"a": "Start", "b": "Checkout"}, "edges": []})
+    );
+    let audited: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action IN ('workflow.snapshot', 'workflow.restore') AND outcome = 'allowed'")
+            .fetch_one(w.app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(audited.0, 3);
+}
