@@ -207,7 +207,11 @@ impl Rooms {
             let mut awareness = room.awareness.lock().await;
             awareness.apply_update(update).map_err(|e| format!("malformed presence update: {e}"))?;
         }
-        room.broadcast_from(origin, encoded.clone());
+        // To every connection, the sender too: y-websocket clients treat 30 s without any message
+        // as a dead connection, and their own presence renewal (every 15 s) is what a lone
+        // client hears back.
+        let _ = origin;
+        room.broadcast_from(REMOTE, encoded.clone());
         // NOTIFY payloads are limited to 8000 bytes; larger presence stays on this replica.
         if self.db.backend() == Backend::Postgres && encoded.len() <= 5000 {
             use base64::Engine as _;
