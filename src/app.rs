@@ -172,6 +172,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
             "/projects/{slug}/edit/{*path}",
             get(crate::projects::editor::edit).post(crate::projects::editor::submit),
         )
+        .route("/projects/{slug}/workflow", get(crate::workflow::page::page))
         .route("/projects/{slug}/changes", get(crate::projects::changes::changes_page))
         .route("/projects/{slug}/changes/{handle}", get(crate::projects::changes::change))
         .route("/projects/{slug}/changes/{handle}/{action}", post(crate::projects::changes::change_submit))

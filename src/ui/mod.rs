@@ -23,10 +23,12 @@ struct Asset {
 
 /// Every static file, embedded in the binary: the appliance never fetches anything.
 static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
-    let files: [(&str, &str, &[u8]); 3] = [
+    let files: [(&str, &str, &[u8]); 4] = [
         ("app.css", "text/css; charset=utf-8", include_bytes!("../../static/app.css")),
         ("favicon.svg", "image/svg+xml", include_bytes!("../../static/favicon.svg")),
         ("editor.js", "text/javascript; charset=utf-8", include_bytes!("../../static/editor.js")),
+        // Bundled by build.rs from static/src (with yjs and y-websocket).
+        ("workflow.js", "text/javascript; charset=utf-8", include_bytes!("../../static/dist/workflow.js")),
     ];
     files
         .into_iter()

@@ -18,6 +18,7 @@
 pub mod compact;
 pub mod filter;
 pub mod history;
+pub mod page;
 pub mod store;
 pub mod ws;
 

@@ -457,3 +457,56 @@ test('saved specs reach a change request that a Maker merges with the keyboard',
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('two browsers share the workflow canvas live: screens, an edge and presence', async () => {
+  const one = await newPage();
+  const two = await newPage();
+  for (const b of [one, two]) {
+    await signIn(b.page);
+    await b.page.goto(`${base}/projects/design-system/workflow`);
+    await b.page.locator('#workflow[data-synced="true"]').waitFor({ timeout: 15_000 });
+  }
+  // Presence: each browser lists both.
+  for (const b of [one, two]) await b.page.locator('#presence li').nth(1).waitFor({ timeout: 10_000 });
+  await axeCheck(one.page, 'workflow canvas');
+
+  // One adds two screens (keyboard: type, Enter) and connects them.
+  for (const name of ['Home', 'Checkout']) {
+    await one.page.locator('#screen-name').fill(name);
+    await one.page.locator('#screen-name').press('Enter');
+    await one.page.locator('svg#canvas .screen', { hasText: name }).waitFor();
+  }
+  await one.page.locator('#edge-from').selectOption({ label: 'Home' });
+  await one.page.locator('#edge-event').selectOption({ label: 'onClick' });
+  await one.page.locator('#edge-to').selectOption({ label: 'Checkout' });
+  await one.page.getByRole('button', { name: 'Connect' }).click();
+
+  // The other browser sees them live.
+  await two.page.locator('svg#canvas .screen', { hasText: 'Checkout' }).waitFor({ timeout: 10_000 });
+  // (a horizontal line has no height, so it is "attached" rather than "visible" to Playwright)
+  await two.page.locator('svg#canvas line.edge').waitFor({ state: 'attached', timeout: 10_000 });
+  assert.match(await two.page.locator('svg#canvas .screen', { hasText: 'Home' }).getAttribute('aria-label'), /1 outgoing edge/);
+
+  // Keyboard on the canvas: focus a screen, Enter opens it, Esc returns to the canvas.
+  await two.page.locator('svg#canvas .screen', { hasText: 'Home' }).focus();
+  await two.page.keyboard.press('Enter');
+  await two.page.locator('#screen-panel').waitFor();
+  assert.equal(await two.page.locator('#panel-title').textContent(), 'Home');
+  assert.equal(await two.page.locator('#panel-component').textContent(), 'Button');
+  await axeCheck(two.page, 'workflow screen panel');
+  await two.page.keyboard.press('Escape');
+  await two.page.locator('#screen-panel').waitFor({ state: 'hidden' });
+  assert.equal(await two.page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Screen Home, 1 outgoing edge');
+  // Presence says where the other person is.
+  await one.page.locator('#presence li', { hasText: 'on Home' }).waitFor({ timeout: 10_000 });
+
+  // What was shared is durable: a third browser gets it from the server.
+  const three = await newPage();
+  await signIn(three.page);
+  await three.page.goto(`${base}/projects/design-system/workflow`);
+  await three.page.locator('svg#canvas .screen', { hasText: 'Checkout' }).waitFor({ timeout: 10_000 });
+  for (const b of [one, two, three]) {
+    assert.deepEqual(b.problems, []);
+    await b.context.close();
+  }
+});
