@@ -66,6 +66,7 @@ pub fn api() -> ApiRouter {
         .merge(crate::projects::changes::api())
         .merge(ApiRouter::new().routes(utoipa_axum::routes!(crate::workflow::ws::ticket)))
         .merge(crate::workflow::history::api())
+        .merge(ApiRouter::new().routes(utoipa_axum::routes!(crate::workflow::page::components_api)))
         .merge(ApiRouter::new().routes(utoipa_axum::routes!(crate::projects::events::stream)))
 }
 

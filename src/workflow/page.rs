@@ -2,17 +2,19 @@
 //! brings to life over the WebSocket.
 
 use askama::Template;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Html;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::audit::Origin;
 use crate::auth::access::{self, ProjectRole, View};
-use crate::auth::{OrgRole, PageUser};
+use crate::auth::{ApiUser, OrgRole, PageUser};
 use crate::error::AppResult;
 use crate::http::RequestContext;
 use crate::projects::model::{Project, ProjectState};
+use crate::specs::SpecFile;
 use crate::ui::{PageContext, render};
 
 pub struct ComponentOption {
@@ -34,6 +36,62 @@ struct WorkflowPage {
     workflow_js: String,
 }
 
+/// The project's components as the workflow uses them: their ids, names, props (with
+/// `textEditable`) and events — from the text Arno holds now (a saved version, or the scanned
+/// file), so a save changes what open screens show before it reaches git.
+pub async fn components(state: &AppState, project: &Project) -> AppResult<Vec<Value>> {
+    let rows = {
+        let mut conn = state.db.pool().acquire().await?;
+        crate::projects::store::components(&mut conn, &project.id).await?
+    };
+    let saved: std::collections::HashMap<String, String> =
+        sqlx::query_as::<_, (String, String)>("SELECT path, content FROM spec_files WHERE project_id = $1")
+            .bind(&project.id)
+            .fetch_all(state.db.pool())
+            .await?
+            .into_iter()
+            .collect();
+    let described = tokio::task::spawn_blocking(move || {
+        let mut out = vec![];
+        for row in rows {
+            let Some(id) = row.component_id else { continue };
+            let model = match saved.get(&row.file_path) {
+                Some(text) => Some(crate::specs::Component::from_spec(&SpecFile::parse(text.as_str()), &row.file_path)),
+                None => serde_json::from_str::<crate::specs::Component>(&row.model_json).ok(),
+            };
+            let Some(model) = model else { continue };
+            out.push(json!({
+                "id": id,
+                "name": model.name,
+                "file_path": row.file_path,
+                "props": model.props.iter().map(|p| json!({"id": p.id, "name": p.name, "default": p.default, "textEditable": p.text_editable})).collect::<Vec<_>>(),
+                "events": model.events.iter().map(|e| json!({"id": e.id, "name": e.name})).collect::<Vec<_>>(),
+            }));
+        }
+        out
+    })
+    .await
+    .map_err(|e| crate::error::AppError::Internal(anyhow::anyhow!("components task: {e}")))?;
+    Ok(described)
+}
+
+/// `GET /api/v1/projects/{id}/workflow/components`: what open canvases render instances with.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/workflow/components", tag = "workflow",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    responses((status = 200, description = "`[{\"id\", \"name\", \"file_path\", \"props\": [{\"id\", \"name\", \"default\", \"textEditable\"}], \"events\": [{\"id\", \"name\"}]}]`"),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn components_api(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> AppResult<Json<Vec<Value>>> {
+    let (project, _) =
+        crate::projects::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
+    Ok(Json(components(&state, &project).await?))
+}
+
 /// `GET /projects/{slug}/workflow`
 pub async fn page(
     State(state): State<AppState>,
@@ -48,30 +106,21 @@ pub async fn page(
     let can_edit = writable && (auth.user.org_role == OrgRole::Admin || role == Some(ProjectRole::Maker));
     let can_edit_text = writable && (can_edit || role == Some(ProjectRole::Editor));
     let _ = access::decide::<View>(&auth.user, &project.facts(role));
-    let rows = {
-        let mut conn = state.db.pool().acquire().await?;
-        crate::projects::store::components(&mut conn, &project.id).await?
-    };
-    let mut components = vec![];
-    let mut described = vec![];
-    for row in rows {
-        let Some(id) = row.component_id else { continue };
-        let Ok(model) = serde_json::from_str::<crate::specs::Component>(&row.model_json) else { continue };
-        described.push(json!({
-            "id": id,
-            "name": model.name,
-            "props": model.props.iter().map(|p| json!({"id": p.id, "name": p.name, "default": p.default, "textEditable": p.text_editable})).collect::<Vec<_>>(),
-            "events": model.events.iter().map(|e| json!({"id": e.id, "name": e.name})).collect::<Vec<_>>(),
-        }));
-        components.push(ComponentOption { id, name: model.name });
-    }
+    let described = components(&state, &project).await?;
+    let options = described
+        .iter()
+        .map(|c| ComponentOption {
+            id: c["id"].as_str().unwrap_or_default().to_owned(),
+            name: c["name"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect();
     render(&WorkflowPage {
         page: PageContext::for_user(&auth, &state.keys.csrf),
         can_edit,
         can_edit_text,
         user_name: auth.user.name.clone(),
         user_handle: auth.user.handle.clone(),
-        components,
+        components: options,
         components_json: serde_json::to_string(&described).unwrap_or_else(|_| "[]".into()),
         workflow_js: crate::ui::asset_url("workflow.js"),
         project,

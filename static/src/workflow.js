@@ -13,8 +13,7 @@ function start(el) {
   const slug = el.dataset.slug;
   const canEdit = el.dataset.canEdit === 'true';
   const me = { name: el.dataset.userName, handle: el.dataset.userHandle, color: colorFor(el.dataset.userHandle) };
-  const components = JSON.parse(el.dataset.components || '[]');
-  const byId = new Map(components.map((c) => [c.id, c]));
+  let byId = new Map(JSON.parse(el.dataset.components || '[]').map((c) => [c.id, c]));
   const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/workflow`;
 
   const svg = document.getElementById('canvas');
@@ -101,13 +100,14 @@ function start(el) {
     });
     for (const item of items) {
       const out = edges.toArray().filter((e) => e instanceof Y.Map && (e.get('from') || {}).screen_id === item.id).length;
+      const stale = missingProps(item.s).length > 0;
       const g = node('g', {
-        class: `screen${selected === item.id ? ' selected' : ''}`, tabindex: 0, role: 'button',
+        class: `screen${selected === item.id ? ' selected' : ''}${stale ? ' stale' : ''}`, tabindex: 0, role: 'button',
         transform: `translate(${item.x},${item.y})`, 'data-id': item.id,
-        'aria-label': `Screen ${item.name}, ${out} outgoing edge${out === 1 ? '' : 's'}`,
+        'aria-label': `Screen ${item.name}, ${out} outgoing edge${out === 1 ? '' : 's'}${stale ? ', uses props its component no longer has' : ''}`,
         'aria-pressed': String(selected === item.id),
       });
-      g.append(node('rect', { width: W, height: H, rx: 8 }), node('text', { x: 12, y: 36 }, item.name));
+      g.append(node('rect', { width: W, height: H, rx: 8 }), node('text', { x: 12, y: 36 }, (stale ? '⚠ ' : '') + item.name));
       g.addEventListener('focus', () => select(item.id, false));
       g.addEventListener('keydown', (ev) => onKey(ev, item));
       g.addEventListener('pointerdown', (ev) => startDrag(ev, item));
@@ -163,6 +163,41 @@ function start(el) {
     const events = component ? component.events : [];
     sel.replaceChildren(...events.map((e) => new Option(e.name, e.id)));
     sel.disabled = events.length === 0;
+  }
+
+  /** Prop ids a screen's instances set that their component no longer has (root and children). */
+  function missingProps(screen) {
+    const out = [];
+    const visit = (inst) => {
+      if (!(inst instanceof Y.Map)) return;
+      const component = byId.get(inst.get('component_id'));
+      const values = inst.get('props');
+      if (component && values instanceof Y.Map) {
+        for (const k of values.keys()) if (!component.props.some((p) => p.id === k)) out.push(k);
+      }
+      const children = inst.get('children');
+      if (children instanceof Y.Array) children.forEach(visit);
+    };
+    visit(screen.get('root'));
+    return out;
+  }
+
+  // When a spec changes (a save, or a merge on the default branch), re-render with it at once.
+  async function refreshComponents() {
+    try {
+      const r = await fetch(`/api/v1/projects/${project}/workflow/components`, { credentials: 'same-origin' });
+      if (!r.ok) return;
+      byId = new Map((await r.json()).map((c) => [c.id, c]));
+      render();
+      status.textContent = 'A component changed; the canvas shows its new spec.';
+    } catch (e) {
+      // The next change event tries again.
+    }
+  }
+  if (window.EventSource) {
+    const events = new EventSource(`/api/v1/projects/${project}/events`);
+    for (const kind of ['spec_saved', 'default_updated', 'resync']) events.addEventListener(kind, refreshComponents);
+    window.addEventListener('beforeunload', () => events.close());
   }
 
   // ---- selection, keyboard, dragging ------------------------------------------------------------
@@ -297,7 +332,7 @@ function start(el) {
       props.append(row);
     }
     // Instances whose component lost a prop are flagged, never silently dropped.
-    const missing = values ? [...values.keys()].filter((k) => component && !component.props.some((p) => p.id === k)) : [];
+    const missing = missingProps(s);
     const flag = document.getElementById('panel-missing');
     flag.hidden = missing.length === 0;
     flag.textContent = missing.length ? `This instance sets ${missing.length} prop(s) its component no longer has: ${missing.join(', ')}` : '';

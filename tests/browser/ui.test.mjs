@@ -500,6 +500,36 @@ test('two browsers share the workflow canvas live: screens, an edge and presence
   // Presence says where the other person is.
   await one.page.locator('#presence li', { hasText: 'on Home' }).waitFor({ timeout: 10_000 });
 
+  // Set Home's label (Makers edit props on the opened screen).
+  await one.page.locator('svg#canvas .screen', { hasText: 'Home' }).focus();
+  await one.page.keyboard.press('Enter');
+  await one.page.getByLabel('label (text)').fill('Buy now');
+  await one.page.getByLabel('label (text)').press('Enter');
+  await one.page.keyboard.press('Escape');
+
+  // The killer feature: a spec change re-renders open canvases, and the instance that sets a prop
+  // the component no longer has is flagged, not silently cleaned.
+  await one.page.evaluate(async () => {
+    const url = '/api/v1/projects/design-system/specs/Design_system/Button.md';
+    const csrf = document.querySelector('input[name=csrf_token]').value;
+    const spec = await (await fetch(url)).json();
+    const content = spec.content.split('\n').filter((l) => !l.startsWith('| 6f1c7d2e-1111-4a2b-8c3d-000000000001')).join('\n');
+    const r = await fetch(url, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      body: JSON.stringify({ content, base_version: spec.version, session_id: 'canvas-test' }),
+    });
+    if (!r.ok) throw new Error(`save: ${r.status} ${await r.text()}`);
+  });
+  const started = Date.now();
+  await two.page.locator('svg#canvas .screen.stale', { hasText: 'Home' }).waitFor({ timeout: 5_000 });
+  assert.ok(Date.now() - started < 3_000, 'the canvas re-rendered within a few seconds of the save');
+  assert.match(await two.page.locator('svg#canvas .screen', { hasText: 'Home' }).getAttribute('aria-label'), /props its component no longer has/);
+  await two.page.locator('svg#canvas .screen', { hasText: 'Home' }).focus();
+  await two.page.keyboard.press('Enter');
+  assert.match(await two.page.locator('#panel-missing').textContent(), /6f1c7d2e-1111-4a2b-8c3d-000000000001/);
+  await two.page.keyboard.press('Escape');
+
   // What was shared is durable: a third browser gets it from the server.
   const three = await newPage();
   await signIn(three.page);

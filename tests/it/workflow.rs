@@ -679,3 +679,30 @@ async fn snapshots_named_and_periodic_diff_and_restore_as_a_new_change() {
             .unwrap();
     assert_eq!(audited.0, 3);
 }
+
+#[tokio::test]
+async fn canvases_render_instances_with_the_spec_arno_holds_now() {
+    let w = workflow(&[]).await;
+    let url = w.app.url(&format!("/api/v1/projects/{}/workflow/components", w.project));
+    let before = api(Method::GET, &url, Some(&w.viewer), None).await.json();
+    let props = |v: &Value| -> Vec<String> {
+        v[0]["props"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(props(&before), [LABEL, SIZE]);
+    assert_eq!(before[0]["props"][0]["textEditable"], true);
+    // A save that drops the size prop changes what canvases render, before anything reaches git.
+    let spec = w.app.url(&format!("/api/v1/projects/{}/specs/Design_system/Button.md", w.project));
+    let current = api(Method::GET, &spec, Some(&w.maker), None).await.json();
+    let content: String =
+        current["content"].as_str().unwrap().lines().filter(|l| !l.contains(SIZE)).map(|l| format!("{l}\n")).collect();
+    let r = api(
+        Method::PUT,
+        &spec,
+        Some(&w.maker),
+        Some(json!({"content": content, "base_version": current["version"], "session_id": "s"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let after = api(Method::GET, &url, Some(&w.viewer), None).await.json();
+    assert_eq!(props(&after), [LABEL]);
+}
