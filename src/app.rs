@@ -94,6 +94,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             awareness_per_second: config.workflow_awareness_per_second,
             idle_room: Duration::from_secs(60),
         },
+        crate::projects::writeback::Schedule::of(&config),
     ));
     let state = AppState {
         oidc,

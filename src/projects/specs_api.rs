@@ -269,7 +269,19 @@ pub(crate) async fn save_as(
                 .target("spec", file)
                 .intent(json!({"version": version, "base_version": body.base_version, "fast_forward": fast_forward}));
             audit::record(&mut tx, event).await?;
-            super::writeback::note_save(&mut tx, state, &project.id, &auth.user, file, *version, &body.content).await?;
+            let schedule = super::writeback::Schedule::of(&state.config);
+            let user = &auth.user;
+            super::writeback::note_save(
+                &mut tx,
+                schedule,
+                &project.id,
+                &user.id,
+                &user.handle,
+                file,
+                *version,
+                &body.content,
+            )
+            .await?;
             let live = saved_event(auth, &project.id, file, *version, content_sha);
             state.events.within(&mut tx, state.db.backend(), &live).await?;
             tx.commit().await?;
@@ -418,7 +430,10 @@ pub async fn spec_action(
                     .await?
                     .ok_or(AppError::NotFound)?;
             let restored = versions::content_of(&mut tx, &project.id, file, v).await?.unwrap_or_default();
-            super::writeback::note_save(&mut tx, &state, &project.id, &auth.user, file, v, &restored).await?;
+            let schedule = super::writeback::Schedule::of(&state.config);
+            let user = &auth.user;
+            super::writeback::note_save(&mut tx, schedule, &project.id, &user.id, &user.handle, file, v, &restored)
+                .await?;
             let event = saved_event(&auth, &project.id, file, v, &sha);
             state.events.within(&mut tx, state.db.backend(), &event).await?;
             live = Some(event);

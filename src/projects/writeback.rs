@@ -119,14 +119,31 @@ fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
+/// When write-backs run: the quiet period and the attempts of their jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub debounce: Duration,
+    pub max_attempts: u32,
+}
+
+impl Schedule {
+    pub fn of(config: &crate::config::Config) -> Schedule {
+        Schedule { debounce: config.writeback_debounce, max_attempts: config.jobs_max_attempts }
+    }
+}
+
+/// The workflow's file in the repository: written from the live document when the job runs.
+pub const WORKFLOW_FILE: &str = ".arno/workflow.json";
+
 /// In a save's transaction: keep the saved text for the author's session branch and (re)schedule
 /// its write-back after the quiet period.
 #[allow(clippy::too_many_arguments)]
 pub async fn note_save(
     conn: &mut AnyConnection,
-    state: &AppState,
+    schedule: Schedule,
     project_id: &str,
-    user: &User,
+    user_id: &str,
+    handle: &str,
     path: &str,
     version: i64,
     content: &str,
@@ -138,7 +155,7 @@ pub async fn note_save(
          DO UPDATE SET version = excluded.version, content = excluded.content, saved_at = excluded.saved_at",
     )
     .bind(project_id)
-    .bind(&user.id)
+    .bind(user_id)
     .bind(path)
     .bind(version)
     .bind(content)
@@ -153,20 +170,39 @@ pub async fn note_save(
          updated_at = excluded.updated_at",
     )
     .bind(project_id)
-    .bind(&user.id)
-    .bind(branch_for(&user.handle))
+    .bind(user_id)
+    .bind(branch_for(handle))
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    let key = job_key(project_id, &user.id);
+    let key = job_key(project_id, user_id);
     let job = NewJob {
         kind: JOB_KIND,
         dedup_key: Some(&key),
-        payload: json!({"project_id": project_id, "user_id": user.id}),
-        run_at: now + crate::db::ms(state.config.writeback_debounce),
-        max_attempts: state.config.jobs_max_attempts,
+        payload: json!({"project_id": project_id, "user_id": user_id}),
+        run_at: now + crate::db::ms(schedule.debounce),
+        max_attempts: schedule.max_attempts,
     };
     jobs::enqueue(conn, &job).await
+}
+
+/// The workflow document as its canonical, diff-friendly file: keys in a stable (sorted) order,
+/// two-space indentation, a final newline.
+pub fn workflow_file(content: &serde_json::Value) -> String {
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let ordered: std::collections::BTreeMap<&String, serde_json::Value> =
+                    m.iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::Value::Object(ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&sorted(content)).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    text
 }
 
 #[derive(sqlx::FromRow)]
@@ -331,6 +367,16 @@ async fn write(
         Some(h) => h.clone(),
     };
 
+    // The workflow file is written as the live document is now.
+    let mut files = files;
+    for f in files.iter_mut().filter(|f| f.path == WORKFLOW_FILE) {
+        let room = state.rooms.open(&project.id).await.map_err(JobError::retry)?;
+        let content = {
+            let awareness = room.awareness.lock().await;
+            crate::workflow::filter::content(awareness.doc())
+        };
+        f.content = workflow_file(&content);
+    }
     // Only files whose text differs from the branch's.
     let mut changes = vec![];
     let mut listed = vec![];
@@ -638,7 +684,8 @@ pub async fn take_theirs(
             return Err(AppError::Conflict(format!("{branch} has not diverged; nothing to resolve")));
         }
         let files = pending(&mut tx, &project.id, &user.id).await?;
-        for f in &files {
+        // The workflow file is rebuilt from the live document; there is no text of it to keep.
+        for f in files.iter().filter(|f| f.path != WORKFLOW_FILE) {
             let save = versions::Save {
                 project_id: &project.id,
                 path: &f.path,

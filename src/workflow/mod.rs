@@ -171,6 +171,8 @@ pub struct Rooms {
     loading: tokio::sync::Mutex<()>,
     db: Db,
     pub limits: Limits,
+    /// When the workflow file is written to its editors' session branches.
+    writeback: crate::projects::writeback::Schedule,
     /// This process, in presence announcements (so it ignores its own).
     replica: u64,
 }
@@ -185,13 +187,14 @@ impl std::fmt::Debug for Rooms {
 const REMOTE: u64 = 0;
 
 impl Rooms {
-    pub fn new(db: Db, limits: Limits) -> Rooms {
+    pub fn new(db: Db, limits: Limits, writeback: crate::projects::writeback::Schedule) -> Rooms {
         Rooms {
             rooms: StdMutex::new(HashMap::new()),
             closing: watch::channel(false).0,
             loading: tokio::sync::Mutex::new(()),
             db,
             limits,
+            writeback,
             replica: {
                 let mut b = [0u8; 8];
                 let _ = getrandom::fill(&mut b);
@@ -309,7 +312,7 @@ impl Rooms {
             last_snapshot: StdMutex::new(Instant::now()),
             idle_since: StdMutex::new(Some(Instant::now())),
         });
-        tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), rx));
+        tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), self.writeback, rx));
         self.rooms.lock().unwrap_or_else(|e| e.into_inner()).insert(project_id.to_owned(), room.clone());
         ROOMS_ACTIVE.inc();
         ROOM_BYTES.add(bytes as i64);
@@ -485,7 +488,12 @@ impl Rooms {
 
 /// The room's single writer: append accepted updates durably (in batches), then apply and
 /// broadcast them. Ends when the room is dropped.
-async fn write_loop(room: std::sync::Weak<Room>, db: Db, mut rx: mpsc::Receiver<Pending>) {
+async fn write_loop(
+    room: std::sync::Weak<Room>,
+    db: Db,
+    writeback: crate::projects::writeback::Schedule,
+    mut rx: mpsc::Receiver<Pending>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 512 {
@@ -522,6 +530,11 @@ async fn write_loop(room: std::sync::Weak<Room>, db: Db, mut rx: mpsc::Receiver<
                     }
                 }
                 room.changed.store(true, Ordering::Relaxed);
+                let authors: std::collections::BTreeSet<String> = batch.iter().map(|p| p.user_id.clone()).collect();
+                let last = ids.iter().max().copied().unwrap_or_default();
+                if let Err(e) = note_authors(&db, writeback, &room.project_id, &authors, last).await {
+                    tracing::warn!(event_type = "workflow_writeback_failed", error = %e, "could not schedule the workflow file's write-back");
+                }
                 for mut p in batch {
                     if let Some(done) = p.done.take() {
                         let _ = done.send(true);
@@ -547,4 +560,33 @@ async fn write_loop(room: std::sync::Weak<Room>, db: Db, mut rx: mpsc::Receiver<
             }
         }
     }
+}
+
+/// Schedule the workflow file for the session branches of the people who just changed it.
+async fn note_authors(
+    db: &Db,
+    schedule: crate::projects::writeback::Schedule,
+    project_id: &str,
+    authors: &std::collections::BTreeSet<String>,
+    version: i64,
+) -> AppResult<()> {
+    let mut tx = db.begin().await?;
+    for user_id in authors {
+        let handle: Option<(String,)> =
+            sqlx::query_as("SELECT handle FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
+        let Some((handle,)) = handle else { continue };
+        crate::projects::writeback::note_save(
+            &mut tx,
+            schedule,
+            project_id,
+            user_id,
+            &handle,
+            crate::projects::writeback::WORKFLOW_FILE,
+            version,
+            "",
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -119,26 +119,32 @@ pub async fn connect(
     let writer = writer_for(&state, &auth, &project.id, grant.role()).await?;
     let room = state.rooms.open(&project.id).await?;
     let limits = state.rooms.limits.clone();
-    Ok(ws.max_message_size(limits.max_message_bytes).max_frame_size(limits.max_message_bytes).on_upgrade(
-        move |socket| async move {
-            let conn = Connection {
-                state: state.clone(),
-                room: room.clone(),
-                auth,
-                origin,
-                writer,
-                writer_at: Instant::now(),
-                id: rand_id(),
-                clients: HashSet::new(),
-                refusals: 0,
-                awareness_tokens: f64::from(limits.awareness_per_second) * 2.0,
-                awareness_at: Instant::now(),
-            };
-            state.rooms.joined(&room);
-            conn.run(socket).await;
-            state.rooms.left(&room);
-        },
-    ))
+    // Small buffers: an idle connection must cost little (they grow while a message arrives); a
+    // client that stops reading is cut off by the broadcast lag, not buffered without end.
+    let ws = ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.max_message_bytes.saturating_mul(2))
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_message_bytes);
+    Ok(ws.on_upgrade(move |socket| async move {
+        let conn = Connection {
+            state: state.clone(),
+            room: room.clone(),
+            auth,
+            origin,
+            writer,
+            writer_at: Instant::now(),
+            id: rand_id(),
+            clients: HashSet::new(),
+            refusals: 0,
+            awareness_tokens: f64::from(limits.awareness_per_second) * 2.0,
+            awareness_at: Instant::now(),
+        };
+        state.rooms.joined(&room);
+        conn.run(socket).await;
+        state.rooms.left(&room);
+    }))
 }
 
 fn rand_id() -> u64 {
@@ -288,6 +294,16 @@ impl Connection {
             tracing::info!(event_type = "workflow_connection_closed", project_id = %self.room.project_id, code, reason = %reason, "workflow connection closed by the server");
             let reason: String = reason.chars().take(120).collect();
             let _ = socket.send(WsMessage::Close(Some(CloseFrame { code: *code, reason: reason.into() }))).await;
+            // The closing handshake: read (and drop) what the client still sends until it closes
+            // too, so the connection ends with our close frame delivered rather than a reset.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(Ok(m)) = socket.recv().await {
+                    if matches!(m, WsMessage::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
         // Everyone else learns this connection's people left.
         if !self.clients.is_empty() {

@@ -18,6 +18,7 @@ const SIZE: &str = "6f1c7d2e-1111-4a2b-8c3d-000000000002";
 pub struct Workflow {
     pub app: TestApp,
     _roots: tempfile::TempDir,
+    pub repo: std::path::PathBuf,
     pub project: String,
     pub maker: String,
     pub maker2: String,
@@ -91,7 +92,7 @@ pub async fn workflow(extra: &[(&str, &str)]) -> Workflow {
         tokens.push(token);
     }
     let [maker, maker2, editor, viewer]: [String; 4] = tokens.try_into().unwrap();
-    Workflow { app, _roots: roots, project, maker, maker2, editor, viewer }
+    Workflow { app, _roots: roots, repo, project, maker, maker2, editor, viewer }
 }
 
 /// Where the stock clients connect, and as whom.
@@ -705,4 +706,42 @@ async fn canvases_render_instances_with_the_spec_arno_holds_now() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let after = api(Method::GET, &url, Some(&w.viewer), None).await.json();
     assert_eq!(props(&after), [LABEL]);
+}
+
+#[tokio::test]
+async fn the_workflow_reaches_git_as_a_canonical_file_on_the_editors_session_branch() {
+    use yrs::sync::protocol::{Message, SyncMessage};
+    use yrs::{Map, MapPrelim, ReadTxn, Transact};
+    let w = workflow(&[("ARNO_WRITEBACK_DEBOUNCE_SECS", "1")]).await;
+    let mut s = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    let doc = arno::workflow::filter::new_doc();
+    {
+        let screens = doc.get_or_insert_map("screens");
+        let mut txn = doc.transact_mut();
+        let screen = screens.insert(&mut txn, "s1", MapPrelim::default());
+        // Inserted out of order: the file sorts keys.
+        screen.insert(&mut txn, "name", "Home");
+        screen.insert(&mut txn, "id", "s1");
+        screen.insert(&mut txn, "x", 40);
+    }
+    let update = doc.transact().encode_state_as_update_v1(&yrs::StateVector::default());
+    raw::send(&mut s, Message::Sync(SyncMessage::Update(update))).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let file = loop {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&w.repo)
+            .args(["show", "arno/m1:.arno/workflow.json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no workflow file on arno/m1");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let expected = "{\n  \"edges\": [],\n  \"screens\": {\n    \"s1\": {\n      \"id\": \"s1\",\n      \"name\": \"Home\",\n      \"x\": 40\n    }\n  }\n}\n";
+    assert_eq!(file, expected);
+    let author = git(&w.repo, &["log", "-1", "--format=%ae %s", "arno/m1"]);
+    assert_eq!(author, "m1@example.com Arno: update .arno/workflow.json");
 }
