@@ -269,9 +269,15 @@ impl Connection {
                         if socket.send(WsMessage::Binary(m.bytes.clone().into())).await.is_err() { break; }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // Too slow to follow: reconnecting resynchronises it, and bounds our memory.
-                        end = End::Error(1013, "the connection fell behind; reconnect".into());
-                        break;
+                        // It fell behind the broadcast (which keeps memory bounded): send it the whole
+                        // document instead (applying known parts again changes nothing). A client
+                        // that does not read at all fills its bounded write buffer and is cut off.
+                        let state = {
+                            let awareness = self.room.awareness.lock().await;
+                            awareness.doc().transact().encode_state_as_update_v1(&yrs::StateVector::default())
+                        };
+                        let resync = Message::Sync(SyncMessage::SyncStep2(state)).encode_v1();
+                        if socket.send(WsMessage::Binary(resync.into())).await.is_err() { break; }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },

@@ -745,3 +745,38 @@ async fn the_workflow_reaches_git_as_a_canonical_file_on_the_editors_session_bra
     let author = git(&w.repo, &["log", "-1", "--format=%ae %s", "arno/m1"]);
     assert_eq!(author, "m1@example.com Arno: update .arno/workflow.json");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_fell_behind_is_resynchronised_not_dropped() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    use yrs::sync::protocol::{Message, MessageReader, SyncMessage};
+    use yrs::updates::decoder::{Decode, DecoderV1};
+    use yrs::{Map, ReadTxn, Transact};
+    let w = workflow(&[]).await;
+    let mut reader = raw::connect(&w.app.base, &w.project, &w.viewer).await;
+    let mut writer = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    // More updates than the room's broadcast buffer holds, while the reader does not read.
+    let doc = arno::workflow::filter::new_doc();
+    let screens = doc.get_or_insert_map("screens");
+    for i in 0..6000i64 {
+        let before = doc.transact().state_vector();
+        screens.insert(&mut doc.transact_mut(), format!("k{}", i % 300), i);
+        raw::send(&mut writer, Message::Sync(SyncMessage::Update(doc.transact().encode_state_as_update_v1(&before))))
+            .await;
+    }
+    let expected = arno::workflow::filter::content(&doc);
+    // Now the reader reads: it ends up with everything, on the same connection.
+    let mine = arno::workflow::filter::new_doc();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while arno::workflow::filter::content(&mine) != expected {
+        let next = tokio::time::timeout_at(deadline, reader.next()).await.expect("the reader catches up in time");
+        let Some(Ok(Ws::Binary(data))) = next else { panic!("the reader's connection ended: {next:?}") };
+        let mut decoder = DecoderV1::from(data.as_ref());
+        for m in MessageReader::new(&mut decoder) {
+            if let Message::Sync(SyncMessage::Update(u) | SyncMessage::SyncStep2(u)) = m.unwrap() {
+                mine.transact_mut().apply_update(yrs::Update::decode_v1(&u).unwrap()).unwrap();
+            }
+        }
+    }
+}
