@@ -159,10 +159,17 @@ function start(el) {
     const sel = document.getElementById('edge-event');
     if (!sel) return;
     const from = screens.get(document.getElementById('edge-from').value);
-    const component = from instanceof Y.Map && from.get('root') instanceof Y.Map ? byId.get(from.get('root').get('component_id')) : null;
-    const events = component ? component.events : [];
-    sel.replaceChildren(...events.map((e) => new Option(e.name, e.id)));
-    sel.disabled = events.length === 0;
+    const options = [];
+    if (from instanceof Y.Map) {
+      for (const { inst } of instancesOf(from)) {
+        const component = byId.get(inst.get('component_id'));
+        for (const e of component ? component.events : []) {
+          options.push(new Option(`${component.name}: ${e.name}`, `${inst.get('id')}|${e.id}`));
+        }
+      }
+    }
+    sel.replaceChildren(...options);
+    sel.disabled = options.length === 0;
   }
 
   /** Prop ids a screen's instances set that their component no longer has (root and children). */
@@ -304,38 +311,71 @@ function start(el) {
   panel.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') { ev.preventDefault(); closePanel(); } });
   document.getElementById('panel-close').addEventListener('click', closePanel);
 
+  /** The instances of a screen: the root, then its children (in order). */
+  function instancesOf(screen) {
+    const out = [];
+    const root = screen.get('root');
+    if (root instanceof Y.Map) {
+      out.push({ inst: root, parent: null, index: -1 });
+      const children = root.get('children');
+      if (children instanceof Y.Array) {
+        children.forEach((c, index) => { if (c instanceof Y.Map) out.push({ inst: c, parent: children, index }); });
+      }
+    }
+    return out;
+  }
+
   function fillPanel() {
     const s = screens.get(selected);
     if (!(s instanceof Y.Map)) return;
     document.getElementById('panel-title').textContent = String(s.get('name') || 'Untitled');
     const rename = document.getElementById('rename');
     if (rename && document.activeElement !== rename) rename.value = String(s.get('name') || '');
-    const inst = s.get('root');
-    const component = inst instanceof Y.Map ? byId.get(inst.get('component_id')) : null;
-    document.getElementById('panel-component').textContent = component ? component.name : 'no component';
-    const props = document.getElementById('panel-props');
-    props.replaceChildren();
-    const values = inst instanceof Y.Map && inst.get('props') instanceof Y.Map ? inst.get('props') : null;
-    for (const p of component ? component.props : []) {
-      const row = document.createElement('div');
-      row.className = 'field';
-      const id = `prop-${p.id}`;
-      const label = document.createElement('label');
-      label.htmlFor = id;
-      label.textContent = p.name + (p.textEditable ? ' (text)' : '');
-      const input = document.createElement('input');
-      input.id = id;
-      input.value = values && values.get(p.id) !== undefined ? String(values.get(p.id)) : (p.default || '');
-      input.disabled = !(canEdit || (el.dataset.canEditText === 'true' && p.textEditable));
-      input.addEventListener('change', () => { if (values) values.set(p.id, input.value); });
-      row.append(label, input);
-      props.append(row);
+    const root = s.get('root');
+    const rootComponent = root instanceof Y.Map ? byId.get(root.get('component_id')) : null;
+    document.getElementById('panel-component').textContent = rootComponent ? rootComponent.name : 'no component';
+    const box = document.getElementById('panel-props');
+    const focused = document.activeElement && box.contains(document.activeElement) ? document.activeElement.id : null;
+    box.replaceChildren();
+    for (const [n, { inst, parent, index }] of instancesOf(s).entries()) {
+      const component = byId.get(inst.get('component_id'));
+      const section = document.createElement('section');
+      section.className = 'instance';
+      const title = document.createElement('h3');
+      title.textContent = `${parent ? 'Placed' : 'Root'}: ${component ? component.name : 'unknown component'}`;
+      section.append(title);
+      const values = inst.get('props') instanceof Y.Map ? inst.get('props') : null;
+      for (const p of component ? component.props : []) {
+        const row = document.createElement('div');
+        row.className = 'field';
+        const id = `prop-${n}-${p.id}`;
+        const label = document.createElement('label');
+        label.htmlFor = id;
+        label.textContent = p.name + (p.textEditable ? ' (text)' : '');
+        const input = document.createElement('input');
+        input.id = id;
+        input.value = values && values.get(p.id) !== undefined ? String(values.get(p.id)) : (p.default || '');
+        input.disabled = !(canEdit || (el.dataset.canEditText === 'true' && p.textEditable));
+        input.addEventListener('change', () => { if (values) values.set(p.id, input.value); });
+        row.append(label, input);
+        section.append(row);
+      }
+      if (parent && canEdit) {
+        const removeButton = document.createElement('button');
+        removeButton.type = 'button';
+        removeButton.className = 'secondary';
+        removeButton.textContent = `Remove ${component ? component.name : 'instance'} from the screen`;
+        removeButton.addEventListener('click', () => parent.delete(index, 1));
+        section.append(removeButton);
+      }
+      box.append(section);
     }
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
     // Instances whose component lost a prop are flagged, never silently dropped.
     const missing = missingProps(s);
     const flag = document.getElementById('panel-missing');
     flag.hidden = missing.length === 0;
-    flag.textContent = missing.length ? `This instance sets ${missing.length} prop(s) its component no longer has: ${missing.join(', ')}` : '';
+    flag.textContent = missing.length ? `This screen sets ${missing.length} prop(s) their components no longer have: ${missing.join(', ')}` : '';
   }
 
   // ---- editing ----------------------------------------------------------------------------------
@@ -385,15 +425,35 @@ function start(el) {
       ev.preventDefault();
       const from = document.getElementById('edge-from').value;
       const to = document.getElementById('edge-to').value;
-      const event = document.getElementById('edge-event').value;
+      const [instanceId, eventId] = (document.getElementById('edge-event').value || '|').split('|');
       const s = screens.get(from);
       if (!from || !to || !(s instanceof Y.Map)) return;
       const e = new Y.Map();
       e.set('id', crypto.randomUUID());
-      e.set('from', { screen_id: from, instance_id: s.get('root') instanceof Y.Map ? s.get('root').get('id') : '', event_id: event || '' });
+      e.set('from', { screen_id: from, instance_id: instanceId, event_id: eventId });
       e.set('to', { screen_id: to });
       e.set('action', 'navigate');
       edges.push([e]);
+    });
+
+    document.getElementById('place-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const s = screens.get(selected);
+      const root = s instanceof Y.Map ? s.get('root') : null;
+      if (!(root instanceof Y.Map)) return;
+      let children = root.get('children');
+      const inst = new Y.Map();
+      inst.set('id', crypto.randomUUID());
+      inst.set('component_id', document.getElementById('place-component').value);
+      inst.set('props', new Y.Map());
+      inst.set('children', new Y.Array());
+      doc.transact(() => {
+        if (!(children instanceof Y.Array)) {
+          children = new Y.Array();
+          root.set('children', children);
+        }
+        children.push([inst]);
+      });
     });
 
     document.getElementById('rename-form').addEventListener('submit', (ev) => {

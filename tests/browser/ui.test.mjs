@@ -505,6 +505,13 @@ test('two browsers share the workflow canvas live: screens, an edge and presence
   await one.page.keyboard.press('Enter');
   await one.page.getByLabel('label (text)').fill('Buy now');
   await one.page.getByLabel('label (text)').press('Enter');
+  // Place a second component instance on the screen; its events can start edges too.
+  await one.page.locator('#place-component').selectOption({ label: 'Button' });
+  await one.page.getByRole('button', { name: 'Place on this screen' }).click();
+  await one.page.locator('#panel-props h3', { hasText: 'Placed: Button' }).waitFor();
+  await one.page.locator('#edge-from').selectOption({ label: 'Home' });
+  assert.equal(await one.page.locator('#edge-event option').count(), 2);
+  await one.page.locator('#panel-title').focus();
   await one.page.keyboard.press('Escape');
 
   // The killer feature: a spec change re-renders open canvases, and the instance that sets a prop
