@@ -477,7 +477,7 @@ test('two browsers share the workflow canvas live: screens, an edge and presence
     await one.page.locator('svg#canvas .screen', { hasText: name }).waitFor();
   }
   await one.page.locator('#edge-from').selectOption({ label: 'Home' });
-  await one.page.locator('#edge-event').selectOption({ label: 'onClick' });
+  await one.page.locator('#edge-event').selectOption({ label: 'Button: onClick' });
   await one.page.locator('#edge-to').selectOption({ label: 'Checkout' });
   await one.page.getByRole('button', { name: 'Connect' }).click();
 
