@@ -205,7 +205,7 @@ impl Rooms {
 
     /// Presence from a local connection: apply it, pass it to the room's other connections and,
     /// on PostgreSQL, to the other replicas (presence is not stored).
-    pub async fn presence(&self, room: &Room, origin: u64, update: AwarenessUpdate) -> Result<(), String> {
+    pub async fn presence(&self, room: &Room, update: AwarenessUpdate) -> Result<(), String> {
         let encoded = Message::Awareness(update.clone()).encode_v1();
         {
             let mut awareness = room.awareness.lock().await;
@@ -214,7 +214,6 @@ impl Rooms {
         // To every connection, the sender too: y-websocket clients treat 30 s without any message
         // as a dead connection, and their own presence renewal (every 15 s) is what a lone
         // client hears back.
-        let _ = origin;
         room.broadcast_from(REMOTE, encoded.clone());
         // NOTIFY payloads are limited to 8000 bytes; larger presence stays on this replica.
         if self.db.backend() == Backend::Postgres && encoded.len() <= 5000 {

@@ -322,7 +322,7 @@ impl Connection {
                 awareness.update_with_clients(ids)
             };
             if let Ok(update) = removal {
-                let _ = self.state.rooms.presence(&self.room, self.id, update).await;
+                let _ = self.state.rooms.presence(&self.room, update).await;
             }
         }
     }
@@ -461,6 +461,6 @@ impl Connection {
         if self.clients.len() > MAX_AWARENESS_CLIENTS {
             return Err(End::Error(1008, "too many presence clients on one connection".into()));
         }
-        self.state.rooms.presence(&self.room, self.id, update).await.map_err(|e| End::Error(1007, e))
+        self.state.rooms.presence(&self.room, update).await.map_err(|e| End::Error(1007, e))
     }
 }

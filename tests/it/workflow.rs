@@ -780,3 +780,65 @@ async fn a_reader_that_fell_behind_is_resynchronised_not_dropped() {
         }
     }
 }
+
+#[tokio::test]
+async fn browsers_open_the_socket_with_their_cookie_only_from_arnos_own_pages() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = TestApp::start().await;
+    let mut browser = app.admin_browser().await;
+    let csrf = browser.session_csrf().await;
+    let project =
+        browser.json(Method::POST, "/api/v1/projects", &json!({"name": "Cookies"}), &[("x-csrf-token", &csrf)]).await;
+    assert_eq!(project.status, StatusCode::CREATED, "{}", project.text);
+    let id = project.json()["id"].as_str().unwrap().to_owned();
+    let cookie = format!("arno_session={}", browser.session_cookie().expect("a session cookie"));
+    let open = |origin: &'static str| {
+        let url = format!("{}/api/v1/workflow/{id}", app.base.replace("http://", "ws://"));
+        let cookie = cookie.clone();
+        async move {
+            let mut request = url.into_client_request().unwrap();
+            request.headers_mut().insert("cookie", cookie.parse().unwrap());
+            request.headers_mut().insert("origin", origin.parse().unwrap());
+            tokio_tungstenite::connect_async(request).await
+        }
+    };
+    // Another site, with the visitor's cookie: refused before the upgrade.
+    match open("https://evil.example").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a cross-site WebSocket was accepted: {:?}", other.map(|_| ())),
+    }
+    // Arno's own page: accepted.
+    let own: &'static str = Box::leak(app.state.config.public_url.origin().ascii_serialization().into_boxed_str());
+    assert!(open(own).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_document_at_its_size_limit_refuses_further_growth() {
+    use yrs::sync::protocol::{Message, SyncMessage};
+    use yrs::{Map, ReadTxn, Transact};
+    let w = workflow(&[("ARNO_WORKFLOW_MAX_DOCUMENT_BYTES", "1MiB")]).await;
+    let mut s = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    let doc = arno::workflow::filter::new_doc();
+    let screens = doc.get_or_insert_map("screens");
+    let big = "x".repeat(300 * 1024);
+    let mut refused = None;
+    for i in 0..5 {
+        let before = doc.transact().state_vector();
+        screens.insert(&mut doc.transact_mut(), format!("big{i}"), big.clone());
+        raw::send(&mut s, Message::Sync(SyncMessage::Update(doc.transact().encode_state_as_update_v1(&before)))).await;
+        if let Ok(Ok(Message::Auth(Some(reason)))) = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            raw::until(&mut s, |m| matches!(m, Message::Auth(_))),
+        )
+        .await
+        {
+            refused = Some((i, reason));
+            break;
+        }
+    }
+    let (i, reason) = refused.expect("the size limit never refused an update");
+    assert_eq!(i, 3, "the fourth 300 KiB screen crosses 1 MiB");
+    assert!(reason.contains("size limit"), "{reason}");
+    let stored = synced_content(&w.app.base, &w.project, &w.viewer).await;
+    assert_eq!(stored["screens"].as_object().unwrap().len(), 3);
+}
