@@ -311,7 +311,7 @@ impl Rooms {
             last_snapshot: StdMutex::new(Instant::now()),
             idle_since: StdMutex::new(Some(Instant::now())),
         });
-        tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), self.writeback, rx));
+        tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), self.writeback, self.replica, rx));
         self.rooms.lock().unwrap_or_else(|e| e.into_inner()).insert(project_id.to_owned(), room.clone());
         ROOMS_ACTIVE.inc();
         ROOM_BYTES.add(bytes as i64);
@@ -459,7 +459,10 @@ impl Rooms {
                             n = l.recv() => match n {
                                 Ok(n) if n.channel() == "arno_presence" => self.remote_presence(n.payload()).await,
                                 Ok(n) => {
-                                    if let Some((project, ids)) = n.payload().split_once(':') {
+                                    let mut parts = n.payload().splitn(3, ':');
+                                    if let (Some(project), Some(replica), Some(ids)) = (parts.next(), parts.next(), parts.next())
+                                        && replica.parse::<u64>().ok() != Some(self.replica)
+                                    {
                                         let ids: Vec<i64> = ids.split(',').filter_map(|i| i.parse().ok()).collect();
                                         self.announced(project, &ids).await;
                                     }
@@ -491,6 +494,7 @@ async fn write_loop(
     room: std::sync::Weak<Room>,
     db: Db,
     writeback: crate::projects::writeback::Schedule,
+    replica: u64,
     mut rx: mpsc::Receiver<Pending>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -504,7 +508,7 @@ async fn write_loop(
         let Some(room) = room.upgrade() else { return };
         let rows: Vec<store::NewUpdate<'_>> =
             batch.iter().map(|p| store::NewUpdate { data: &p.data, user_id: Some(p.user_id.as_str()) }).collect();
-        match store::append(&db, &room.project_id, &rows).await {
+        match store::append(&db, &room.project_id, replica, &rows).await {
             Ok(ids) => {
                 drop(rows);
                 {

@@ -13,7 +13,7 @@ pub struct NewUpdate<'a> {
 }
 
 /// Append updates in one transaction (one `fsync` for the batch); returns their log ids in order.
-pub async fn append(db: &Db, project_id: &str, updates: &[NewUpdate<'_>]) -> AppResult<Vec<i64>> {
+pub async fn append(db: &Db, project_id: &str, replica: u64, updates: &[NewUpdate<'_>]) -> AppResult<Vec<i64>> {
     let now = now_ms();
     let mut tx = db.begin().await?;
     let mut ids = Vec::with_capacity(updates.len());
@@ -30,8 +30,10 @@ pub async fn append(db: &Db, project_id: &str, updates: &[NewUpdate<'_>]) -> App
         ids.push(id);
     }
     if db.backend() == crate::db::Backend::Postgres {
-        // Other replicas fetch exactly these rows when the transaction commits.
-        let payload = format!("{project_id}:{}", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
+        // Other replicas fetch exactly these rows when the transaction commits (this one, which
+        // already has them, recognises its own id).
+        let payload =
+            format!("{project_id}:{replica}:{}", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
         sqlx::query("SELECT pg_notify('arno_workflow', $1)").bind(payload).execute(&mut *tx).await?;
     }
     tx.commit().await?;
