@@ -391,6 +391,66 @@ function start(el) {
     closePanel();
   }
 
+  // ---- history: named and periodic snapshots, compare with now, restore (a new change) -----------
+
+  const csrf = () => (document.querySelector('input[name=csrf_token]') || {}).value || '';
+  const api = (path, init = {}) => fetch(`/api/v1/projects/${project}/workflow/${path}`, {
+    credentials: 'same-origin',
+    ...init,
+    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf(), ...(init.headers || {}) },
+  });
+  const historyList = document.getElementById('history');
+  const historyResult = document.getElementById('history-result');
+  const summary = (c) => {
+    const n = (a) => a.length;
+    return `screens: ${n(c.screens_added)} added, ${n(c.screens_removed)} removed, ${n(c.screens_changed)} changed; ` +
+      `edges: ${n(c.edges_added)} added, ${n(c.edges_removed)} removed, ${n(c.edges_changed)} changed`;
+  };
+  async function loadHistory() {
+    const r = await api('snapshots');
+    if (!r.ok) return;
+    const items = await r.json();
+    historyList.replaceChildren(...items.map((snap) => {
+      const li = document.createElement('li');
+      const name = snap.label || `Automatic, ${snap.created_at.replace('T', ' ').slice(0, 16)}`;
+      li.append(`${name} (${snap.screens} screens) `);
+      const compare = document.createElement('button');
+      compare.type = 'button';
+      compare.className = 'link-button';
+      compare.textContent = `Compare ${name} with now`;
+      compare.addEventListener('click', async () => {
+        const d = await api(`snapshots/${snap.id}/diff`);
+        historyResult.textContent = d.ok ? `Since ${name}: ${summary(await d.json())}.` : 'The comparison failed.';
+      });
+      li.append(compare);
+      if (canEdit) {
+        const restore = document.createElement('button');
+        restore.type = 'button';
+        restore.className = 'link-button';
+        restore.textContent = `Restore ${name}`;
+        restore.addEventListener('click', async () => {
+          const d = await api(`snapshots/${snap.id}/restore`, { method: 'POST' });
+          historyResult.textContent = d.ok ? `Restored ${name} (${summary(await d.json())}). Restoring another version undoes it.` : 'The restore failed.';
+        });
+        li.append(' ', restore);
+      }
+      return li;
+    }));
+  }
+  const saveVersion = document.getElementById('save-version');
+  if (saveVersion) {
+    saveVersion.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const label = document.getElementById('version-label').value.trim();
+      if (!label) return;
+      const r = await api('snapshots', { method: 'POST', body: JSON.stringify({ label }) });
+      historyResult.textContent = r.ok ? `Saved version ${label}.` : 'The version could not be saved.';
+      document.getElementById('version-label').value = '';
+      loadHistory();
+    });
+  }
+  loadHistory();
+
   if (canEdit) wireEditing();
 
   function wireEditing() {

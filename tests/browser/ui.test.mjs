@@ -537,6 +537,20 @@ test('two browsers share the workflow canvas live: screens, an edge and presence
   assert.match(await two.page.locator('#panel-missing').textContent(), /6f1c7d2e-1111-4a2b-8c3d-000000000001/);
   await two.page.keyboard.press('Escape');
 
+  // History: save a version, change something, compare, restore (a new change everyone gets).
+  await one.page.locator('#version-label').fill('Two screens');
+  await one.page.locator('#version-label').press('Enter');
+  await one.page.locator('#history-result', { hasText: 'Saved version Two screens.' }).waitFor();
+  await one.page.locator('#screen-name').fill('Extra');
+  await one.page.locator('#screen-name').press('Enter');
+  await two.page.locator('svg#canvas .screen', { hasText: 'Extra' }).waitFor({ timeout: 10_000 });
+  await one.page.getByRole('button', { name: 'Compare Two screens with now' }).click();
+  await one.page.locator('#history-result', { hasText: 'screens: 1 added' }).waitFor();
+  await one.page.getByRole('button', { name: 'Restore Two screens' }).click();
+  await one.page.locator('#history-result', { hasText: 'Restored Two screens' }).waitFor();
+  await two.page.locator('svg#canvas .screen', { hasText: 'Extra' }).waitFor({ state: 'detached', timeout: 10_000 });
+  await axeCheck(one.page, 'workflow canvas with history');
+
   // What was shared is durable: a third browser gets it from the server.
   const three = await newPage();
   await signIn(three.page);
