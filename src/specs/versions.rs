@@ -148,6 +148,33 @@ async fn locked_row(
     Ok(row)
 }
 
+/// Make `version` (with this text) the file's current version; the next one gets `version + 1`.
+async fn make_current(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    path: &str,
+    version: i64,
+    content: &str,
+    sha: &str,
+    by: Option<&str>,
+) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE spec_files SET current_version = $3, next_version = $4, content = $5, content_sha = $6, updated_by = $7, \
+         updated_at = $8 WHERE project_id = $1 AND path = $2",
+    )
+    .bind(project_id)
+    .bind(path)
+    .bind(version)
+    .bind(version + 1)
+    .bind(content)
+    .bind(sha)
+    .bind(by)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn insert_version(
     conn: &mut AnyConnection,
@@ -263,20 +290,7 @@ pub async fn save(conn: &mut AnyConnection, backend: Backend, s: &Save<'_>, scan
             Err(e) => return Err(e.into()),
         }
     } else {
-        sqlx::query(
-            "UPDATE spec_files SET current_version = $3, next_version = $4, content = $5, content_sha = $6, updated_by = $7, \
-             updated_at = $8 WHERE project_id = $1 AND path = $2",
-        )
-        .bind(s.project_id)
-        .bind(s.path)
-        .bind(version)
-        .bind(version + 1)
-        .bind(s.content)
-        .bind(&content_sha)
-        .bind(s.user_id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        make_current(conn, s.project_id, s.path, version, s.content, &content_sha, Some(s.user_id)).await?;
     }
     let parent = (current > 0).then_some(current);
     insert_version(
@@ -373,20 +387,7 @@ pub async fn restore(
     let Some((current, next, _)) = materialize(conn, backend, project_id, path, None).await? else { return Ok(None) };
     let Some(content) = content_of(conn, project_id, path, version).await? else { return Ok(None) };
     let sha = sha256_hex(&content);
-    sqlx::query(
-        "UPDATE spec_files SET current_version = $3, next_version = $4, content = $5, content_sha = $6, updated_by = $7, \
-         updated_at = $8 WHERE project_id = $1 AND path = $2",
-    )
-    .bind(project_id)
-    .bind(path)
-    .bind(next)
-    .bind(next + 1)
-    .bind(&content)
-    .bind(&sha)
-    .bind(user_id)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
+    make_current(conn, project_id, path, next, &content, &sha, Some(user_id)).await?;
     let label = format!("restored from version {version}");
     insert_version(
         conn,
@@ -422,19 +423,7 @@ pub async fn sync_from_git(
         return Ok(None);
     }
     let sha = sha256_hex(new_git);
-    sqlx::query(
-        "UPDATE spec_files SET current_version = $3, next_version = $4, content = $5, content_sha = $6, updated_by = NULL, \
-         updated_at = $7 WHERE project_id = $1 AND path = $2",
-    )
-    .bind(project_id)
-    .bind(path)
-    .bind(next)
-    .bind(next + 1)
-    .bind(new_git)
-    .bind(&sha)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
+    make_current(conn, project_id, path, next, new_git, &sha, None).await?;
     let label = "from the default branch";
     insert_version(conn, project_id, path, next, "git", Some(current), new_git, None, None, Some(label)).await?;
     purge(conn, project_id, path).await?;
