@@ -376,6 +376,7 @@ pub async fn set_member(
     };
     match super::set_member(&state.db, &auth, &origin, &grant, &user.id, role).await {
         Ok((member, added)) => {
+            state.rooms.access_changed(&project.id).await;
             let verb = if added { "added as" } else { "is now" };
             let message = format!("{} {verb} {}.", member.name, role.label());
             members_page(&state, &auth, &project, grant.role(), Some(message), None).await
@@ -398,7 +399,10 @@ pub async fn remove_member(
     let (project, grant) =
         super::authorize::<ManageMembers>(&state.db, &auth, &origin, &slug, "project.member.remove").await?;
     match super::remove_member(&state.db, &auth, &origin, &grant, &user_id).await {
-        Ok(()) => members_page(&state, &auth, &project, grant.role(), Some("Member removed.".into()), None).await,
+        Ok(()) => {
+            state.rooms.access_changed(&project.id).await;
+            members_page(&state, &auth, &project, grant.role(), Some("Member removed.".into()), None).await
+        }
         Err(AppError::Conflict(m)) => {
             members_page(&state, &auth, &project, grant.role(), None, Some((StatusCode::CONFLICT, m))).await
         }

@@ -240,7 +240,11 @@ pub async fn update_project(
         audit_retention_days: body.audit_retention_days,
     };
     let retention = state.config.audit_retention;
+    let access = change.archived.is_some();
     let project = super::change_settings(&state.db, &auth, &origin, &grant, &admin, retention, change).await?;
+    if access {
+        state.rooms.access_changed(&project.id).await;
+    }
     Ok(Json(project_view(&state, &auth, &project, grant.role())))
 }
 
@@ -284,6 +288,7 @@ pub async fn put_member(
     let origin = Origin::from(&ctx);
     let (_, grant) = super::authorize::<ManageMembers>(&state.db, &auth, &origin, &id, "project.member.set").await?;
     let (member, added) = super::set_member(&state.db, &auth, &origin, &grant, &user_id, body.role).await?;
+    state.rooms.access_changed(grant.project_id()).await;
     Ok((if added { StatusCode::CREATED } else { StatusCode::OK }, Json(member)))
 }
 
@@ -302,6 +307,7 @@ pub async fn delete_member(
     let origin = Origin::from(&ctx);
     let (_, grant) = super::authorize::<ManageMembers>(&state.db, &auth, &origin, &id, "project.member.remove").await?;
     super::remove_member(&state.db, &auth, &origin, &grant, &user_id).await?;
+    state.rooms.access_changed(grant.project_id()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

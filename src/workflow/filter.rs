@@ -27,6 +27,8 @@ pub enum Writer {
     TextProps(HashMap<String, HashSet<String>>),
     /// Nothing.
     ReadOnly,
+    /// Nothing, whatever the role: the project is archived.
+    Archived,
 }
 
 /// A document with the workflow's root types defined (`screens` map, `edges` array): Yjs only
@@ -73,6 +75,7 @@ pub fn check(doc: &Doc, update: &Update, writer: &Writer) -> Result<(), String> 
     match writer {
         Writer::Full => Ok(()),
         Writer::ReadOnly => Err("your role can read this workflow but not change it".into()),
+        Writer::Archived => Err("the project is archived, so its workflow is read-only until it is restored".into()),
         Writer::TextProps(editable) => {
             for (path, old, new) in &changes {
                 allowed_text_change(&after, path, old.as_ref(), new.as_ref(), editable)?;

@@ -175,6 +175,10 @@ pub struct Rooms {
     writeback: crate::projects::writeback::Schedule,
     /// This process, in presence announcements (so it ignores its own).
     replica: u64,
+    /// Bumped whenever a project's access changes (archived, restored, a member's role set or
+    /// removed), here or on another replica: open connections then recompute what they may write
+    /// before their next update, instead of at their next periodic check.
+    access_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -200,6 +204,27 @@ impl Rooms {
                 let _ = getrandom::fill(&mut b);
                 u64::from_le_bytes(b)
             },
+            access_epoch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The current access epoch (see [`Rooms::access_changed`]).
+    pub fn access_epoch(&self) -> u64 {
+        self.access_epoch.load(Ordering::Acquire)
+    }
+
+    /// Who may write a project's workflow changed: every open connection re-checks before its next
+    /// update, on every replica (PostgreSQL: `NOTIFY arno_workflow_access`).
+    pub async fn access_changed(&self, project_id: &str) {
+        self.access_epoch.fetch_add(1, Ordering::AcqRel);
+        if self.db.backend() == Backend::Postgres
+            && let Err(e) = sqlx::query("SELECT pg_notify('arno_workflow_access', $1)")
+                .bind(project_id)
+                .execute(self.db.pool())
+                .await
+        {
+            tracing::warn!(event_type = "workflow_access_fanout_failed", error = %e,
+                "could not tell other replicas about an access change; they re-check within 15 s");
         }
     }
 
@@ -445,7 +470,7 @@ impl Rooms {
         loop {
             let listener = async {
                 let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
-                l.listen_all(["arno_workflow", "arno_presence"]).await?;
+                l.listen_all(["arno_workflow", "arno_presence", "arno_workflow_access"]).await?;
                 Ok::<_, sqlx::Error>(l)
             };
             match listener.await {
@@ -458,6 +483,9 @@ impl Rooms {
                             _ = stop.changed() => return,
                             n = l.recv() => match n {
                                 Ok(n) if n.channel() == "arno_presence" => self.remote_presence(n.payload()).await,
+                                Ok(n) if n.channel() == "arno_workflow_access" => {
+                                    self.access_epoch.fetch_add(1, Ordering::AcqRel);
+                                }
                                 Ok(n) => {
                                     let mut parts = n.payload().splitn(3, ':');
                                     if let (Some(project), Some(replica), Some(ids)) = (parts.next(), parts.next(), parts.next())

@@ -116,6 +116,7 @@ pub async fn connect(
     let origin = Origin::from(&ctx);
     let (project, grant) =
         crate::projects::authorize::<View>(&state.db, &auth, &origin, &project_key, "workflow.connect").await?;
+    let writer_epoch = state.rooms.access_epoch();
     let writer = writer_for(&state, &auth, &project.id, grant.role()).await?;
     let room = state.rooms.open(&project.id).await?;
     let limits = state.rooms.limits.clone();
@@ -135,6 +136,7 @@ pub async fn connect(
             origin,
             writer,
             writer_at: Instant::now(),
+            writer_epoch,
             id: rand_id(),
             clients: HashSet::new(),
             refusals: 0,
@@ -165,7 +167,7 @@ async fn writer_for(
         project_store::find(&mut conn, project_id).await?.ok_or(AppError::NotFound)?
     };
     if project.state == crate::projects::model::ProjectState::Archived {
-        return Ok(Writer::ReadOnly);
+        return Ok(Writer::Archived);
     }
     if auth.user.org_role == OrgRole::Admin || role == Some(ProjectRole::Maker) {
         return Ok(Writer::Full);
@@ -193,6 +195,8 @@ struct Connection {
     origin: Origin,
     writer: Writer,
     writer_at: Instant,
+    /// The access epoch `writer` was computed in.
+    writer_epoch: u64,
     id: u64,
     /// Awareness client ids this connection spoke for (removed when it closes).
     clients: HashSet<ClientID>,
@@ -381,7 +385,8 @@ impl Connection {
         if update.is_empty() {
             return Ok(None);
         }
-        if self.writer_at.elapsed() > ROLE_TTL {
+        let epoch = self.state.rooms.access_epoch();
+        if self.writer_at.elapsed() > ROLE_TTL || epoch != self.writer_epoch {
             let role = {
                 let mut conn = self.state.db.pool().acquire().await.map_err(|e| End::Error(1011, e.to_string()))?;
                 project_store::role_of(&mut conn, &self.room.project_id, &self.auth.user.id)
@@ -392,6 +397,7 @@ impl Connection {
                 .await
                 .map_err(|e| End::Error(1011, e.to_string()))?;
             self.writer_at = Instant::now();
+            self.writer_epoch = epoch;
         }
         let limit = self.state.rooms.limits.max_document_bytes;
         let refusal = if self.room.size_bytes().saturating_add(data.len()) > limit {

@@ -24,6 +24,7 @@ pub struct Workflow {
     pub maker2: String,
     pub editor: String,
     pub viewer: String,
+    pub admin: String,
 }
 
 pub async fn workflow(extra: &[(&str, &str)]) -> Workflow {
@@ -92,7 +93,7 @@ pub async fn workflow(extra: &[(&str, &str)]) -> Workflow {
         tokens.push(token);
     }
     let [maker, maker2, editor, viewer]: [String; 4] = tokens.try_into().unwrap();
-    Workflow { app, _roots: roots, repo, project, maker, maker2, editor, viewer }
+    Workflow { app, _roots: roots, repo, project, maker, maker2, editor, viewer, admin }
 }
 
 /// Where the stock clients connect, and as whom.
@@ -841,4 +842,73 @@ async fn a_document_at_its_size_limit_refuses_further_growth() {
     assert!(reason.contains("size limit"), "{reason}");
     let stored = synced_content(&w.app.base, &w.project, &w.viewer).await;
     assert_eq!(stored["screens"].as_object().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn archiving_or_a_role_change_applies_to_open_connections_at_once() {
+    use yrs::sync::protocol::{Message, SyncMessage};
+    use yrs::{Map, ReadTxn, Transact};
+    let w = workflow(&[]).await;
+    let admin = w.admin.clone();
+    let mut maker = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    let mut maker2 = raw::connect(&w.app.base, &w.project, &w.maker2).await;
+    let doc = arno::workflow::filter::new_doc();
+    let screens = doc.get_or_insert_map("screens");
+    // Send a screen; `Some(reason)` when the server refused it.
+    async fn put(s: &mut raw::Socket, doc: &yrs::Doc, screens: &yrs::MapRef, key: &str) -> Option<String> {
+        let before = doc.transact().state_vector();
+        screens.insert(&mut doc.transact_mut(), key, key);
+        raw::send(s, Message::Sync(SyncMessage::Update(doc.transact().encode_state_as_update_v1(&before)))).await;
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(700),
+            raw::until(s, |m| matches!(m, Message::Auth(_))),
+        )
+        .await
+        {
+            Ok(Ok(Message::Auth(reason))) => Some(reason.unwrap_or_default()),
+            _ => None,
+        }
+    }
+    assert_eq!(put(&mut maker, &doc, &screens, "before").await, None);
+
+    // Archive: the Maker's open connection is refused on its very next update, with the reason.
+    let project_url = w.app.url("/api/v1/projects/flows");
+    let patch = |archived: bool| api(Method::PATCH, &project_url, Some(&admin), Some(json!({"archived": archived})));
+    assert_eq!(patch(true).await.status, StatusCode::OK);
+    let reason = put(&mut maker, &doc, &screens, "while-archived").await.expect("an archived workflow took an update");
+    assert!(reason.contains("archived"), "{reason}");
+    // A new connection too.
+    let mut late = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    let other = arno::workflow::filter::new_doc();
+    let other_screens = other.get_or_insert_map("screens");
+    assert!(put(&mut late, &other, &other_screens, "late").await.is_some());
+
+    // Restored: the same connection writes again (after a resync, as a refused client does).
+    assert_eq!(patch(false).await.status, StatusCode::OK);
+    let fresh = arno::workflow::filter::new_doc();
+    let fresh_screens = fresh.get_or_insert_map("screens");
+    assert_eq!(put(&mut maker, &fresh, &fresh_screens, "after").await, None);
+
+    // A Maker made Viewer is refused at once on the connection they already have.
+    let user = {
+        let mut conn = w.app.state.db.pool().acquire().await.unwrap();
+        arno::auth::users::find_by_email(&mut conn, "m2@example.com").await.unwrap().unwrap()
+    };
+    assert_eq!(put(&mut maker2, &fresh, &fresh_screens, "maker2").await, None);
+    let url = w.app.url(&format!("/api/v1/projects/flows/members/{}", user.id));
+    assert!(api(Method::PUT, &url, Some(&admin), Some(json!({"role": "viewer"}))).await.status.is_success());
+    let reason = put(&mut maker2, &fresh, &fresh_screens, "demoted").await.expect("a demoted Maker still wrote");
+    assert!(reason.contains("your role"), "{reason}");
+
+    let stored = synced_content(&w.app.base, &w.project, &w.viewer).await;
+    let keys: std::collections::BTreeSet<&str> =
+        stored["screens"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["after", "before", "maker2"].into_iter().collect(), "{stored}");
+    let refused: Vec<(String,)> = sqlx::query_as(
+        "SELECT intent FROM audit_events WHERE action = 'workflow.update' AND outcome = 'denied' ORDER BY id",
+    )
+    .fetch_all(w.app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(refused.len(), 3, "{refused:?}");
 }
