@@ -175,6 +175,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
             get(crate::projects::editor::edit).post(crate::projects::editor::submit),
         )
         .route("/projects/{slug}/workflow", get(crate::workflow::page::page))
+        .route("/projects/{slug}/workflow/screens/{screen_id}", get(crate::workflow::page::screen_page))
         .route("/projects/{slug}/changes", get(crate::projects::changes::changes_page))
         .route("/projects/{slug}/changes/{handle}", get(crate::projects::changes::change))
         .route("/projects/{slug}/changes/{handle}/{action}", post(crate::projects::changes::change_submit))

@@ -125,7 +125,7 @@ async fn content_of(state: &AppState, project_id: &str, snapshot_id: &str) -> Ap
     .map_err(|e| AppError::Internal(anyhow::anyhow!("snapshot task: {e}")))?
 }
 
-async fn current_content(room: &Room) -> Value {
+pub(crate) async fn current_content(room: &Room) -> Value {
     let awareness = room.awareness.lock().await;
     filter::content(awareness.doc())
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::audit::Origin;
-use crate::auth::access::{self, ProjectRole, View};
+use crate::auth::access::{ProjectRole, View};
 use crate::auth::{ApiUser, OrgRole, PageUser};
 use crate::error::AppResult;
 use crate::http::RequestContext;
@@ -20,20 +20,6 @@ use crate::ui::{PageContext, render};
 pub struct ComponentOption {
     pub id: String,
     pub name: String,
-}
-
-#[derive(Template)]
-#[template(path = "workflow.html")]
-struct WorkflowPage {
-    page: PageContext,
-    project: Project,
-    can_edit: bool,
-    can_edit_text: bool,
-    user_name: String,
-    user_handle: String,
-    components: Vec<ComponentOption>,
-    components_json: String,
-    workflow_js: String,
 }
 
 /// The project's components as the workflow uses them: their ids, names, props (with
@@ -92,21 +78,31 @@ pub async fn components_api(
     Ok(Json(components(&state, &project).await?))
 }
 
-/// `GET /projects/{slug}/workflow`
-pub async fn page(
-    State(state): State<AppState>,
-    PageUser(auth): PageUser,
-    ctx: RequestContext,
-    Path(slug): Path<String>,
-) -> AppResult<Html<String>> {
+/// What both workflow pages know about the viewer and the project.
+struct Shell {
+    project: Project,
+    can_edit: bool,
+    can_edit_text: bool,
+    user_name: String,
+    user_handle: String,
+    components: Vec<ComponentOption>,
+    components_json: String,
+}
+
+async fn shell(
+    state: &AppState,
+    auth: &crate::auth::Authenticated,
+    ctx: &RequestContext,
+    slug: &str,
+) -> AppResult<Shell> {
     let (project, grant) =
-        crate::projects::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &slug, "project.view").await?;
+        crate::projects::authorize::<View>(&state.db, auth, &Origin::from(ctx), slug, "project.view").await?;
     let role = grant.role();
+    // What the page offers; the server checks every update again (ws.rs, filter.rs).
     let writable = project.state != ProjectState::Archived;
     let can_edit = writable && (auth.user.org_role == OrgRole::Admin || role == Some(ProjectRole::Maker));
     let can_edit_text = writable && (can_edit || role == Some(ProjectRole::Editor));
-    let _ = access::decide::<View>(&auth.user, &project.facts(role));
-    let described = components(&state, &project).await?;
+    let described = components(state, &project).await?;
     let options = described
         .iter()
         .map(|c| ComponentOption {
@@ -114,15 +110,68 @@ pub async fn page(
             name: c["name"].as_str().unwrap_or_default().to_owned(),
         })
         .collect();
-    render(&WorkflowPage {
-        page: PageContext::for_user(&auth, &state.keys.csrf),
+    Ok(Shell {
         can_edit,
         can_edit_text,
         user_name: auth.user.name.clone(),
         user_handle: auth.user.handle.clone(),
         components: options,
         components_json: serde_json::to_string(&described).unwrap_or_else(|_| "[]".into()),
-        workflow_js: crate::ui::asset_url("workflow.js"),
         project,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "workflow.html")]
+struct WorkflowPage {
+    page: PageContext,
+    shell: Shell,
+    workflow_js: String,
+}
+
+/// `GET /projects/{slug}/workflow`: the canvas.
+pub async fn page(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path(slug): Path<String>,
+) -> AppResult<Html<String>> {
+    let shell = shell(&state, &auth, &ctx, &slug).await?;
+    render(&WorkflowPage {
+        page: PageContext::for_user(&auth, &state.keys.csrf),
+        shell,
+        workflow_js: crate::ui::asset_url("workflow.js"),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "workflow_screen.html")]
+struct ScreenPage {
+    page: PageContext,
+    shell: Shell,
+    screen_id: String,
+    screen_name: String,
+    workflow_js: String,
+}
+
+/// `GET /projects/{slug}/workflow/screens/{screen_id}`: one screen, where it is edited.
+pub async fn screen_page(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path((slug, screen_id)): Path<(String, String)>,
+) -> AppResult<Html<String>> {
+    let shell = shell(&state, &auth, &ctx, &slug).await?;
+    let room = state.rooms.open(&shell.project.id).await?;
+    let content = super::history::current_content(&room).await;
+    let screen =
+        content["screens"].get(&screen_id).filter(|s| s.is_object()).ok_or(crate::error::AppError::NotFound)?;
+    let screen_name = screen["name"].as_str().filter(|n| !n.is_empty()).unwrap_or("Untitled").to_owned();
+    render(&ScreenPage {
+        page: PageContext::for_user(&auth, &state.keys.csrf),
+        shell,
+        screen_id,
+        screen_name,
+        workflow_js: crate::ui::asset_url("workflow.js"),
     })
 }

@@ -458,7 +458,7 @@ test('saved specs reach a change request that a Maker merges with the keyboard',
   await context.close();
 });
 
-test('two browsers share the workflow canvas live: screens, an edge and presence', async () => {
+test('two browsers share the workflow live: canvas, screen pages, nested instances, an edge and presence', async () => {
   const one = await newPage();
   const two = await newPage();
   for (const b of [one, two]) {
@@ -476,46 +476,53 @@ test('two browsers share the workflow canvas live: screens, an edge and presence
     await one.page.locator('#screen-name').press('Enter');
     await one.page.locator('svg#canvas .screen', { hasText: name }).waitFor();
   }
-  await one.page.locator('#edge-from').selectOption({ label: 'Home' });
-  await one.page.locator('#edge-event').selectOption({ label: 'Button: onClick' });
-  await one.page.locator('#edge-to').selectOption({ label: 'Checkout' });
-  await one.page.getByRole('button', { name: 'Connect' }).click();
+  // Enter on a screen opens its own page, where it is edited ("edit FROM the screen").
+  await one.page.locator('svg#canvas .screen', { hasText: 'Home' }).focus();
+  await one.page.keyboard.press('Enter');
+  await one.page.waitForURL(/\/workflow\/screens\//);
+  await one.page.locator('#screen-page[data-synced="true"]').waitFor({ timeout: 15_000 });
+  const homeUrl = one.page.url();
+  assert.equal(await one.page.locator('#screen-title').textContent(), 'Home');
+  await one.page.locator('#instances h3', { hasText: 'Button (root)' }).waitFor();
+  // Connect the root's onClick to Checkout.
+  await one.page.getByLabel('When onClick, go to').selectOption({ label: 'Checkout' });
+  await one.page.getByRole('button', { name: 'Connect onClick' }).click();
+  await one.page.locator('#instances li', { hasText: '→ Checkout' }).first().waitFor();
+  // Set the label (Makers edit props here), and nest instances two levels deep.
+  await one.page.getByLabel('label (text)').fill('Buy now');
+  await one.page.getByLabel('label (text)').press('Enter');
+  await one.page.getByLabel('Place inside Button').selectOption({ label: 'Button' });
+  await one.page.getByRole('button', { name: 'Place' }).click();
+  await one.page.locator('#instances ul.instance-tree div.instance').first().waitFor();
+  await one.page.locator('#instances ul.instance-tree div.instance').getByLabel('Place inside Button').selectOption({ label: 'Button' });
+  await one.page.locator('#instances ul.instance-tree div.instance').getByRole('button', { name: 'Place' }).click();
+  await one.page.locator('#instances ul.instance-tree ul.instance-tree div.instance').waitFor();
+  assert.equal(await one.page.locator('#instances div.instance').count(), 3);
+  await axeCheck(one.page, 'workflow screen page');
 
-  // The other browser sees them live.
-  await two.page.locator('svg#canvas .screen', { hasText: 'Checkout' }).waitFor({ timeout: 10_000 });
+  // The other browser sees the edge on the canvas, and where the first person is.
   // (a horizontal line has no height, so it is "attached" rather than "visible" to Playwright)
   await two.page.locator('svg#canvas line.edge').waitFor({ state: 'attached', timeout: 10_000 });
   assert.match(await two.page.locator('svg#canvas .screen', { hasText: 'Home' }).getAttribute('aria-label'), /1 outgoing edge/);
+  await two.page.locator('#presence li', { hasText: 'on Home' }).waitFor({ timeout: 10_000 });
 
-  // Keyboard on the canvas: focus a screen, Enter opens it, Esc returns to the canvas.
-  await two.page.locator('svg#canvas .screen', { hasText: 'Home' }).focus();
-  await two.page.keyboard.press('Enter');
-  await two.page.locator('#screen-panel').waitFor();
-  assert.equal(await two.page.locator('#panel-title').textContent(), 'Home');
-  assert.equal(await two.page.locator('#panel-component').textContent(), 'Button');
-  await axeCheck(two.page, 'workflow screen panel');
-  await two.page.keyboard.press('Escape');
-  await two.page.locator('#screen-panel').waitFor({ state: 'hidden' });
-  assert.equal(await two.page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Screen Home, 1 outgoing edge');
-  // Presence says where the other person is.
-  await one.page.locator('#presence li', { hasText: 'on Home' }).waitFor({ timeout: 10_000 });
-
-  // Set Home's label (Makers edit props on the opened screen).
-  await one.page.locator('svg#canvas .screen', { hasText: 'Home' }).focus();
-  await one.page.keyboard.press('Enter');
-  await one.page.getByLabel('label (text)').fill('Buy now');
-  await one.page.getByLabel('label (text)').press('Enter');
-  // Place a second component instance on the screen; its events can start edges too.
-  await one.page.locator('#place-component').selectOption({ label: 'Button' });
-  await one.page.getByRole('button', { name: 'Place on this screen' }).click();
-  await one.page.locator('#panel-props h3', { hasText: 'Placed: Button' }).waitFor();
-  await one.page.locator('#edge-from').selectOption({ label: 'Home' });
-  assert.equal(await one.page.locator('#edge-event option').count(), 2);
-  await one.page.locator('#panel-title').focus();
+  // Esc returns to the canvas with that screen focused.
+  await one.page.locator('#screen-title').focus();
   await one.page.keyboard.press('Escape');
+  await one.page.waitForURL(/\/workflow#screen=/);
+  await one.page.locator('#workflow[data-synced="true"]').waitFor({ timeout: 15_000 });
+  await one.page.waitForFunction(() => (document.activeElement.getAttribute('aria-label') || '').startsWith('Screen Home'));
+  assert.equal(await one.page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Screen Home, 1 outgoing edge');
 
-  // The killer feature: a spec change re-renders open canvases, and the instance that sets a prop
-  // the component no longer has is flagged, not silently cleaned.
+  // The second browser opens Home from the list of screens (a link) and sees it all, nested.
+  await two.page.locator('#screen-list a', { hasText: 'Home' }).click();
+  await two.page.locator('#screen-page[data-synced="true"]').waitFor({ timeout: 15_000 });
+  await two.page.locator('#instances ul.instance-tree ul.instance-tree div.instance').waitFor();
+  assert.equal(await two.page.getByLabel('label (text)').first().inputValue(), 'Buy now');
+  await two.page.locator('#presence li', { hasText: 'on this screen' }).waitFor();
+
+  // The killer feature: a spec change re-renders open screens and canvases at once, and instances
+  // that set a prop the component no longer has are flagged, not silently cleaned.
   await one.page.evaluate(async () => {
     const url = '/api/v1/projects/design-system/specs/Design_system/Button.md';
     const csrf = document.querySelector('input[name=csrf_token]').value;
@@ -529,13 +536,14 @@ test('two browsers share the workflow canvas live: screens, an edge and presence
     if (!r.ok) throw new Error(`save: ${r.status} ${await r.text()}`);
   });
   const started = Date.now();
-  await two.page.locator('svg#canvas .screen.stale', { hasText: 'Home' }).waitFor({ timeout: 5_000 });
-  assert.ok(Date.now() - started < 3_000, 'the canvas re-rendered within a few seconds of the save');
-  assert.match(await two.page.locator('svg#canvas .screen', { hasText: 'Home' }).getAttribute('aria-label'), /props its component no longer has/);
-  await two.page.locator('svg#canvas .screen', { hasText: 'Home' }).focus();
-  await two.page.keyboard.press('Enter');
-  assert.match(await two.page.locator('#panel-missing').textContent(), /6f1c7d2e-1111-4a2b-8c3d-000000000001/);
+  await one.page.locator('svg#canvas .screen.stale', { hasText: 'Home' }).waitFor({ timeout: 5_000 });
+  await two.page.locator('#screen-missing', { hasText: '6f1c7d2e-1111-4a2b-8c3d-000000000001' }).waitFor({ timeout: 5_000 });
+  assert.ok(Date.now() - started < 3_000, 'open pages re-rendered within a few seconds of the save');
+  assert.match(await one.page.locator('svg#canvas .screen', { hasText: 'Home' }).getAttribute('aria-label'), /props its component no longer has/);
+  assert.equal(await two.page.getByLabel('label (text)').count(), 0, 'the removed prop is no longer offered');
   await two.page.keyboard.press('Escape');
+  await two.page.locator('#workflow[data-synced="true"]').waitFor({ timeout: 15_000 });
+  assert.ok(homeUrl.includes('/workflow/screens/'));
 
   // History: save a version, change something, compare, restore (a new change everyone gets).
   await one.page.locator('#version-label').fill('Two screens');

@@ -852,6 +852,12 @@ async fn archiving_or_a_role_change_applies_to_open_connections_at_once() {
     let admin = w.admin.clone();
     let mut maker = raw::connect(&w.app.base, &w.project, &w.maker).await;
     let mut maker2 = raw::connect(&w.app.base, &w.project, &w.maker2).await;
+    // On PostgreSQL, a Maker connected to another replica too.
+    let second = if crate::support::is_postgres() { Some(replica(&w.app).await) } else { None };
+    let mut far = match &second {
+        Some(r) => Some(raw::connect(&r.base, &w.project, &w.maker).await),
+        None => None,
+    };
     let doc = arno::workflow::filter::new_doc();
     let screens = doc.get_or_insert_map("screens");
     // Send a screen; `Some(reason)` when the server refused it.
@@ -877,6 +883,14 @@ async fn archiving_or_a_role_change_applies_to_open_connections_at_once() {
     assert_eq!(patch(true).await.status, StatusCode::OK);
     let reason = put(&mut maker, &doc, &screens, "while-archived").await.expect("an archived workflow took an update");
     assert!(reason.contains("archived"), "{reason}");
+    if let Some(far) = far.as_mut() {
+        // The other replica hears of it (NOTIFY) well before its periodic re-check.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let d = arno::workflow::filter::new_doc();
+        let m = d.get_or_insert_map("screens");
+        let reason = put(far, &d, &m, "far-while-archived").await.expect("another replica took an update");
+        assert!(reason.contains("archived"), "{reason}");
+    }
     // A new connection too.
     let mut late = raw::connect(&w.app.base, &w.project, &w.maker).await;
     let other = arno::workflow::filter::new_doc();
@@ -910,5 +924,48 @@ async fn archiving_or_a_role_change_applies_to_open_connections_at_once() {
     .fetch_all(w.app.state.db.pool())
     .await
     .unwrap();
-    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert_eq!(refused.len(), if second.is_some() { 4 } else { 3 }, "{refused:?}");
+}
+
+#[tokio::test]
+async fn each_screen_has_its_own_page_that_offers_what_the_role_may_do() {
+    use yrs::sync::protocol::{Message, SyncMessage};
+    use yrs::{Map, MapPrelim, ReadTxn, Transact};
+    let w = workflow(&[]).await;
+    let mut maker = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    let doc = arno::workflow::filter::new_doc();
+    let screens = doc.get_or_insert_map("screens");
+    let before = doc.transact().state_vector();
+    screens.insert(&mut doc.transact_mut(), "s1", MapPrelim::from([("id", "s1"), ("name", "Pay <now>")]));
+    raw::send(&mut maker, Message::Sync(SyncMessage::Update(doc.transact().encode_state_as_update_v1(&before)))).await;
+    for _ in 0..50 {
+        if synced_content(&w.app.base, &w.project, &w.viewer).await["screens"].get("s1").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let mut maker_page = crate::support::Browser::new(&w.app.base);
+    maker_page.login("m2@example.com", "a long enough password").await;
+    let page = maker_page.get("/projects/flows/workflow/screens/s1").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("<span id=\"screen-title\" tabindex=\"-1\">Pay &#60;now&#62;</span>"), "{}", page.text);
+    assert!(page.text.contains("data-screen=\"s1\""));
+    assert!(page.text.contains("data-can-edit=\"true\""));
+    assert!(page.text.contains("id=\"rename-form\""), "Makers rename and delete screens here");
+
+    let mut viewer_page = crate::support::Browser::new(&w.app.base);
+    viewer_page.login("v@example.com", "a long enough password").await;
+    let page = viewer_page.get("/projects/flows/workflow/screens/s1").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("data-can-edit=\"false\"") && page.text.contains("data-can-edit-text=\"false\""));
+    assert!(!page.text.contains("id=\"rename-form\""));
+    assert!(page.text.contains("Read-only for your role."));
+    // A screen that does not exist (or was deleted) is not found.
+    assert_eq!(viewer_page.get("/projects/flows/workflow/screens/nope").await.status, StatusCode::NOT_FOUND);
+    // Someone who is not a member does not learn that the project exists.
+    let (_, _) = w.app.user_with_token("stranger@example.com", OrgRole::Member).await;
+    let mut stranger = crate::support::Browser::new(&w.app.base);
+    stranger.login("stranger@example.com", "a long enough password").await;
+    assert_eq!(stranger.get("/projects/flows/workflow/screens/s1").await.status, StatusCode::NOT_FOUND);
 }

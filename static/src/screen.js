@@ -1,0 +1,331 @@
+// A screen's own page: where a screen is edited ("edit FROM the screen"). The component instances
+// as a tree (any depth), their prop values, the edges that start at their events, and the screens
+// that lead here — all live. Esc returns to the canvas with this screen selected.
+import {
+  Y, connectLive, watchComponents, instancesOf, missingProps, newInstance, deleteScreen, people, colorFor, screenName, h,
+} from './live.js';
+
+export function startScreen(el) {
+  const slug = el.dataset.slug;
+  const screenId = el.dataset.screen;
+  const canEdit = el.dataset.canEdit === 'true';
+  const canEditText = el.dataset.canEditText === 'true';
+  const me = { name: el.dataset.userName, handle: el.dataset.userHandle, color: colorFor(el.dataset.userHandle) };
+  const canvasUrl = `/projects/${encodeURIComponent(slug)}/workflow#screen=${encodeURIComponent(screenId)}`;
+
+  const status = document.getElementById('workflow-status');
+  const alertBox = document.getElementById('workflow-alert');
+  const title = document.getElementById('screen-title');
+  const crumb = document.getElementById('crumb-screen');
+  const tree = document.getElementById('instances');
+  const missingBox = document.getElementById('screen-missing');
+  const presenceList = document.getElementById('presence');
+  const incomingList = document.getElementById('incoming');
+  let gone = false;
+
+  const components = watchComponents(el, () => {
+    render();
+    status.textContent = 'A component changed; this screen shows its new spec.';
+  });
+  const live = connectLive(el, {
+    presence: { user: me, screen: screenId },
+    onChange: render,
+    onPresence: renderPresence,
+    onStatus: (text) => { status.textContent = text; },
+    onRefused: (reason) => {
+      alertBox.textContent = `The server refused your change: ${reason}. The screen was reloaded from the server.`;
+      alertBox.hidden = false;
+    },
+  });
+
+  const screen = () => {
+    const s = live.screens.get(screenId);
+    return s instanceof Y.Map ? s : null;
+  };
+  const componentOf = (inst) => components.byId.get(inst.get('component_id'));
+  const componentName = (inst) => (componentOf(inst) || { name: 'Unknown component' }).name;
+
+  // ---- rendering ------------------------------------------------------------------------------
+
+  function render() {
+    const s = screen();
+    if (!s) {
+      if (el.dataset.synced === 'true' && !gone) {
+        gone = true;
+        alertBox.textContent = 'This screen was deleted. Nothing here can be edited; return to the canvas.';
+        alertBox.hidden = false;
+        for (const f of document.querySelectorAll('#screen-page form, #screen-page button')) f.hidden = true;
+        tree.replaceChildren();
+      }
+      return;
+    }
+    const name = screenName(s);
+    title.textContent = name;
+    crumb.textContent = name;
+    document.title = `${name} · Workflow · ${el.dataset.projectName}`;
+    const rename = document.getElementById('rename');
+    if (rename && document.activeElement !== rename) rename.value = name;
+    const presentation = document.getElementById('presentation');
+    if (presentation && document.activeElement !== presentation) presentation.value = String(s.get('presentation') || 'page');
+
+    // Keep what someone is typing (and where) across a re-render caused by someone else's change.
+    const active = document.activeElement;
+    const draft = active && tree.contains(active) && active.id
+      ? { id: active.id, value: active.value, start: active.selectionStart, end: active.selectionEnd } : null;
+    const instances = instancesOf(s);
+    const byParent = new Map();
+    for (const i of instances) {
+      const key = i.parent;
+      if (!byParent.has(key)) byParent.set(key, []);
+      byParent.get(key).push(i);
+    }
+    const root = instances[0];
+    tree.replaceChildren(...(root ? [instanceItem(root, 'i0', byParent)] : []));
+    if (!root) tree.append(h('li', { text: 'This screen has no component yet.' }));
+    if (draft) {
+      const again = document.getElementById(draft.id);
+      if (again) {
+        if ('value' in again && draft.value !== undefined) again.value = draft.value;
+        again.focus();
+        if (draft.start !== null && draft.start !== undefined && again.setSelectionRange) {
+          try { again.setSelectionRange(draft.start, draft.end); } catch (e) { /* not a text input */ }
+        }
+      }
+    }
+
+    // Instances whose component lost a prop are flagged, never silently dropped.
+    const missing = missingProps(s, components.byId);
+    missingBox.hidden = missing.length === 0;
+    missingBox.textContent = missing.length
+      ? `This screen sets ${missing.length} prop(s) their components no longer have: ${missing.join(', ')}` : '';
+
+    // Screens that lead here.
+    const incoming = [];
+    live.edges.forEach((e) => {
+      if (!(e instanceof Y.Map) || (e.get('to') || {}).screen_id !== screenId) return;
+      const from = live.screens.get((e.get('from') || {}).screen_id);
+      if (from instanceof Y.Map) incoming.push({ id: (e.get('from') || {}).screen_id, name: screenName(from) });
+    });
+    incomingList.replaceChildren(...(incoming.length
+      ? incoming.map((i) => h('li', {}, h('a', { href: `/projects/${encodeURIComponent(slug)}/workflow/screens/${encodeURIComponent(i.id)}`, text: i.name })))
+      : [h('li', { text: 'No screen leads here yet.' })]));
+    renderPresence();
+  }
+
+  /** One instance and, nested, its children. `path` makes stable element ids ("i0-2-1"). */
+  function instanceItem({ inst, parent, index }, path, byParent) {
+    const component = componentOf(inst);
+    const name = componentName(inst);
+    const values = inst.get('props') instanceof Y.Map ? inst.get('props') : null;
+    const headingId = `${path}-title`;
+    const section = h('div', { class: 'instance', role: 'group', 'aria-labelledby': headingId, 'data-path': path });
+    section.append(h('h3', { id: headingId, text: parent ? name : `${name} (root)` }));
+
+    // Props: Makers set any; Editors the ones marked textEditable.
+    const props = component ? component.props : [];
+    if (props.length) {
+      const fields = h('div', { class: 'props' });
+      for (const p of props) {
+        const id = `${path}-p-${p.id}`;
+        const editable = canEdit || (canEditText && p.textEditable);
+        const current = values && values.get(p.id) !== undefined ? String(values.get(p.id)) : '';
+        const input = h('input', { id, value: current, placeholder: p.default || '', disabled: !editable, autocomplete: 'off' });
+        input.value = current;
+        input.addEventListener('change', () => { if (values) values.set(p.id, input.value); });
+        input.addEventListener('keydown', (ev) => {
+          // Esc in a changed field cancels the change (a second Esc leaves the screen).
+          if (ev.key === 'Escape' && input.value !== current) { ev.preventDefault(); input.value = current; }
+        });
+        fields.append(h('div', { class: 'field' }, h('label', { for: id, text: `${p.name}${p.textEditable ? ' (text)' : ''}` }), input));
+      }
+      section.append(fields);
+    }
+    if (values) {
+      const lost = [...values.keys()].filter((k) => component && !component.props.some((p) => p.id === k));
+      if (lost.length) section.append(h('p', { class: 'alert error', text: `Sets prop(s) ${name} no longer has: ${lost.join(', ')}` }));
+    }
+
+    // Events: where each leads, and (Makers) connect one to a screen.
+    const events = component ? component.events : [];
+    if (events.length) {
+      const list = h('ul', { class: 'events', 'aria-label': `Events of ${name}` });
+      for (const ev of events) {
+        const li = h('li', {}, h('strong', { text: ev.name }), ' ');
+        const leads = [];
+        live.edges.forEach((e, i) => {
+          if (!(e instanceof Y.Map)) return;
+          const from = e.get('from') || {};
+          if (from.screen_id === screenId && from.instance_id === inst.get('id') && from.event_id === ev.id) leads.push({ e, i });
+        });
+        for (const { e } of leads) {
+          const to = live.screens.get((e.get('to') || {}).screen_id);
+          li.append(`→ ${to instanceof Y.Map ? screenName(to) : 'a deleted screen'} `);
+          if (canEdit) {
+            li.append(h('button', {
+              type: 'button', class: 'link-button', text: `Disconnect ${ev.name} from ${to instanceof Y.Map ? screenName(to) : 'the deleted screen'}`,
+              onclick: () => {
+                const at = live.edges.toArray().indexOf(e);
+                if (at >= 0) live.edges.delete(at, 1);
+                status.textContent = `Disconnected ${ev.name}.`;
+              },
+            }), ' ');
+          }
+        }
+        if (!leads.length) li.append(h('span', { class: 'hint', text: 'leads nowhere yet' }));
+        if (canEdit) li.append(connectForm(inst, ev, `${path}-e-${ev.id}`));
+        list.append(li);
+      }
+      section.append(list);
+    }
+
+    if (canEdit) {
+      const actions = h('div', { class: 'instance-actions' });
+      actions.append(placeForm(inst, name, `${path}-place`));
+      if (parent) {
+        const move = (to) => {
+          if (to < 0 || to >= parent.length) return;
+          live.doc.transact(() => {
+            const copy = inst.clone();
+            parent.delete(index, 1);
+            parent.insert(to, [copy]);
+          });
+          status.textContent = `Moved ${name} ${to < index ? 'up' : 'down'}.`;
+          requestAnimationFrame(() => {
+            const moved = document.getElementById(`${path.replace(/-\d+$/, '')}-${to}-title`);
+            const button = moved && moved.closest('.instance').querySelector(to < index ? '.move-up' : '.move-down');
+            if (button && !button.disabled) button.focus();
+          });
+        };
+        actions.append(
+          h('button', { type: 'button', class: 'secondary move-up', disabled: index === 0, text: `Move ${name} up`, onclick: () => move(index - 1) }),
+          h('button', { type: 'button', class: 'secondary move-down', disabled: index === parent.length - 1, text: `Move ${name} down`, onclick: () => move(index + 1) }),
+          h('button', {
+            type: 'button', class: 'secondary', text: `Remove ${name}`,
+            onclick: () => {
+              live.doc.transact(() => {
+                removeEdgesFrom(inst);
+                parent.delete(index, 1);
+              });
+              status.textContent = `Removed ${name} from the screen.`;
+              title.focus();
+            },
+          }),
+        );
+      }
+      section.append(actions);
+    }
+
+    const children = (byParent.get(inst.get('children')) || []);
+    if (children.length) {
+      section.append(h('ul', { class: 'instance-tree', 'aria-label': `Inside ${name}` },
+        ...children.map((c) => instanceItem(c, `${path}-${c.index}`, byParent))));
+    }
+    return h('li', {}, section);
+  }
+
+  /** Edges that start at an instance or anything inside it (removed with it). */
+  function removeEdgesFrom(inst) {
+    const ids = new Set();
+    const visit = (i, depth) => {
+      if (!(i instanceof Y.Map) || depth > 64) return;
+      ids.add(i.get('id'));
+      const c = i.get('children');
+      if (c instanceof Y.Array) c.forEach((x) => visit(x, depth + 1));
+    };
+    visit(inst, 0);
+    for (let i = live.edges.length - 1; i >= 0; i--) {
+      const e = live.edges.get(i);
+      const from = e instanceof Y.Map ? e.get('from') || {} : {};
+      if (from.screen_id === screenId && ids.has(from.instance_id)) live.edges.delete(i, 1);
+    }
+  }
+
+  function connectForm(inst, ev, id) {
+    const select = h('select', { id });
+    live.screens.forEach((other, otherId) => {
+      if (other instanceof Y.Map && otherId !== screenId) select.append(new Option(screenName(other), otherId));
+    });
+    if (!select.options.length) return h('span', { class: 'hint', text: ' (add another screen on the canvas to connect it)' });
+    const form = h('form', { class: 'inline-form' },
+      h('label', { for: id, text: `When ${ev.name}, go to` }), select,
+      h('button', { type: 'submit', class: 'secondary', text: `Connect ${ev.name}` }));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const edge = new Y.Map();
+      edge.set('id', crypto.randomUUID());
+      edge.set('from', { screen_id: screenId, instance_id: inst.get('id'), event_id: ev.id });
+      edge.set('to', { screen_id: select.value });
+      edge.set('action', 'navigate');
+      live.edges.push([edge]);
+      status.textContent = `${ev.name} now goes to ${select.options[select.selectedIndex].text}.`;
+    });
+    return form;
+  }
+
+  function placeForm(inst, name, id) {
+    const select = h('select', { id });
+    for (const c of components.byId.values()) select.append(new Option(c.name, c.id));
+    const form = h('form', { class: 'inline-form' },
+      h('label', { for: id, text: `Place inside ${name}` }), select,
+      h('button', { type: 'submit', class: 'secondary', text: 'Place' }));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      let children = inst.get('children');
+      const placed = newInstance(select.value);
+      live.doc.transact(() => {
+        if (!(children instanceof Y.Array)) {
+          children = new Y.Array();
+          inst.set('children', children);
+        }
+        children.push([placed]);
+      });
+      status.textContent = `Placed ${select.options[select.selectedIndex].text} inside ${name}.`;
+    });
+    return form;
+  }
+
+  function renderPresence() {
+    const everyone = people(live);
+    const here = everyone.filter((p) => p.screen === screenId);
+    const elsewhere = everyone.filter((p) => p.screen !== screenId);
+    presenceList.replaceChildren(
+      ...here.map((p) => Object.assign(h('li', { text: `${p.user.name} — on this screen` }), { style: `border-color: ${p.user.color}` })),
+      ...elsewhere.map((p) => {
+        const s = p.screen && live.screens.get(p.screen);
+        return Object.assign(h('li', { text: `${p.user.name} — ${s instanceof Y.Map ? `on ${screenName(s)}` : 'on the canvas'}` }), { style: `border-color: ${p.user.color}` });
+      }),
+    );
+  }
+
+  // ---- the screen itself: name, presentation, delete ----------------------------------------------
+
+  const renameForm = document.getElementById('rename-form');
+  if (canEdit && renameForm) {
+    renameForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const s = screen();
+      const name = document.getElementById('rename').value.trim();
+      if (s && name) {
+        s.set('name', name);
+        status.textContent = `Renamed to ${name}.`;
+      }
+    });
+    document.getElementById('presentation').addEventListener('change', (ev) => {
+      const s = screen();
+      if (s) s.set('presentation', ev.target.value);
+    });
+    document.getElementById('delete-screen').addEventListener('click', () => {
+      if (!screen()) return;
+      if (!window.confirm(`Delete the screen ${screenName(screen())} and every edge from or to it?`)) return;
+      deleteScreen(live, screenId);
+      location.href = `/projects/${encodeURIComponent(slug)}/workflow`;
+    });
+  }
+
+  // Esc returns to the canvas, where this screen is selected.
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape' || ev.defaultPrevented) return;
+    ev.preventDefault();
+    location.href = canvasUrl;
+  });
+}
