@@ -29,6 +29,8 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 struct Server {
     child: Child,
     ws_url: String,
+    /// A document nobody edits (idle memory with nothing to sync).
+    empty_ws_url: String,
     token: Option<String>,
     name: &'static str,
 }
@@ -122,10 +124,18 @@ async fn arno(data: &std::path::Path) -> anyhow::Result<Server> {
             .send()
             .await?;
         anyhow::ensure!(r.status().is_success(), "project: {}", r.status());
+        let r = http
+            .post(format!("{base}/api/v1/projects"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": "Empty"}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "project: {}", r.status());
     }
     Ok(Server {
         child,
         ws_url: format!("ws://127.0.0.1:{port}/api/v1/workflow/bench"),
+        empty_ws_url: format!("ws://127.0.0.1:{port}/api/v1/workflow/empty"),
         token: Some(token),
         name: "Arno",
     })
@@ -152,13 +162,19 @@ async fn node_server() -> anyhow::Result<Option<Server>> {
     Ok(Some(Server {
         child,
         ws_url: format!("ws://127.0.0.1:{port}/bench"),
+        empty_ws_url: format!("ws://127.0.0.1:{port}/empty"),
         token: None,
         name: "Node @y/websocket-server",
     }))
 }
 
 async fn connect(server: &Server) -> anyhow::Result<Socket> {
-    let mut request = server.ws_url.as_str().into_client_request()?;
+    Ok(connect_to(server, &server.ws_url).await?.0)
+}
+
+/// A synced connection, and the size of the document it received.
+async fn connect_to(server: &Server, url: &str) -> anyhow::Result<(Socket, usize)> {
+    let mut request = url.into_client_request()?;
     if let Some(t) = &server.token {
         request.headers_mut().insert("authorization", format!("Bearer {t}").parse()?);
     }
@@ -167,7 +183,7 @@ async fn connect(server: &Server) -> anyhow::Result<Socket> {
     socket.send(Ws::Binary(Message::Sync(SyncMessage::SyncStep1(StateVector::default())).encode_v1().into())).await?;
     loop {
         match socket.next().await {
-            Some(Ok(Ws::Binary(b))) if b.first() == Some(&0) && b.get(1) == Some(&1) => return Ok(socket),
+            Some(Ok(Ws::Binary(b))) if b.first() == Some(&0) && b.get(1) == Some(&1) => return Ok((socket, b.len())),
             Some(Ok(_)) => {}
             other => anyhow::bail!("sync failed: {other:?}"),
         }
@@ -257,16 +273,20 @@ async fn fan_out(server: &Server, readers: usize, flood: usize) -> anyhow::Resul
     Ok((rate, pct(&latencies, 0.5), pct(&latencies, 0.99)))
 }
 
-async fn idle_memory(server: &Server) -> anyhow::Result<f64> {
+/// RSS growth per connection for 1,000 idle synced connections, and the document's size.
+async fn idle_memory(server: &Server, url: &str) -> anyhow::Result<(f64, usize)> {
     let before = rss_kib(server.child.id());
     let mut sockets = vec![];
+    let mut size = 0;
     for _ in 0..1000 {
-        sockets.push(connect(server).await?);
+        let (socket, n) = connect_to(server, url).await?;
+        sockets.push(socket);
+        size = n;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib(server.child.id());
     drop(sockets);
-    Ok((after.saturating_sub(before)) as f64 / 1000.0)
+    Ok(((after.saturating_sub(before)) as f64 / 1000.0, size))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -287,11 +307,13 @@ fn main() -> anyhow::Result<()> {
             }
         }
         println!();
-        println!("| server | memory per idle connection |");
-        println!("|---|---|");
+        println!("| server | document | memory per idle connection |");
+        println!("|---|---|---|");
         for server in &servers {
-            let kib = idle_memory(server).await?;
-            println!("| {} | {kib:.1} KiB |", server.name);
+            for url in [&server.empty_ws_url, &server.ws_url] {
+                let (kib, size) = idle_memory(server, url).await?;
+                println!("| {} | {:.1} KiB | {kib:.1} KiB |", server.name, size as f64 / 1024.0);
+            }
         }
         // Cold load: 20,000 stored updates (2,000 screens), then a restart.
         drop(servers);
