@@ -29,8 +29,28 @@ struct Cli {
 enum Command {
     /// Run the server (UI, API and metrics listeners). Applies pending migrations first.
     Serve,
-    /// Apply pending database migrations and exit.
-    Migrate,
+    /// Apply pending database migrations and exit (`serve` does this too, under a lock).
+    Migrate {
+        /// Only tell what would run: exit 0 when the database is up to date, 1 when migrations
+        /// are pending (listed), 2 when the database is newer than this binary.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Take a consistent online backup: the database, every stored object and the instance key,
+    /// with a manifest and checksums, into the new directory DEST (it appears once complete).
+    Backup {
+        /// A directory that does not exist yet.
+        dest: PathBuf,
+    },
+    /// Restore a backup into an empty database and object store (checksums verified first; a
+    /// backup from a newer Arno is refused). Migrates it forward to this version.
+    Restore {
+        /// The backup directory.
+        src: PathBuf,
+        /// Only verify the backup's checksums and print what it holds.
+        #[arg(long)]
+        verify_only: bool,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -188,11 +208,15 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
         match cli.command {
-            Command::Serve => serve(loaded).await,
-            Command::Migrate => migrate(loaded.config).await,
-            Command::Admin { command } => admin(loaded.config, command).await,
-            Command::Audit { command } => audit(loaded.config, command).await,
+            Command::Serve => done(serve(loaded).await),
+            Command::Migrate { check: false } => done(migrate(loaded.config).await),
+            Command::Migrate { check: true } => migrate_check(loaded.config).await,
+            Command::Backup { dest } => done(backup(loaded.config, dest).await),
+            Command::Restore { src, verify_only } => done(restore(loaded.config, src, verify_only).await),
+            Command::Admin { command } => done(admin(loaded.config, command).await),
+            Command::Audit { command } => done(audit(loaded.config, command).await),
             Command::Config { .. }
             | Command::Version
             | Command::Lint { .. }
@@ -203,7 +227,7 @@ fn main() -> ExitCode {
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -309,6 +333,103 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         }
     }
     db.close().await;
+    Ok(())
+}
+
+async fn migrate_check(config: Config) -> anyhow::Result<ExitCode> {
+    let db = Db::connect(&config.database_url, 1).await?;
+    let pending = match db.pending().await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            db.close().await;
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let applied = db.applied_versions().await?;
+    db.close().await;
+    if pending.is_empty() {
+        println!("database ({}) is up to date: schema {}", db.backend().name(), applied.last().copied().unwrap_or(0));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "database ({}) at schema {}; {} migration(s) would run:",
+        db.backend().name(),
+        applied.last().copied().unwrap_or(0),
+        pending.len()
+    );
+    for (version, description) in pending {
+        println!("  {version} {description}");
+    }
+    Ok(ExitCode::from(1))
+}
+
+async fn backup(config: Config, dest: PathBuf) -> anyhow::Result<()> {
+    let report = arno::backup::backup(&config, &dest).await?;
+    let m = &report.manifest;
+    let rows: u64 = m.tables.values().map(|t| t.rows).sum();
+    let bytes: u64 = m.files.values().map(|f| f.size).sum();
+    for key in &report.vanished {
+        eprintln!("warning: object {key} was deleted while the backup ran and is not in it");
+    }
+    // Recorded in the live database (after the snapshot, so not in this backup itself).
+    if let Ok(db) = Db::connect(&config.database_url, 1).await {
+        let origin = cli_origin("backup");
+        let event = audit::Event::new("instance.backup", audit::Outcome::Allowed, Actor::System, &origin).intent(
+            serde_json::json!({"schema_version": m.schema_version, "rows": rows, "objects": m.objects, "bytes": bytes}),
+        );
+        if let Err(e) = audit::record_alone(&db, event).await {
+            eprintln!("warning: the backup is complete, but its audit record failed: {e}");
+        }
+        db.close().await;
+    }
+    println!(
+        "backup of {} database (schema {}, {} tables, {rows} rows) and {} objects, {bytes} bytes: {}",
+        m.backend,
+        m.schema_version,
+        m.tables.len(),
+        m.objects,
+        report.path.display()
+    );
+    Ok(())
+}
+
+async fn restore(config: Config, src: PathBuf, verify_only: bool) -> anyhow::Result<()> {
+    if verify_only {
+        let m = arno::backup::verify(&src).await?;
+        let rows: u64 = m.tables.values().map(|t| t.rows).sum();
+        println!(
+            "intact: backup made {} by Arno {} of a {} database (schema {}, {} tables, {rows} rows), {} objects, \
+             instance key {}",
+            m.created_at,
+            m.arno_version,
+            m.backend,
+            m.schema_version,
+            m.tables.len(),
+            m.objects,
+            m.secret_key
+        );
+        return Ok(());
+    }
+    let report = arno::backup::restore(&config, &src).await?;
+    let m = &report.manifest;
+    let db = Db::connect(&config.database_url, 1).await?;
+    let origin = cli_origin("restore");
+    let event = audit::Event::new("instance.restore", audit::Outcome::Allowed, Actor::System, &origin)
+        .intent(serde_json::json!({"backup_created_at": m.created_at, "backup_arno_version": m.arno_version,
+            "schema_version": m.schema_version, "migrated": report.migrated}));
+    audit::record_alone(&db, event).await.map_err(describe)?;
+    db.close().await;
+    let rows: u64 = m.tables.values().map(|t| t.rows).sum();
+    println!(
+        "restored the backup of {} ({} tables, {rows} rows, {} objects; every checksum and row count verified)",
+        m.created_at,
+        m.tables.len(),
+        m.objects
+    );
+    if !report.migrated.is_empty() {
+        println!("migrated it forward: {:?}", report.migrated);
+    }
     Ok(())
 }
 

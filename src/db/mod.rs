@@ -103,22 +103,79 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
-    /// Apply the embedded migrations for this backend; returns the versions applied now.
+    /// Apply the embedded migrations for this backend; returns the versions applied now. On
+    /// PostgreSQL the migrator holds an advisory lock, so replicas starting together apply each
+    /// migration once; a database migrated by a newer Arno is refused (see [`Db::check_schema_known`]).
     pub async fn migrate(&self) -> anyhow::Result<Vec<i64>> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
+        self.check_schema_known().await?;
         let before = self.applied_versions().await.unwrap_or_default();
-        migrator.run(&self.pool).await.context("applying database migrations")?;
+        migrator(self.backend).run(&self.pool).await.context("applying database migrations")?;
         let after = self.applied_versions().await?;
         Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
     }
 
-    async fn applied_versions(&self) -> anyhow::Result<Vec<i64>> {
+    /// Apply the embedded migrations up to and including `version` only (restoring a backup
+    /// taken with that schema).
+    pub async fn migrate_to(&self, version: i64) -> anyhow::Result<()> {
+        let all = migrator(self.backend);
+        let partial = Migrator {
+            migrations: std::borrow::Cow::Owned(all.iter().filter(|m| m.version <= version).cloned().collect()),
+            ignore_missing: false,
+            locking: all.locking,
+            no_tx: all.no_tx,
+        };
+        partial.run(&self.pool).await.context("creating the backup's schema")?;
+        Ok(())
+    }
+
+    /// The migrations applied to this database (empty when it has none yet).
+    pub async fn applied_versions(&self) -> anyhow::Result<Vec<i64>> {
+        let exists: (i64,) = match self.backend {
+            Backend::Sqlite => {
+                sqlx::query_as("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            Backend::Postgres => sqlx::query_as(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'",
+            )
+            .fetch_one(&self.pool)
+            .await?,
+        };
+        if exists.0 == 0 {
+            return Ok(vec![]);
+        }
         let rows: Vec<(i64,)> =
-            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE").fetch_all(&self.pool).await?;
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// The embedded migrations not yet applied: `(version, description)`.
+    pub async fn pending(&self) -> anyhow::Result<Vec<(i64, String)>> {
+        self.check_schema_known().await?;
+        let applied = self.applied_versions().await?;
+        Ok(migrator(self.backend)
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect())
+    }
+
+    /// Refuse a database that a newer Arno migrated: this binary does not know its schema, and
+    /// running against it could corrupt data.
+    pub async fn check_schema_known(&self) -> anyhow::Result<()> {
+        let known = known_versions(self.backend);
+        let applied = self.applied_versions().await?;
+        if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
+            anyhow::bail!(
+                "the database schema is newer than this Arno {} knows: migration {unknown} was applied by a newer                  version (this binary knows up to {}). Run the newer Arno, or restore a backup taken before the                  upgrade (see docs/upgrade.md)",
+                env!("CARGO_PKG_VERSION"),
+                known.iter().max().copied().unwrap_or(0)
+            );
+        }
+        Ok(())
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -147,6 +204,25 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn migrator(backend: Backend) -> &'static Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
+
+/// The migration versions this binary carries for a backend.
+pub fn known_versions(backend: Backend) -> Vec<i64> {
+    migrator(backend).iter().map(|m| m.version).collect()
+}
+
+/// The file of a `sqlite:` database URL.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 /// Describe a connection error without echoing the URL (it may contain a password).

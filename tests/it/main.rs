@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod audit;
 mod auth;
+mod backup;
 mod cli;
 mod device;
 mod gdpr;

@@ -208,7 +208,7 @@ async fn stock_yjs_clients_converge_see_presence_and_roles_are_enforced() {
 }
 
 /// A minimal y-protocols client over a raw WebSocket (for what stock clients never send).
-mod raw {
+pub mod raw {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::{Message as Ws, client::IntoClientRequest};
     use yrs::sync::protocol::{Message, MessageReader, SyncMessage};
@@ -337,9 +337,9 @@ async fn hostile_input_closes_only_the_senders_connection() {
 }
 
 /// Another `arno serve` process on the same database and data directory (a second replica).
-struct Replica {
+pub struct Replica {
     child: std::process::Child,
-    base: String,
+    pub base: String,
 }
 
 impl Drop for Replica {
@@ -357,7 +357,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-async fn replica_with(app_env: &std::collections::BTreeMap<String, String>) -> Replica {
+pub async fn replica_with(app_env: &std::collections::BTreeMap<String, String>) -> Replica {
     replica_at(app_env, free_port(), free_port()).await
 }
 
@@ -519,7 +519,7 @@ async fn random_edits_offline_clients_delays_and_a_restart_converge_without_loss
 }
 
 /// The document as a newcomer gets it (a full sync over a raw connection).
-async fn synced_content(base: &str, project: &str, token: &str) -> Value {
+pub async fn synced_content(base: &str, project: &str, token: &str) -> Value {
     use yrs::Transact;
     use yrs::sync::protocol::{Message, SyncMessage};
     use yrs::updates::decoder::Decode;
