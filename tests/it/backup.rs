@@ -9,26 +9,9 @@ use std::process::{Command, Output};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use crate::cli::arno_async;
 use crate::support::{api, fresh_database_url, is_postgres, s3_endpoint};
 use crate::workflow::{raw, replica_with, synced_content, workflow};
-
-fn arno(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arno"));
-    cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ARNO_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(env);
-    cmd.output().unwrap()
-}
-
-async fn arno_async(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    let (env, args): (BTreeMap<String, String>, Vec<String>) =
-        (env.clone(), args.iter().map(|a| a.to_string()).collect());
-    tokio::task::spawn_blocking(move || arno(&env, &args.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap()
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 
 use crate::support::{TestApp, api};
 
-fn arno(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
+pub fn arno(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_arno"));
     cmd.args(args);
     for (k, _) in std::env::vars() {
@@ -21,7 +21,7 @@ fn arno(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
 
 /// `arno` from an async test: off the runtime thread, so the in-process server keeps serving
 /// (and finishing its transactions) while the command runs.
-async fn arno_async(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
+pub async fn arno_async(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
     let (env, args): (BTreeMap<String, String>, Vec<String>) =
         (env.clone(), args.iter().map(|a| a.to_string()).collect());
     tokio::task::spawn_blocking(move || arno(&env, &args.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap()
