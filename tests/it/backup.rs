@@ -92,6 +92,12 @@ async fn backup_wipe_restore_serves_the_same_data() {
     assert!(manifest["tables"]["workflow_updates"]["rows"].as_u64().unwrap() >= 1, "{manifest}");
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o700, "a backup is private");
+    let (recorded,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM audit_events WHERE action = 'instance.backup' AND outcome = 'allowed'")
+            .fetch_one(w.app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(recorded, 1, "the backup is audited on the instance it was taken of");
     let ok = arno_async(&w.app.env, &["restore", "--verify-only", dest.to_str().unwrap()]).await;
     assert!(ok.status.success() && text(&ok).contains("intact"), "{}", text(&ok));
 
@@ -216,6 +222,14 @@ async fn restore_refuses_a_damaged_or_newer_backup_and_a_non_empty_target() {
     let out = arno_async(&target, &["restore", newer.to_str().unwrap()]).await;
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("newer than this binary") && text(&out).contains("99.0.0"), "{}", text(&out));
+    nothing_written(&target).await;
+
+    // Another instance key than the backed-up instance's: refused before anything is written.
+    let mut target = empty_target("t4").await;
+    target.insert("ARNO_SECRET_KEY".to_owned(), "another instance's key, long enough to be valid".to_owned());
+    let out = arno_async(&target, &["restore", dest.to_str().unwrap()]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not the backed-up instance's"), "{}", text(&out));
     nothing_written(&target).await;
 
     // A target that is not empty: the running instance itself.
