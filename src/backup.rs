@@ -156,10 +156,38 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// The instance was never started with this configuration: no database, or one without
+/// Arno's schema. Not a failure for callers that back up "whatever there is" (the Debian
+/// package's pre-upgrade backup): `arno backup` exits with status 3.
+#[derive(Debug, thiserror::Error)]
+#[error("nothing to back up: {0}")]
+pub struct NothingToBackUp(String);
+
 /// `arno backup DEST`: DEST must not exist; it appears only once the backup is complete.
 pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupReport> {
     if tokio::fs::symlink_metadata(dest).await.is_ok() {
         bail!("{} already exists; name a new directory for the backup", dest.display());
+    }
+    // Connecting would create an empty SQLite file: look first.
+    if let Some(path) = crate::db::sqlite_path(config.database_url.expose())
+        && tokio::fs::metadata(&path).await.is_err()
+    {
+        return Err(NothingToBackUp(format!(
+            "there is no database at {} (Arno has not been started with this configuration)",
+            path.display()
+        ))
+        .into());
+    }
+    {
+        let db = Db::connect(&config.database_url, 1).await?;
+        let applied = db.applied_versions().await;
+        db.close().await;
+        if applied?.is_empty() {
+            return Err(NothingToBackUp(
+                "the database has no Arno schema yet (Arno has not been started with this configuration)".into(),
+            )
+            .into());
+        }
     }
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     tokio::fs::create_dir_all(parent).await.with_context(|| format!("creating {}", parent.display()))?;

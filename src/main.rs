@@ -38,6 +38,7 @@ enum Command {
     },
     /// Take a consistent online backup: the database, every stored object and the instance key,
     /// with a manifest and checksums, into the new directory DEST (it appears once complete).
+    /// Exit status 3: nothing to back up (this configuration's database was never initialized).
     Backup {
         /// A directory that does not exist yet.
         dest: PathBuf,
@@ -228,6 +229,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        Err(e) if e.is::<arno::backup::NothingToBackUp>() => {
+            eprintln!("{e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

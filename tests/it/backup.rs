@@ -250,6 +250,16 @@ async fn migrate_check_tells_what_would_run_and_a_newer_schema_is_refused() {
     env.insert("ARNO_CONFIG".to_owned(), String::new());
     env.insert("ARNO_DATA_DIR".to_owned(), dir.path().join("data").display().to_string());
     env.insert("ARNO_DATABASE_URL".to_owned(), fresh_database_url(dir.path()).await);
+    // Never started: nothing to back up (status 3, the package's pre-upgrade backup skips),
+    // and looking does not create a database.
+    let dest = dir.path().join("backup");
+    let out = arno_async(&env, &["backup", dest.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("nothing to back up"), "{}", text(&out));
+    assert!(!dest.exists());
+    if !is_postgres() {
+        assert!(!dir.path().join("arno.db").exists(), "a backup attempt created the database");
+    }
     let out = arno_async(&env, &["migrate", "--check"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("migration(s) would run") && text(&out).contains("  1 "), "{}", text(&out));
