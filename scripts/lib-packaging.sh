@@ -10,7 +10,7 @@ export ARNO_TARGET
 # Install a cargo subcommand at a pinned version, once.
 cargo_tool() {
   local crate=$1 version=$2 bin=$3
-  if ! "$bin" --version 2>/dev/null | grep -q "$version"; then
+  if ! cargo "${bin#cargo-}" --version 2>/dev/null | grep -qF "$version"; then
     echo "==> installing $crate $version" >&2
     cargo install --locked --quiet "$crate" --version "$version" >&2
   fi
@@ -28,4 +28,27 @@ apt_tools() {
     $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+# The Python tools of scripts/requirements-packaging.txt, in their own venv, once.
+packaging_venv() {
+  PKG_VENV="${ARNO_CACHE_DIR:-$HOME/.cache/arno}/venv-packaging"
+  local hash
+  hash=$(sha256sum scripts/requirements-packaging.txt | cut -c1-16)
+  if [ ! -f "$PKG_VENV/.installed-$hash" ]; then
+    echo "==> installing the packaging tools into $PKG_VENV" >&2
+    rm -rf "$PKG_VENV"
+    python3 -m venv "$PKG_VENV"
+    "$PKG_VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-packaging.txt >&2
+    touch "$PKG_VENV/.installed-$hash"
+  fi
+}
+
+# Deterministic tar.gz of DIR's contents (as DIR's name) into OUT.
+reproducible_tgz() {
+  local dir=$1 out=$2
+  tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
+    -C "$(dirname "$dir")" -cf - "$(basename "$dir")" | gzip -n -9 >"$out.partial"
+  mv "$out.partial" "$out"
 }

@@ -133,7 +133,6 @@ def main() -> int:
         "org.opencontainers.image.created": created,
         "org.opencontainers.image.licenses": "LicenseRef-Proprietary",
         "org.opencontainers.image.vendor": "Arno",
-        "org.opencontainers.image.documentation": "file:///usr/share/doc/arno (in the offline bundle: docs/)",
     }
     config = {
         "architecture": "amd64",
