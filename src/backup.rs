@@ -98,9 +98,17 @@ impl Out {
     async fn create(&mut self, rel: &str) -> anyhow::Result<(tokio::fs::File, PathBuf)> {
         let path = self.root.join(rel);
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.with_context(|| format!("creating {}", parent.display()))?;
+            private_dir(parent, true).await?;
         }
-        let file = tokio::fs::File::create(&path).await.with_context(|| format!("creating {}", path.display()))?;
+        // Personal data and possibly the instance key: owner only, whatever the umask.
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .await
+            .with_context(|| format!("creating {}", path.display()))?;
         Ok((file, path))
     }
 
@@ -116,11 +124,22 @@ impl Out {
     /// Record a file something else wrote (hashing it).
     async fn adopt(&mut self, rel: &str) -> anyhow::Result<()> {
         let path = self.root.join(rel);
+        set_private(&path).await?;
         let entry = hash_file(&path).await?;
         tokio::fs::File::open(&path).await?.sync_all().await?;
         self.files.insert(rel.to_owned(), entry);
         Ok(())
     }
+}
+
+/// Create a directory (and, with `recursive`, its parents) with mode 0700.
+async fn private_dir(path: &Path, recursive: bool) -> anyhow::Result<()> {
+    tokio::fs::DirBuilder::new()
+        .recursive(recursive)
+        .mode(0o700)
+        .create(path)
+        .await
+        .with_context(|| format!("creating {}", path.display()))
 }
 
 async fn hash_file(path: &Path) -> anyhow::Result<FileEntry> {
@@ -194,7 +213,7 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupReport
     let name = dest.file_name().context("the backup destination needs a directory name")?.to_string_lossy();
     let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
     let _ = tokio::fs::remove_dir_all(&staging).await;
-    tokio::fs::create_dir(&staging).await.with_context(|| format!("creating {}", staging.display()))?;
+    private_dir(&staging, false).await?;
     let result = write_backup(config, &staging).await;
     match result {
         Ok((manifest, vanished)) => {

@@ -92,6 +92,19 @@ async fn backup_wipe_restore_serves_the_same_data() {
     assert!(manifest["tables"]["workflow_updates"]["rows"].as_u64().unwrap() >= 1, "{manifest}");
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o700, "a backup is private");
+    // Every file and folder in it too, whatever the umask of whoever ran it.
+    let mut pending = vec![dest.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let (path, meta) = (entry.path(), entry.metadata().unwrap());
+            let expected = if meta.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(meta.permissions().mode() & 0o777, expected, "{} is not private", path.display());
+            if meta.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
     let (recorded,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM audit_events WHERE action = 'instance.backup' AND outcome = 'allowed'")
             .fetch_one(w.app.state.db.pool())
