@@ -2,7 +2,7 @@
 # The Debian package's life in a throwaway Debian root (debootstrap minbase, cached):
 # install → start → a failed backup stops an upgrade → upgrade with the automatic backup →
 # the upgraded binary serves the same data → the skip switch → remove keeps settings and data →
-# purge deletes them (and keeps the backups).
+# purge deletes them (and keeps the backups) → settings written before a first install are kept.
 #
 # Usage (as root): deb_cycle.sh OLD.deb NEW.deb WORK_DIR
 # There is no systemd in a chroot: the package's scripts skip starting the unit (as they must),
@@ -137,4 +137,12 @@ in_root test ! -e /var/lib/arno || fail "/var/lib/arno left after purge"
 in_root test -d "/$backup" || fail "purge deleted the backups"
 grep -q "backups kept" <<<"$out" || fail "purge does not mention the kept backups: $out"
 in_root test ! -e /etc/systemd/system/multi-user.target.wants/arno.service || fail "enablement left after purge"
+step "settings written before the first install (as the Ansible role does) are kept"
+mkdir -p "$ROOT/etc/arno"
+printf 'data_dir = "/var/lib/arno"\nlisten = "127.0.0.1:8081"\n# written by configuration management\n' \
+  >"$ROOT/etc/arno/arno.toml"
+out=$(in_root dpkg -i --force-confdef --force-confold /tmp/old.deb 2>&1) || { echo "$out" >&2; fail "pre-seeded install"; }
+grep -q "^# written by configuration management$" "$ROOT/etc/arno/arno.toml" || fail "dpkg replaced pre-seeded settings"
+expect_mode /etc/arno/arno.toml "root arno 640"
+in_root dpkg -P arno >/dev/null 2>&1 || fail "purge after the pre-seeded install"
 echo "==> .deb cycle passed" >&2
