@@ -133,8 +133,10 @@ def main():
     check(not any(k.endswith("_FILE") for k in env_of(arno)), "no secret files without existingSecret")
     pvc = find(docs, "PersistentVolumeClaim")
     check(pvc["metadata"]["annotations"].get("helm.sh/resource-policy") == "keep", "the data claim outlives uninstall")
+    env = env_of(arno)
+    check(env.get("ARNO_DATA_DIR") == "/var/lib/arno" and env.get("ARNO_LISTEN") == "0.0.0.0:8080"
+          and env.get("ARNO_METRICS_LISTEN") == "0.0.0.0:9464", f"listeners and data dir in the pod: {env}")
     config = tomllib.loads(find(docs, "ConfigMap")["data"]["arno.toml"])
-    check(config["data_dir"] == "/var/lib/arno" and config["listen"] == "0.0.0.0:8080", f"arno.toml: {config}")
     check("storage_url" not in config, "default: objects on the data volume")
     check(find(docs, "Job") is None, "no migration Job with SQLite (the single replica migrates at start)")
     check("/setup" in manifests["arno/templates/NOTES.txt"], "NOTES tell where the first sign-in happens")
@@ -188,6 +190,17 @@ def main():
     ing = find(docs, "Ingress")
     check(ing["spec"]["tls"][0]["secretName"] == "arno-tls", "ingress TLS")
     check(ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"] == "http", "ingress port")
+
+    # PostgreSQL but a ReadWriteOnce data volume: still one pod at a time.
+    _, docs = render(chart, {"database": {"external": True}, "existingSecret": "s",
+                             "secretKeys": {"databaseUrl": "database-url"}})
+    check(find(docs, "Deployment")["spec"]["strategy"]["type"] == "Recreate", "RWO volume: Recreate")
+
+    # Another metrics port: the container listens where its port and the Service say.
+    _, docs = render(chart, {"service": {"metricsPort": 9100}})
+    arno = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    check(env_of(arno).get("ARNO_METRICS_LISTEN") == "0.0.0.0:9100", "metrics listener follows service.metricsPort")
+    check({p["name"]: p["containerPort"] for p in arno["ports"]}["metrics"] == 9100, "metrics containerPort")
 
     # A digest pins the image and wins over the tag.
     digest = "sha256:" + "a" * 64
