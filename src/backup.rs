@@ -197,17 +197,6 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupReport
         ))
         .into());
     }
-    {
-        let db = Db::connect(&config.database_url, 1).await?;
-        let applied = db.applied_versions().await;
-        db.close().await;
-        if applied?.is_empty() {
-            return Err(NothingToBackUp(
-                "the database has no Arno schema yet (Arno has not been started with this configuration)".into(),
-            )
-            .into());
-        }
-    }
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     tokio::fs::create_dir_all(parent).await.with_context(|| format!("creating {}", parent.display()))?;
     let name = dest.file_name().context("the backup destination needs a directory name")?.to_string_lossy();
@@ -235,6 +224,13 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupReport
 async fn write_backup(config: &Config, root: &Path) -> anyhow::Result<(Manifest, Vec<String>)> {
     let db = Db::connect(&config.database_url, 2).await?;
     db.check_schema_known().await?;
+    if db.applied_versions().await?.is_empty() {
+        db.close().await;
+        return Err(NothingToBackUp(
+            "the database has no Arno schema yet (Arno has not been started with this configuration)".into(),
+        )
+        .into());
+    }
     let mut out = Out { root: root.to_owned(), files: BTreeMap::new() };
     let (tables, migrations, secret_fingerprint) = match db.backend() {
         Backend::Sqlite => backup_sqlite(&db, &mut out).await?,
