@@ -534,29 +534,160 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreRepor
     {
         bail!("{} holds a different instance key; restore into an empty data directory", key_path.display());
     }
-    match backend {
-        Backend::Sqlite => restore_sqlite(config, src, &manifest).await?,
-        Backend::Postgres => restore_postgres(config, src, &manifest).await?,
+    let mut undo = ensure_database_empty(config, backend).await?;
+    undo.key = (included && tokio::fs::metadata(&key_path).await.is_err()).then(|| key_path.clone());
+
+    // Everything is checked. From here a failure takes back what this restore wrote, so the
+    // targets are as empty as they were and the restore can simply be run again.
+    let mut stored = vec![];
+    let result = async {
+        match backend {
+            Backend::Sqlite => restore_sqlite(config, src, &manifest).await?,
+            Backend::Postgres => restore_postgres(config, src, &manifest).await?,
+        }
+        for rel in manifest.files.keys() {
+            if let Some(key) = rel.strip_prefix("objects/") {
+                let data = tokio::fs::read(src.join(rel)).await?;
+                storage.put(key, data.into()).await.with_context(|| format!("storing object {key}"))?;
+                stored.push(key.to_owned());
+            }
+        }
+        let found = storage.list("").await?.len() as u64;
+        if found != manifest.objects {
+            bail!("restored {found} objects where the backup holds {}", manifest.objects);
+        }
+        if included {
+            let data = tokio::fs::read(src.join("secret.key")).await?;
+            crate::keys::write_private(&key_path, &data).with_context(|| format!("writing {}", key_path.display()))?;
+        }
+        // The backup may be older than this binary: bring it forward.
+        let db = Db::connect(&config.database_url, 2).await?;
+        let migrated = db.migrate().await;
+        db.close().await;
+        migrated
     }
-    for rel in manifest.files.keys() {
-        if let Some(key) = rel.strip_prefix("objects/") {
-            let data = tokio::fs::read(src.join(rel)).await?;
-            storage.put(key, data.into()).await.with_context(|| format!("storing object {key}"))?;
+    .await;
+    match result {
+        Ok(migrated) => Ok(RestoreReport { manifest, migrated }),
+        Err(e) => {
+            let mut left = vec![];
+            for key in &stored {
+                if storage.delete(key).await.is_err() {
+                    left.push(format!("object {key}"));
+                }
+            }
+            if let Err(u) = undo.run(config).await {
+                left.push(format!("the database ({u:#})"));
+            }
+            if left.is_empty() {
+                Err(e.context("the restore failed and what it had written was removed: the targets are empty again"))
+            } else {
+                Err(e.context(format!(
+                    "the restore failed, and removing what it had written failed too ({}); empty the database, \
+                     the object store and the instance key by hand before restoring again",
+                    left.join(", ")
+                )))
+            }
         }
     }
-    let stored = storage.list("").await?.len() as u64;
-    if stored != manifest.objects {
-        bail!("restored {stored} objects where the backup holds {}", manifest.objects);
+}
+
+/// What a restore writes besides objects, to take it back when the restore fails.
+struct Undo {
+    database: DatabaseUndo,
+    /// The instance key file, when the restore creates it.
+    key: Option<PathBuf>,
+}
+
+enum DatabaseUndo {
+    /// The SQLite file (empty or absent before).
+    Sqlite(PathBuf),
+    /// Every table in the schema (there were none before) and the functions that were not there.
+    Postgres { functions_before: BTreeSet<String> },
+}
+
+/// Refuse a database that holds anything, and note how to empty it again.
+async fn ensure_database_empty(config: &Config, backend: Backend) -> anyhow::Result<Undo> {
+    let database = match backend {
+        Backend::Sqlite => {
+            let path = crate::db::sqlite_path(config.database_url.expose())
+                .context("the SQLite database URL names no file")?;
+            if let Ok(meta) = tokio::fs::metadata(&path).await
+                && meta.len() > 0
+            {
+                let mut existing = open_sqlite(&path, true).await?;
+                let (tables, _) = describe_sqlite(&mut existing).await?;
+                existing.close().await.ok();
+                if !tables.is_empty() {
+                    bail!("the database {} is not empty; restore into an empty one", path.display());
+                }
+            }
+            DatabaseUndo::Sqlite(path)
+        }
+        Backend::Postgres => {
+            let mut conn = connect_pg(config).await?;
+            let (existing,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()")
+                    .fetch_one(&mut conn)
+                    .await?;
+            if existing > 0 {
+                bail!("the database is not empty ({existing} tables); restore into an empty one");
+            }
+            let functions_before = pg_functions(&mut conn).await?;
+            conn.close().await.ok();
+            DatabaseUndo::Postgres { functions_before }
+        }
+    };
+    Ok(Undo { database, key: None })
+}
+
+/// The functions of the current schema, by signature (`name(argtypes)`).
+async fn pg_functions(conn: &mut sqlx::PgConnection) -> anyhow::Result<BTreeSet<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = current_schema()",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+impl Undo {
+    async fn run(&self, config: &Config) -> anyhow::Result<()> {
+        if let Some(key) = &self.key {
+            match tokio::fs::remove_file(key).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        match &self.database {
+            DatabaseUndo::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    match tokio::fs::remove_file(format!("{}{suffix}", path.display())).await {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                        _ => {}
+                    }
+                }
+            }
+            DatabaseUndo::Postgres { functions_before } => {
+                let mut conn = connect_pg(config).await?;
+                let tables: Vec<(String,)> =
+                    sqlx::query_as("SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()")
+                        .fetch_all(&mut conn)
+                        .await?;
+                if !tables.is_empty() {
+                    let list = tables.iter().map(|t| quote_ident(&t.0)).collect::<Vec<_>>().join(", ");
+                    sqlx::query(&format!("DROP TABLE IF EXISTS {list} CASCADE")).execute(&mut conn).await?;
+                }
+                for function in pg_functions(&mut conn).await?.difference(functions_before) {
+                    // A regprocedure's text is a quoted, schema-resolved signature.
+                    sqlx::query(&format!("DROP FUNCTION IF EXISTS {function} CASCADE")).execute(&mut conn).await?;
+                }
+                conn.close().await.ok();
+            }
+        }
+        Ok(())
     }
-    if included {
-        let data = tokio::fs::read(src.join("secret.key")).await?;
-        crate::keys::write_private(&key_path, &data).with_context(|| format!("writing {}", key_path.display()))?;
-    }
-    // The backup may be older than this binary: bring it forward.
-    let db = Db::connect(&config.database_url, 2).await?;
-    let migrated = db.migrate().await?;
-    db.close().await;
-    Ok(RestoreReport { manifest, migrated })
 }
 
 /// Compare restored row counts with the manifest's.
@@ -571,17 +702,8 @@ fn check_counts(found: &BTreeMap<String, TableEntry>, manifest: &Manifest) -> an
 }
 
 async fn restore_sqlite(config: &Config, src: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    // Checked empty by ensure_database_empty.
     let path = crate::db::sqlite_path(config.database_url.expose()).context("the SQLite database URL names no file")?;
-    if let Ok(meta) = tokio::fs::metadata(&path).await
-        && meta.len() > 0
-    {
-        let mut existing = open_sqlite(&path, true).await?;
-        let (tables, _) = describe_sqlite(&mut existing).await?;
-        existing.close().await.ok();
-        if !tables.is_empty() {
-            bail!("the database {} is not empty; restore into an empty one", path.display());
-        }
-    }
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent).await?;
     }
@@ -589,16 +711,23 @@ async fn restore_sqlite(config: &Config, src: &Path, manifest: &Manifest) -> any
         let _ = tokio::fs::remove_file(format!("{}{suffix}", path.display())).await;
     }
     let staging = path.with_extension("restoring");
-    tokio::fs::copy(src.join("database.sqlite3"), &staging).await.context("copying the database")?;
-    tokio::fs::File::open(&staging).await?.sync_all().await?;
-    let mut conn = open_sqlite(&staging, false).await?;
-    let (ok,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut conn).await?;
-    if ok != "ok" {
-        bail!("the restored database fails SQLite's integrity check: {ok}");
+    let checked = async {
+        tokio::fs::copy(src.join("database.sqlite3"), &staging).await.context("copying the database")?;
+        tokio::fs::File::open(&staging).await?.sync_all().await?;
+        let mut conn = open_sqlite(&staging, false).await?;
+        let (ok,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut conn).await?;
+        if ok != "ok" {
+            bail!("the restored database fails SQLite's integrity check: {ok}");
+        }
+        let (tables, _) = describe_sqlite(&mut conn).await?;
+        conn.close().await.ok();
+        check_counts(&tables, manifest)
     }
-    let (tables, _) = describe_sqlite(&mut conn).await?;
-    conn.close().await.ok();
-    check_counts(&tables, manifest)?;
+    .await;
+    if let Err(e) = checked {
+        let _ = tokio::fs::remove_file(&staging).await;
+        return Err(e);
+    }
     tokio::fs::rename(&staging, &path).await?;
     if let Some(parent) = path.parent()
         && let Ok(dir) = tokio::fs::File::open(parent).await
@@ -609,13 +738,8 @@ async fn restore_sqlite(config: &Config, src: &Path, manifest: &Manifest) -> any
 }
 
 async fn restore_postgres(config: &Config, src: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    // Checked empty by ensure_database_empty.
     let mut conn = connect_pg(config).await?;
-    let (existing,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()")
-        .fetch_one(&mut conn)
-        .await?;
-    if existing > 0 {
-        bail!("the database is not empty ({existing} tables); restore into an empty one");
-    }
     // The schema the backup was taken with, then its rows, in one transaction.
     {
         let db = Db::connect(&config.database_url, 2).await?;

@@ -250,6 +250,41 @@ async fn restore_refuses_a_damaged_or_newer_backup_and_a_non_empty_target() {
     assert!(!out.status.success());
     assert!(text(&out).contains("not empty"), "{}", text(&out));
 
+    // The object store fails midway (a folder where an object goes; local storage so the test
+    // can make it fail): the database already restored is taken back, nothing is left, and once
+    // the cause is gone the same restore works.
+    let mut target = empty_target("t5").await;
+    target.retain(|k, _| !k.starts_with("ARNO_S3_"));
+    let objects = scratch.path().join("t5/objects");
+    target.insert("ARNO_STORAGE_URL".to_owned(), format!("file://{}", objects.display()));
+    std::fs::create_dir_all(objects.join("workflow/x/1.yjs")).unwrap();
+    let out = arno_async(&target, &["restore", dest.to_str().unwrap()]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("targets are empty again") && text(&out).contains("storing object workflow/x/1.yjs"),
+        "{}",
+        text(&out)
+    );
+    nothing_written(&target).await;
+    if is_postgres() {
+        let config = arno::config::Config::load(&target).unwrap().config;
+        let db = arno::db::Db::connect(&config.database_url, 1).await.unwrap();
+        let (left,): (i64,) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()) + \
+             (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+              WHERE n.nspname = current_schema())",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        db.close().await;
+        assert_eq!(left, 0, "tables or functions left behind");
+    }
+    assert!(!scratch.path().join("t5/data/secret.key").exists(), "the key written by the failed restore stayed");
+    std::fs::remove_dir_all(objects.join("workflow")).unwrap();
+    let out = arno_async(&target, &["restore", dest.to_str().unwrap()]).await;
+    assert!(out.status.success(), "the second attempt: {}", text(&out));
+
     // And the intact backup restores.
     let target = empty_target("t3").await;
     let out = arno_async(&target, &["restore", dest.to_str().unwrap()]).await;
