@@ -343,6 +343,7 @@ pub async fn set_role(
         .intent(json!({"role": role.as_str(), "previous_role": user.org_role.as_str(), "source": "console"}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    state.rooms.access_changed("*").await;
     user_page(&state, &auth, &id, Some(format!("Organisation role set to {}.", role.as_str())), None).await
 }
 
@@ -393,6 +394,7 @@ async fn set_active(
         .intent(json!({"via": "console", "sessions_ended": ended, "tokens_revoked": revoked}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    state.rooms.access_changed("*").await;
     let message = if active {
         "The account is active again.".to_owned()
     } else {

@@ -116,6 +116,7 @@ pub async fn erase_user(
         return Err(AppError::forbidden("erasing users requires the Admin role"));
     }
     erase(&state.db, &state.keys, &id, &auth, &origin).await?;
+    state.rooms.access_changed("*").await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -142,6 +143,7 @@ pub async fn erase_me(
         return Err(AppError::field("confirm_email", "must be your e-mail address"));
     }
     erase(&state.db, &state.keys, &auth.user.id, &auth, &Origin::from(&ctx)).await?;
+    state.rooms.access_changed("*").await;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookies::clear(&state.config, cookies::SESSION));
     Ok(response)

@@ -175,10 +175,10 @@ pub struct Rooms {
     writeback: crate::projects::writeback::Schedule,
     /// This process, in presence announcements (so it ignores its own).
     replica: u64,
-    /// Bumped whenever a project's access changes (archived, restored, a member's role set or
-    /// removed), here or on another replica: open connections then recompute what they may write
-    /// before their next update, instead of at their next periodic check.
-    access_epoch: std::sync::atomic::AtomicU64,
+    /// Bumped whenever access changes (a project archived or restored, a member's role set or
+    /// removed, an account's organisation role changed, an account deactivated), here or on
+    /// another replica: every open connection is woken to look at its caller's access again.
+    access_epoch: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -204,19 +204,25 @@ impl Rooms {
                 let _ = getrandom::fill(&mut b);
                 u64::from_le_bytes(b)
             },
-            access_epoch: std::sync::atomic::AtomicU64::new(0),
+            access_epoch: watch::channel(0).0,
         }
     }
 
     /// The current access epoch (see [`Rooms::access_changed`]).
     pub fn access_epoch(&self) -> u64 {
-        self.access_epoch.load(Ordering::Acquire)
+        *self.access_epoch.borrow()
     }
 
-    /// Who may write a project's workflow changed: every open connection re-checks before its next
-    /// update, on every replica (PostgreSQL: `NOTIFY arno_workflow_access`).
+    /// Changes of the access epoch, for connections to wait on.
+    pub fn access_watch(&self) -> watch::Receiver<u64> {
+        self.access_epoch.subscribe()
+    }
+
+    /// Who may see or write a project's workflow changed (`project_id`, or `*` for a change to
+    /// an account that may touch any project): every open connection looks again at once, on
+    /// every replica (PostgreSQL: `NOTIFY arno_workflow_access`).
     pub async fn access_changed(&self, project_id: &str) {
-        self.access_epoch.fetch_add(1, Ordering::AcqRel);
+        self.access_epoch.send_modify(|e| *e += 1);
         if self.db.backend() == Backend::Postgres
             && let Err(e) = sqlx::query("SELECT pg_notify('arno_workflow_access', $1)")
                 .bind(project_id)
@@ -484,7 +490,7 @@ impl Rooms {
                             n = l.recv() => match n {
                                 Ok(n) if n.channel() == "arno_presence" => self.remote_presence(n.payload()).await,
                                 Ok(n) if n.channel() == "arno_workflow_access" => {
-                                    self.access_epoch.fetch_add(1, Ordering::AcqRel);
+                                    self.access_epoch.send_modify(|e| *e += 1);
                                 }
                                 Ok(n) => {
                                     let mut parts = n.payload().splitn(3, ':');

@@ -216,6 +216,14 @@ impl Connection {
         let mut outgoing = self.room.subscribe();
         let (close_tx, mut close_rx) = watch::channel::<Option<String>>(None);
         let mut shutdown = self.state.rooms.closing();
+        let mut access = self.state.rooms.access_watch();
+        access.mark_unchanged();
+        if *access.borrow() != self.writer_epoch {
+            // Access changed while this connection was being set up.
+            if let Err(end) = self.recheck().await {
+                return self.finish(socket, end).await;
+            }
+        }
         if *shutdown.borrow() {
             return self.finish(socket, End::Error(1012, "the server is restarting".into())).await;
         }
@@ -285,6 +293,12 @@ impl Connection {
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
+                Ok(()) = access.changed() => {
+                    if let Err(e) = self.recheck().await {
+                        end = e;
+                        break;
+                    }
+                }
                 _ = shutdown.changed() => {
                     end = End::Error(1012, "the server is restarting".into());
                     break;
@@ -297,6 +311,45 @@ impl Connection {
             }
         }
         self.finish(socket, end).await
+    }
+
+    /// Look at the caller's access again: after an access change anywhere (at once), and before
+    /// an update once ROLE_TTL passed (changes made at the identity provider). A deactivated
+    /// account, or a caller who may no longer see the project, is disconnected; otherwise what
+    /// they may write is recomputed from their current roles.
+    async fn recheck(&mut self) -> Result<(), End> {
+        let epoch = self.state.rooms.access_epoch();
+        let found = {
+            let mut conn = self.state.db.pool().acquire().await.map_err(|e| End::Error(1011, e.to_string()))?;
+            crate::auth::users::find_any(&mut conn, &self.auth.user.id)
+                .await
+                .map_err(|e| End::Error(1011, e.to_string()))?
+        };
+        match found {
+            Some((user, false)) => self.auth.user = user,
+            _ => return Err(End::Error(1008, "your account is deactivated".into())),
+        }
+        let grant = match crate::projects::authorize::<View>(
+            &self.state.db,
+            &self.auth,
+            &self.origin,
+            &self.room.project_id,
+            "workflow.connect",
+        )
+        .await
+        {
+            Ok((_, grant)) => grant,
+            Err(AppError::NotFound | AppError::Forbidden(_)) => {
+                return Err(End::Error(1008, "you no longer have access to this project".into()));
+            }
+            Err(e) => return Err(End::Error(1011, e.to_string())),
+        };
+        self.writer = writer_for(&self.state, &self.auth, &self.room.project_id, grant.role())
+            .await
+            .map_err(|e| End::Error(1011, e.to_string()))?;
+        self.writer_at = Instant::now();
+        self.writer_epoch = epoch;
+        Ok(())
     }
 
     async fn finish(mut self, mut socket: WebSocket, end: End) {
@@ -385,19 +438,8 @@ impl Connection {
         if update.is_empty() {
             return Ok(None);
         }
-        let epoch = self.state.rooms.access_epoch();
-        if self.writer_at.elapsed() > ROLE_TTL || epoch != self.writer_epoch {
-            let role = {
-                let mut conn = self.state.db.pool().acquire().await.map_err(|e| End::Error(1011, e.to_string()))?;
-                project_store::role_of(&mut conn, &self.room.project_id, &self.auth.user.id)
-                    .await
-                    .map_err(|e| End::Error(1011, e.to_string()))?
-            };
-            self.writer = writer_for(&self.state, &self.auth, &self.room.project_id, role)
-                .await
-                .map_err(|e| End::Error(1011, e.to_string()))?;
-            self.writer_at = Instant::now();
-            self.writer_epoch = epoch;
+        if self.writer_at.elapsed() > ROLE_TTL || self.state.rooms.access_epoch() != self.writer_epoch {
+            self.recheck().await?;
         }
         let limit = self.state.rooms.limits.max_document_bytes;
         let refusal = if self.room.size_bytes().saturating_add(data.len()) > limit {

@@ -928,6 +928,50 @@ async fn archiving_or_a_role_change_applies_to_open_connections_at_once() {
 }
 
 #[tokio::test]
+async fn a_deactivated_account_or_a_lost_membership_ends_open_connections_at_once() {
+    let w = workflow(&[]).await;
+    let mut viewer = raw::connect(&w.app.base, &w.project, &w.viewer).await;
+    let mut editor = raw::connect(&w.app.base, &w.project, &w.editor).await;
+    let mut maker = raw::connect(&w.app.base, &w.project, &w.maker).await;
+    let id_of = |email: &'static str| {
+        let db = w.app.state.db.clone();
+        async move {
+            let mut conn = db.pool().acquire().await.unwrap();
+            arno::auth::users::find_by_email(&mut conn, email).await.unwrap().unwrap().id
+        }
+    };
+    let viewer_id = id_of("v@example.com").await;
+    let editor_id = id_of("e@example.com").await;
+    let idle = |s: &'static str| format!("{s}: an idle connection is ended without sending anything");
+
+    // An Admin deactivates the Viewer: their open (read-only, idle) connection ends at once.
+    let mut admin = w.app.admin_browser().await;
+    let csrf = admin.session_csrf().await;
+    let r = admin.post_form(&format!("/admin/users/{viewer_id}/deactivate"), &[("csrf_token", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(raw::until(&mut viewer, |_| false).await.unwrap_err(), 1008, "{}", idle("deactivated"));
+
+    // The Editor is removed from the (private) project: they may no longer even read it.
+    let url = w.app.url(&format!("/api/v1/projects/flows/members/{editor_id}"));
+    assert!(api(Method::DELETE, &url, Some(&w.admin), None).await.status.is_success());
+    assert_eq!(raw::until(&mut editor, |_| false).await.unwrap_err(), 1008, "{}", idle("removed"));
+
+    // Others are untouched: the Maker's connection still answers.
+    use yrs::sync::protocol::{Message, SyncMessage};
+    raw::send(&mut maker, Message::Sync(SyncMessage::SyncStep1(yrs::StateVector::default()))).await;
+    assert!(raw::until(&mut maker, raw::is_step2).await.is_ok(), "the Maker was disconnected too");
+    // The ends are audited as refusals of the connection.
+    let (denied,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM audit_events WHERE action = 'workflow.connect' AND outcome = 'denied' AND actor_id = $1",
+    )
+    .bind(&editor_id)
+    .fetch_one(w.app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(denied, 1);
+}
+
+#[tokio::test]
 async fn each_screen_has_its_own_page_that_offers_what_the_role_may_do() {
     use yrs::sync::protocol::{Message, SyncMessage};
     use yrs::{Map, MapPrelim, ReadTxn, Transact};

@@ -212,16 +212,19 @@ async fn sign_in(
         return Err(OidcError::Denied("Your Arno account is deactivated. Ask your administrator.".into()));
     }
     let source = format!("oidc:{}", provider.config.id);
+    let mut access_changed = false;
     if let Some(role) = roles.org_role
         && role != user.user.org_role
     {
+        access_changed = true;
         users::set_org_role(&mut tx, &user.user.id, role, Some(&source)).await?;
         let event = Event::new("user.role", Outcome::Allowed, Actor::System, &origin)
             .target("user", &user.user.id)
             .intent(json!({"role": role.as_str(), "previous_role": user.user.org_role.as_str(), "source": source}));
         audit::record(&mut tx, event).await?;
     }
-    crate::projects::apply_idp_grants(&mut tx, &user.user.id, &source, &roles.projects, &origin).await?;
+    access_changed |=
+        crate::projects::apply_idp_grants(&mut tx, &user.user.id, &source, &roles.projects, &origin).await? > 0;
     users::touch_login(&mut tx, &user.user.id).await?;
     let intent = json!({
         "method": "oidc",
@@ -240,6 +243,9 @@ async fn sign_in(
     )
     .await?;
     tx.commit().await?;
+    if access_changed {
+        state.rooms.access_changed("*").await;
+    }
     tracing::info!(event_type = "login_succeeded", method = "oidc", provider = %provider.config.id, "signed in");
     Ok(cookie)
 }

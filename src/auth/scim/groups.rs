@@ -270,6 +270,7 @@ pub(super) async fn create_group(
         .intent(json!({"via": "scim", "members": members.len()}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    state.rooms.access_changed("*").await;
     respond(&state, &id, StatusCode::CREATED).await
 }
 
@@ -294,6 +295,7 @@ pub(super) async fn replace_group(
         .intent(json!({"via": "scim", "members": members.len()}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    state.rooms.access_changed("*").await;
     respond(&state, &id, StatusCode::OK).await
 }
 
@@ -365,6 +367,7 @@ pub(super) async fn patch_group(
         .intent(json!({"via": "scim", "added": add.len(), "removed": remove.len(), "replaced": replace.is_some()}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    state.rooms.access_changed("*").await;
     respond(&state, &id, StatusCode::OK).await
 }
 
@@ -385,6 +388,7 @@ pub(super) async fn delete_group(
         .intent(json!({"via": "scim"}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    state.rooms.access_changed("*").await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

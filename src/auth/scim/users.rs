@@ -236,6 +236,7 @@ pub(super) async fn create_user(
         .intent(json!({"via": "scim", "active": f.active.unwrap_or(true)}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    state.rooms.access_changed("*").await;
     let mut conn = state.db.pool().acquire().await?;
     let u = find_user(&mut conn, &user.id).await?;
     let mut response = scim_json(StatusCode::CREATED, user_resource(&state, &u));
@@ -310,6 +311,7 @@ async fn update_user(state: &AppState, origin: &Origin, id: &str, f: UserFields)
     }
     let updated = find_user(&mut tx, id).await?;
     tx.commit().await?;
+    state.rooms.access_changed("*").await;
     Ok(updated)
 }
 
@@ -383,6 +385,7 @@ pub(super) async fn delete_user(
         .intent(json!({"via": "scim_delete", "sessions_ended": ended, "tokens_revoked": revoked}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    state.rooms.access_changed("*").await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
