@@ -96,8 +96,16 @@ grep -q "the automatic backup failed" <<<"$out" || fail "no explanation of the s
   fail "after the stopped upgrade: $(in_root dpkg-query -W -f '${Version} ${Status}' arno)"
 sed -i '/^shutdown_timeout = "soon"$/d' "$ROOT/etc/arno/arno.toml"
 
-step "upgrade to $NEW_VERSION while serving: automatic backup first"
+step "upgrade to $NEW_VERSION while serving: automatic backup first, the 3 newest kept"
+# Three automatic backups of earlier upgrades, oldest first.
+for day in 01 02 03; do
+  mkdir -p "$ROOT/var/backups/arno/pre-upgrade-0.0.$day-1-202601${day}T000000Z"
+  touch -d "2026-01-$day" "$ROOT/var/backups/arno/pre-upgrade-0.0.$day-1-202601${day}T000000Z"
+done
 out=$(in_root dpkg -i /tmp/new.deb 2>&1) || { echo "$out" >&2; fail "dpkg -i $NEW_VERSION"; }
+kept=$(cd "$ROOT/var/backups/arno" && ls -d pre-upgrade-* | LC_ALL=C sort | tr '\n' ' ')
+[ "$kept" = "pre-upgrade-0.0.02-1-20260102T000000Z pre-upgrade-0.0.03-1-20260103T000000Z $(cd "$ROOT/var/backups/arno" && ls -d pre-upgrade-"$OLD_VERSION"-*) " ] ||
+  fail "automatic backups kept: $kept"
 grep -q "backing up the instance" <<<"$out" || fail "no backup announced: $out"
 [ "$(in_root dpkg-query -W -f '${Version}' arno)" = "$NEW_VERSION" ] || fail "not upgraded"
 backups=$(cd "$ROOT" && ls -d var/backups/arno/pre-upgrade-"$OLD_VERSION"-* 2>/dev/null | wc -l)
@@ -121,7 +129,7 @@ step "touch /etc/arno/skip-auto-backup skips the backup"
 touch "$ROOT/etc/arno/skip-auto-backup"
 out=$(in_root dpkg -i /tmp/new.deb 2>&1) || { echo "$out" >&2; fail "reinstall"; }
 grep -q "backup skipped as asked" <<<"$out" || fail "skip switch ignored: $out"
-[ "$(cd "$ROOT" && ls -d var/backups/arno/pre-upgrade-* | wc -l)" = 1 ] || fail "a backup was taken anyway"
+[ "$(cd "$ROOT" && ls -d var/backups/arno/pre-upgrade-* | wc -l)" = 3 ] || fail "a backup was taken anyway"
 rm "$ROOT/etc/arno/skip-auto-backup"
 
 step "remove keeps settings and data"
