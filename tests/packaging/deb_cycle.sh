@@ -14,6 +14,9 @@ MIRROR=${ARNO_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE="$CACHE/packaging/bookworm-minbase.tar"
 ROOT="$WORK/root"
 SERVER_PID=""
+# Everything below writes into WORK (logs, the root): it must exist before the first write,
+# including the debootstrap branch that only runs on a machine without the cached base.
+mkdir -p "$WORK"
 
 fail() { echo "deb cycle: FAILED: $*" >&2; exit 1; }
 step() { printf '  - %s\n' "$*"; }
