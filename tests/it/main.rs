@@ -4,6 +4,7 @@
 //! `scripts/test`) turns a missing service into a failure instead of a skip.
 
 mod admin;
+mod attacks;
 mod api;
 mod audit;
 mod auth;
