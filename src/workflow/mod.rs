@@ -17,9 +17,12 @@
 
 pub mod compact;
 pub mod filter;
+#[cfg(test)]
+mod filter_sim;
 pub mod history;
 pub mod page;
 pub mod store;
+pub mod structs;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -33,7 +36,7 @@ use yrs::sync::protocol::{Message, SyncMessage};
 use yrs::sync::{Awareness, AwarenessUpdate};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Transact, Update};
+use yrs::{ReadTxn, Transact, Update};
 
 use crate::db::{Backend, Db};
 use crate::error::{AppError, AppResult};
@@ -93,6 +96,15 @@ struct Pending {
     arrived: Instant,
     /// Told whether the update was stored (server-made updates wait for it).
     done: Option<tokio::sync::oneshot::Sender<bool>>,
+    /// For a restricted writer: decided by the writer loop, in order, against the state it is
+    /// applied to; a refusal is sent back to the connection.
+    check: Option<Check>,
+}
+
+/// What a restricted writer may change, and where to send a refusal.
+struct Check {
+    editable: Arc<filter::Editable>,
+    refused: mpsc::Sender<String>,
 }
 
 /// One loaded document and its connections.
@@ -401,6 +413,7 @@ impl Rooms {
             close: watch::channel(None).0,
             arrived: Instant::now(),
             done: Some(done),
+            check: None,
         })
         .await?;
         match stored.await {
@@ -540,6 +553,12 @@ async fn write_loop(
             }
         }
         let Some(room) = room.upgrade() else { return };
+        if batch.iter().any(|p| p.check.is_some()) {
+            batch = decide(&room, batch).await;
+            if batch.is_empty() {
+                continue;
+            }
+        }
         let rows: Vec<store::NewUpdate<'_>> =
             batch.iter().map(|p| store::NewUpdate { data: &p.data, user_id: Some(p.user_id.as_str()) }).collect();
         match store::append(&db, &room.project_id, replica, &rows).await {
@@ -597,6 +616,65 @@ async fn write_loop(
             }
         }
     }
+}
+
+/// Decide the restricted writers' updates of a batch, in order, each against the document plus
+/// every update of the batch before it (what it will be applied to); returns the updates to
+/// store, an Editor's as the server integrated it. CPU work, off the runtime.
+async fn decide(room: &Room, batch: Vec<Pending>) -> Vec<Pending> {
+    let state = {
+        let awareness = room.awareness.lock().await;
+        awareness.doc().transact().encode_state_as_update_v1(&yrs::StateVector::default())
+    };
+    let project_id = room.project_id.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        let fresh = || {
+            let doc = filter::new_doc();
+            if let Ok(u) = Update::decode_v1(&state) {
+                let _ = doc.transact_mut().apply_update(u);
+            }
+            doc
+        };
+        let mut scratch = fresh();
+        let mut out: Vec<Pending> = Vec::with_capacity(batch.len());
+        for mut p in batch {
+            let Some(check) = &p.check else {
+                if let Ok(u) = Update::decode_v1(&p.data) {
+                    let _ = scratch.transact_mut().apply_update(u);
+                }
+                out.push(p);
+                continue;
+            };
+            let (verdict, spoiled) = filter::decide(&scratch, &p.data, &check.editable);
+            if spoiled {
+                // Rebuild: the state before the batch plus what was accepted so far.
+                scratch = fresh();
+                for q in &out {
+                    if let Ok(u) = Update::decode_v1(&q.data) {
+                        let _ = scratch.transact_mut().apply_update(u);
+                    }
+                }
+            }
+            match verdict {
+                filter::Verdict::Apply(data) => {
+                    p.data = data;
+                    out.push(p);
+                }
+                filter::Verdict::Nothing => {}
+                filter::Verdict::Refuse(reason) => {
+                    UPDATES_TOTAL.with_label_values(&["rejected"]).inc();
+                    // The connection audits and answers; a full queue means it is flooding.
+                    let _ = check.refused.try_send(reason);
+                }
+            }
+        }
+        out
+    })
+    .await;
+    decided.unwrap_or_else(|e| {
+        tracing::error!(event_type = "workflow_filter_failed", project_id = %project_id, error = %e, "the workflow filter failed; the batch's updates are dropped");
+        vec![]
+    })
 }
 
 /// Schedule the workflow file for the session branches of the people who just changed it.

@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use yrs::ClientID;
 use yrs::sync::AwarenessUpdate;
 use yrs::sync::protocol::{Message, MessageReader, SyncMessage};
@@ -39,6 +39,11 @@ const TICKET_TTL: Duration = Duration::from_secs(60);
 const MAX_REFUSALS: u32 = 20;
 /// Distinct awareness client ids one connection may speak for (a tab has one).
 const MAX_AWARENESS_CLIENTS: usize = 8;
+/// Updates that add nothing a read-only connection may send (a sync reply after each
+/// reconnect is one); more closes it.
+const MAX_IGNORED: u32 = 256;
+/// A refusal's reason is audited up to this many characters.
+const MAX_REASON_CHARS: usize = 500;
 /// The role of a connection is looked up again after this long.
 const ROLE_TTL: Duration = Duration::from_secs(15);
 
@@ -140,6 +145,8 @@ pub async fn connect(
             id: rand_id(),
             clients: HashSet::new(),
             refusals: 0,
+            unaudited: None,
+            ignored: 0,
             awareness_tokens: f64::from(limits.awareness_per_second) * 2.0,
             awareness_at: Instant::now(),
         };
@@ -185,7 +192,7 @@ async fn writer_for(
         let Ok(model) = serde_json::from_str::<crate::specs::Component>(&row.model_json) else { continue };
         editable.insert(id, model.props.into_iter().filter(|p| p.text_editable).map(|p| p.id).collect());
     }
-    Ok(Writer::TextProps(editable))
+    Ok(Writer::TextProps(Arc::new(editable)))
 }
 
 struct Connection {
@@ -201,6 +208,11 @@ struct Connection {
     /// Awareness client ids this connection spoke for (removed when it closes).
     clients: HashSet<ClientID>,
     refusals: u32,
+    /// Refusals after the first, not audited one by one: (count, last reason); one record with
+    /// the count is written when the connection ends.
+    unaudited: Option<(u32, String)>,
+    /// Updates from a reader that added nothing (dropped quietly, but bounded).
+    ignored: u32,
     awareness_tokens: f64,
     awareness_at: Instant,
 }
@@ -215,6 +227,8 @@ impl Connection {
     async fn run(mut self, mut socket: WebSocket) {
         let mut outgoing = self.room.subscribe();
         let (close_tx, mut close_rx) = watch::channel::<Option<String>>(None);
+        // Refusals of this connection's updates, decided by the room's writer loop.
+        let (refused_tx, mut refused_rx) = mpsc::channel::<String>(MAX_REFUSALS as usize);
         let mut shutdown = self.state.rooms.closing();
         let mut access = self.state.rooms.access_watch();
         access.mark_unchanged();
@@ -249,7 +263,7 @@ impl Connection {
             tokio::select! {
                 incoming = socket.recv() => match incoming {
                     Some(Ok(WsMessage::Binary(data))) => {
-                        match self.handle(&data, &close_tx).await {
+                        match self.handle(&data, &close_tx, &refused_tx).await {
                             Ok(replies) => {
                                 let mut failed = false;
                                 for r in replies {
@@ -293,6 +307,14 @@ impl Connection {
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
+                Some(reason) = refused_rx.recv() => {
+                    match self.refused(reason).await {
+                        Ok(reply) => {
+                            if socket.send(WsMessage::Binary(reply.into())).await.is_err() { break; }
+                        }
+                        Err(e) => { end = e; break; }
+                    }
+                }
                 Ok(()) = access.changed() => {
                     if let Err(e) = self.recheck().await {
                         end = e;
@@ -353,6 +375,9 @@ impl Connection {
     }
 
     async fn finish(mut self, mut socket: WebSocket, end: End) {
+        if let Some((count, reason)) = self.unaudited.take() {
+            self.audit_refusal(&reason, count).await;
+        }
         if let End::Error(code, reason) = &end {
             tracing::info!(event_type = "workflow_connection_closed", project_id = %self.room.project_id, code, reason = %reason, "workflow connection closed by the server");
             let reason: String = reason.chars().take(120).collect();
@@ -385,7 +410,12 @@ impl Connection {
     }
 
     /// Handle one WebSocket message (it may hold several y-protocols messages).
-    async fn handle(&mut self, data: &[u8], close: &watch::Sender<Option<String>>) -> Result<Vec<Vec<u8>>, End> {
+    async fn handle(
+        &mut self,
+        data: &[u8],
+        close: &watch::Sender<Option<String>>,
+        refused: &mpsc::Sender<String>,
+    ) -> Result<Vec<Vec<u8>>, End> {
         let mut replies = vec![];
         let mut decoder = DecoderV1::from(data);
         let mut messages = vec![];
@@ -412,7 +442,7 @@ impl Connection {
                     replies.push(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1());
                 }
                 Message::Sync(SyncMessage::SyncStep2(data)) | Message::Sync(SyncMessage::Update(data)) => {
-                    if let Some(refusal) = self.update(data, close).await? {
+                    if let Some(refusal) = self.update(data, close, refused).await? {
                         replies.push(refusal);
                     }
                 }
@@ -429,8 +459,15 @@ impl Connection {
         Ok(replies)
     }
 
-    /// A document update from the client: check, then queue for the durable log.
-    async fn update(&mut self, data: Vec<u8>, close: &watch::Sender<Option<String>>) -> Result<Option<Vec<u8>>, End> {
+    /// A document update from the client. A reader's is never stored (one that adds nothing is
+    /// dropped quietly, any other refused); a Maker's is queued for the durable log; an Editor's
+    /// is queued to be decided by the writer loop against the state it will be applied to.
+    async fn update(
+        &mut self,
+        data: Vec<u8>,
+        close: &watch::Sender<Option<String>>,
+        refused: &mpsc::Sender<String>,
+    ) -> Result<Option<Vec<u8>>, End> {
         let update = Update::decode_v1(&data).map_err(|e| {
             UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
             End::Error(1007, format!("malformed update: {e}"))
@@ -441,41 +478,42 @@ impl Connection {
         if self.writer_at.elapsed() > ROLE_TTL || self.state.rooms.access_epoch() != self.writer_epoch {
             self.recheck().await?;
         }
-        let limit = self.state.rooms.limits.max_document_bytes;
-        let refusal = if self.room.size_bytes().saturating_add(data.len()) > limit {
-            Some(format!("the workflow document reached its size limit ({limit} bytes)"))
-        } else {
-            let awareness = self.room.awareness.lock().await;
-            let writer = self.writer.clone();
-            // A restricted writer's update is tried on a copy of the document (CPU work).
-            if matches!(writer, Writer::Full) {
-                None
-            } else {
-                let doc = awareness.doc().clone();
-                drop(awareness);
-                let checked = tokio::task::spawn_blocking(move || filter::check(&doc, &update, &writer)).await;
-                match checked {
-                    Ok(Ok(())) => None,
-                    Ok(Err(reason)) => Some(reason),
-                    Err(e) => Some(format!("the update could not be checked: {e}")),
+        let check = match &self.writer {
+            Writer::ReadOnly | Writer::Archived => {
+                let doc = self.room.awareness.lock().await.doc().clone();
+                let adds = tokio::task::spawn_blocking(move || filter::adds_anything(&doc, &update))
+                    .await
+                    .map_err(|e| End::Error(1011, format!("the update could not be checked: {e}")))?;
+                if adds {
+                    let reason = match self.writer {
+                        Writer::Archived => {
+                            "the project is archived, so its workflow is read-only until it is restored"
+                        }
+                        _ => "your role can read this workflow but not change it",
+                    };
+                    UPDATES_TOTAL.with_label_values(&["rejected"]).inc();
+                    return self.refused(reason.to_owned()).await.map(Some);
                 }
+                self.ignored += 1;
+                if self.ignored > MAX_IGNORED {
+                    return Err(End::Error(1008, "too many updates from a read-only connection".into()));
+                }
+                return Ok(None);
             }
+            Writer::Full => {
+                let sv = self.room.awareness.lock().await.doc().transact().state_vector();
+                if !filter::has_new_structs(&update, &sv) && update.delete_set().is_empty() {
+                    return Ok(None);
+                }
+                None
+            }
+            Writer::TextProps(editable) => Some(super::Check { editable: editable.clone(), refused: refused.clone() }),
         };
-        if let Some(reason) = refusal {
+        let limit = self.state.rooms.limits.max_document_bytes;
+        if self.room.size_bytes().saturating_add(data.len()) > limit {
             UPDATES_TOTAL.with_label_values(&["rejected"]).inc();
-            self.refusals += 1;
-            let event = Event::new("workflow.update", Outcome::Denied, Actor::of(&self.auth), &self.origin)
-                .project(&self.room.project_id)
-                .target("workflow", &self.room.project_id)
-                .intent(json!({"reason": reason, "bytes": data.len()}));
-            if let Err(e) = audit::record_alone(&self.state.db, event).await {
-                tracing::warn!(event_type = "audit_failed", error = %e, "could not record a refused workflow update");
-            }
-            if self.refusals >= MAX_REFUSALS {
-                return Err(End::Error(4403, "too many refused updates".into()));
-            }
-            // y-protocols' "permission denied": clients drop their copy and sync again.
-            return Ok(Some(Message::Auth(Some(reason)).encode_v1()));
+            let reason = format!("the workflow document reached its size limit ({limit} bytes)");
+            return self.refused(reason).await.map(Some);
         }
         let pending = Pending {
             data,
@@ -484,9 +522,44 @@ impl Connection {
             close: close.clone(),
             arrived: Instant::now(),
             done: None,
+            check,
         };
         self.room.submit(pending).await.map_err(|e| End::Error(1012, e.to_string()))?;
         Ok(None)
+    }
+
+    /// One of this connection's updates was refused: audit it (the first one at once, later
+    /// ones as a count when the connection ends), close a connection that keeps sending them,
+    /// and tell the client (y-protocols' "permission denied": clients drop their copy and sync
+    /// again).
+    async fn refused(&mut self, reason: String) -> Result<Vec<u8>, End> {
+        self.refusals += 1;
+        if self.refusals == 1 {
+            self.audit_refusal(&reason, 1).await;
+        } else {
+            let (n, last) = self.unaudited.get_or_insert((0, String::new()));
+            *n += 1;
+            last.clone_from(&reason);
+        }
+        if self.refusals >= MAX_REFUSALS {
+            return Err(End::Error(4403, "too many refused updates".into()));
+        }
+        Ok(Message::Auth(Some(reason)).encode_v1())
+    }
+
+    async fn audit_refusal(&self, reason: &str, count: u32) {
+        let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+        let mut intent = json!({"reason": reason});
+        if count > 1 {
+            intent["count"] = json!(count);
+        }
+        let event = Event::new("workflow.update", Outcome::Denied, Actor::of(&self.auth), &self.origin)
+            .project(&self.room.project_id)
+            .target("workflow", &self.room.project_id)
+            .intent(intent);
+        if let Err(e) = audit::record_alone(&self.state.db, event).await {
+            tracing::warn!(event_type = "audit_failed", error = %e, "could not record a refused workflow update");
+        }
     }
 
     /// Presence: apply and pass on, within the rate and size limits.

@@ -1,0 +1,292 @@
+//! A reader of Yjs v1 updates down to their structs: which item each update inserts, where
+//! (parent type, map key, neighbours) and with what content, and which ids it deletes.
+//!
+//! yrs integrates updates but does not expose their items, so the permission filter reads the
+//! bytes itself. The format is Yjs' update encoding v1 (lib0 varints; `Item.write` /
+//! `readClientsStructRefs` in yjs `src/structs/Item.js`, `src/utils/encoding.js`): per client a
+//! run of structs (GC, Skip or Item: info byte, origins, parent, parent key, content), then the
+//! delete set. Every read is bounds-checked; malformed bytes are an `Err`, never a panic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use yrs::Any;
+use yrs::encoding::read::Read;
+use yrs::updates::decoder::{Decoder, DecoderV1};
+use yrs::{ClientID, ID};
+
+/// Type refs (yjs `YArrayRefID` …) of shared types an item may hold.
+pub mod type_ref {
+    pub const ARRAY: u8 = 0;
+    pub const MAP: u8 = 1;
+}
+
+/// Where an item says it lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parent {
+    /// A root type, by name.
+    Root(Arc<str>),
+    /// The type held by the item with this id.
+    Item(ID),
+    /// Not written: the same as its left (origin) or right neighbour's.
+    Inherited,
+}
+
+/// What an item holds (the parts the filter looks at).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// A tombstone of `len` units.
+    Deleted,
+    /// Values set through `map.set` / `array.insert` (lib0 `Any`).
+    Any(Vec<Any>),
+    /// A nested shared type (`type_ref`).
+    Type(u8),
+    /// Characters of a text type.
+    String,
+    /// Anything else: legacy JSON, binary, embeds, formatting, sub-documents, moves.
+    Other(u8),
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: ID,
+    pub len: u32,
+    pub origin: Option<ID>,
+    pub right_origin: Option<ID>,
+    pub parent: Parent,
+    pub parent_sub: Option<Arc<str>>,
+    pub content: Content,
+}
+
+/// One struct of an update.
+#[derive(Debug, Clone)]
+pub enum Struct {
+    Item(Item),
+    /// Garbage-collected range (content and position forgotten).
+    Gc {
+        id: ID,
+        len: u32,
+    },
+}
+
+impl Struct {
+    pub fn id(&self) -> ID {
+        match self {
+            Struct::Item(i) => i.id,
+            Struct::Gc { id, .. } => *id,
+        }
+    }
+
+    pub fn clocks(&self) -> u32 {
+        match self {
+            Struct::Item(i) => i.len,
+            Struct::Gc { len, .. } => *len,
+        }
+    }
+}
+
+/// A decoded update.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Structs by client, in clock order (skips left out).
+    pub structs: HashMap<ClientID, Vec<Struct>>,
+    /// Deleted ranges: client → (clock, len).
+    pub deletes: HashMap<ClientID, Vec<(u32, u32)>>,
+}
+
+/// Limits that keep a hostile update from costing more than its size.
+const MAX_COUNT: u32 = 1 << 24;
+
+fn err(what: &str) -> String {
+    format!("malformed update: {what}")
+}
+
+fn count(n: u32, what: &str) -> Result<u32, String> {
+    if n > MAX_COUNT { Err(err(what)) } else { Ok(n) }
+}
+
+/// Read a v1 update.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+    let mut d = DecoderV1::from(bytes);
+    let mut out = Decoded::default();
+    let clients: u32 = d.read_var().map_err(|_| err("client count"))?;
+    for _ in 0..count(clients, "client count")? {
+        let n: u32 = d.read_var().map_err(|_| err("struct count"))?;
+        let client = d.read_client().map_err(|_| err("client id"))?;
+        let mut clock: u32 = d.read_var().map_err(|_| err("clock"))?;
+        let list = out.structs.entry(client).or_default();
+        for _ in 0..count(n, "struct count")? {
+            let info = d.read_info().map_err(|_| err("struct info"))?;
+            let id = ID::new(client, clock);
+            let len = match info {
+                0 => {
+                    let len = d.read_len().map_err(|_| err("gc length"))?;
+                    list.push(Struct::Gc { id, len });
+                    len
+                }
+                10 => d.read_var::<u32>().map_err(|_| err("skip length"))?,
+                _ => {
+                    let item = read_item(&mut d, id, info)?;
+                    let len = item.len;
+                    list.push(Struct::Item(item));
+                    len
+                }
+            };
+            if len == 0 {
+                return Err(err("empty struct"));
+            }
+            clock = clock.checked_add(len).ok_or_else(|| err("clock overflow"))?;
+        }
+    }
+    let ds_clients: u32 = d.read_var().map_err(|_| err("delete set"))?;
+    for _ in 0..count(ds_clients, "delete set")? {
+        let client = d.read_client().map_err(|_| err("delete set client"))?;
+        let ranges: u32 = d.read_var().map_err(|_| err("delete set ranges"))?;
+        let list = out.deletes.entry(client).or_default();
+        for _ in 0..count(ranges, "delete set ranges")? {
+            let clock = d.read_ds_clock().map_err(|_| err("delete set clock"))?;
+            let len = d.read_ds_len().map_err(|_| err("delete set length"))?;
+            clock.checked_add(len).ok_or_else(|| err("delete set overflow"))?;
+            if len > 0 {
+                list.push((clock, len));
+            }
+        }
+    }
+    if !d.read_to_end().map_err(|_| err("trailing bytes"))?.is_empty() {
+        return Err(err("trailing bytes"));
+    }
+    Ok(out)
+}
+
+fn read_item(d: &mut DecoderV1<'_>, id: ID, info: u8) -> Result<Item, String> {
+    const HAS_ORIGIN: u8 = 0x80;
+    const HAS_RIGHT_ORIGIN: u8 = 0x40;
+    const HAS_PARENT_SUB: u8 = 0x20;
+    let origin = if info & HAS_ORIGIN != 0 { Some(d.read_left_id().map_err(|_| err("origin"))?) } else { None };
+    let right_origin =
+        if info & HAS_RIGHT_ORIGIN != 0 { Some(d.read_right_id().map_err(|_| err("right origin"))?) } else { None };
+    let explicit_parent = info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0;
+    let mut parent = Parent::Inherited;
+    let mut parent_sub = None;
+    if explicit_parent {
+        let named = d.read_parent_info().map_err(|_| err("parent"))?;
+        parent = if named {
+            Parent::Root(Arc::from(d.read_string().map_err(|_| err("root name"))?))
+        } else {
+            Parent::Item(d.read_left_id().map_err(|_| err("parent id"))?)
+        };
+        if info & HAS_PARENT_SUB != 0 {
+            parent_sub = Some(Arc::from(d.read_string().map_err(|_| err("parent key"))?));
+        }
+    }
+    let (content, len) = match info & 0x1f {
+        1 => (Content::Deleted, d.read_len().map_err(|_| err("deleted length"))?),
+        2 => {
+            let n = count(d.read_len().map_err(|_| err("json length"))?, "json length")?;
+            for _ in 0..n {
+                d.read_string().map_err(|_| err("json"))?;
+            }
+            (Content::Other(2), n)
+        }
+        3 => {
+            d.read_buf().map_err(|_| err("binary"))?;
+            (Content::Other(3), 1)
+        }
+        4 => {
+            let s = d.read_string().map_err(|_| err("string"))?;
+            (Content::String, s.encode_utf16().count() as u32)
+        }
+        5 => {
+            d.read_json().map_err(|_| err("embed"))?;
+            (Content::Other(5), 1)
+        }
+        6 => {
+            d.read_key().map_err(|_| err("format key"))?;
+            d.read_json().map_err(|_| err("format value"))?;
+            (Content::Other(6), 1)
+        }
+        7 => {
+            let type_ref = d.read_type_ref().map_err(|_| err("type"))?;
+            // XmlElement and XmlHook carry a name.
+            if type_ref == 3 || type_ref == 5 {
+                d.read_key().map_err(|_| err("type name"))?;
+            }
+            (Content::Type(type_ref), 1)
+        }
+        8 => {
+            let n = count(d.read_len().map_err(|_| err("any length"))?, "any length")?;
+            let mut values = Vec::with_capacity(n.min(1024) as usize);
+            for _ in 0..n {
+                values.push(d.read_any().map_err(|_| err("any value"))?);
+            }
+            (Content::Any(values), n)
+        }
+        9 => {
+            d.read_string().map_err(|_| err("doc guid"))?;
+            d.read_any().map_err(|_| err("doc options"))?;
+            (Content::Other(9), 1)
+        }
+        // Moves (yrs) and anything newer: their encoding is not something a restricted writer
+        // needs, so the reader stops here and the caller refuses the update.
+        other => return Err(format!("unsupported content type {other}")),
+    };
+    Ok(Item { id, len, origin, right_origin, parent, parent_sub, content })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yrs::{Array, ArrayPrelim, Doc, Map, MapPrelim, ReadTxn, StateVector, Text, Transact};
+
+    #[test]
+    fn reads_what_yrs_writes() {
+        let doc = Doc::with_client_id(7);
+        let screens = doc.get_or_insert_map("screens");
+        let edges = doc.get_or_insert_array("edges");
+        let text = doc.get_or_insert_text("notes");
+        {
+            let mut txn = doc.transact_mut();
+            let s = screens.insert(&mut txn, "s1", MapPrelim::default());
+            s.insert(&mut txn, "name", "Home");
+            s.insert(&mut txn, "name", "Start");
+            let children = s.insert(&mut txn, "children", ArrayPrelim::default());
+            children.push_back(&mut txn, "x");
+            edges.push_back(&mut txn, 1);
+            text.insert(&mut txn, 0, "héllo");
+        }
+        let bytes = doc.transact().encode_state_as_update_v1(&StateVector::default());
+        let d = decode(&bytes).unwrap();
+        let items: Vec<&Item> = d.structs[&ClientID::new(7)]
+            .iter()
+            .filter_map(|s| match s {
+                Struct::Item(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        assert!(items.iter().any(|i| i.parent == Parent::Root("screens".into())
+            && i.parent_sub.as_deref() == Some("s1")
+            && i.content == Content::Type(type_ref::MAP)));
+        assert!(items.iter().any(|i| i.content == Content::String && i.len == 5));
+        assert!(items.iter().any(|i| i.content == Content::Any(vec![Any::from("Start")])));
+        // "Home" was overwritten: its id is in the delete set.
+        assert!(!d.deletes[&ClientID::new(7)].is_empty());
+        // Whole-state clocks add up to the state vector.
+        let total: u32 = d.structs[&ClientID::new(7)].iter().map(Struct::clocks).sum();
+        assert_eq!(total, doc.transact().state_vector().get(&ClientID::new(7)));
+    }
+
+    #[test]
+    fn malformed_bytes_are_errors() {
+        let doc = Doc::with_client_id(3);
+        let m = doc.get_or_insert_map("screens");
+        m.insert(&mut doc.transact_mut(), "a", "b");
+        let bytes = doc.transact().encode_state_as_update_v1(&StateVector::default());
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode(&trailing).is_err());
+        assert!(decode(&[0xff; 12]).is_err());
+    }
+}
