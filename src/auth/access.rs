@@ -16,8 +16,12 @@
 //! | EditSpecs        | ✓     |         | ✓     |          |        |        |                      |
 //! | Comment          | ✓     |         | ✓     | ✓        | ✓      |        |                      |
 //! | MergeChanges     | ✓     |         | ✓     |          |        |        |                      |
+//! | EditWorkflow     | ✓     |         | ✓     |          |        |        |                      |
+//! | EditWorkflowText | ✓     |         | ✓     |          | ✓      |        |                      |
 //! | SetQuota         | ✓     |         |       |          |        |        |                      |
 //! | SetAuditRetention| ✓     |         |       |          |        |        |                      |
+//!
+//! An org Auditor holds no capability that writes, whatever project role they were given.
 //!
 //! Callers who may not even see a project get "not found", not "forbidden", so private project
 //! names and ids do not leak. An archived project is read-only: only ManageSettings (to restore
@@ -114,10 +118,12 @@ pub trait Capability {
     fn allowed(org: OrgRole, role: Option<ProjectRole>) -> bool;
     /// Granted on archived projects too.
     const ON_ARCHIVED: bool = false;
+    /// Changes something (an org Auditor never holds it, whatever their project role).
+    const WRITES: bool = true;
 }
 
 macro_rules! capability {
-    ($(#[$doc:meta])* $name:ident, $label:literal, |$org:ident, $role:ident| $rule:expr $(, archived = $arch:literal)?) => {
+    ($(#[$doc:meta])* $name:ident, $label:literal, |$org:ident, $role:ident| $rule:expr $(, archived = $arch:literal)? $(, writes = $writes:literal)?) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name;
@@ -127,12 +133,13 @@ macro_rules! capability {
                 $rule
             }
             $(const ON_ARCHIVED: bool = $arch;)?
+            $(const WRITES: bool = $writes;)?
         }
     };
 }
 
 capability!(/// Read the project, its members and its components.
-    View, "view", |_org, _role| true, archived = true);
+    View, "view", |_org, _role| true, archived = true, writes = false);
 capability!(/// Re-read the repository into Arno's cache.
     Scan, "scan", |org, role| org == OrgRole::Admin || matches!(role, Some(ProjectRole::Maker | ProjectRole::Frontend)));
 capability!(/// Add, change and remove members.
@@ -148,6 +155,12 @@ capability!(/// Comment on specs: start threads, reply, resolve and reopen.
         || matches!(role, Some(ProjectRole::Maker | ProjectRole::Frontend | ProjectRole::Editor)));
 capability!(/// Merge or close change requests (session branches into the default branch).
     MergeChanges, "merge_changes", |org, role| org == OrgRole::Admin || role == Some(ProjectRole::Maker));
+capability!(/// Change anything in the workflow document (screens, instances, edges); take and
+    /// restore its snapshots.
+    EditWorkflow, "edit_workflow", |org, role| org == OrgRole::Admin || role == Some(ProjectRole::Maker));
+capability!(/// Change the text of `textEditable` props in the workflow document (Editors).
+    EditWorkflowText, "edit_workflow_text", |org, role| org == OrgRole::Admin
+        || matches!(role, Some(ProjectRole::Maker | ProjectRole::Editor)));
 capability!(/// Change the project's size limit.
     SetQuota, "set_quota", |org, _role| org == OrgRole::Admin, archived = true);
 capability!(/// Keep the project's audit records longer than the instance does.
@@ -194,6 +207,13 @@ pub fn decide<C: Capability>(user: &User, facts: &ProjectFacts) -> Result<Grant<
     if !sees {
         return Err(Refusal::Hidden);
     }
+    // Auditors read and export; a project role given to one does not make them a writer.
+    if user.org_role == OrgRole::Auditor && C::WRITES {
+        return Err(Refusal::Forbidden(format!(
+            "an Auditor reads and exports but may not {} (whatever their project role)",
+            C::NAME.replace('_', " ")
+        )));
+    }
     if !C::allowed(user.org_role, facts.role) {
         let who = facts.role.map_or("a visitor".to_owned(), |r| format!("the {} role", r.label()));
         return Err(Refusal::Forbidden(format!("{who} may not {} in this project", C::NAME.replace('_', " "))));
@@ -207,6 +227,11 @@ pub fn decide<C: Capability>(user: &User, facts: &ProjectFacts) -> Result<Grant<
         user_id: user.id.clone(),
         _capability: PhantomData,
     })
+}
+
+/// Whether `user` holds `C` (for what a page offers; the action itself asks [`decide`]).
+pub fn holds<C: Capability>(user: &User, facts: &ProjectFacts) -> bool {
+    decide::<C>(user, facts).is_ok()
 }
 
 /// Who may create projects: everyone but Auditors (a read-only role).
@@ -255,6 +280,14 @@ mod tests {
         assert!(decide::<View>(&user(OrgRole::Auditor), &private).is_ok());
         assert!(decide::<Scan>(&user(OrgRole::Auditor), &private).is_err());
         assert!(decide::<SetQuota>(&user(OrgRole::Admin), &private).is_ok());
+        // An Auditor given the Maker role still only reads.
+        let auditor = user(OrgRole::Auditor);
+        let as_maker = facts(Visibility::Private, Some(Maker), false);
+        assert!(decide::<View>(&auditor, &as_maker).is_ok());
+        assert!(decide::<EditSpecs>(&auditor, &as_maker).is_err());
+        assert!(decide::<EditWorkflow>(&auditor, &as_maker).is_err());
+        assert!(decide::<MergeChanges>(&auditor, &as_maker).is_err());
+        assert!(decide::<Comment>(&auditor, &as_maker).is_err());
         let archived = facts(Visibility::Private, Some(Maker), true);
         assert!(matches!(decide::<Setup>(&member, &archived), Err(Refusal::Forbidden(m)) if m.contains("archived")));
         assert!(decide::<ManageSettings>(&member, &archived).is_ok());

@@ -20,7 +20,7 @@ use super::{Room, filter};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::auth::ApiUser;
-use crate::auth::access::{EditSpecs, View};
+use crate::auth::access::{EditWorkflow, View};
 use crate::db::{now_ms, rfc3339};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::RequestContext;
@@ -285,7 +285,7 @@ pub async fn create(
 ) -> AppResult<Response> {
     let origin = Origin::from(&ctx);
     let (project, _) =
-        crate::projects::authorize::<EditSpecs>(&state.db, &auth, &origin, &id, "workflow.snapshot").await?;
+        crate::projects::authorize::<EditWorkflow>(&state.db, &auth, &origin, &id, "workflow.snapshot").await?;
     let label = body.label.trim();
     if label.is_empty() || label.chars().count() > 200 {
         return Err(AppError::field("label", "1 to 200 characters"));
@@ -345,7 +345,7 @@ pub async fn restore(
 ) -> AppResult<Json<Changes>> {
     let origin = Origin::from(&ctx);
     let (project, _) =
-        crate::projects::authorize::<EditSpecs>(&state.db, &auth, &origin, &id, "workflow.restore").await?;
+        crate::projects::authorize::<EditWorkflow>(&state.db, &auth, &origin, &id, "workflow.restore").await?;
     let target = content_of(&state, &project.id, &snapshot_id).await?;
     let room: Arc<Room> = state.rooms.open(&project.id).await?;
     let (current, state_now) = {

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::audit::Origin;
-use crate::auth::access::{ProjectRole, View};
-use crate::auth::{ApiUser, OrgRole, PageUser};
+use crate::auth::access::View;
+use crate::auth::{ApiUser, PageUser};
 use crate::error::AppResult;
 use crate::http::RequestContext;
 use crate::projects::model::{Project, ProjectState};
@@ -100,8 +100,10 @@ async fn shell(
     let role = grant.role();
     // What the page offers; the server checks every update again (ws.rs, filter.rs).
     let writable = project.state != ProjectState::Archived;
-    let can_edit = writable && (auth.user.org_role == OrgRole::Admin || role == Some(ProjectRole::Maker));
-    let can_edit_text = writable && (can_edit || role == Some(ProjectRole::Editor));
+    let facts = project.facts(role);
+    let can_edit = writable && crate::auth::access::holds::<crate::auth::access::EditWorkflow>(&auth.user, &facts);
+    let can_edit_text =
+        writable && crate::auth::access::holds::<crate::auth::access::EditWorkflowText>(&auth.user, &facts);
     let described = components(state, &project).await?;
     let options = described
         .iter()

@@ -27,8 +27,8 @@ use super::filter::{self, Writer};
 use super::{Pending, Room, UPDATES_TOTAL};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
-use crate::auth::access::{ProjectRole, View};
-use crate::auth::{ApiUser, AuthMethod, Authenticated, OrgRole};
+use crate::auth::access::{self, EditWorkflow, EditWorkflowText, ProjectRole, View};
+use crate::auth::{ApiUser, AuthMethod, Authenticated};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::RequestContext;
 use crate::projects::store as project_store;
@@ -173,14 +173,13 @@ async fn writer_for(
         let mut conn = state.db.pool().acquire().await?;
         project_store::find(&mut conn, project_id).await?.ok_or(AppError::NotFound)?
     };
-    if project.state == crate::projects::model::ProjectState::Archived {
-        return Ok(Writer::Archived);
-    }
-    if auth.user.org_role == OrgRole::Admin || role == Some(ProjectRole::Maker) {
+    let facts = project.facts(role);
+    if access::holds::<EditWorkflow>(&auth.user, &facts) {
         return Ok(Writer::Full);
     }
-    if role != Some(ProjectRole::Editor) {
-        return Ok(Writer::ReadOnly);
+    if !access::holds::<EditWorkflowText>(&auth.user, &facts) {
+        let archived = project.state == crate::projects::model::ProjectState::Archived;
+        return Ok(if archived { Writer::Archived } else { Writer::ReadOnly });
     }
     let rows = {
         let mut conn = state.db.pool().acquire().await?;

@@ -2,4 +2,5 @@
 //! does what a hostile user would and asserts that it no longer works; each was written to fail
 //! on the code before its fix.
 
+mod auditor;
 mod workflow_filter;
