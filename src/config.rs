@@ -84,6 +84,7 @@ const SETTINGS: &[Setting] = &[
     s("session.absolute_timeout", "ARNO_SESSION_ABSOLUTE_TIMEOUT"),
     s("login.max_failures_per_account", "ARNO_LOGIN_MAX_FAILURES_PER_ACCOUNT"),
     s("login.max_failures_per_ip", "ARNO_LOGIN_MAX_FAILURES_PER_IP"),
+    s("login.max_failures_account_wide", "ARNO_LOGIN_MAX_FAILURES_ACCOUNT_WIDE"),
     s("trusted_proxies", "ARNO_TRUSTED_PROXIES"),
     s("max_body_bytes", "ARNO_MAX_BODY_BYTES"),
     s("shutdown_timeout", "ARNO_SHUTDOWN_TIMEOUT"),
@@ -142,8 +143,13 @@ pub struct Config {
     pub log: String,
     pub session_idle_timeout: Duration,
     pub session_absolute_timeout: Duration,
+    /// Failed sign-ins for one account from one client address (the pair) before it waits.
     pub login_max_failures_per_account: u32,
+    /// Failed sign-ins from one client address, whatever the accounts.
     pub login_max_failures_per_ip: u32,
+    /// Failed sign-ins for one account from all addresses together: a backstop far above the
+    /// pair limit, so one guesser cannot keep the owner out (see auth/throttle.rs).
+    pub login_max_failures_account_wide: u32,
     /// Peers whose `X-Forwarded-For` is believed (a load balancer, an ingress).
     pub trusted_proxies: Vec<IpNet>,
     pub max_body_bytes: usize,
@@ -407,6 +413,7 @@ fn effective_default(key: &str, c: &Config) -> String {
         "session.absolute_timeout" => humantime::format_duration(c.session_absolute_timeout).to_string(),
         "login.max_failures_per_account" => c.login_max_failures_per_account.to_string(),
         "login.max_failures_per_ip" => c.login_max_failures_per_ip.to_string(),
+        "login.max_failures_account_wide" => c.login_max_failures_account_wide.to_string(),
         "max_body_bytes" => c.max_body_bytes.to_string(),
         "shutdown_timeout" => humantime::format_duration(c.shutdown_timeout).to_string(),
         "audit.retention" => humantime::format_duration(c.audit_retention).to_string(),
@@ -573,10 +580,26 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         return Err(err(name("audit.retention"), "must be at least 1 day"));
     }
 
-    let login_max_failures_per_account = parse_num(get("login.max_failures_per_account"), 5, 1, 1000)
+    let login_max_failures_per_account: u32 = parse_num(get("login.max_failures_per_account"), 5, 1, 1000)
         .map_err(|m| err(name("login.max_failures_per_account"), m))?;
     let login_max_failures_per_ip = parse_num(get("login.max_failures_per_ip"), 30, 1, 100_000)
         .map_err(|m| err(name("login.max_failures_per_ip"), m))?;
+    let login_max_failures_account_wide = parse_num(
+        get("login.max_failures_account_wide"),
+        login_max_failures_per_account.saturating_mul(10),
+        1,
+        1_000_000,
+    )
+    .map_err(|m| err(name("login.max_failures_account_wide"), m))?;
+    if login_max_failures_account_wide < login_max_failures_per_account {
+        return Err(err(
+            name("login.max_failures_account_wide"),
+            format!(
+                "must be at least login.max_failures_per_account ({login_max_failures_per_account}); \
+                 a lower account-wide limit lets anyone keep the account's owner out"
+            ),
+        ));
+    }
     let max_body_bytes = parse_num(get("max_body_bytes"), 10 * 1024 * 1024, 1024, 1 << 30)
         .map_err(|m| err(name("max_body_bytes"), m))?;
 
@@ -662,6 +685,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         session_absolute_timeout,
         login_max_failures_per_account,
         login_max_failures_per_ip,
+        login_max_failures_account_wide,
         trusted_proxies,
         max_body_bytes,
         shutdown_timeout,
@@ -792,6 +816,19 @@ mod tests {
         assert_eq!(c.session_absolute_timeout, Duration::from_secs(7 * 86400));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         assert!(c.secret_key.is_none());
+        let login = (c.login_max_failures_per_account, c.login_max_failures_per_ip, c.login_max_failures_account_wide);
+        assert_eq!(login, (5, 30, 50));
+    }
+
+    #[test]
+    fn the_account_wide_sign_in_backstop_follows_the_pair_limit_unless_set() {
+        let load = |pairs: &[(&str, &str)]| Config::load(&env(pairs)).unwrap().config;
+        let c = load(&[("ARNO_LOGIN_MAX_FAILURES_PER_ACCOUNT", "3")]);
+        assert_eq!((c.login_max_failures_per_account, c.login_max_failures_account_wide), (3, 30));
+        let c = load(&[("ARNO_LOGIN_MAX_FAILURES_PER_ACCOUNT", "3"), ("ARNO_LOGIN_MAX_FAILURES_ACCOUNT_WIDE", "200")]);
+        assert_eq!(c.login_max_failures_account_wide, 200);
+        let c = load(&[("ARNO_LOGIN_MAX_FAILURES_PER_ACCOUNT", "1000")]);
+        assert_eq!(c.login_max_failures_account_wide, 10_000);
     }
 
     #[test]
@@ -882,6 +919,8 @@ mod tests {
             (&[("ARNO_SESSION_IDLE_TIMEOUT", "30d")], "ARNO_SESSION_IDLE_TIMEOUT"),
             (&[("ARNO_LOG", "info,[")], "ARNO_LOG"),
             (&[("ARNO_MAX_BODY_BYTES", "ten")], "ARNO_MAX_BODY_BYTES"),
+            (&[("ARNO_LOGIN_MAX_FAILURES_ACCOUNT_WIDE", "4")], "ARNO_LOGIN_MAX_FAILURES_ACCOUNT_WIDE"),
+            (&[("ARNO_LOGIN_MAX_FAILURES_ACCOUNT_WIDE", "0")], "ARNO_LOGIN_MAX_FAILURES_ACCOUNT_WIDE"),
             (&[("ARNO_TRUSTED_PROXIES", "10.0.0.0/99")], "ARNO_TRUSTED_PROXIES"),
             (&[("ARNO_AUDIT_RETENTION", "1h")], "ARNO_AUDIT_RETENTION"),
             (&[("ARNO_AUDIT_STREAM_URLS", "ftp://siem")], "ARNO_AUDIT_STREAM_URLS"),

@@ -172,13 +172,15 @@ impl IntoResponse for AppError {
             }
         };
         if let Some(ms) = retry_after_ms {
-            let secs = ms.div_ceil(1000).max(1);
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            response.headers_mut().insert(header::RETRY_AFTER, retry_after(ms));
         }
         response
     }
+}
+
+/// `Retry-After` in whole seconds (RFC 9110 §10.2.3), rounded up, at least 1.
+pub fn retry_after(ms: u64) -> HeaderValue {
+    HeaderValue::from(ms.div_ceil(1000).max(1))
 }
 
 #[cfg(test)]

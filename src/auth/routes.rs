@@ -148,17 +148,13 @@ pub async fn login(
         return Err(AppError::forbidden("password sign-in is turned off on this server; use single sign-on"));
     }
     let email = users::normalize_email(&form.email).unwrap_or_else(|_| form.email.trim().to_lowercase());
-    let ip = ctx.client_ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into());
-    let keys = [
-        throttle::ip_key(&ip, config.login_max_failures_per_ip),
-        throttle::account_key(&state.keys.throttle, &email, config.login_max_failures_per_account),
-    ];
+    let limits = throttle::SignInLimits::from_config(config);
+    let keys = throttle::SignInKeys::new(&state.keys.throttle, &email, ctx.client_ip, limits);
     let origin = Origin::from(&ctx);
-    let denied = |reason: &'static str, target: Option<String>| {
+    let denied = |intent: serde_json::Value, target: Option<String>| {
         let origin = &origin;
         let db = &state.db;
         async move {
-            let intent = serde_json::json!({"method": "password", "reason": reason});
             let mut event = Event::new("auth.login", Outcome::Denied, Actor::Anonymous, origin).intent(intent);
             if let Some(id) = target.as_deref() {
                 event = event.target("user", id);
@@ -166,11 +162,21 @@ pub async fn login(
             audit::record_alone(db, event).await
         }
     };
-    if let Some(retry_after_ms) = throttle::blocked_for(&state.db, &keys).await? {
+    // Checked before the account is looked up, and alike for e-mail addresses without one, so a
+    // refusal says nothing about which accounts exist. A refused attempt is not counted.
+    if let Some(blocked) = throttle::sign_in_blocked(&state.db, &keys).await? {
+        let scope = blocked.scope.as_str();
         state.metrics.login_failures_total.with_label_values(&["throttled"]).inc();
-        tracing::warn!(event_type = "login_throttled", "sign-in attempt refused while throttled");
-        denied("throttled", None).await?;
-        return Err(AppError::RateLimited { retry_after_ms });
+        tracing::warn!(event_type = "login_throttled", limit = scope, "sign-in attempt refused while throttled");
+        denied(serde_json::json!({"method": "password", "reason": "throttled", "limit": scope}), None).await?;
+        if ctx.wants_json {
+            return Err(AppError::RateLimited { retry_after_ms: blocked.retry_after_ms });
+        }
+        let message = throttled_message(blocked);
+        let page = login_page(&state, &headers, StatusCode::TOO_MANY_REQUESTS, Some(message), form.email, form.next);
+        let mut response = page.await?;
+        response.headers_mut().insert(header::RETRY_AFTER, crate::error::retry_after(blocked.retry_after_ms));
+        return Ok(response);
     }
 
     let found = {
@@ -184,20 +190,51 @@ pub async fn login(
     let verified = password::verify(form.password, stored).await;
     let known_id = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|_| verified) else {
-        throttle::record_failure(&state.db, &keys).await?;
-        denied("bad_credentials", known_id).await?;
+        throttle::record_failure(&state.db, keys.keys()).await?;
+        denied(serde_json::json!({"method": "password", "reason": "bad_credentials"}), known_id).await?;
         state.metrics.login_failures_total.with_label_values(&["bad_credentials"]).inc();
         tracing::info!(event_type = "login_failed", "sign-in failed");
         // One message whether the account exists or not.
         let message = "Incorrect e-mail address or password.".to_owned();
         return login_page(&state, &headers, StatusCode::UNAUTHORIZED, Some(message), form.email, form.next).await;
     };
-    throttle::record_success(&state.db, &keys[1]).await?;
+    throttle::record_success(&state.db, keys.pair()).await?;
     let cookie = start_session(&state, &ctx, &headers, &user.id, "password").await?;
     tracing::Span::current().record("user_id", user.id.as_str());
     tracing::info!(event_type = "login_succeeded", "signed in");
     let response = Redirect::to(safe_next(&form.next)).into_response();
     Ok(with_cookies(response, session_cookies(&state, &cookie)))
+}
+
+/// What the sign-in form says while a limit holds. The same for accounts that do not exist.
+fn throttled_message(blocked: throttle::Blocked) -> String {
+    let wait = wait_text(blocked.retry_after_ms);
+    match blocked.scope {
+        throttle::Scope::AccountAddress => format!(
+            "Too many failed sign-in attempts for this e-mail address from your network. \
+             Please wait {wait} before trying again."
+        ),
+        throttle::Scope::Address => {
+            format!("Too many failed sign-in attempts from your network. Please wait {wait} before trying again.")
+        }
+        throttle::Scope::Account => format!(
+            "Too many failed sign-in attempts for this e-mail address, from many places. Sign-in for it \
+             is paused for {wait} to protect it; if this keeps happening, tell your administrator."
+        ),
+    }
+}
+
+/// `30 seconds`, `1 minute`, `15 minutes`: rounded up.
+fn wait_text(ms: u64) -> String {
+    let secs = ms.div_ceil(1000).max(1);
+    match secs {
+        1 => "1 second".to_owned(),
+        2..60 => format!("{secs} seconds"),
+        _ => match secs.div_ceil(60) {
+            1 => "1 minute".to_owned(),
+            m => format!("{m} minutes"),
+        },
+    }
 }
 
 /// Replace any session the browser had with a new one (a fresh id on every sign-in), and audit
@@ -492,4 +529,28 @@ pub async fn revoke_token(
     }
     tracing::info!(event_type = "token_revoked", token_id = %id, "API token revoked");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_told_in_rounded_up_seconds_or_minutes() {
+        assert_eq!(wait_text(0), "1 second");
+        assert_eq!(wait_text(1_001), "2 seconds");
+        assert_eq!(wait_text(30_000), "30 seconds");
+        assert_eq!(wait_text(60_000), "1 minute");
+        assert_eq!(wait_text(60_001), "2 minutes");
+        assert_eq!(wait_text(15 * 60 * 1000), "15 minutes");
+    }
+
+    #[test]
+    fn throttled_messages_name_the_wait_and_never_an_account() {
+        for scope in [throttle::Scope::AccountAddress, throttle::Scope::Address, throttle::Scope::Account] {
+            let m = throttled_message(throttle::Blocked { scope, retry_after_ms: 120_000 });
+            assert!(m.starts_with("Too many failed sign-in attempts") && m.contains("2 minutes"), "{m}");
+            assert!(!m.to_lowercase().contains("account"), "{m}");
+        }
+    }
 }

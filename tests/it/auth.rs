@@ -77,18 +77,25 @@ async fn login_redirects_only_to_local_paths() {
 }
 
 #[tokio::test]
-async fn repeated_failures_are_throttled_per_account() {
-    let app = TestApp::start_with(&[("ARNO_LOGIN_MAX_FAILURES_PER_ACCOUNT", "3")]).await;
+async fn repeated_failures_are_throttled_per_account_and_address() {
+    // Behind a trusted proxy on 127.0.0.1, so a request can also come from elsewhere; requests
+    // without `X-Forwarded-For` come from 127.0.0.1 itself.
+    let app =
+        TestApp::start_with(&[("ARNO_LOGIN_MAX_FAILURES_PER_ACCOUNT", "3"), ("ARNO_TRUSTED_PROXIES", "127.0.0.1")])
+            .await;
     app.create_admin().await;
     let mut b = Browser::new(&app.base);
     for _ in 0..3 {
         assert_eq!(b.login(ADMIN_EMAIL, "wrong password!").await.status, StatusCode::UNAUTHORIZED);
     }
-    // Now even the right password waits: 429 with Retry-After, as HTML for the form …
+    // Now even the right password waits from here: 429 with Retry-After, and the form says so …
     let blocked = b.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = blocked.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=30).contains(&retry), "{retry}");
+    let message = blocked.select_text("#login-error").expect("the form explains the wait");
+    assert!(message.starts_with("Too many failed sign-in attempts") && message.contains("seconds"), "{message}");
+    assert!(blocked.select_attr("input[name=email]", "value").as_deref() == Some(ADMIN_EMAIL));
     // … and as the JSON error contract for clients that ask for it.
     let csrf = b.get("/login").await.csrf();
     let json = b
@@ -103,13 +110,39 @@ async fn repeated_failures_are_throttled_per_account() {
     assert_eq!(body["code"], "rate_limited");
     let ms = body["retry_after_ms"].as_u64().unwrap();
     assert!(ms > 0 && ms <= 30_000, "{ms}");
-    // Another account from the same address is not blocked by this account's failures.
+    // An unknown account is throttled exactly alike: the wait reveals nothing.
+    for _ in 0..3 {
+        assert_eq!(b.login("nobody@example.com", "wrong password!").await.status, StatusCode::UNAUTHORIZED);
+    }
+    let unknown = b.login("nobody@example.com", ADMIN_PASSWORD).await;
+    assert_eq!(unknown.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(unknown.select_text("#login-error"), Some(message));
+    // Another account from the same address is not blocked by this account's failures …
     app.create_user("bob@example.com", "bobs long password", arno::auth::OrgRole::Member).await;
     let mut other = Browser::new(&app.base);
     assert_eq!(other.login("bob@example.com", "bobs long password").await.status, StatusCode::SEE_OTHER);
-    // Temporary, not a lockout: once the block has passed, the right password works.
+    // … nor is this account from another address.
+    let mut elsewhere = Browser::new(&app.base);
+    let csrf =
+        elsewhere.request(Method::GET, "/login", &[("x-forwarded-for", "198.51.100.7")], None, None).await.csrf();
+    let r = elsewhere
+        .post_form_with(
+            "/login",
+            &[("csrf_token", &csrf), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+            &[("x-forwarded-for", "198.51.100.7")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    // Temporary, not a lockout: once the block has passed, the right password works …
     app.exec("UPDATE login_throttle SET blocked_until = 0").await;
     assert_eq!(b.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.status, StatusCode::SEE_OTHER);
+    // … and clears that pair only: the address and account-wide counts stay until they expire.
+    let keys: Vec<(String, i64)> = sqlx::query_as("SELECT key, failures FROM login_throttle ORDER BY key")
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap();
+    let kinds: Vec<(&str, i64)> = keys.iter().map(|(k, n)| (k.split(':').next().unwrap(), *n)).collect();
+    assert_eq!(kinds, [("account", 3), ("account", 3), ("ip", 6), ("pair", 3)], "{keys:?}");
 }
 
 #[tokio::test]
@@ -121,7 +154,11 @@ async fn repeated_failures_are_throttled_per_address() {
         let r = b.login(&format!("guess{i}@example.com"), "whatever password").await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(b.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // The address has used up its failures, whatever the accounts: even the admin waits from here.
+    let blocked = b.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    let message = blocked.select_text("#login-error").unwrap();
+    assert!(message.starts_with("Too many failed sign-in attempts from your network"), "{message}");
     // The throttle table holds no e-mail addresses.
     let keys: Vec<(String,)> =
         sqlx::query_as("SELECT key FROM login_throttle").fetch_all(app.state.db.pool()).await.unwrap();

@@ -137,6 +137,50 @@ async fn throttle_counts_failures_and_blocks_with_backoff() {
 }
 
 #[tokio::test]
+async fn sign_in_throttle_blocks_the_guessers_pair_only_and_forgets() {
+    use arno::auth::throttle::{self, Scope, SignInKeys, SignInLimits};
+    let (db, _dir) = fresh_db().await;
+    let secret = [1u8; 32];
+    let limits = SignInLimits { per_account_address: 2, per_address: 4, account_wide: 6 };
+    let from = |ip: &str| SignInKeys::new(&secret, "ada@example.com", Some(ip.parse().unwrap()), limits);
+    let (attacker, victim) = (from("203.0.113.66"), from("198.51.100.7"));
+    let rows = || async {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM login_throttle").fetch_one(db.pool()).await.unwrap();
+        n
+    };
+    throttle::record_failure(&db, attacker.keys()).await.unwrap();
+    assert_eq!(throttle::sign_in_blocked(&db, &attacker).await.unwrap(), None);
+    throttle::record_failure(&db, attacker.keys()).await.unwrap();
+    let blocked = throttle::sign_in_blocked(&db, &attacker).await.unwrap().unwrap();
+    assert_eq!(blocked.scope, Scope::AccountAddress);
+    assert!(blocked.retry_after_ms > 25_000 && blocked.retry_after_ms <= 30_000, "{blocked:?}");
+    // The same account from another address is not blocked, and checking writes nothing.
+    assert_eq!(throttle::sign_in_blocked(&db, &victim).await.unwrap(), None);
+    assert_eq!(rows().await, 3, "pair, address and account");
+    // The victim's success clears only the victim's pair.
+    throttle::record_success(&db, victim.pair()).await.unwrap();
+    assert_eq!(throttle::sign_in_blocked(&db, &attacker).await.unwrap().map(|b| b.scope), Some(Scope::AccountAddress));
+    // Spread over addresses, the failures reach the account-wide backstop, which holds everywhere.
+    for ip in ["192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.2"] {
+        throttle::record_failure(&db, from(ip).keys()).await.unwrap();
+    }
+    assert_eq!(throttle::sign_in_blocked(&db, &victim).await.unwrap().map(|b| b.scope), Some(Scope::Account));
+    // Time passes (every time held moves an hour back): the sweep forgets everything.
+    db_exec(
+        &db,
+        "UPDATE login_throttle SET window_start = window_start - 3600000, blocked_until = blocked_until - 3600000",
+    )
+    .await;
+    assert_eq!(throttle::sign_in_blocked(&db, &attacker).await.unwrap(), None);
+    throttle::sweep(&db).await.unwrap();
+    assert_eq!(rows().await, 0);
+}
+
+async fn db_exec(db: &Db, sql: &str) {
+    sqlx::query(sql).execute(db.pool()).await.unwrap();
+}
+
+#[tokio::test]
 async fn api_tokens_store_only_hashes() {
     use arno::auth::tokens;
     let (db, _dir) = fresh_db().await;

@@ -3,4 +3,5 @@
 //! on the code before its fix.
 
 mod auditor;
+mod lockout;
 mod workflow_filter;
