@@ -420,6 +420,8 @@ pub async fn revoke_sessions(
         .intent(json!({"sessions": ended}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    // Open live connections (workflow socket, event stream) look at their credential again.
+    state.rooms.access_changed("*").await;
     if id == auth.user.id {
         return Ok(Redirect::to("/login").into_response());
     }
@@ -445,5 +447,7 @@ pub async fn revoke_token(
         .intent(json!({"for_user": id, "via": "console"}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    // Open live connections (workflow socket, event stream) look at their credential again.
+    state.rooms.access_changed("*").await;
     user_page(&state, &auth, &id, Some("Token revoked.".into()), None).await
 }

@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::model::{AuthMethod, Authenticated};
+use super::model::{AuthMethod, Authenticated, Credential};
 use super::{sessions, tokens};
 use crate::app::AppState;
 use crate::error::AppError;
@@ -40,7 +40,42 @@ async fn from_session(parts: &Parts, state: &AppState) -> Result<Option<Authenti
     }
     let mut conn = state.db.pool().acquire().await?;
     let user = sessions::lookup(&mut conn, &cookie, state.config.session_idle_timeout).await?;
-    Ok(user.map(|user| Authenticated { user, method: AuthMethod::Session, session_cookie: Some(cookie) }))
+    Ok(user.map(|user| Authenticated {
+        user,
+        method: AuthMethod::Session,
+        credential: Credential::Session { id_hash: sessions::id_hash(&cookie) },
+        session_cookie: Some(cookie),
+    }))
+}
+
+/// Whether what `auth` was proved with is still good: the session exists and is neither expired
+/// nor idle (and is kept from going idle by this use), or the token is not revoked or expired;
+/// and the account is active. Live connections (workflow socket, event stream) ask this again
+/// whenever access changes anywhere and every few seconds, and end when it says no.
+pub async fn still_valid(state: &AppState, auth: &Authenticated) -> Result<bool, AppError> {
+    let mut conn = state.db.pool().acquire().await?;
+    match &auth.credential {
+        Credential::Session { id_hash } => {
+            let user = sessions::lookup_hash(&mut conn, id_hash, state.config.session_idle_timeout).await?;
+            Ok(user.is_some_and(|u| u.id == auth.user.id))
+        }
+        Credential::Token { id } => tokens::is_live(&mut conn, id).await,
+    }
+}
+
+/// The caller of a workflow connection opened with a single-use ticket: the user it was issued
+/// to, with the credential it was issued against (checked again like any other).
+pub async fn from_ticket(
+    state: &AppState,
+    user_id: &str,
+    credential: Option<&str>,
+) -> Result<Option<Authenticated>, AppError> {
+    let Some(credential) = credential.and_then(Credential::decode) else { return Ok(None) };
+    let mut conn = state.db.pool().acquire().await?;
+    let Some(user) = super::users::find_by_id(&mut conn, user_id).await? else { return Ok(None) };
+    drop(conn);
+    let auth = Authenticated { user, method: AuthMethod::Token, session_cookie: None, credential };
+    Ok(still_valid(state, &auth).await?.then_some(auth))
 }
 
 fn record(auth: &Authenticated) {
@@ -86,11 +121,16 @@ impl FromRequestParts<AppState> for ApiUser {
         let auth = match bearer(parts) {
             Some(Some(secret)) => {
                 let mut conn = state.db.pool().acquire().await?;
-                let Some(user) = tokens::authenticate(&mut conn, &secret).await? else {
+                let Some((user, id)) = tokens::authenticate_with_id(&mut conn, &secret).await? else {
                     drop(conn);
                     return Err(denied_token(parts, state).await);
                 };
-                Authenticated { user, method: AuthMethod::Token, session_cookie: None }
+                Authenticated {
+                    user,
+                    method: AuthMethod::Token,
+                    session_cookie: None,
+                    credential: Credential::Token { id },
+                }
             }
             Some(None) => return Err(denied_token(parts, state).await),
             None => from_session(parts, state).await?.ok_or(AppError::Unauthorized)?,

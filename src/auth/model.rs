@@ -55,4 +55,39 @@ pub struct Authenticated {
     pub method: AuthMethod,
     /// The session cookie value (browser requests), used to derive the page's CSRF token.
     pub session_cookie: Option<String>,
+    /// What was presented, so a long-lived connection can check it is still good. Private to
+    /// `auth`: nothing else can make an `Authenticated`.
+    pub(in crate::auth) credential: Credential,
+}
+
+/// The credential behind an [`Authenticated`]: a session (by the hash of its cookie) or an API
+/// token (by id). A workflow ticket carries the credential it was issued to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    Session { id_hash: String },
+    Token { id: String },
+}
+
+impl Credential {
+    /// A compact form for storage (`s:` / `t:` and the hash or id).
+    pub fn encode(&self) -> String {
+        match self {
+            Credential::Session { id_hash } => format!("s:{id_hash}"),
+            Credential::Token { id } => format!("t:{id}"),
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<Credential> {
+        match s.split_once(':')? {
+            ("s", h) if !h.is_empty() => Some(Credential::Session { id_hash: h.to_owned() }),
+            ("t", id) if !id.is_empty() => Some(Credential::Token { id: id.to_owned() }),
+            _ => None,
+        }
+    }
+}
+
+impl Authenticated {
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
 }

@@ -119,6 +119,8 @@ pub async fn revoke_token(
         .intent(json!({"via": "profile"}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    // Open live connections (workflow socket, event stream) look at their credential again.
+    state.rooms.access_changed("*").await;
     if !revoked {
         return Err(AppError::NotFound);
     }

@@ -317,6 +317,8 @@ pub async fn logout(
             Event::new("auth.logout", Outcome::Allowed, Actor::of(&auth), &origin).target("user", &auth.user.id);
         audit::record(&mut tx, event).await?;
         tx.commit().await?;
+        // Open live connections (workflow socket, event stream) look at their credential again.
+        state.rooms.access_changed("*").await;
         tracing::info!(event_type = "logout", "signed out");
     }
     let response = Redirect::to(end_session.as_deref().unwrap_or("/login")).into_response();
@@ -524,6 +526,8 @@ pub async fn revoke_token(
             });
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    // Open live connections (workflow socket, event stream) look at their credential again.
+    state.rooms.access_changed("*").await;
     if !revoked {
         return Err(AppError::NotFound);
     }

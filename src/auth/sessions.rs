@@ -54,14 +54,24 @@ struct LookupRow {
 
 /// The user of a live session, refreshing its idle timer.
 pub async fn lookup(conn: &mut AnyConnection, cookie: &str, idle: Duration) -> AppResult<Option<User>> {
+    lookup_hash(conn, &sha256_hex(cookie), idle).await
+}
+
+/// The hash a session is stored under.
+pub fn id_hash(cookie: &str) -> String {
+    sha256_hex(cookie)
+}
+
+/// [`lookup`] by the cookie's hash (live connections check their session again this way; a
+/// connection in use keeps its session from going idle, like page requests do).
+pub async fn lookup_hash(conn: &mut AnyConnection, hash: &str, idle: Duration) -> AppResult<Option<User>> {
     let now = now_ms();
-    let hash = sha256_hex(cookie);
     let row: Option<LookupRow> = sqlx::query_as(&format!(
         "SELECT {}, s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.id_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3 AND u.disabled_at IS NULL",
         users::joined_columns()
     ))
-    .bind(&hash)
+    .bind(hash)
     .bind(now)
     .bind(now - ms(idle))
     .fetch_optional(&mut *conn)
@@ -70,7 +80,7 @@ pub async fn lookup(conn: &mut AnyConnection, cookie: &str, idle: Duration) -> A
     if now - row.last_seen_at > TOUCH_INTERVAL_MS {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
             .bind(now)
-            .bind(&hash)
+            .bind(hash)
             .execute(conn)
             .await?;
     }

@@ -122,6 +122,25 @@ struct AuthRow {
 
 /// The user a bearer secret belongs to, if the token is live.
 pub async fn authenticate(conn: &mut AnyConnection, secret: &str) -> AppResult<Option<User>> {
+    Ok(authenticate_with_id(conn, secret).await?.map(|(user, _)| user))
+}
+
+/// Whether the token with this id is still live (not revoked, not expired, its user active).
+pub async fn is_live(conn: &mut AnyConnection, id: &str) -> AppResult<bool> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT t.id FROM api_tokens t JOIN users u ON u.id = t.user_id \
+         WHERE t.id = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) \
+         AND u.disabled_at IS NULL",
+    )
+    .bind(id)
+    .bind(now_ms())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// [`authenticate`], with the token's id.
+pub async fn authenticate_with_id(conn: &mut AnyConnection, secret: &str) -> AppResult<Option<(User, String)>> {
     if !secret.starts_with(PREFIX) || secret.len() > 200 {
         return Ok(None);
     }
@@ -144,7 +163,8 @@ pub async fn authenticate(conn: &mut AnyConnection, secret: &str) -> AppResult<O
             .execute(conn)
             .await?;
     }
-    row.user.into_user().map(Some)
+    let id = row.token_id;
+    row.user.into_user().map(|u| Some((u, id)))
 }
 
 /// Delete every token of a user (erasure).

@@ -141,6 +141,43 @@ pub struct EventsQuery {
     path: Option<String>,
 }
 
+/// An open stream looks at its caller's access again this often (and at once on any change).
+const RECHECK: Duration = Duration::from_secs(15);
+
+/// What an open event stream needs to look at its caller's access again.
+struct Watch {
+    state: AppState,
+    auth: crate::auth::Authenticated,
+    origin: Origin,
+    access: tokio::sync::watch::Receiver<u64>,
+    project_id: String,
+    path: Option<String>,
+    /// When to look again without a change.
+    due: tokio::time::Instant,
+}
+
+impl Watch {
+    /// The credential is still good and the caller may still see the project.
+    async fn still_allowed(&self) -> bool {
+        if !crate::auth::extract::still_valid(&self.state, &self.auth).await.unwrap_or(false) {
+            return false;
+        }
+        let mut conn = match self.state.db.pool().acquire().await {
+            Ok(c) => c,
+            Err(_) => return true, // a database hiccup is not a revocation; look again later
+        };
+        let user = match crate::auth::users::find_any(&mut conn, &self.auth.user.id).await {
+            Ok(Some((user, false))) => user,
+            Ok(_) => return false,
+            Err(_) => return true,
+        };
+        drop(conn);
+        let mut auth = self.auth.clone();
+        auth.user = user;
+        super::authorize::<View>(&self.state.db, &auth, &self.origin, &self.project_id, "project.view").await.is_ok()
+    }
+}
+
 /// `GET /api/v1/projects/{id}/events`: the project's events as server-sent events
 /// (`event: spec_saved`, data: the JSON of [`ProjectEvent`]). Kept alive every 15 s.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/events", tag = "specs",
@@ -155,32 +192,53 @@ pub async fn stream(
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> AppResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
+    let origin = Origin::from(&ctx);
+    let (project, _) = super::authorize::<View>(&state.db, &auth, &origin, &id, "project.view").await?;
     let rx = state.events.subscribe();
     let closing = state.events.closing.subscribe();
-    let project_id = project.id;
-    let initial = (rx, closing, project_id, q.path);
-    let stream = futures_util::stream::unfold(initial, |(mut rx, mut closing, project_id, path)| async move {
+    let mut access = state.rooms.access_watch();
+    access.mark_unchanged();
+    let watch = Watch {
+        state,
+        auth,
+        origin,
+        access,
+        project_id: project.id,
+        path: q.path,
+        due: tokio::time::Instant::now() + RECHECK,
+    };
+    let stream = futures_util::stream::unfold((rx, closing, watch), |(mut rx, mut closing, mut w)| async move {
         loop {
             let received = tokio::select! {
-                r = rx.recv() => r,
+                r = rx.recv() => Some(r),
                 _ = closing.wait_for(|c| *c) => return None,
+                // Revocation ends the stream at once (sign-out everywhere, a revoked token, a
+                // deactivated account, a lost membership); expiry within RECHECK.
+                Ok(()) = w.access.changed() => None,
+                _ = tokio::time::sleep_until(w.due) => None,
+            };
+            let Some(received) = received else {
+                w.due = tokio::time::Instant::now() + RECHECK;
+                if !w.still_allowed().await {
+                    return None;
+                }
+                continue;
             };
             match received {
                 // Project-wide events (empty path) reach every page of the project.
                 Ok(e)
-                    if e.project_id == project_id
-                        && (e.path.is_empty() || path.as_ref().is_none_or(|p| *p == e.path)) =>
+                    if e.project_id == w.project_id
+                        && (e.path.is_empty() || w.path.as_ref().is_none_or(|p| *p == e.path)) =>
                 {
                     let data = serde_json::to_string(&e).unwrap_or_default();
                     let event = SseEvent::default().event(e.kind.clone()).data(data);
-                    return Some((Ok(event), (rx, closing, project_id, path)));
+                    return Some((Ok(event), (rx, closing, w)));
                 }
                 Ok(_) => continue,
                 // A slow reader missed events: tell it to reload what it shows.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let event = SseEvent::default().event("resync").data("{}");
-                    return Some((Ok(event), (rx, closing, project_id, path)));
+                    return Some((Ok(event), (rx, closing, w)));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

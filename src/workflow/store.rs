@@ -99,29 +99,50 @@ fn ticket_hash(ticket: &str) -> String {
 }
 
 /// Issue a single-use connect ticket for `user_id` on `project_id`, valid for `ttl`.
-pub async fn issue_ticket(db: &Db, user_id: &str, project_id: &str, ttl: std::time::Duration) -> AppResult<String> {
+pub async fn issue_ticket(
+    db: &Db,
+    user_id: &str,
+    credential: &str,
+    project_id: &str,
+    ttl: std::time::Duration,
+) -> AppResult<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let ticket = format!("wst_{}", hex::encode(bytes));
     let now = now_ms();
     let mut conn = db.pool().acquire().await?;
     sqlx::query("DELETE FROM workflow_tickets WHERE expires_at < $1").bind(now).execute(&mut *conn).await?;
-    sqlx::query("INSERT INTO workflow_tickets (ticket_hash, user_id, project_id, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(ticket_hash(&ticket))
-        .bind(user_id)
+    sqlx::query(
+        "INSERT INTO workflow_tickets (ticket_hash, user_id, project_id, expires_at, credential) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(ticket_hash(&ticket))
+    .bind(user_id)
         .bind(project_id)
         .bind(now + ms(ttl))
+        .bind(credential)
         .execute(&mut *conn)
         .await?;
     Ok(ticket)
 }
 
-/// Use a ticket up: `(user_id, project_id)` if it was valid (it is gone either way).
-pub async fn consume_ticket(db: &Db, ticket: &str) -> AppResult<Option<(String, String)>> {
-    let row: Option<(String, String, i64)> =
-        sqlx::query_as("DELETE FROM workflow_tickets WHERE ticket_hash = $1 RETURNING user_id, project_id, expires_at")
-            .bind(ticket_hash(ticket))
-            .fetch_optional(db.pool())
-            .await?;
-    Ok(row.filter(|(_, _, expires)| *expires >= now_ms()).map(|(u, p, _)| (u, p)))
+/// A consumed ticket: who it was issued to, for which project, against which credential.
+pub struct Ticket {
+    pub user_id: String,
+    pub project_id: String,
+    pub credential: Option<String>,
+}
+
+/// Use a ticket up, if it was valid (it is gone either way).
+pub async fn consume_ticket(db: &Db, ticket: &str) -> AppResult<Option<Ticket>> {
+    let row: Option<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "DELETE FROM workflow_tickets WHERE ticket_hash = $1 RETURNING user_id, project_id, expires_at, credential",
+    )
+    .bind(ticket_hash(ticket))
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.filter(|(_, _, expires, _)| *expires >= now_ms()).map(|(user_id, project_id, _, credential)| Ticket {
+        user_id,
+        project_id,
+        credential,
+    }))
 }

@@ -66,7 +66,8 @@ pub async fn ticket(
 ) -> AppResult<Response> {
     let origin = Origin::from(&ctx);
     let (project, _) = crate::projects::authorize::<View>(&state.db, &auth, &origin, &id, "workflow.ticket").await?;
-    let ticket = super::store::issue_ticket(&state.db, &auth.user.id, &project.id, TICKET_TTL).await?;
+    let credential = auth.credential().encode();
+    let ticket = super::store::issue_ticket(&state.db, &auth.user.id, &credential, &project.id, TICKET_TTL).await?;
     let event = Event::new("workflow.ticket", Outcome::Allowed, Actor::of(&auth), &origin)
         .project(&project.id)
         .target("project", &project.id);
@@ -83,15 +84,17 @@ async fn connecting_user(
     ticket: Option<&str>,
 ) -> AppResult<Authenticated> {
     if let Some(ticket) = ticket {
-        let (user_id, project_id) =
-            super::store::consume_ticket(&state.db, ticket).await?.ok_or(AppError::Unauthorized)?;
-        let mut conn = state.db.pool().acquire().await?;
-        let user = crate::auth::users::find_by_id(&mut conn, &user_id).await?.ok_or(AppError::Unauthorized)?;
-        let project = project_store::find(&mut conn, project_key).await?.ok_or(AppError::Unauthorized)?;
-        if project.id != project_id {
+        let t = super::store::consume_ticket(&state.db, ticket).await?.ok_or(AppError::Unauthorized)?;
+        let project = {
+            let mut conn = state.db.pool().acquire().await?;
+            project_store::find(&mut conn, project_key).await?.ok_or(AppError::Unauthorized)?
+        };
+        if project.id != t.project_id {
             return Err(AppError::Unauthorized);
         }
-        return Ok(Authenticated { user, method: AuthMethod::Token, session_cookie: None });
+        return crate::auth::extract::from_ticket(state, &t.user_id, t.credential.as_deref())
+            .await?
+            .ok_or(AppError::Unauthorized);
     }
     let ApiUser(auth) = ApiUser::from_request_parts(parts, state).await?;
     // A browser sends its cookie with a cross-site WebSocket too: only Arno's own pages may use it.
@@ -320,6 +323,14 @@ impl Connection {
                         break;
                     }
                 }
+                // Sessions expire and go idle, tokens expire, identity providers change roles:
+                // look again every little while even when nothing is sent.
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(self.writer_at + ROLE_TTL)) => {
+                    if let Err(e) = self.recheck().await {
+                        end = e;
+                        break;
+                    }
+                }
                 _ = shutdown.changed() => {
                     end = End::Error(1012, "the server is restarting".into());
                     break;
@@ -340,6 +351,13 @@ impl Connection {
     /// they may write is recomputed from their current roles.
     async fn recheck(&mut self) -> Result<(), End> {
         let epoch = self.state.rooms.access_epoch();
+        match crate::auth::extract::still_valid(&self.state, &self.auth).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(End::Error(1008, "your session ended or your token was revoked; sign in again".into()));
+            }
+            Err(e) => return Err(End::Error(1011, e.to_string())),
+        }
         let found = {
             let mut conn = self.state.db.pool().acquire().await.map_err(|e| End::Error(1011, e.to_string()))?;
             crate::auth::users::find_any(&mut conn, &self.auth.user.id)

@@ -161,6 +161,8 @@ pub async fn backchannel(
                 audit::record(&mut tx, event).await?;
             }
             tx.commit().await?;
+            // Open live connections (workflow socket, event stream) look at their credential again.
+            state.rooms.access_changed("*").await;
             Ok(no_store(StatusCode::OK, json!({})))
         }
         Err(OidcError::Internal(e)) => Err(e),

@@ -4,4 +4,5 @@
 
 mod auditor;
 mod lockout;
+mod revocation;
 mod workflow_filter;
