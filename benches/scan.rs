@@ -86,8 +86,14 @@ fn main() -> anyhow::Result<()> {
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let auth =
-            arno::auth::Authenticated { user: admin, method: arno::auth::AuthMethod::Token, session_cookie: None };
+        let secret = {
+            let mut conn = state.db.pool().acquire().await?;
+            arno::auth::tokens::create(&mut conn, &admin.id, "bench", None).await.map_err(|e| anyhow::anyhow!("{e}"))?.1
+        };
+        let auth = arno::auth::extract::bearer_user(&state.db, &secret)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .ok_or_else(|| anyhow::anyhow!("the bench token does not authenticate"))?;
 
         // First scan (inside create): every spec read and parsed.
         let started = Instant::now();

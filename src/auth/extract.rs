@@ -78,6 +78,18 @@ pub async fn from_ticket(
     Ok(still_valid(state, &auth).await?.then_some(auth))
 }
 
+/// The caller a bearer secret authenticates (what [`ApiUser`] does with an `Authorization`
+/// header; also for programs that hold a token, such as the benchmarks).
+pub async fn bearer_user(db: &crate::db::Db, secret: &str) -> Result<Option<Authenticated>, AppError> {
+    let mut conn = db.pool().acquire().await?;
+    Ok(tokens::authenticate_with_id(&mut conn, secret).await?.map(|(user, id)| Authenticated {
+        user,
+        method: AuthMethod::Token,
+        session_cookie: None,
+        credential: Credential::Token { id },
+    }))
+}
+
 fn record(auth: &Authenticated) {
     tracing::Span::current().record("user_id", auth.user.id.as_str());
 }
@@ -119,19 +131,10 @@ impl FromRequestParts<AppState> for ApiUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let auth = match bearer(parts) {
-            Some(Some(secret)) => {
-                let mut conn = state.db.pool().acquire().await?;
-                let Some((user, id)) = tokens::authenticate_with_id(&mut conn, &secret).await? else {
-                    drop(conn);
-                    return Err(denied_token(parts, state).await);
-                };
-                Authenticated {
-                    user,
-                    method: AuthMethod::Token,
-                    session_cookie: None,
-                    credential: Credential::Token { id },
-                }
-            }
+            Some(Some(secret)) => match bearer_user(&state.db, &secret).await? {
+                Some(auth) => auth,
+                None => return Err(denied_token(parts, state).await),
+            },
             Some(None) => return Err(denied_token(parts, state).await),
             None => from_session(parts, state).await?.ok_or(AppError::Unauthorized)?,
         };
