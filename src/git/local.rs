@@ -7,18 +7,20 @@
 //! tree is never committed to on its checked-out branch, as `git push` refuses by default
 //! (`receive.denyCurrentBranch`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod trees;
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use gix::ObjectId as GixId;
 use gix::refs::transaction::PreviousValue;
+use trees::{diff_trees, entry_at, log_skipped, walk};
 
 use super::{
-    BranchHead, Change, CommitInfo, CommitRequest, DiffEntry, DiffStatus, FileEntry, GitError, GitProvider, GitResult,
-    MergeMode, MergeRequest, ObjectId, Page, Person,
+    BranchHead, Change, CommitInfo, CommitRequest, DiffEntry, FileEntry, GitError, GitProvider, GitResult,
+    MAX_PATH_BYTES, MAX_TREE_DEPTH, MergeMode, MergeRequest, ObjectId, Page, Person, Skipped,
 };
 
 /// Arno commits on behalf of a user: the user is the author, Arno the committer.
@@ -114,81 +116,6 @@ fn resolve_in(repo: &gix::Repository, reference: &str) -> GitResult<GixId> {
 fn tree_of(repo: &gix::Repository, commit: GixId) -> GitResult<GixId> {
     let commit = repo.find_commit(commit).map_err(|_| GitError::NotFound(format!("commit {commit}")))?;
     Ok(commit.tree_id().map_err(upstream)?.detach())
-}
-
-/// The entry id at `path` in `tree`, if any.
-fn entry_at(repo: &gix::Repository, tree: GixId, path: &str) -> GitResult<Option<(GixId, bool)>> {
-    let tree = repo.find_tree(tree).map_err(upstream)?;
-    let entry = tree.lookup_entry_by_path(path).map_err(upstream)?;
-    Ok(entry.map(|e| (e.object_id(), e.mode().is_tree())))
-}
-
-/// Collect every non-tree entry under `tree` (recursively) with its full path.
-fn walk(repo: &gix::Repository, tree: GixId, prefix: &str, out: &mut Vec<(String, GixId)>) -> GitResult<()> {
-    let tree = repo.find_tree(tree).map_err(upstream)?;
-    for entry in tree.iter() {
-        let entry = entry.map_err(upstream)?;
-        let name = entry.filename().to_string();
-        let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-        let mode = entry.mode();
-        if mode.is_tree() {
-            walk(repo, entry.object_id(), &path, out)?;
-        } else if mode.is_blob() || mode.is_link() {
-            out.push((path, entry.object_id()));
-        }
-        // Submodule entries (commits) have no content here.
-    }
-    Ok(())
-}
-
-/// Map of the direct entries of a tree: name → (id, is_tree).
-fn entries(repo: &gix::Repository, tree: Option<GixId>) -> GitResult<BTreeMap<String, (GixId, bool)>> {
-    let mut map = BTreeMap::new();
-    if let Some(tree) = tree {
-        for entry in repo.find_tree(tree).map_err(upstream)?.iter() {
-            let entry = entry.map_err(upstream)?;
-            let mode = entry.mode();
-            if mode.is_tree() || mode.is_blob() || mode.is_link() {
-                map.insert(entry.filename().to_string(), (entry.object_id(), mode.is_tree()));
-            }
-        }
-    }
-    Ok(map)
-}
-
-/// Compare two trees, descending only into subtrees whose ids differ (so a diff costs what
-/// changed, not the size of the repository).
-fn diff_trees(
-    repo: &gix::Repository,
-    old: Option<GixId>,
-    new: Option<GixId>,
-    prefix: &str,
-    out: &mut Vec<DiffEntry>,
-) -> GitResult<()> {
-    let (a, b) = (entries(repo, old)?, entries(repo, new)?);
-    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    for name in names {
-        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
-        let (before, after) = (a.get(name).copied(), b.get(name).copied());
-        if before.map(|e| e.0) == after.map(|e| e.0) {
-            continue;
-        }
-        let old_tree = before.filter(|e| e.1).map(|e| e.0);
-        let new_tree = after.filter(|e| e.1).map(|e| e.0);
-        if old_tree.is_some() || new_tree.is_some() {
-            diff_trees(repo, old_tree, new_tree, &path, out)?;
-        }
-        let old_blob = before.filter(|e| !e.1).map(|e| e.0.to_string());
-        let new_blob = after.filter(|e| !e.1).map(|e| e.0.to_string());
-        let status = match (&old_blob, &new_blob) {
-            (None, None) => continue,
-            (None, Some(_)) => DiffStatus::Added,
-            (Some(_), None) => DiffStatus::Deleted,
-            (Some(_), Some(_)) => DiffStatus::Modified,
-        };
-        out.push(DiffEntry { path, status, old_blob, new_blob });
-    }
-    Ok(())
 }
 
 /// `refs/heads/{branch}` for a branch Arno may move: a valid name, and not the branch checked out
@@ -297,7 +224,7 @@ fn paginate<T>(mut items: Vec<T>, key: impl Fn(&T) -> &str, cursor: Option<&str>
     let limit = limit.clamp(1, 10_000);
     let next = (items.len() > limit).then(|| key(&items[limit - 1]).to_owned());
     items.truncate(limit);
-    Page { items, next }
+    Page { items, next, skipped: Skipped::default() }
 }
 
 impl GitProvider for LocalProvider {
@@ -340,10 +267,12 @@ impl GitProvider for LocalProvider {
             } else {
                 entry_at(repo, root, &prefix)?.filter(|(_, is_tree)| *is_tree).map(|(id, _)| id)
             };
-            let mut found = vec![];
-            if let Some(tree) = start {
-                walk(repo, tree, &prefix, &mut found)?;
-            }
+            let (mut found, skipped) = match start {
+                // `entry_at` found it, so the prefix is within the limits.
+                Some(tree) => walk(repo, tree, &prefix, if prefix.is_empty() { 0 } else { prefix.split('/').count() })?,
+                None => (vec![], Skipped::default()),
+            };
+            log_skipped("list_files", &skipped);
             found.sort_by(|a, b| a.0.cmp(&b.0));
             let page = paginate(found, |(path, _)| path.as_str(), cursor.as_deref(), limit);
             let items = page
@@ -354,7 +283,7 @@ impl GitProvider for LocalProvider {
                     Ok(FileEntry { path, blob_id: id.to_string(), size })
                 })
                 .collect::<GitResult<Vec<_>>>()?;
-            Ok(Page { items, next: page.next })
+            Ok(Page { items, next: page.next, skipped })
         })
         .boxed()
     }
@@ -498,8 +427,22 @@ impl GitProvider for LocalProvider {
                     "{branch} has commits the other branch lacks; a fast-forward is impossible (use a merge commit)"
                 ))),
                 MergeMode::MergeCommit => {
-                    if base.is_none() {
+                    let Some(base) = base else {
                         return Err(GitError::Invalid("the branches share no history".into()));
+                    };
+                    // gix's tree merge is iterative, but it records every changed entry with its
+                    // full path: a chain of added folders would cost the square of its depth in
+                    // memory. Our bounded diff of each side finds that first, and cheaply.
+                    let base_tree = tree_of(repo, base)?;
+                    for side in [expected, source] {
+                        let (_, skipped) = diff_trees(repo, Some(base_tree), Some(tree_of(repo, side)?))?;
+                        if let Some(first) = &skipped.first {
+                            log_skipped("merge", &skipped);
+                            return Err(GitError::Limit(format!(
+                                "the branches change paths deeper than {MAX_TREE_DEPTH} folders or longer than \
+                                 {MAX_PATH_BYTES} bytes (such as {first}), which Arno does not merge; merge them in git"
+                            )));
+                        }
                     }
                     let labels = gix::merge::blob::builtin_driver::text::Labels {
                         ancestor: None,
@@ -541,10 +484,10 @@ impl GitProvider for LocalProvider {
         self.run(move |repo| {
             let old = tree_of(repo, resolve_in(repo, &from)?)?;
             let new = tree_of(repo, resolve_in(repo, &to)?)?;
-            let mut out = vec![];
-            diff_trees(repo, Some(old), Some(new), "", &mut out)?;
+            let (mut out, skipped) = diff_trees(repo, Some(old), Some(new))?;
+            log_skipped("diff", &skipped);
             out.sort_by(|a, b| a.path.cmp(&b.path));
-            Ok(paginate(out, |d| d.path.as_str(), cursor.as_deref(), limit))
+            Ok(Page { skipped, ..paginate(out, |d| d.path.as_str(), cursor.as_deref(), limit) })
         })
         .boxed()
     }
@@ -570,5 +513,80 @@ impl GitProvider for LocalProvider {
             Ok(None)
         })
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gix::objs::tree::EntryKind;
+
+    use super::trees::tests::chain;
+    use super::*;
+
+    fn alice() -> Person {
+        Person { name: "Alice".into(), email: "alice@example.com".into() }
+    }
+
+    #[tokio::test]
+    async fn the_provider_lists_around_deep_trees_and_does_not_merge_them_with_a_merge_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.git");
+        let provider = LocalProvider::init(&path, "main").unwrap();
+        let request = |parent: &str, path: &str| CommitRequest {
+            branch: "main".into(),
+            parent: parent.into(),
+            message: "m".into(),
+            author: alice(),
+            changes: vec![Change::Upsert { path: path.into(), content: b"x".to_vec() }],
+        };
+        let first = provider.commit(request("", "a.md")).await.unwrap();
+        // Arno itself never writes beyond the limits.
+        let too_deep = format!("{}x.md", "d/".repeat(MAX_TREE_DEPTH + 1));
+        assert!(matches!(provider.commit(request(&first.id, &too_deep)).await, Err(GitError::Invalid(_))));
+        // Someone else does: a branch with a chain 100 folders deep.
+        let deep_commit = {
+            let repo = gix::open_opts(&path, gix::open::Options::isolated()).unwrap();
+            let base = tree_of(&repo, parse_id(&first.id).unwrap()).unwrap();
+            let deep = chain(&repo, 100);
+            let mut editor = repo.edit_tree(base).unwrap();
+            editor.upsert("deep", EntryKind::Tree, deep).unwrap();
+            let tree = editor.write().unwrap().detach();
+            let full = "refs/heads/deep";
+            let id = repo
+                .commit_as(
+                    arno_signature().to_ref(&mut Default::default()),
+                    arno_signature().to_ref(&mut Default::default()),
+                    full,
+                    "deep",
+                    tree,
+                    [parse_id(&first.id).unwrap()],
+                )
+                .unwrap();
+            id.to_string()
+        };
+        let page = provider.list_files(&deep_commit, "", None, 10).await.unwrap();
+        assert_eq!(page.items.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a.md"]);
+        assert_eq!(page.skipped.count, 1);
+        let diff = provider.diff(&first.id, &deep_commit, None, 10).await.unwrap();
+        assert!(diff.items.is_empty() && diff.skipped.count == 1, "{diff:?}");
+        let deep_file = format!("deep/{}leaf.md", "d/".repeat(99));
+        assert!(matches!(provider.read_file(&deep_commit, &deep_file).await, Err(GitError::NotFound(_))));
+        assert_eq!(provider.last_commit(&deep_commit, &deep_file).await.unwrap(), None);
+
+        // main moves on, so only a merge commit could bring the chain in: refused.
+        let second = provider.commit(request(&first.id, "b.md")).await.unwrap();
+        let merge = |mode| MergeRequest {
+            branch: "main".into(),
+            expected: second.id.clone(),
+            source: deep_commit.clone(),
+            mode,
+            message: "merge".into(),
+            author: alice(),
+        };
+        match provider.merge(merge(MergeMode::MergeCommit)).await {
+            Err(GitError::Limit(m)) => assert!(m.contains("64 folders") && m.contains("merge them in git"), "{m}"),
+            other => panic!("expected a limit error, got {other:?}"),
+        }
+        assert_eq!(provider.resolve("main").await.unwrap(), second.id, "nothing moved");
     }
 }

@@ -24,11 +24,75 @@ pub struct FileEntry {
     pub size: u64,
 }
 
+/// How many folders a file may sit in (`a/b/c.md` sits in 2). Arno does not read deeper.
+///
+/// Git itself limits nothing here: a chain of 30,000 folders is a few hundred kilobytes of tree
+/// objects, and walking it recursively overflows any thread's stack (Git 2.44 added
+/// `core.maxTreeDepth`, default 4096, for the same reason). Arno walks trees with an explicit
+/// stack, and stops much earlier: a design system nests specs a handful of folders deep, 64
+/// leaves ample room, and it bounds what one lookup or one listing costs.
+pub const MAX_TREE_DEPTH: usize = 64;
+
+/// The longest repository path Arno reads or writes, in bytes: Linux's `PATH_MAX`, so no
+/// developer could have checked such a file out anyway.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Why `path` lies beyond [`MAX_TREE_DEPTH`] or [`MAX_PATH_BYTES`], or `None` when it is within
+/// both (said as the end of a sentence about the path).
+pub fn path_limit_problem(path: &str) -> Option<String> {
+    let folders = path.trim_matches('/').matches('/').count();
+    if folders > MAX_TREE_DEPTH {
+        return Some(format!("is {folders} folders deep; Arno accepts at most {MAX_TREE_DEPTH} folders"));
+    }
+    (path.len() > MAX_PATH_BYTES)
+        .then(|| format!("is {} bytes long; Arno accepts paths of at most {MAX_PATH_BYTES} bytes", path.len()))
+}
+
+/// What a listing or a diff left out because it lies beyond [`MAX_TREE_DEPTH`] or
+/// [`MAX_PATH_BYTES`]. A folder left out counts once, whatever it holds: it is never read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub count: usize,
+    /// The first such path in path order, cut to [`Skipped::EXAMPLE_BYTES`], for people to find it.
+    pub first: Option<String>,
+}
+
+impl Skipped {
+    pub const EXAMPLE_BYTES: usize = 200;
+
+    /// Count `prefix/name`, without building a path that may be huge.
+    pub fn note(&mut self, prefix: &str, name: &str) {
+        self.count += 1;
+        let separator = if prefix.is_empty() { "" } else { "/" };
+        let mut example = String::with_capacity(Self::EXAMPLE_BYTES + 4);
+        for part in [prefix, separator, name] {
+            let room = Self::EXAMPLE_BYTES.saturating_sub(example.len());
+            let mut end = part.len().min(room);
+            while !part.is_char_boundary(end) {
+                end -= 1;
+            }
+            example.push_str(&part[..end]);
+        }
+        if prefix.len() + separator.len() + name.len() > Self::EXAMPLE_BYTES {
+            example.push('…');
+        }
+        if self.first.as_ref().is_none_or(|first| example < *first) {
+            self.first = Some(example);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
 /// A page of results and the cursor for the next one (`None` when this is the last page).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
+    /// What the whole listing (every page alike) left out because it lies beyond the limits.
+    pub skipped: Skipped,
 }
 
 /// The head of a branch.
@@ -126,6 +190,9 @@ pub enum GitError {
     /// Both sides changed these paths in ways a three-way merge cannot reconcile.
     #[error("the branches conflict in {}", .0.join(", "))]
     MergeConflict(Vec<String>),
+    /// The operation would have to go beyond [`MAX_TREE_DEPTH`] or [`MAX_PATH_BYTES`].
+    #[error("beyond Arno's limits: {0}")]
+    Limit(String),
     /// The provider asks us to slow down (hosted providers); retry after the given time.
     #[error("rate limited by the git provider")]
     RateLimited { retry_after_ms: u64 },
@@ -152,7 +219,8 @@ pub trait GitProvider: Send + Sync {
     fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, GitResult<ObjectId>>;
 
     /// Files (blobs and symlinks, not trees) under `prefix` at `commit`, in path order, `limit`
-    /// per page; pass the returned cursor to continue.
+    /// per page; pass the returned cursor to continue. Files beyond [`MAX_TREE_DEPTH`] or
+    /// [`MAX_PATH_BYTES`] are left out and counted in [`Page::skipped`].
     fn list_files<'a>(
         &'a self,
         commit: &'a str,
@@ -161,7 +229,7 @@ pub trait GitProvider: Send + Sync {
         limit: usize,
     ) -> BoxFuture<'a, GitResult<Page<FileEntry>>>;
 
-    /// A file's bytes at `commit`; `NotFound` if there is no such file.
+    /// A file's bytes at `commit`; `NotFound` if there is no such file (or it lies beyond the limits).
     fn read_file<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Vec<u8>>>;
 
     /// Create `name` at `from` (a commit id); `Conflict` if it exists.
@@ -170,7 +238,8 @@ pub trait GitProvider: Send + Sync {
     /// Commit a set of changes on a branch (see [`CommitRequest`]).
     fn commit(&self, request: CommitRequest) -> BoxFuture<'_, GitResult<CommitInfo>>;
 
-    /// Paths that differ between two commits, in path order, `limit` per page.
+    /// Paths that differ between two commits, in path order, `limit` per page; as with
+    /// [`GitProvider::list_files`], what lies beyond the limits is left out and counted.
     fn diff<'a>(
         &'a self,
         from: &'a str,
@@ -187,7 +256,7 @@ pub trait GitProvider: Send + Sync {
 
     /// Merge a commit into a branch (see [`MergeRequest`]); returns the branch's new head.
     /// Nothing to merge is `Invalid`, irreconcilable changes are `MergeConflict`, a moved branch
-    /// is `Conflict`.
+    /// is `Conflict`, a merge commit that would have to merge paths beyond the limits is `Limit`.
     fn merge(&self, request: MergeRequest) -> BoxFuture<'_, GitResult<CommitInfo>>;
 
     /// The newest commit reachable from `commit` that changed `path`.
@@ -209,9 +278,11 @@ pub fn valid_branch_name(name: &str) -> bool {
         && name.chars().all(|c| !c.is_control() && !" ~^:?*[\\".contains(c))
 }
 
-/// A repository path Arno accepts in a commit: relative, `/`-separated, no `.`/`..`/`.git` parts.
+/// A repository path Arno accepts in a commit: relative, `/`-separated, no `.`/`..`/`.git` parts,
+/// within [`MAX_TREE_DEPTH`] and [`MAX_PATH_BYTES`].
 pub fn valid_path(path: &str) -> bool {
     !path.is_empty()
+        && path_limit_problem(path).is_none()
         && !path.starts_with('/')
         && !path.ends_with('/')
         && path.split('/').all(|part| {
@@ -242,5 +313,35 @@ mod tests {
         for bad in ["", "/a", "a/", "a//b", "../a", "a/./b", ".git/config", "x/.GIT/y", "a\\b"] {
             assert!(!valid_path(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn paths_beyond_the_limits_are_not_valid() {
+        let deep = |folders: usize| format!("{}x.md", "d/".repeat(folders));
+        assert!(valid_path(&deep(MAX_TREE_DEPTH)) && path_limit_problem(&deep(MAX_TREE_DEPTH)).is_none());
+        assert!(!valid_path(&deep(MAX_TREE_DEPTH + 1)));
+        assert_eq!(
+            path_limit_problem(&deep(30_000)).unwrap(),
+            "is 30000 folders deep; Arno accepts at most 64 folders",
+            "depth is named first, whatever the length"
+        );
+        let long = |bytes: usize| format!("{}/x.md", "a".repeat(bytes - 5));
+        assert!(valid_path(&long(MAX_PATH_BYTES)));
+        assert!(!valid_path(&long(MAX_PATH_BYTES + 1)));
+        assert!(path_limit_problem(&long(5000)).unwrap().contains("5000 bytes long"));
+    }
+
+    #[test]
+    fn skipped_keeps_the_first_path_in_order_and_cuts_it() {
+        let mut s = Skipped::default();
+        assert!(s.is_empty());
+        s.note("b", "c");
+        s.note("", "a");
+        s.note("b", "d");
+        assert_eq!((s.count, s.first.as_deref()), (3, Some("a")));
+        let mut long = Skipped::default();
+        long.note(&"é".repeat(150), "x");
+        let first = long.first.unwrap();
+        assert!(first.ends_with('…') && first.len() <= Skipped::EXAMPLE_BYTES + '…'.len_utf8(), "{first}");
     }
 }

@@ -76,8 +76,26 @@ pub struct ChangeRequest {
     /// Where the branch parted from the default branch.
     pub base: Option<String>,
     pub files: Vec<ChangedFile>,
+    /// Changed files and folders left out of `files` because they lie deeper than
+    /// [`MAX_TREE_DEPTH`](crate::git::MAX_TREE_DEPTH) folders or have paths longer than
+    /// [`MAX_PATH_BYTES`](crate::git::MAX_PATH_BYTES) (a folder counts once). Arno does not
+    /// merge such a branch with a merge commit; a fast-forward still works.
+    pub skipped_paths: usize,
     /// Whether the default branch can simply move to the branch's head.
     pub can_fast_forward: bool,
+}
+
+impl ChangeRequest {
+    /// What the change page says about `skipped_paths`.
+    pub fn skipped_text(&self) -> String {
+        format!(
+            "{} changed path(s) lie deeper than {} folders or are longer than {} bytes: Arno does not show them, \
+             and merges this branch only by fast-forward (or merge it in git).",
+            self.skipped_paths,
+            crate::git::MAX_TREE_DEPTH,
+            crate::git::MAX_PATH_BYTES
+        )
+    }
 }
 
 async fn load_change(state: &AppState, project: &Project, handle: &str, with_diff: bool) -> AppResult<ChangeRequest> {
@@ -93,6 +111,7 @@ async fn load_change(state: &AppState, project: &Project, handle: &str, with_dif
         Err(e) => return Err(git_error(e)),
     };
     let mut files = vec![];
+    let mut skipped_paths = 0;
     let mut base = None;
     let mut can_fast_forward = false;
     if let (Some(head), Some(default_head)) = (&head, &default.commit) {
@@ -102,6 +121,8 @@ async fn load_change(state: &AppState, project: &Project, handle: &str, with_dif
             let mut cursor: Option<String> = None;
             loop {
                 let page = provider.diff(base, head, cursor.as_deref(), 500).await.map_err(git_error)?;
+                // Every page counts the whole diff.
+                skipped_paths = page.skipped.count;
                 for d in page.items {
                     files.push(ChangedFile {
                         path: d.path,
@@ -144,7 +165,7 @@ async fn load_change(state: &AppState, project: &Project, handle: &str, with_dif
             }
         }
     }
-    Ok(ChangeRequest { branch, default_branch: default.name, head, base, files, can_fast_forward })
+    Ok(ChangeRequest { branch, default_branch: default.name, head, base, files, skipped_paths, can_fast_forward })
 }
 
 /// Merge a session branch into the default branch; returns the default branch's new head.

@@ -217,6 +217,9 @@ pub async fn create_thread(
     let origin = Origin::from(&ctx);
     let (project, grant) = super::authorize::<CommentCap>(&state.db, &auth, &origin, &id, "comment.create").await?;
     let text = validate_body(&body.body)?;
+    if let Some(problem) = crate::git::path_limit_problem(&body.path) {
+        return Err(AppError::field("path", problem));
+    }
     if !body.path.ends_with(".md") || !crate::git::valid_path(&body.path) {
         return Err(AppError::field("path", "must be a spec path ending in .md"));
     }

@@ -81,6 +81,8 @@ pub fn git_error(e: GitError) -> AppError {
         GitError::NotFound(m) => AppError::Conflict(format!("the repository has no {m}")),
         GitError::Conflict(m) => AppError::Conflict(m),
         e @ GitError::MergeConflict(_) => AppError::Conflict(format!("{e}; merge them in git")),
+        // Not the caller's mistake (their request was fine) but the repository's state.
+        GitError::Limit(m) => AppError::Conflict(m),
         GitError::Invalid(m) => AppError::validation(m),
         GitError::RateLimited { retry_after_ms } => AppError::RateLimited { retry_after_ms },
         GitError::Unauthorized(m) | GitError::Upstream(m) => AppError::Upstream(m),

@@ -225,14 +225,25 @@ pub async fn show(
 fn report_text(r: &ScanReport) -> String {
     match &r.error {
         Some(e) => format!("The scan stopped: {e}"),
-        None => format!(
-            "Scanned {}: {} spec(s) read, {} removed, {} in total ({} with problems).",
-            r.commit.as_deref().map_or("an empty repository", |c| &c[..c.len().min(12)]),
-            r.parsed,
-            r.removed,
-            r.components,
-            r.with_errors
-        ),
+        None => {
+            let mut text = format!(
+                "Scanned {}: {} spec(s) read, {} removed, {} in total ({} with problems).",
+                r.commit.as_deref().map_or("an empty repository", |c| &c[..c.len().min(12)]),
+                r.parsed,
+                r.removed,
+                r.components,
+                r.with_errors
+            );
+            if r.skipped_paths > 0 {
+                text.push_str(&format!(
+                    " {} path(s) were not read: deeper than {} folders or longer than {} bytes.",
+                    r.skipped_paths,
+                    crate::git::MAX_TREE_DEPTH,
+                    crate::git::MAX_PATH_BYTES
+                ));
+            }
+            text
+        }
     }
 }
 

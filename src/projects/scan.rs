@@ -18,7 +18,7 @@ use super::{git_error, store};
 use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::db::{Db, now_ms};
 use crate::error::AppResult;
-use crate::git::{FileEntry, GitError, GitProvider};
+use crate::git::{FileEntry, GitError, GitProvider, MAX_PATH_BYTES, MAX_TREE_DEPTH, Skipped};
 use crate::specs::{Component, RepoConfig, SpecFile, config, versions};
 
 /// Specs larger than this are not parsed (a design-system spec is a few KiB).
@@ -39,6 +39,11 @@ pub struct ScanReport {
     /// Specs that have errors.
     pub with_errors: usize,
     pub size_bytes: i64,
+    /// Files and folders on the branch left out because they lie deeper than
+    /// [`MAX_TREE_DEPTH`](crate::git::MAX_TREE_DEPTH) folders or have paths longer than
+    /// [`MAX_PATH_BYTES`](crate::git::MAX_PATH_BYTES) (a folder counts once). They are not read,
+    /// not counted in the size, and a spec among them is not in the project.
+    pub skipped_paths: usize,
     /// Why the scan stopped without touching the cache (an invalid `.arno/config.json`).
     pub error: Option<String>,
     pub duration_ms: u64,
@@ -90,6 +95,7 @@ pub async fn refresh(db: &Db, provider: &dyn GitProvider, project: &Project) -> 
         project_id = %project.id,
         parsed = report.parsed,
         removed = report.removed,
+        skipped_paths = report.skipped_paths,
         duration_ms = report.duration_ms,
         "project scanned"
     );
@@ -115,6 +121,7 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
         removed: 0,
         with_errors: 0,
         size_bytes: 0,
+        skipped_paths: 0,
         error: None,
         duration_ms: 0,
         changed_specs: vec![],
@@ -138,12 +145,20 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
     };
     let config_json = serde_json::to_string(&repo_config).unwrap_or_default();
 
-    // Every file on the branch: the size, and the specs with their blob ids.
+    // Every file on the branch: the size, and the specs with their blob ids. What lies beyond the
+    // limits is left out rather than refusing the repository, as GitHub truncates a tree listing
+    // too large to answer: the rest of the repository is the developers' business, and the specs
+    // within the limits must keep working. The project's activity says what was left out.
     let mut specs: Vec<FileEntry> = vec![];
+    let mut skipped = Skipped::default();
     if let Some(commit) = &head.commit {
         let mut cursor: Option<String> = None;
         loop {
             let page = provider.list_files(commit, "", cursor.as_deref(), PAGE).await?;
+            if cursor.is_none() {
+                // Every page counts the whole listing.
+                skipped = page.skipped.clone();
+            }
             for file in page.items {
                 report.size_bytes = report.size_bytes.saturating_add(i64::try_from(file.size).unwrap_or(i64::MAX));
                 if repo_config.is_spec_path(&file.path) {
@@ -207,6 +222,24 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
             store::delete_component(&mut tx, &project.id, path).await?;
         }
         assign_ids(&mut tx, &project.id).await?;
+        // Once per commit, not on every "Scan now" of the same one.
+        if let Some(first) = skipped.first.as_deref().filter(|_| head.commit != project.scanned_commit) {
+            let summary = format!(
+                "{} path(s) on {} were not read: deeper than {MAX_TREE_DEPTH} folders or longer than \
+                 {MAX_PATH_BYTES} bytes (such as {first})",
+                skipped.count, head.name
+            );
+            super::writeback::activity(
+                &mut tx,
+                &project.id,
+                None,
+                "scan.skipped",
+                &summary,
+                Some(&head.name),
+                head.commit.as_deref(),
+            )
+            .await?;
+        }
         store::record_scan(
             &mut tx,
             &project.id,
@@ -228,6 +261,7 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
     };
     let (all, synced) = write.await.map_err(internal)?;
     report.changed_specs = synced;
+    report.skipped_paths = skipped.count;
     report.state = state;
     report.parsed = parsed.len();
     report.removed = removed.len();

@@ -57,6 +57,18 @@ enum Target {
 }
 
 fn target(raw: &str) -> AppResult<Target> {
+    let parsed = parse_target(raw);
+    // Arno does not read trees beyond these limits, so a spec saved there could never be read
+    // back from git (and would reach every walk of the branch it is written to). Said plainly
+    // rather than as "not a spec path".
+    let path = parsed.as_ref().map_or(raw.trim_start_matches('/'), file_of);
+    if let Some(problem) = crate::git::path_limit_problem(path) {
+        return Err(AppError::field("path", problem));
+    }
+    parsed
+}
+
+fn parse_target(raw: &str) -> AppResult<Target> {
     let raw = raw.trim_start_matches('/');
     let bad = || AppError::field("path", "must be a spec path ending in .md");
     if let Some(file) = raw.strip_suffix("/versions") {

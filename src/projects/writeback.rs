@@ -248,7 +248,7 @@ fn git_job_error(e: GitError) -> JobError {
             error: "the git provider asked us to slow down".into(),
             after: Some(Duration::from_millis(retry_after_ms)),
         },
-        GitError::Invalid(m) => JobError::Fatal(m),
+        GitError::Invalid(m) | GitError::Limit(m) => JobError::Fatal(m),
         GitError::Unauthorized(m) => JobError::retry(format!("the git provider refused access: {m}")),
         other => JobError::retry(other),
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::{self, RepoConfig};
 use super::document::{EVENTS, PROPS, Severity, SpecFile};
+use crate::git::{MAX_PATH_BYTES, MAX_TREE_DEPTH};
 
 /// One problem, printed as `file:line: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,35 +68,57 @@ pub fn read_checkout(root: &Path) -> std::io::Result<Checkout> {
     Ok(Checkout { root: root.to_owned(), config, files, problems })
 }
 
+/// Every `.md` file under `dir`. An explicit stack rather than recursion, bounded like Arno's
+/// reading of git trees: folders deeper than [`MAX_TREE_DEPTH`] (counted from the checkout) and
+/// paths longer than [`MAX_PATH_BYTES`] are reported as warnings and not read, since Arno would
+/// not read them from git either. Symbolic links are not followed (`file_type` does not).
 fn walk(
     root: &Path,
     dir: &Path,
     files: &mut Vec<(String, String)>,
     problems: &mut Vec<Problem>,
 ) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            walk(root, &path, files, problems)?;
-        } else if kind.is_file() && path.extension().is_some_and(|e| e == "md") {
+    let folders = |path: &Path| path.strip_prefix(root).map_or(0, |p| p.components().count());
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
             let relative = relative_path(root, &path);
-            match std::fs::read(&path) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => files.push((relative, text)),
-                    Err(e) => problems.push(problem(
-                        &relative,
-                        0,
-                        Severity::Error,
-                        format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
-                    )),
-                },
-                Err(e) => problems.push(problem(&relative, 0, Severity::Error, format!("cannot read: {e}"))),
+            if kind.is_dir() {
+                if folders(&path) > MAX_TREE_DEPTH || relative.len() > MAX_PATH_BYTES {
+                    problems.push(problem(&relative, 0, Severity::Warning, beyond_limits()));
+                } else {
+                    stack.push(path);
+                }
+            } else if kind.is_file() && path.extension().is_some_and(|e| e == "md") {
+                if let Some(why) = crate::git::path_limit_problem(&relative) {
+                    problems.push(problem(&relative, 0, Severity::Warning, format!("not read: the path {why}")));
+                    continue;
+                }
+                match std::fs::read(&path) {
+                    Ok(bytes) => match String::from_utf8(bytes) {
+                        Ok(text) => files.push((relative, text)),
+                        Err(e) => problems.push(problem(
+                            &relative,
+                            0,
+                            Severity::Error,
+                            format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+                        )),
+                    },
+                    Err(e) => problems.push(problem(&relative, 0, Severity::Error, format!("cannot read: {e}"))),
+                }
             }
         }
     }
     Ok(())
+}
+
+fn beyond_limits() -> String {
+    format!(
+        "folder not read: Arno reads at most {MAX_TREE_DEPTH} folders deep and paths of at most {MAX_PATH_BYTES} bytes"
+    )
 }
 
 fn relative_path(root: &Path, path: &Path) -> String {
@@ -170,6 +193,29 @@ pub fn lint(root: &Path) -> std::io::Result<Vec<Problem>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folders_beyond_the_limits_are_warned_about_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // `Design_system` is the first folder; the chain adds MAX_TREE_DEPTH more.
+        let mut deepest = root.join("Design_system");
+        for _ in 0..MAX_TREE_DEPTH {
+            deepest.push("d");
+        }
+        std::fs::create_dir_all(&deepest).unwrap();
+        std::fs::write(deepest.join("TooDeep.md"), "# Too deep\n").unwrap();
+        std::fs::write(deepest.parent().unwrap().join("AtLimit.md"), "# At the limit\n").unwrap();
+        let checkout = read_checkout(root).unwrap();
+        let files: Vec<&str> = checkout.files.iter().map(|(f, _)| f.as_str()).collect();
+        let at_limit = format!("Design_system/{}AtLimit.md", "d/".repeat(MAX_TREE_DEPTH - 1));
+        assert_eq!(files, [at_limit.as_str()]);
+        let warned = format!("Design_system/{}d", "d/".repeat(MAX_TREE_DEPTH - 1));
+        assert_eq!(checkout.problems.len(), 1, "{:?}", checkout.problems);
+        assert_eq!(checkout.problems[0].file, warned);
+        assert_eq!(checkout.problems[0].severity, Severity::Warning);
+        assert!(checkout.problems[0].message.contains("64 folders"), "{}", checkout.problems[0].message);
+    }
 
     #[test]
     fn duplicates_across_files_point_at_the_first() {

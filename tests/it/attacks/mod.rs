@@ -3,6 +3,7 @@
 //! on the code before its fix.
 
 mod auditor;
+mod deep_trees;
 mod lockout;
 mod revocation;
 mod workflow_filter;
