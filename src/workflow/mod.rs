@@ -125,6 +125,10 @@ pub struct Room {
     changed: std::sync::atomic::AtomicBool,
     last_snapshot: StdMutex<Instant>,
     idle_since: StdMutex<Option<Instant>>,
+    /// Presence client id → (connection, user) that publishes it: a connection may publish
+    /// only its own clients' presence (another tab of the same user may take an id over, as a
+    /// reconnecting tab does).
+    pub(crate) presence_owners: StdMutex<HashMap<yrs::ClientID, (u64, String)>>,
 }
 
 impl Room {
@@ -353,6 +357,7 @@ impl Rooms {
             changed: std::sync::atomic::AtomicBool::new(false),
             last_snapshot: StdMutex::new(Instant::now()),
             idle_since: StdMutex::new(Some(Instant::now())),
+            presence_owners: StdMutex::new(HashMap::new()),
         });
         tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), self.writeback, self.replica, rx));
         self.rooms.lock().unwrap_or_else(|e| e.into_inner()).insert(project_id.to_owned(), room.clone());

@@ -159,6 +159,33 @@ pub async fn connect(
     }))
 }
 
+/// A presence state as others will see it: whatever the client published, but `user` is the
+/// server's record of who is connected (name and handle), with a colour that is a plain
+/// `#rrggbb` (the client's, if it is one; else one derived from the handle). `null` (gone) and
+/// states that are not objects pass as they are; non-objects carry no name.
+fn presence_as_recorded(json: &str, user: &crate::auth::User) -> String {
+    let Ok(serde_json::Value::Object(mut state)) = serde_json::from_str::<serde_json::Value>(json) else {
+        return if json.trim() == "null" { "null".to_owned() } else { "{}".to_owned() };
+    };
+    let claimed = state.get("user").and_then(|u| u.get("color")).and_then(serde_json::Value::as_str);
+    let color = match claimed {
+        Some(c) if c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit()) => c.to_owned(),
+        _ => color_for(&user.handle).to_owned(),
+    };
+    state.insert("user".into(), json!({"name": user.name, "handle": user.handle, "color": color}));
+    serde_json::Value::Object(state).to_string()
+}
+
+/// The palette of static/src/live.js `colorFor` (contrast-safe on white), by the same hash.
+fn color_for(handle: &str) -> &'static str {
+    const PALETTE: [&str; 6] = ["#1f5fbf", "#a13a00", "#0b7a3b", "#7a2a9a", "#8a5a00", "#b0204a"];
+    let mut h: u32 = 0;
+    for unit in handle.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(u32::from(unit));
+    }
+    PALETTE[h as usize % PALETTE.len()]
+}
+
 fn rand_id() -> u64 {
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
@@ -412,7 +439,17 @@ impl Connection {
         }
         // Everyone else learns this connection's people left.
         if !self.clients.is_empty() {
-            let ids: Vec<ClientID> = self.clients.drain().collect();
+            let ids: Vec<ClientID> = {
+                let owners = self.room.presence_owners.lock().unwrap_or_else(|e| e.into_inner());
+                // Ids another tab took over stay theirs.
+                self.clients.drain().filter(|id| owners.get(id).is_none_or(|(c, _)| *c == self.id)).collect()
+            };
+            {
+                let mut owners = self.room.presence_owners.lock().unwrap_or_else(|e| e.into_inner());
+                for id in &ids {
+                    owners.remove(id);
+                }
+            }
             let removal = {
                 let mut awareness = self.room.awareness.lock().await;
                 for id in &ids {
@@ -590,14 +627,26 @@ impl Connection {
             return Err(End::Error(1008, "too many presence updates".into()));
         }
         self.awareness_tokens -= 1.0;
-        for (id, entry) in &update.clients {
-            if entry.json.len() > 16 * 1024 {
-                return Err(End::Error(1009, "a presence state over 16 KiB".into()));
+        let mut update = update;
+        {
+            let mut owners = self.room.presence_owners.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, entry) in update.clients.iter_mut() {
+                if entry.json.len() > 16 * 1024 {
+                    return Err(End::Error(1009, "a presence state over 16 KiB".into()));
+                }
+                match owners.get(id) {
+                    Some((conn, user)) if *conn != self.id && *user != self.auth.user.id => {
+                        return Err(End::Error(1008, "presence for another person's client".into()));
+                    }
+                    _ => {}
+                }
+                if !self.clients.contains(id) && self.clients.len() >= MAX_AWARENESS_CLIENTS {
+                    return Err(End::Error(1008, "too many presence clients on one connection".into()));
+                }
+                owners.insert(*id, (self.id, self.auth.user.id.clone()));
+                self.clients.insert(*id);
+                entry.json = presence_as_recorded(&entry.json, &self.auth.user).into();
             }
-            self.clients.insert(*id);
-        }
-        if self.clients.len() > MAX_AWARENESS_CLIENTS {
-            return Err(End::Error(1008, "too many presence clients on one connection".into()));
         }
         self.state.rooms.presence(&self.room, update).await.map_err(|e| End::Error(1007, e))
     }

@@ -128,7 +128,18 @@ export function deleteScreen(live, id) {
 export function people(live) {
   return [...live.provider.awareness.getStates().entries()]
     .filter(([, s]) => s.user)
-    .map(([id, s]) => ({ id, user: s.user, screen: s.screen, cursor: s.cursor }));
+    .map(([id, s]) => ({
+      id,
+      // The server rewrites every state's user from its own records; still, never let a
+      // colour that is not a plain #rrggbb near a style.
+      user: {
+        name: String(s.user.name || ''),
+        handle: String(s.user.handle || ''),
+        color: /^#[0-9a-f]{6}$/i.test(s.user.color || '') ? s.user.color : colorFor(String(s.user.handle || '')),
+      },
+      screen: s.screen,
+      cursor: s.cursor,
+    }));
 }
 
 /** The CSRF token of the page (for the JSON API with the session cookie). */

@@ -289,10 +289,12 @@ export function startScreen(el) {
     const here = everyone.filter((p) => p.screen === screenId);
     const elsewhere = everyone.filter((p) => p.screen !== screenId);
     presenceList.replaceChildren(
-      ...here.map((p) => Object.assign(h('li', { text: `${p.user.name} — on this screen` }), { style: `border-color: ${p.user.color}` })),
+      ...here.map((p) => { const li = h('li', { text: `${p.user.name} — on this screen` }); li.style.borderColor = p.user.color; return li; }),
       ...elsewhere.map((p) => {
         const s = p.screen && live.screens.get(p.screen);
-        return Object.assign(h('li', { text: `${p.user.name} — ${s instanceof Y.Map ? `on ${screenName(s)}` : 'on the canvas'}` }), { style: `border-color: ${p.user.color}` });
+        const li = h('li', { text: `${p.user.name} — ${s instanceof Y.Map ? `on ${screenName(s)}` : 'on the canvas'}` });
+        li.style.borderColor = p.user.color;
+        return li;
       }),
     );
   }

@@ -5,5 +5,6 @@
 mod auditor;
 mod deep_trees;
 mod lockout;
+mod presence;
 mod revocation;
 mod workflow_filter;
