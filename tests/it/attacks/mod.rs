@@ -1,3 +1,5 @@
 //! The attack suite: one module per hole found by an adversarial review (issue 15). Each test
 //! does what a hostile user would and asserts that it no longer works; each was written to fail
 //! on the code before its fix.
+
+mod backup_repos;
