@@ -4,8 +4,8 @@
 //! `scripts/test`) turns a missing service into a failure instead of a skip.
 
 mod admin;
-mod attacks;
 mod api;
+mod attacks;
 mod audit;
 mod auth;
 mod backup;
