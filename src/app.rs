@@ -82,6 +82,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
     db.migrate().await?;
     keys::check_fingerprint(&db, &secret).await?;
+    let relativized = crate::projects::relativize_managed_paths(&db, &config.data_dir).await.map_err(to_anyhow)?;
+    if relativized > 0 {
+        tracing::info!(
+            event_type = "repo_paths_relativized",
+            projects = relativized,
+            "managed repository paths are now stored relative to the data directory"
+        );
+    }
+    let repos = Arc::new(crate::projects::Repos::new(&config.data_dir).context("resolving the data directory")?);
     let storage = Storage::from_config(&config).await?;
     let (api_router, mut openapi) = api().split();
     openapi.openapi = utoipa::openapi::OpenApiVersion::Version31;
@@ -104,7 +113,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         metrics: Metrics::new(),
         keys: Arc::new(Keys::derive(&secret)),
         openapi: Arc::new(serde_json::to_value(&openapi).context("serialising the OpenAPI document")?),
-        repos: Arc::new(crate::projects::Repos::default()),
+        repos,
         events: crate::projects::events::Bus::default(),
         rooms,
     };

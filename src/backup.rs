@@ -1,7 +1,7 @@
-//! `arno backup DEST` and `arno restore SRC`: a consistent online copy of the database and of
-//! every stored object, with a manifest and checksums; restored only into an empty database and
-//! object store, only by a binary that knows the backup's schema, and only after every checksum
-//! matched.
+//! `arno backup DEST` and `arno restore SRC`: a consistent online copy of the database, of every
+//! stored object and of every git repository Arno manages, with a manifest and checksums; restored
+//! only into an empty database, object store and data directory, only by a binary that knows the
+//! backup's schema, and only after every checksum matched and every repository passed its check.
 //!
 //! Layout of a backup (a directory; `tar` it to move it):
 //!
@@ -11,12 +11,14 @@
 //! database.sqlite3       SQLite: the database as of one moment (VACUUM INTO)
 //! database/{table}.copy  PostgreSQL: each table in COPY text format, all from one snapshot
 //! objects/{key}          every object in storage, under its key
+//! repos/{project}.git/   every repository Arno manages (`{data}/repos`), a bare repository (repos.rs)
 //! secret.key             the generated instance key, when the instance uses one (0600)
 //! ```
 //!
-//! The database is copied first, as of one moment, and the objects after it: objects are
-//! immutable or only ever added, so every object the database refers to is there (an object
-//! deleted by retention in between is the one exception, and is named in the output).
+//! The database is copied first, as of one moment, then the repositories' references, then the
+//! objects: objects are immutable or only ever added, so every object the database refers to is
+//! there (an object deleted by retention in between is the one exception, and is named in the
+//! output); how the repositories stay consistent with the database is in repos.rs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -31,8 +33,13 @@ use crate::config::Config;
 use crate::db::{Backend, Db};
 use crate::storage::Storage;
 
-/// The layout version this binary writes and reads.
-pub const FORMAT: u32 = 1;
+mod repos;
+pub use repos::{ExternalEntry, RepoEntry};
+
+/// The layout version this binary writes. 2: with the managed repositories (`repos/`).
+pub const FORMAT: u32 = 2;
+/// The layout versions this binary reads (1: before repositories were backed up).
+const READS: std::ops::RangeInclusive<u32> = 1..=FORMAT;
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,6 +76,12 @@ pub struct Manifest {
     /// different key: stored secrets, signatures and sessions depend on it).
     #[serde(default)]
     pub secret_fingerprint: Option<String>,
+    /// The repositories Arno manages, by project id (format 2).
+    #[serde(default)]
+    pub repositories: BTreeMap<String, RepoEntry>,
+    /// Projects whose repository is outside the data directory, by project id: not in the backup.
+    #[serde(default)]
+    pub external_repositories: BTreeMap<String, ExternalEntry>,
     /// Every file but the manifest and SHA256SUMS, by relative path.
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -79,6 +92,8 @@ pub struct BackupReport {
     pub manifest: Manifest,
     /// Objects listed but gone before they could be copied (deleted meanwhile).
     pub vanished: Vec<String>,
+    /// Managed repositories that are not in the backup, and why.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -86,6 +101,8 @@ pub struct RestoreReport {
     pub manifest: Manifest,
     /// Migrations applied after the restore (the backup was older than this binary).
     pub migrated: Vec<i64>,
+    /// Projects whose managed repository the backup does not hold.
+    pub warnings: Vec<String>,
 }
 
 /// Files written into a directory, each hashed while written and fsynced.
@@ -205,14 +222,14 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupReport
     private_dir(&staging, false).await?;
     let result = write_backup(config, &staging).await;
     match result {
-        Ok((manifest, vanished)) => {
+        Ok((manifest, vanished, warnings)) => {
             tokio::fs::rename(&staging, dest)
                 .await
                 .with_context(|| format!("moving the finished backup to {}", dest.display()))?;
             if let Ok(dir) = tokio::fs::File::open(parent).await {
                 let _ = dir.sync_all().await;
             }
-            Ok(BackupReport { path: dest.to_owned(), manifest, vanished })
+            Ok(BackupReport { path: dest.to_owned(), manifest, vanished, warnings })
         }
         Err(e) => {
             let _ = tokio::fs::remove_dir_all(&staging).await;
@@ -221,7 +238,7 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<BackupReport
     }
 }
 
-async fn write_backup(config: &Config, root: &Path) -> anyhow::Result<(Manifest, Vec<String>)> {
+async fn write_backup(config: &Config, root: &Path) -> anyhow::Result<(Manifest, Vec<String>, Vec<String>)> {
     let db = Db::connect(&config.database_url, 2).await?;
     db.check_schema_known().await?;
     if db.applied_versions().await?.is_empty() {
@@ -232,12 +249,19 @@ async fn write_backup(config: &Config, root: &Path) -> anyhow::Result<(Manifest,
         .into());
     }
     let mut out = Out { root: root.to_owned(), files: BTreeMap::new() };
-    let (tables, migrations, secret_fingerprint) = match db.backend() {
+    let (tables, migrations, secret_fingerprint, rows) = match db.backend() {
         Backend::Sqlite => backup_sqlite(&db, &mut out).await?,
         Backend::Postgres => backup_postgres(config, &mut out).await?,
     };
     db.close().await;
     let schema_version = migrations.iter().copied().max().unwrap_or(0);
+
+    // The repositories, right after the database (see repos.rs).
+    let captured = {
+        let (data_dir, root) = (config.data_dir.clone(), root.to_owned());
+        tokio::task::spawn_blocking(move || repos::back_up(&data_dir, &rows, &root)).await??
+    };
+    out.files.extend(captured.files);
 
     // Objects, after the database (see the module documentation).
     let storage = Storage::from_config(config).await?;
@@ -275,6 +299,8 @@ async fn write_backup(config: &Config, root: &Path) -> anyhow::Result<(Manifest,
         objects,
         secret_key: secret_key.to_owned(),
         secret_fingerprint,
+        repositories: captured.repositories,
+        external_repositories: captured.external,
         files: out.files.clone(),
     };
     let json = serde_json::to_vec_pretty(&manifest)?;
@@ -290,7 +316,7 @@ async fn write_backup(config: &Config, root: &Path) -> anyhow::Result<(Manifest,
     out.write("manifest.json", &json).await?;
     out.write("SHA256SUMS", sums.as_bytes()).await?;
     set_private(root).await?;
-    Ok((manifest, vanished))
+    Ok((manifest, vanished, captured.warnings))
 }
 
 /// A backup holds personal data and possibly the instance key: owner only.
@@ -301,8 +327,9 @@ async fn set_private(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a database copy holds: tables with row counts, applied migrations, the key fingerprint.
-type Described = (BTreeMap<String, TableEntry>, Vec<i64>, Option<String>);
+/// What a database copy holds: tables with row counts, applied migrations, the key fingerprint,
+/// and what it says about repositories.
+type Described = (BTreeMap<String, TableEntry>, Vec<i64>, Option<String>, repos::Rows);
 
 async fn backup_sqlite(db: &Db, out: &mut Out) -> anyhow::Result<Described> {
     let target = out.root.join("database.sqlite3");
@@ -323,8 +350,9 @@ async fn backup_sqlite(db: &Db, out: &mut Out) -> anyhow::Result<Described> {
     } else {
         None
     };
+    let rows = repos::Rows::read_sqlite(&mut copy, &described.0).await?;
     copy.close().await.ok();
-    Ok((described.0, described.1, fingerprint))
+    Ok((described.0, described.1, fingerprint, rows))
 }
 
 async fn open_sqlite(path: &Path, read_only: bool) -> anyhow::Result<sqlx::SqliteConnection> {
@@ -429,9 +457,10 @@ async fn backup_postgres(config: &Config, out: &mut Out) -> anyhow::Result<Descr
     } else {
         None
     };
+    let rows = repos::Rows::read_pg(&mut conn, &tables).await?;
     sqlx::query("COMMIT").execute(&mut conn).await?;
     conn.close().await.ok();
-    Ok((tables, migrations, fingerprint))
+    Ok((tables, migrations, fingerprint, rows))
 }
 
 /// Read a backup's manifest and prove every file intact (sizes, SHA-256, nothing missing, the
@@ -441,8 +470,13 @@ pub async fn verify(src: &Path) -> anyhow::Result<Manifest> {
         .await
         .with_context(|| format!("{} is not an Arno backup (no manifest.json)", src.display()))?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes).context("manifest.json is not valid")?;
-    if manifest.format != FORMAT {
-        bail!("this backup has layout version {}; this Arno reads version {FORMAT}", manifest.format);
+    if !READS.contains(&manifest.format) {
+        bail!(
+            "this backup has layout version {}; this Arno reads versions {} to {}",
+            manifest.format,
+            READS.start(),
+            READS.end()
+        );
     }
     let sums = tokio::fs::read_to_string(src.join("SHA256SUMS")).await.context("SHA256SUMS is missing")?;
     let listed: HashMap<&str, &str> = sums.lines().filter_map(|l| l.split_once("  ")).map(|(h, p)| (p, h)).collect();
@@ -471,6 +505,7 @@ pub async fn verify(src: &Path) -> anyhow::Result<Manifest> {
     if listed.len() != manifest.files.len() + 1 {
         bail!("SHA256SUMS lists files the manifest does not");
     }
+    repos::verify(&manifest)?;
     Ok(manifest)
 }
 
@@ -534,6 +569,7 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreRepor
     {
         bail!("{} holds a different instance key; restore into an empty data directory", key_path.display());
     }
+    repos::ensure_targets_empty(&config.data_dir, &manifest).await?;
     let mut undo = ensure_database_empty(config, backend).await?;
     undo.key = (included && tokio::fs::metadata(&key_path).await.is_err()).then(|| key_path.clone());
 
@@ -541,6 +577,8 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreRepor
     // targets are as empty as they were and the restore can simply be run again.
     let mut stored = vec![];
     let result = async {
+        // The repositories first, beside their place: checked before the database is written.
+        repos::stage(src, &config.data_dir, &manifest, &mut undo.repos).await?;
         match backend {
             Backend::Sqlite => restore_sqlite(config, src, &manifest).await?,
             Backend::Postgres => restore_postgres(config, src, &manifest).await?,
@@ -560,15 +598,19 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreRepor
             let data = tokio::fs::read(src.join("secret.key")).await?;
             crate::keys::write_private(&key_path, &data).with_context(|| format!("writing {}", key_path.display()))?;
         }
-        // The backup may be older than this binary: bring it forward.
+        // The backup may be older than this binary: bring it forward; the restored repositories
+        // are where this data directory is.
         let db = Db::connect(&config.database_url, 2).await?;
-        let migrated = db.migrate().await;
+        let done =
+            async { Ok::<_, anyhow::Error>((db.migrate().await?, repos::record_paths(&db, &manifest).await?)) }.await;
         db.close().await;
-        migrated
+        let done = done?;
+        repos::place(&mut undo.repos).await?;
+        Ok(done)
     }
     .await;
     match result {
-        Ok(migrated) => Ok(RestoreReport { manifest, migrated }),
+        Ok((migrated, warnings)) => Ok(RestoreReport { manifest, migrated, warnings }),
         Err(e) => {
             let mut left = vec![];
             for key in &stored {
@@ -579,12 +621,15 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<RestoreRepor
             if let Err(u) = undo.run(config).await {
                 left.push(format!("the database ({u:#})"));
             }
+            if let Err(u) = undo.repos.run().await {
+                left.push(format!("the restored repositories ({u:#})"));
+            }
             if left.is_empty() {
                 Err(e.context("the restore failed and what it had written was removed: the targets are empty again"))
             } else {
                 Err(e.context(format!(
                     "the restore failed, and removing what it had written failed too ({}); empty the database, \
-                     the object store and the instance key by hand before restoring again",
+                     the object store, the instance key and the restored repositories by hand before restoring again",
                     left.join(", ")
                 )))
             }
@@ -597,6 +642,7 @@ struct Undo {
     database: DatabaseUndo,
     /// The instance key file, when the restore creates it.
     key: Option<PathBuf>,
+    repos: repos::RepoUndo,
 }
 
 enum DatabaseUndo {
@@ -638,7 +684,7 @@ async fn ensure_database_empty(config: &Config, backend: Backend) -> anyhow::Res
             DatabaseUndo::Postgres { functions_before }
         }
     };
-    Ok(Undo { database, key: None })
+    Ok(Undo { database, key: None, repos: repos::RepoUndo::default() })
 }
 
 /// The functions of the current schema, by signature (`name(argtypes)`).

@@ -36,15 +36,18 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Take a consistent online backup: the database, every stored object and the instance key,
-    /// with a manifest and checksums, into the new directory DEST (it appears once complete).
+    /// Take a consistent online backup: the database, every stored object, every git repository
+    /// Arno manages ({data}/repos) and the instance key, with a manifest and checksums, into the
+    /// new directory DEST (it appears once complete). Repositories connected from outside the data
+    /// directory are not copied (the output names them).
     /// Exit status 3: nothing to back up (this configuration's database was never initialized).
     Backup {
         /// A directory that does not exist yet.
         dest: PathBuf,
     },
-    /// Restore a backup into an empty database and object store (checksums verified first; a
-    /// backup from a newer Arno is refused). Migrates it forward to this version.
+    /// Restore a backup into an empty database, object store and data directory (checksums
+    /// verified first, repositories checked; a backup from a newer Arno is refused). Migrates it
+    /// forward to this version.
     Restore {
         /// The backup directory.
         src: PathBuf,
@@ -377,26 +380,45 @@ async fn backup(config: Config, dest: PathBuf) -> anyhow::Result<()> {
     for key in &report.vanished {
         eprintln!("warning: object {key} was deleted while the backup ran and is not in it");
     }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     // Recorded in the live database (after the snapshot, so not in this backup itself).
     if let Ok(db) = Db::connect(&config.database_url, 1).await {
         let origin = cli_origin("backup");
-        let event = audit::Event::new("instance.backup", audit::Outcome::Allowed, Actor::System, &origin).intent(
-            serde_json::json!({"schema_version": m.schema_version, "rows": rows, "objects": m.objects, "bytes": bytes}),
-        );
+        let event = audit::Event::new("instance.backup", audit::Outcome::Allowed, Actor::System, &origin)
+            .intent(serde_json::json!({"schema_version": m.schema_version, "rows": rows, "objects": m.objects,
+                "repositories": m.repositories.len(), "bytes": bytes}));
         if let Err(e) = audit::record_alone(&db, event).await {
             eprintln!("warning: the backup is complete, but its audit record failed: {e}");
         }
         db.close().await;
     }
     println!(
-        "backup of {} database (schema {}, {} tables, {rows} rows) and {} objects, {bytes} bytes: {}",
+        "backup of {} database (schema {}, {} tables, {rows} rows), {} objects and {}, {bytes} bytes: {}",
         m.backend,
         m.schema_version,
         m.tables.len(),
         m.objects,
+        repositories(m.repositories.len()),
         report.path.display()
     );
+    print_external(m, "back it up yourself");
     Ok(())
+}
+
+fn repositories(n: usize) -> String {
+    if n == 1 { "1 repository".to_owned() } else { format!("{n} repositories") }
+}
+
+/// Projects whose repository is not Arno's to copy.
+fn print_external(m: &arno::backup::Manifest, advice: &str) {
+    for e in m.external_repositories.values() {
+        println!(
+            "not in the backup: project {} uses the repository {}, outside the data directory; {advice}",
+            e.project, e.path
+        );
+    }
 }
 
 async fn restore(config: Config, src: PathBuf, verify_only: bool) -> anyhow::Result<()> {
@@ -405,15 +427,17 @@ async fn restore(config: Config, src: PathBuf, verify_only: bool) -> anyhow::Res
         let rows: u64 = m.tables.values().map(|t| t.rows).sum();
         println!(
             "intact: backup made {} by Arno {} of a {} database (schema {}, {} tables, {rows} rows), {} objects, \
-             instance key {}",
+             {}, instance key {}",
             m.created_at,
             m.arno_version,
             m.backend,
             m.schema_version,
             m.tables.len(),
             m.objects,
+            repositories(m.repositories.len()),
             m.secret_key
         );
+        print_external(&m, "a restore needs it at that path");
         return Ok(());
     }
     let report = arno::backup::restore(&config, &src).await?;
@@ -427,11 +451,17 @@ async fn restore(config: Config, src: PathBuf, verify_only: bool) -> anyhow::Res
     db.close().await;
     let rows: u64 = m.tables.values().map(|t| t.rows).sum();
     println!(
-        "restored the backup of {} ({} tables, {rows} rows, {} objects; every checksum and row count verified)",
+        "restored the backup of {} ({} tables, {rows} rows, {} objects, {}; every checksum and row count verified, \
+         every repository checked)",
         m.created_at,
         m.tables.len(),
-        m.objects
+        m.objects,
+        repositories(m.repositories.len())
     );
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    print_external(m, "it must exist at that path on this machine");
     if !report.migrated.is_empty() {
         println!("migrated it forward: {:?}", report.migrated);
     }

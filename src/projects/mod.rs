@@ -38,8 +38,9 @@ pub use model::{Member, Project, ProjectRole, ProjectState, Quota, QuotaState, V
 pub const ARCHIVE_AFTER_MS: i64 = 90 * 24 * 3600 * 1000;
 
 /// Open repositories, by project id: opening one reads its config and refs, so it is done once.
-#[derive(Default)]
 pub struct Repos {
+    /// The data directory, absolute: managed repositories' paths are relative to it.
+    data_dir: PathBuf,
     open: Mutex<HashMap<String, Arc<dyn GitProvider>>>,
 }
 
@@ -51,6 +52,15 @@ impl std::fmt::Debug for Repos {
 }
 
 impl Repos {
+    pub fn new(data_dir: &Path) -> std::io::Result<Repos> {
+        Ok(Repos { data_dir: std::path::absolute(data_dir)?, open: Mutex::default() })
+    }
+
+    /// Where a project's repository is on this appliance.
+    pub fn dir_of(&self, project: &Project) -> PathBuf {
+        project.repo_dir(&self.data_dir)
+    }
+
     /// The provider of a project's repository.
     pub async fn get(&self, project: &Project) -> AppResult<Arc<dyn GitProvider>> {
         if let Some(p) = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&project.id) {
@@ -58,7 +68,7 @@ impl Repos {
         }
         let provider: Arc<dyn GitProvider> = match project.provider.as_str() {
             "local" => {
-                let path = PathBuf::from(&project.repo_path);
+                let path = self.dir_of(project);
                 let opened = tokio::task::spawn_blocking(move || LocalProvider::open(&path))
                     .await
                     .map_err(|e| AppError::Internal(e.into()))?;
@@ -73,6 +83,38 @@ impl Repos {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).insert(project.id.clone(), provider.clone());
         Ok(provider)
     }
+}
+
+/// Where the repository of a new local project goes: `repos/{id}.git`, relative to the data
+/// directory (how it is stored, so that the data directory can move).
+pub fn managed_repo_path(project_id: &str) -> String {
+    format!("repos/{project_id}.git")
+}
+
+/// Managed repositories' paths stored absolute (as Arno did before it stored them relative) and
+/// under the data directory become relative to it, so that the data directory can move. Runs at
+/// start; returns how many were rewritten.
+pub async fn relativize_managed_paths(db: &Db, data_dir: &Path) -> AppResult<usize> {
+    let mut bases = vec![std::path::absolute(data_dir).map_err(|e| AppError::Internal(e.into()))?];
+    // The path may have been recorded through a symbolic link, or around one.
+    if let Ok(real) = tokio::fs::canonicalize(data_dir).await
+        && !bases.contains(&real)
+    {
+        bases.push(real);
+    }
+    let mut tx = db.begin().await?;
+    let mut rewritten = 0;
+    for (id, stored) in store::managed_paths(&mut tx).await? {
+        let path = Path::new(&stored);
+        let Some(relative) = bases.iter().find_map(|base| path.strip_prefix(base).ok()) else { continue };
+        let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if path.is_absolute() && plain && relative.to_str().is_some() {
+            store::set_repo_path(&mut tx, &id, &relative.display().to_string()).await?;
+            rewritten += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(rewritten)
 }
 
 /// A git failure as the API reports it.
@@ -261,7 +303,7 @@ pub async fn create(
                 .map_err(|_| AppError::field("repository.path", "is not a git repository"))?;
             (path, false)
         }
-        RepositoryChoice::NewLocal => (config.data_dir.join("repos").join(format!("{id}.git")), true),
+        RepositoryChoice::NewLocal => (repos.data_dir.join(managed_repo_path(&id)), true),
     };
     let repo_path = std::path::absolute(&repo_path).map_err(|e| AppError::Internal(e.into()))?;
     if managed {
@@ -279,7 +321,8 @@ pub async fn create(
         quota_bytes: None,
         audit_retention_ms: None,
         provider: "local".into(),
-        repo_path: repo_path.display().to_string(),
+        // Managed: relative to the data directory, which may move (a restore elsewhere).
+        repo_path: if managed { managed_repo_path(&id) } else { repo_path.display().to_string() },
         repo_managed: managed,
         default_branch: None,
         scanned_commit: None,

@@ -52,6 +52,9 @@ pub struct Project {
     /// Audit records of this project are kept this long (ms) when longer than the instance's.
     pub audit_retention_ms: Option<i64>,
     pub provider: String,
+    /// A repository Arno manages: relative to the data directory (`repos/{id}.git`), so the data
+    /// directory can move (a restore on another machine). One an admin connected: absolute.
+    /// Read it through [`Project::repo_dir`].
     pub repo_path: String,
     pub repo_managed: bool,
     pub default_branch: Option<String>,
@@ -74,6 +77,12 @@ impl Project {
             archived: self.state == ProjectState::Archived,
             role,
         }
+    }
+
+    /// Where the repository is: a relative `repo_path` is under `data_dir` (give it absolute).
+    pub fn repo_dir(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        let path = std::path::Path::new(&self.repo_path);
+        if path.is_absolute() { path.to_owned() } else { data_dir.join(path) }
     }
 
     /// The repository configuration at the last scan (defaults when there was none).

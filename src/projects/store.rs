@@ -64,6 +64,16 @@ impl ProjectRow {
     }
 }
 
+/// Managed repositories (`repo_managed`) by project id, with their stored paths.
+pub async fn managed_paths(conn: &mut AnyConnection) -> AppResult<Vec<(String, String)>> {
+    Ok(sqlx::query_as("SELECT id, repo_path FROM projects WHERE repo_managed <> 0 ORDER BY id").fetch_all(conn).await?)
+}
+
+pub async fn set_repo_path(conn: &mut AnyConnection, id: &str, repo_path: &str) -> AppResult<()> {
+    sqlx::query("UPDATE projects SET repo_path = $1 WHERE id = $2").bind(repo_path).bind(id).execute(conn).await?;
+    Ok(())
+}
+
 pub async fn insert(conn: &mut AnyConnection, p: &Project) -> AppResult<()> {
     let result = sqlx::query(&format!(
         "INSERT INTO projects ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \

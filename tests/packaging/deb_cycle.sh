@@ -14,6 +14,7 @@ MIRROR=${ARNO_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE="$CACHE/packaging/bookworm-minbase.tar"
 ROOT="$WORK/root"
 SERVER_PID=""
+SERVER_PORT=""
 # Everything below writes into WORK (logs, the root): it must exist before the first write,
 # including the debootstrap branch that only runs on a machine without the cached base.
 mkdir -p "$WORK"
@@ -51,6 +52,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 start_server() {
   local port; port=$(free_port)
+  SERVER_PORT=$port
   # The package's configuration, on free loopback ports (the environment wins over the file).
   chroot --userspec=arno:arno "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin ARNO_CONFIG=/etc/arno/arno.toml \
     ARNO_LISTEN="127.0.0.1:$port" ARNO_METRICS_LISTEN="127.0.0.1:$(free_port)" \
@@ -91,6 +93,19 @@ chroot --userspec=arno:arno "$ROOT" /usr/bin/env -i ARNO_CONFIG=/etc/arno/arno.t
   --email ada@example.com --name Ada --password-file /tmp/password --admin >/dev/null || fail "create-user"
 echo "# changed by the administrator" >>"$ROOT/etc/arno/arno.toml"
 
+step "create a project whose repository Arno manages (/var/lib/arno/repos)"
+token=$(chroot --userspec=arno:arno "$ROOT" /usr/bin/env -i ARNO_CONFIG=/etc/arno/arno.toml /usr/bin/arno admin \
+  create-token --email ada@example.com --name deb-cycle) || fail "create-token"
+project_id=$(python3 - "$SERVER_PORT" "$token" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/api/v1/projects", method="POST",
+    data=json.dumps({"name": "Packaged"}).encode(),
+    headers={"Authorization": f"Bearer {sys.argv[2]}", "Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req, timeout=30))["id"])
+PY
+) || fail "creating a project"
+in_root test -f "/var/lib/arno/repos/$project_id.git/HEAD" || fail "the project has no managed repository"
+
 step "a failed automatic backup stops the upgrade; $OLD_VERSION stays"
 echo 'shutdown_timeout = "soon"' >>"$ROOT/etc/arno/arno.toml"
 if out=$(in_root dpkg -i /tmp/new.deb 2>&1); then fail "the upgrade went on although the backup failed"; fi
@@ -117,6 +132,13 @@ backup=$(cd "$ROOT" && ls -d var/backups/arno/pre-upgrade-"$OLD_VERSION"-*)
 expect_mode "/$backup" "arno arno 700"
 in_root /usr/bin/arno restore --verify-only "/$backup" | grep -q "^intact" || fail "the backup does not verify"
 grep -q '"users"' "$ROOT/$backup/manifest.json" || fail "the backup has no users table"
+python3 - "$ROOT/$backup/manifest.json" "$project_id" <<'PY' || fail "the automatic backup lacks the managed repository"
+import json, sys
+m = json.load(open(sys.argv[1]))
+repo = m["repositories"][sys.argv[2]]
+assert repo["refs"].get("refs/heads/main"), repo
+assert f"{repo['dir']}/packed-refs" in m["files"], repo
+PY
 grep -q "^# changed by the administrator$" "$ROOT/etc/arno/arno.toml" || fail "the upgrade overwrote the settings"
 expect_mode /etc/arno/arno.toml "root arno 640"
 expect_mode /var/lib/arno "arno arno 700"

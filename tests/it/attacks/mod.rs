@@ -3,6 +3,7 @@
 //! on the code before its fix.
 
 mod auditor;
+mod backup_repos;
 mod deep_trees;
 mod lockout;
 mod presence;
