@@ -221,9 +221,9 @@ async function main() {
     b.screens.set('from-2', screen('FromTwo', {}));
     await until('process 1 to see the edit made on process 2', () => a.screens.has('from-2'));
     const twoToOne = Date.now() - started;
-    a.provider.awareness.setLocalStateField('user', { name: 'On one' });
+    a.provider.awareness.setLocalState({ user: { name: 'On one' }, marker: 'on-one' });
     await until('presence across processes', () =>
-      [...b.provider.awareness.getStates().values()].some((s) => s.user && s.user.name === 'On one'));
+      [...b.provider.awareness.getStates().values()].some((s) => s.marker === 'on-one' && s.user && s.user.handle));
     console.log(JSON.stringify({ content: json(a), same: canonical(json(a)) === canonical(json(b)), oneToTwo, twoToOne }));
     a.provider.destroy();
     b.provider.destroy();
@@ -249,9 +249,11 @@ async function main() {
   const converged = canonical(json(a)) === canonical(json(b));
 
   // Presence.
-  a.provider.awareness.setLocalStateField('user', { name: 'Maker A', screen: 's1' });
-  await until('presence of A at B', () =>
-    [...b.provider.awareness.getStates().values()].some((s) => s.user && s.user.name === 'Maker A'));
+  // The server shows its own record of who is there, never the name a client claims.
+  a.provider.awareness.setLocalState({ user: { name: 'Maker A' }, screen: 's1' });
+  await until('presence of A at B, named by the server', () =>
+    [...b.provider.awareness.getStates().values()].some(
+      (s) => s.screen === 's1' && s.user && s.user.handle && s.user.name !== 'Maker A' && /^#[0-9a-f]{6}$/.test(s.user.color)));
 
   // A viewer's change is refused: nobody else gets it.
   const v = connect({ token: TOKENS.viewer });
