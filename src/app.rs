@@ -104,7 +104,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             idle_room: Duration::from_secs(60),
         },
         crate::projects::writeback::Schedule::of(&config),
-    ));
+    )?);
     let state = AppState {
         oidc,
         config: Arc::new(config),

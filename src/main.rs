@@ -384,15 +384,18 @@ async fn backup(config: Config, dest: PathBuf) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     // Recorded in the live database (after the snapshot, so not in this backup itself).
-    if let Ok(db) = Db::connect(&config.database_url, 1).await {
-        let origin = cli_origin("backup");
-        let event = audit::Event::new("instance.backup", audit::Outcome::Allowed, Actor::System, &origin)
-            .intent(serde_json::json!({"schema_version": m.schema_version, "rows": rows, "objects": m.objects,
+    match Db::connect(&config.database_url, 1).await {
+        Err(e) => eprintln!("warning: the backup is complete, but its audit record failed: cannot connect: {e}"),
+        Ok(db) => {
+            let origin = cli_origin("backup");
+            let event = audit::Event::new("instance.backup", audit::Outcome::Allowed, Actor::System, &origin)
+                .intent(serde_json::json!({"schema_version": m.schema_version, "rows": rows, "objects": m.objects,
                 "repositories": m.repositories.len(), "bytes": bytes}));
-        if let Err(e) = audit::record_alone(&db, event).await {
-            eprintln!("warning: the backup is complete, but its audit record failed: {e}");
+            if let Err(e) = audit::record_alone(&db, event).await {
+                eprintln!("warning: the backup is complete, but its audit record failed: {e}");
+            }
+            db.close().await;
         }
-        db.close().await;
     }
     println!(
         "backup of {} database (schema {}, {} tables, {rows} rows), {} objects and {}, {bytes} bytes: {}",

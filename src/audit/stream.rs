@@ -62,7 +62,13 @@ pub async fn register(db: &Db, urls: &[url::Url]) -> AppResult<()> {
 /// Deliver until `stop` says so.
 pub async fn run(db: Db, urls: Vec<url::Url>, token: Secret, mut stop: watch::Receiver<bool>) {
     let owner = uuid::Uuid::new_v4().to_string();
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+    // Never follow redirects: each delivery carries the stream's bearer token, which must reach
+    // only the configured endpoint.
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(event_type = "audit_stream_failed", error = %e, "cannot build the HTTP client");

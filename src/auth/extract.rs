@@ -32,6 +32,12 @@ fn bearer(parts: &Parts) -> Option<Option<String>> {
 }
 
 async fn from_session(parts: &Parts, state: &AppState) -> Result<Option<Authenticated>, AppError> {
+    // A request that presents an Authorization header is exempt from the CSRF checks
+    // (http/csrf.rs): it must then never be authenticated by the ambient cookie, or any header
+    // would switch CSRF off for a browser's session.
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        return Ok(None);
+    }
     let Some(cookie) = cookies::get(&parts.headers, &cookies::name(&state.config, cookies::SESSION)) else {
         return Ok(None);
     };

@@ -207,21 +207,19 @@ impl std::fmt::Debug for Rooms {
 const REMOTE: u64 = 0;
 
 impl Rooms {
-    pub fn new(db: Db, limits: Limits, writeback: crate::projects::writeback::Schedule) -> Rooms {
-        Rooms {
+    pub fn new(db: Db, limits: Limits, writeback: crate::projects::writeback::Schedule) -> anyhow::Result<Rooms> {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no source of randomness for the replica id: {e}"))?;
+        Ok(Rooms {
             rooms: StdMutex::new(HashMap::new()),
             closing: watch::channel(false).0,
             loading: tokio::sync::Mutex::new(()),
             db,
             limits,
             writeback,
-            replica: {
-                let mut b = [0u8; 8];
-                let _ = getrandom::fill(&mut b);
-                u64::from_le_bytes(b)
-            },
+            replica: u64::from_le_bytes(b),
             access_epoch: watch::channel(0).0,
-        }
+        })
     }
 
     /// The current access epoch (see [`Rooms::access_changed`]).

@@ -126,6 +126,7 @@ pub async fn connect(
         crate::projects::authorize::<View>(&state.db, &auth, &origin, &project_key, "workflow.connect").await?;
     let writer_epoch = state.rooms.access_epoch();
     let writer = writer_for(&state, &auth, &project.id, grant.role()).await?;
+    let id = rand_id().ok_or_else(|| AppError::Unavailable("the server has no source of randomness".into()))?;
     let room = state.rooms.open(&project.id).await?;
     let limits = state.rooms.limits.clone();
     // Small buffers: an idle connection must cost little (they grow while a message arrives); a
@@ -145,7 +146,7 @@ pub async fn connect(
             writer,
             writer_at: Instant::now(),
             writer_epoch,
-            id: rand_id(),
+            id,
             clients: HashSet::new(),
             refusals: 0,
             unaudited: None,
@@ -186,10 +187,11 @@ fn color_for(handle: &str) -> &'static str {
     PALETTE[h as usize % PALETTE.len()]
 }
 
-fn rand_id() -> u64 {
+/// A random connection id (never 0, the id of server-made updates); `None` without randomness.
+fn rand_id() -> Option<u64> {
     let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b).max(1)
+    getrandom::fill(&mut b).ok()?;
+    Some(u64::from_le_bytes(b).max(1))
 }
 
 /// What this user may write in this project's workflow.

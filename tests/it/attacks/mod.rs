@@ -4,6 +4,7 @@
 
 mod auditor;
 mod backup_repos;
+mod csrf_bearer;
 mod deep_trees;
 mod lockout;
 mod presence;
