@@ -632,15 +632,17 @@ impl Connection {
         let mut update = update;
         {
             let mut owners = self.room.presence_owners.lock().unwrap_or_else(|e| e.into_inner());
+            // Entries for someone else's clients are dropped: y-websocket clients echo every
+            // state they receive, and nobody may speak for another person.
+            update.clients.retain(|id, _| {
+                owners.get(id).is_none_or(|(conn, user)| *conn == self.id || *user == self.auth.user.id)
+            });
+            if update.clients.is_empty() {
+                return Ok(());
+            }
             for (id, entry) in update.clients.iter_mut() {
                 if entry.json.len() > 16 * 1024 {
                     return Err(End::Error(1009, "a presence state over 16 KiB".into()));
-                }
-                match owners.get(id) {
-                    Some((conn, user)) if *conn != self.id && *user != self.auth.user.id => {
-                        return Err(End::Error(1008, "presence for another person's client".into()));
-                    }
-                    _ => {}
                 }
                 if !self.clients.contains(id) && self.clients.len() >= MAX_AWARENESS_CLIENTS {
                     return Err(End::Error(1008, "too many presence clients on one connection".into()));

@@ -40,11 +40,11 @@ function connect({ token, ticket, base }) {
   return { doc, provider, screens: doc.getMap('screens'), edges: doc.getArray('edges') };
 }
 
-async function until(what, check, ms = 8000) {
+async function until(what, check, ms = 8000, seen = () => '') {
   const deadline = Date.now() + ms;
   for (;;) {
     if (check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} ${seen()}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -253,7 +253,8 @@ async function main() {
   a.provider.awareness.setLocalState({ user: { name: 'Maker A' }, screen: 's1' });
   await until('presence of A at B, named by the server', () =>
     [...b.provider.awareness.getStates().values()].some(
-      (s) => s.screen === 's1' && s.user && s.user.handle && s.user.name !== 'Maker A' && /^#[0-9a-f]{6}$/.test(s.user.color)));
+      (s) => s.screen === 's1' && s.user && s.user.handle && s.user.name !== 'Maker A' && /^#[0-9a-f]{6}$/.test(s.user.color)),
+    8000, () => JSON.stringify([...b.provider.awareness.getStates().values()]));
 
   // A viewer's change is refused: nobody else gets it.
   const v = connect({ token: TOKENS.viewer });

@@ -12,7 +12,8 @@ async fn a_junk_bearer_header_does_not_turn_csrf_off_for_a_session() {
     let mut browser = app.admin_browser().await;
     // A forged sign-out: the session cookie, no CSRF token, any bearer header.
     let sessions = || async {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions").fetch_one(app.state.db.pool()).await.unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM sessions").fetch_one(app.state.db.pool()).await.unwrap();
         n
     };
     assert_eq!(sessions().await, 1);
