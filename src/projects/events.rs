@@ -210,12 +210,14 @@ pub async fn stream(
     let stream = futures_util::stream::unfold((rx, closing, watch), |(mut rx, mut closing, mut w)| async move {
         loop {
             let received = tokio::select! {
-                r = rx.recv() => Some(r),
-                _ = closing.wait_for(|c| *c) => return None,
                 // Revocation ends the stream at once (sign-out everywhere, a revoked token, a
-                // deactivated account, a lost membership); expiry within RECHECK.
+                // deactivated account, a lost membership), before any further event; expiry
+                // within RECHECK.
+                biased;
+                _ = closing.wait_for(|c| *c) => return None,
                 Ok(()) = w.access.changed() => None,
                 _ = tokio::time::sleep_until(w.due) => None,
+                r = rx.recv() => Some(r),
             };
             let Some(received) = received else {
                 w.due = tokio::time::Instant::now() + RECHECK;

@@ -119,11 +119,11 @@ pub fn decide(scratch: &Doc, data: &[u8], editable: &Editable) -> (Verdict, bool
             return refuse(format!("the document holds content this role's changes cannot be checked against ({e})"));
         }
     };
-    match index.check_text_props(update, editable) {
-        Ok(true) => {}
-        Ok(false) => return (Verdict::Nothing, false),
+    let checked = match index.check_text_props(update, editable) {
+        Ok(Some(checked)) => checked,
+        Ok(None) => return (Verdict::Nothing, false),
         Err(reason) => return refuse(reason),
-    }
+    };
     let parsed = match Update::decode_v1(data) {
         Ok(u) => u,
         Err(e) => return refuse(format!("malformed update: {e}")),
@@ -137,7 +137,20 @@ pub fn decide(scratch: &Doc, data: &[u8], editable: &Editable) -> (Verdict, bool
         return (Verdict::Refuse("the update depends on changes the server does not have; reload".into()), true);
     }
     txn.commit();
-    (Verdict::Apply(txn.encode_update_v1()), false)
+    let stored = txn.encode_update_v1();
+    drop(txn);
+    // What yrs integrated must be exactly what was checked: the same new clocks per client.
+    let integrated = structs::decode(&stored).map(|d| {
+        d.structs
+            .iter()
+            .map(|(c, l)| (*c, l.iter().map(Struct::clocks).sum::<u32>()))
+            .filter(|(_, n)| *n > 0)
+            .collect::<HashMap<ClientID, u32>>()
+    });
+    if integrated.as_ref() != Ok(&checked) {
+        return (Verdict::Refuse("the update could not be checked; reload the page".into()), true);
+    }
+    (Verdict::Apply(stored), false)
 }
 
 /// Where a struct lives, once resolved.
@@ -171,6 +184,9 @@ struct Index {
     /// Values of map keys: (map item, key) → entries.
     keyed: HashMap<(ID, Arc<str>), Vec<ID>>,
 }
+
+/// The longest text an Editor may set on a prop.
+pub const MAX_TEXT_CHARS: usize = 10_000;
 
 /// Ancestors looked at, at most (instances nest through `children`).
 const MAX_DEPTH: usize = 512;
@@ -355,8 +371,13 @@ impl Index {
         }
     }
 
-    /// The checks of [`decide`] for one decoded update; `Ok(false)` when it adds nothing.
-    fn check_text_props(&mut self, update: structs::Decoded, editable: &Editable) -> Result<bool, String> {
+    /// The checks of [`decide`] for one decoded update: the new clocks per client it adds, or
+    /// `None` when it adds nothing.
+    fn check_text_props(
+        &mut self,
+        update: structs::Decoded,
+        editable: &Editable,
+    ) -> Result<Option<HashMap<ClientID, u32>>, String> {
         let refuse =
             |what: &str| Err(format!("your role may only change the text of props marked textEditable ({what})"));
         let resync = || {
@@ -364,6 +385,7 @@ impl Index {
         };
         // 1. Its structs, after what the document has; they must follow on without a gap.
         let mut added = 0usize;
+        let mut checked: HashMap<ClientID, u32> = HashMap::new();
         for (client, list) in update.structs {
             let mut expected = self.end(client);
             let known = expected;
@@ -380,6 +402,7 @@ impl Index {
                     return refuse("garbage-collected structure");
                 }
                 added += 1;
+                *checked.entry(client).or_default() += len;
                 self.clients.entry(client).or_default().push(Self::entry(s, true));
             }
         }
@@ -402,11 +425,13 @@ impl Index {
             }
         }
         if added == 0 && deletes.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         self.resolve_all();
         // 2. Every new struct: a text value of a text-editable prop.
         let mut touched: HashMap<(ID, Arc<str>), bool> = HashMap::new();
+        type Link = (ID, u32, Option<ID>, bool);
+        let mut chains: HashMap<(ID, Arc<str>), Vec<Link>> = HashMap::new();
         let new_ids: Vec<ID> =
             self.clients.iter().flat_map(|(c, l)| l.iter().filter(|e| e.new).map(|e| ID::new(*c, e.clock))).collect();
         let deleted_by_update: HashSet<ID> = deletes.iter().copied().collect();
@@ -423,16 +448,39 @@ impl Index {
                 Some(Place::In(_, None)) => return refuse("a list or text"),
                 _ => return Err("the update depends on changes the server does not have; reload the page".into()),
             };
+            // A map value is set with its key's current value as left origin and nothing to
+            // its right (Yjs' `map.set`); anything else could land elsewhere where the left
+            // origin is gone, or leave the key empty.
+            if e.right_origin.is_some() {
+                return refuse("a value placed before another");
+            }
             let value = match &e.content {
-                Content::Any(v) if matches!(v.as_slice(), [Any::String(_)]) => true,
+                Content::Any(v) => match v.as_slice() {
+                    [Any::String(s)] if s.chars().count() <= MAX_TEXT_CHARS => true,
+                    [Any::String(_)] => return refuse(&format!("a text over {MAX_TEXT_CHARS} characters")),
+                    _ => return refuse("a value that is not text"),
+                },
+                // An earlier value overwritten before it was sent (allowed unless it ends up the
+                // key's value: see step 4).
                 Content::Deleted => false,
-                Content::Any(_) => return refuse("a value that is not text"),
                 _ => return refuse("structure"),
             };
             self.editable_prop(&map, &key, editable)?;
             let visible = value && !self.is_deleted(id) && !deleted_by_update.contains(id);
-            let slot = touched.entry((map, key)).or_default();
+            let slot = touched.entry((map, key.clone())).or_default();
             *slot |= visible;
+            chains.entry((map, key)).or_default().push((*id, e.len, e.origin, visible));
+        }
+        // The last new value of each key (no other new value follows it) must be a text that
+        // stays: a deleted one there would leave the key empty.
+        for list in chains.values() {
+            for (id, len, _, visible) in list {
+                let last = ID::new(id.client, id.clock + len - 1);
+                let followed = list.iter().any(|(_, _, origin, _)| *origin == Some(last));
+                if !followed && !visible {
+                    return refuse("removing a value");
+                }
+            }
         }
         // 3. Every deletion: an earlier value of such a prop.
         for id in &deletes {
@@ -451,7 +499,7 @@ impl Index {
         if let Some(((_, key), _)) = touched.iter().find(|(_, visible)| !**visible) {
             return refuse(&format!("removing the value of {key}"));
         }
-        Ok(true)
+        Ok(Some(checked))
     }
 
     fn editable_prop(&self, map: &ID, key: &str, editable: &Editable) -> Result<(), String> {
@@ -670,5 +718,126 @@ mod tests {
         assert!(adds_anything(&doc, &Update::decode_v1(&delete).unwrap()));
         assert!(!adds_anything(&doc, &Update::new()));
         let _ = Update::new().encode_v1();
+    }
+
+    // Hand-written updates, as a hostile client would craft them (found by review).
+    fn var(o: &mut Vec<u8>, mut n: u64) {
+        while n >= 0x80 {
+            o.push(n as u8 | 0x80);
+            n >>= 7
+        }
+        o.push(n as u8)
+    }
+    fn st(o: &mut Vec<u8>, s: &[u8]) {
+        var(o, s.len() as u64);
+        o.extend_from_slice(s)
+    }
+    /// (server clock of client 1, id of label "Buy", id of screens.s1, id of name "Home")
+    fn ids(doc: &Doc) -> (u32, ID, ID, ID) {
+        let d = structs::decode(&doc.transact().encode_state_as_update_v1(&StateVector::default())).unwrap();
+        let c1 = ClientID::new(1);
+        let f = |p: &dyn Fn(&structs::Item) -> bool| {
+            d.structs[&c1]
+                .iter()
+                .find_map(|s| match s {
+                    Struct::Item(i) if p(i) => Some(i.id),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        (
+            doc.transact().state_vector().get(&c1),
+            f(&|i| i.content == Content::Any(vec![Any::from("Buy")])),
+            f(&|i| i.parent_sub.as_deref() == Some("s1")),
+            f(&|i| i.content == Content::Any(vec![Any::from("Home")])),
+        )
+    }
+    /// A value with origin `label` (client 1), Any[text].
+    fn label_value(u: &mut Vec<u8>, label: ID, text: &[u8]) {
+        u.push(0x88);
+        var(u, 1);
+        var(u, label.clock as u64);
+        var(u, 1);
+        u.push(119);
+        st(u, text);
+    }
+
+    #[test]
+    fn crafted_updates_that_yrs_would_integrate_differently_are_refused() {
+        let doc = doc_with_screen();
+        let (k, label, s1, home) = ids(&doc);
+        // An XML hook in the known range: Yjs and yrs read its name differently, so a struct
+        // could hide in it.
+        let mut u = vec![];
+        var(&mut u, 1);
+        var(&mut u, 2);
+        var(&mut u, 1);
+        var(&mut u, (k - 1) as u64);
+        u.push(7);
+        var(&mut u, 1);
+        st(&mut u, b"x");
+        u.push(5);
+        u.extend_from_slice(&[0x88, 0x01]);
+        let mut hidden = vec![s1.clock as u8, 1, 119];
+        st(&mut hidden, b"pwned");
+        hidden.push(0);
+        hidden.resize(136, b' ');
+        u.extend_from_slice(&hidden);
+        label_value(&mut u, label, b"Pay");
+        var(&mut u, 0);
+        assert!(matches!(verdict(&doc, &u), Verdict::Refuse(_)));
+        // A second, earlier section for the same client (yrs would overwrite a known block).
+        let mut u = vec![];
+        var(&mut u, 2);
+        var(&mut u, 1);
+        var(&mut u, 1);
+        var(&mut u, k as u64);
+        label_value(&mut u, label, b"Pay");
+        var(&mut u, 1);
+        var(&mut u, 1);
+        var(&mut u, home.clock as u64);
+        u.push(1);
+        var(&mut u, 1);
+        st(&mut u, b"x");
+        var(&mut u, 1);
+        var(&mut u, 0);
+        assert!(matches!(verdict(&doc, &u), Verdict::Refuse(_)));
+        // A text value followed by a deleted value on the same key (it would empty the key).
+        let mut u = vec![];
+        var(&mut u, 1);
+        var(&mut u, 2);
+        var(&mut u, 2);
+        var(&mut u, 0);
+        label_value(&mut u, label, b"Pay");
+        u.push(0x81);
+        var(&mut u, 2);
+        var(&mut u, 0);
+        var(&mut u, 1);
+        var(&mut u, 0);
+        assert!(matches!(verdict(&doc, &u), Verdict::Refuse(_)));
+        // A value placed before the current one (right origin only).
+        let mut u = vec![];
+        var(&mut u, 1);
+        var(&mut u, 1);
+        var(&mut u, 2);
+        var(&mut u, 0);
+        u.push(0x48);
+        var(&mut u, 1);
+        var(&mut u, label.clock as u64);
+        var(&mut u, 1);
+        u.push(119);
+        st(&mut u, b"Pay");
+        var(&mut u, 1);
+        var(&mut u, 1);
+        var(&mut u, 1);
+        var(&mut u, label.clock as u64);
+        var(&mut u, 1);
+        assert!(matches!(verdict(&doc, &u), Verdict::Refuse(_)));
+        // A text over the limit.
+        let long = change(&doc, |d| {
+            let p = map_at(d, &["s1", "root", "props"]);
+            p.insert(&mut d.transact_mut(), "label", "x".repeat(MAX_TEXT_CHARS + 1));
+        });
+        assert!(matches!(verdict(&doc, &long), Verdict::Refuse(_)));
     }
 }

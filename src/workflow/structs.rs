@@ -6,6 +6,14 @@
 //! `readClientsStructRefs` in yjs `src/structs/Item.js`, `src/utils/encoding.js`): per client a
 //! run of structs (GC, Skip or Item: info byte, origins, parent, parent key, content), then the
 //! delete set. Every read is bounds-checked; malformed bytes are an `Err`, never a panic.
+//!
+//! It is also the gate in front of yrs for every connection (`ws.rs`): an update is handed to
+//! yrs only if it reads here, which bounds what yrs would otherwise do with hostile bytes — lib0
+//! `Any` values nest at most [`MAX_ANY_DEPTH`] deep (yrs decodes them recursively), counts are at
+//! most the message's length (yrs reserves memory from them), and each client appears once in
+//! the structs and once in the delete set (yrs would integrate a second, earlier section of a
+//! client over blocks it already has). Content kinds yrs reads differently from Yjs (legacy JSON
+//! content, XML hooks) and yrs' moves are refused: the workflow document uses none of them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,19 +102,18 @@ pub struct Decoded {
     pub deletes: HashMap<ClientID, Vec<(u32, u32)>>,
 }
 
-/// Limits that keep a hostile update from costing more than its size.
-const MAX_COUNT: u32 = 1 << 24;
+/// How deep lib0 `Any` values may nest.
+pub const MAX_ANY_DEPTH: usize = 32;
 
 fn err(what: &str) -> String {
     format!("malformed update: {what}")
 }
 
-fn count(n: u32, what: &str) -> Result<u32, String> {
-    if n > MAX_COUNT { Err(err(what)) } else { Ok(n) }
-}
-
 /// Read a v1 update.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+    // Every counted thing takes at least a byte: no count may exceed the message.
+    let limit = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    let count = |n: u32, what: &str| if n > limit { Err(err(what)) } else { Ok(n) };
     let mut d = DecoderV1::from(bytes);
     let mut out = Decoded::default();
     let clients: u32 = d.read_var().map_err(|_| err("client count"))?;
@@ -114,6 +121,9 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         let n: u32 = d.read_var().map_err(|_| err("struct count"))?;
         let client = d.read_client().map_err(|_| err("client id"))?;
         let mut clock: u32 = d.read_var().map_err(|_| err("clock"))?;
+        if out.structs.contains_key(&client) {
+            return Err(err("a client's structs appear twice"));
+        }
         let list = out.structs.entry(client).or_default();
         for _ in 0..count(n, "struct count")? {
             let info = d.read_info().map_err(|_| err("struct info"))?;
@@ -126,7 +136,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
                 }
                 10 => d.read_var::<u32>().map_err(|_| err("skip length"))?,
                 _ => {
-                    let item = read_item(&mut d, id, info)?;
+                    let item = read_item(&mut d, id, info, limit)?;
                     let len = item.len;
                     list.push(Struct::Item(item));
                     len
@@ -142,6 +152,9 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     for _ in 0..count(ds_clients, "delete set")? {
         let client = d.read_client().map_err(|_| err("delete set client"))?;
         let ranges: u32 = d.read_var().map_err(|_| err("delete set ranges"))?;
+        if out.deletes.contains_key(&client) {
+            return Err(err("a client's deletions appear twice"));
+        }
         let list = out.deletes.entry(client).or_default();
         for _ in 0..count(ranges, "delete set ranges")? {
             let clock = d.read_ds_clock().map_err(|_| err("delete set clock"))?;
@@ -158,7 +171,53 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     Ok(out)
 }
 
-fn read_item(d: &mut DecoderV1<'_>, id: ID, info: u8) -> Result<Item, String> {
+/// A lib0 `Any`, at most [`MAX_ANY_DEPTH`] deep (tags as in lib0 `encoding.writeAny`).
+fn read_any(d: &mut DecoderV1<'_>, depth: usize, limit: u32) -> Result<Any, String> {
+    if depth > MAX_ANY_DEPTH {
+        return Err(err("a value nested too deep"));
+    }
+    let bad = |_| err("any value");
+    Ok(match d.read_u8().map_err(bad)? {
+        127 => Any::Undefined,
+        126 => Any::Null,
+        125 => Any::from(d.read_var::<i64>().map_err(bad)? as f64),
+        124 => Any::from(f64::from(d.read_f32().map_err(bad)?)),
+        123 => Any::from(d.read_f64().map_err(bad)?),
+        122 => Any::from(d.read_i64().map_err(bad)? as f64),
+        121 => Any::Bool(false),
+        120 => Any::Bool(true),
+        119 => Any::from(d.read_string().map_err(bad)?),
+        118 => {
+            let n: u32 = d.read_var().map_err(bad)?;
+            if n > limit {
+                return Err(err("any map length"));
+            }
+            for _ in 0..n {
+                d.read_string().map_err(bad)?;
+                read_any(d, depth + 1, limit)?;
+            }
+            Any::Null
+        }
+        117 => {
+            let n: u32 = d.read_var().map_err(bad)?;
+            if n > limit {
+                return Err(err("any array length"));
+            }
+            for _ in 0..n {
+                read_any(d, depth + 1, limit)?;
+            }
+            Any::Null
+        }
+        116 => {
+            d.read_buf().map_err(bad)?;
+            Any::Null
+        }
+        _ => return Err(err("any tag")),
+    })
+}
+
+fn read_item(d: &mut DecoderV1<'_>, id: ID, info: u8, limit: u32) -> Result<Item, String> {
+    let count = |n: u32, what: &str| if n > limit { Err(err(what)) } else { Ok(n) };
     const HAS_ORIGIN: u8 = 0x80;
     const HAS_RIGHT_ORIGIN: u8 = 0x40;
     const HAS_PARENT_SUB: u8 = 0x20;
@@ -181,13 +240,8 @@ fn read_item(d: &mut DecoderV1<'_>, id: ID, info: u8) -> Result<Item, String> {
     }
     let (content, len) = match info & 0x1f {
         1 => (Content::Deleted, d.read_len().map_err(|_| err("deleted length"))?),
-        2 => {
-            let n = count(d.read_len().map_err(|_| err("json length"))?, "json length")?;
-            for _ in 0..n {
-                d.read_string().map_err(|_| err("json"))?;
-            }
-            (Content::Other(2), n)
-        }
+        // Legacy JSON content: yrs reads one string more than Yjs writes.
+        2 => return Err("unsupported content: legacy JSON".into()),
         3 => {
             d.read_buf().map_err(|_| err("binary"))?;
             (Content::Other(3), 1)
@@ -207,8 +261,11 @@ fn read_item(d: &mut DecoderV1<'_>, id: ID, info: u8) -> Result<Item, String> {
         }
         7 => {
             let type_ref = d.read_type_ref().map_err(|_| err("type"))?;
-            // XmlElement and XmlHook carry a name.
-            if type_ref == 3 || type_ref == 5 {
+            // XmlElement carries a name; an XmlHook does in Yjs but not in yrs.
+            if type_ref == 5 {
+                return Err("unsupported content: XML hook".into());
+            }
+            if type_ref == 3 {
                 d.read_key().map_err(|_| err("type name"))?;
             }
             (Content::Type(type_ref), 1)
@@ -217,13 +274,13 @@ fn read_item(d: &mut DecoderV1<'_>, id: ID, info: u8) -> Result<Item, String> {
             let n = count(d.read_len().map_err(|_| err("any length"))?, "any length")?;
             let mut values = Vec::with_capacity(n.min(1024) as usize);
             for _ in 0..n {
-                values.push(d.read_any().map_err(|_| err("any value"))?);
+                values.push(read_any(d, 0, limit)?);
             }
             (Content::Any(values), n)
         }
         9 => {
             d.read_string().map_err(|_| err("doc guid"))?;
-            d.read_any().map_err(|_| err("doc options"))?;
+            read_any(d, 0, limit)?;
             (Content::Other(9), 1)
         }
         // Moves (yrs) and anything newer: their encoding is not something a restricted writer
@@ -288,5 +345,33 @@ mod tests {
         trailing.push(0);
         assert!(decode(&trailing).is_err());
         assert!(decode(&[0xff; 12]).is_err());
+    }
+
+    #[test]
+    fn what_yrs_would_mishandle_is_refused() {
+        // One client, one struct: Any content with a value nested a million arrays deep.
+        let mut deep = vec![1, 1, 1, 0, 8, 1, 1, b'x', 1];
+        for _ in 0..1_000_000 {
+            deep.extend_from_slice(&[117, 1]);
+        }
+        deep.extend_from_slice(&[126, 0]);
+        assert!(decode(&deep).unwrap_err().contains("deep"));
+        // A count far beyond the message (yrs would reserve memory for it).
+        assert!(decode(&[0xff, 0xff, 0xff, 0x0f]).is_err());
+        // The same client's structs twice (an earlier section over known blocks).
+        let doc = Doc::with_client_id(3);
+        let m = doc.get_or_insert_map("screens");
+        m.insert(&mut doc.transact_mut(), "a", "b");
+        let one = doc.transact().encode_state_as_update_v1(&StateVector::default());
+        // [clients=1][n][client][clock][struct…][ds]: repeat the section, count two clients.
+        let section = &one[1..one.len() - 1];
+        let mut twice = vec![2];
+        twice.extend_from_slice(section);
+        twice.extend_from_slice(section);
+        twice.push(0);
+        assert!(decode(&twice).unwrap_err().contains("twice"));
+        // Legacy JSON content and XML hooks (read differently by yrs and Yjs).
+        assert!(decode(&[1, 1, 5, 0, 2, 1, 1, b'x', 1, 1, b'1', 0]).is_err());
+        assert!(decode(&[1, 1, 5, 0, 7, 1, 1, b'x', 5, 1, b'h', 0]).is_err());
     }
 }

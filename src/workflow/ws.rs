@@ -42,6 +42,8 @@ const MAX_AWARENESS_CLIENTS: usize = 8;
 /// Updates that add nothing a read-only connection may send (a sync reply after each
 /// reconnect is one); more closes it.
 const MAX_IGNORED: u32 = 256;
+/// y-protocols messages one WebSocket frame may carry (a client sends one).
+const MAX_MESSAGES_PER_FRAME: usize = 16;
 /// A refusal's reason is audited up to this many characters.
 const MAX_REASON_CHARS: usize = 500;
 /// The role of a connection is looked up again after this long.
@@ -122,9 +124,10 @@ pub async fn connect(
         .map_err(|_| AppError::validation("this endpoint speaks WebSocket (y-protocols)"))?;
     let auth = connecting_user(&mut parts, &state, &project_key, q.ticket.as_deref()).await?;
     let origin = Origin::from(&ctx);
+    // Read before the checks: a change during them makes the connection look again at once.
+    let writer_epoch = state.rooms.access_epoch();
     let (project, grant) =
         crate::projects::authorize::<View>(&state.db, &auth, &origin, &project_key, "workflow.connect").await?;
-    let writer_epoch = state.rooms.access_epoch();
     let writer = writer_for(&state, &auth, &project.id, grant.role()).await?;
     let id = rand_id().ok_or_else(|| AppError::Unavailable("the server has no source of randomness".into()))?;
     let room = state.rooms.open(&project.id).await?;
@@ -292,6 +295,32 @@ impl Connection {
         }
         loop {
             tokio::select! {
+                // Revocation and shutdown first: after access changed, not one more message
+                // goes either way before the caller is looked at again.
+                biased;
+                Ok(()) = access.changed() => {
+                    if let Err(e) = self.recheck().await {
+                        end = e;
+                        break;
+                    }
+                }
+                // Sessions expire and go idle, tokens expire, identity providers change roles:
+                // look again every little while even when nothing is sent.
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(self.writer_at + ROLE_TTL)) => {
+                    if let Err(e) = self.recheck().await {
+                        end = e;
+                        break;
+                    }
+                }
+                _ = shutdown.changed() => {
+                    end = End::Error(1012, "the server is restarting".into());
+                    break;
+                }
+                _ = close_rx.changed() => {
+                    let reason = close_rx.borrow().clone().unwrap_or_default();
+                    end = End::Error(1011, reason);
+                    break;
+                }
                 incoming = socket.recv() => match incoming {
                     Some(Ok(WsMessage::Binary(data))) => {
                         match self.handle(&data, &close_tx, &refused_tx).await {
@@ -345,29 +374,6 @@ impl Connection {
                         }
                         Err(e) => { end = e; break; }
                     }
-                }
-                Ok(()) = access.changed() => {
-                    if let Err(e) = self.recheck().await {
-                        end = e;
-                        break;
-                    }
-                }
-                // Sessions expire and go idle, tokens expire, identity providers change roles:
-                // look again every little while even when nothing is sent.
-                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(self.writer_at + ROLE_TTL)) => {
-                    if let Err(e) = self.recheck().await {
-                        end = e;
-                        break;
-                    }
-                }
-                _ = shutdown.changed() => {
-                    end = End::Error(1012, "the server is restarting".into());
-                    break;
-                }
-                _ = close_rx.changed() => {
-                    let reason = close_rx.borrow().clone().unwrap_or_default();
-                    end = End::Error(1011, reason);
-                    break;
                 }
             }
         }
@@ -477,6 +483,9 @@ impl Connection {
         let mut messages = vec![];
         let mut consumed = 0;
         for message in MessageReader::new(&mut decoder) {
+            if messages.len() >= MAX_MESSAGES_PER_FRAME {
+                return Err(End::Error(1008, "too many messages in one frame".into()));
+            }
             let message = message.map_err(|e| {
                 UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
                 End::Error(1007, format!("malformed y-protocols message: {e}"))
@@ -490,9 +499,14 @@ impl Connection {
             UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
             return Err(End::Error(1007, "malformed y-protocols message: truncated or trailing bytes".into()));
         }
+        // Answered once per frame: each answer is the whole document (or everyone's presence).
+        let (mut step1, mut query) = (false, false);
         for message in messages {
             match message {
+                Message::Sync(SyncMessage::SyncStep1(_)) if step1 => {}
+                Message::AwarenessQuery if query => {}
                 Message::Sync(SyncMessage::SyncStep1(sv)) => {
+                    step1 = true;
                     let awareness = self.room.awareness.lock().await;
                     let update = awareness.doc().transact().encode_state_as_update_v1(&sv);
                     replies.push(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1());
@@ -504,6 +518,7 @@ impl Connection {
                 }
                 Message::Awareness(update) => self.awareness(update).await?,
                 Message::AwarenessQuery => {
+                    query = true;
                     let awareness = self.room.awareness.lock().await;
                     if let Ok(update) = awareness.update() {
                         replies.push(Message::Awareness(update).encode_v1());
@@ -524,6 +539,12 @@ impl Connection {
         close: &watch::Sender<Option<String>>,
         refused: &mpsc::Sender<String>,
     ) -> Result<Option<Vec<u8>>, End> {
+        // Read by Arno's own reader first, whatever the role: it bounds what yrs would do with
+        // hostile bytes (nesting, counts, a client's structs twice; structs.rs).
+        super::structs::decode(&data).map_err(|e| {
+            UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
+            End::Error(1007, e)
+        })?;
         let update = Update::decode_v1(&data).map_err(|e| {
             UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
             End::Error(1007, format!("malformed update: {e}"))
@@ -556,14 +577,22 @@ impl Connection {
                 }
                 return Ok(None);
             }
-            Writer::Full => {
+            Writer::Full | Writer::TextProps(_) => {
                 let sv = self.room.awareness.lock().await.doc().transact().state_vector();
                 if !filter::has_new_structs(&update, &sv) && update.delete_set().is_empty() {
+                    self.ignored += 1;
+                    if self.ignored > MAX_IGNORED {
+                        return Err(End::Error(1008, "too many updates that change nothing".into()));
+                    }
                     return Ok(None);
                 }
-                None
+                match &self.writer {
+                    Writer::TextProps(editable) => {
+                        Some(super::Check { editable: editable.clone(), refused: refused.clone() })
+                    }
+                    _ => None,
+                }
             }
-            Writer::TextProps(editable) => Some(super::Check { editable: editable.clone(), refused: refused.clone() }),
         };
         let limit = self.state.rooms.limits.max_document_bytes;
         if self.room.size_bytes().saturating_add(data.len()) > limit {
