@@ -126,8 +126,8 @@ pub struct Room {
     last_snapshot: StdMutex<Instant>,
     idle_since: StdMutex<Option<Instant>>,
     /// Presence client id → (connection, user) that publishes it: a connection may publish
-    /// only its own clients' presence (another tab of the same user may take an id over, as a
-    /// reconnecting tab does).
+    /// only its own clients' presence (and pass on that of the same person's other connections,
+    /// which stays theirs).
     pub(crate) presence_owners: StdMutex<HashMap<yrs::ClientID, (u64, String)>>,
 }
 

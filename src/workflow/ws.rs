@@ -673,11 +673,16 @@ impl Connection {
                 if entry.json.len() > 16 * 1024 {
                     return Err(End::Error(1009, "a presence state over 16 KiB".into()));
                 }
-                if !self.clients.contains(id) && self.clients.len() >= MAX_AWARENESS_CLIENTS {
-                    return Err(End::Error(1008, "too many presence clients on one connection".into()));
+                // An id nobody publishes becomes this connection's; one another connection of the
+                // same person publishes (their other tab, echoed) is passed on but stays theirs,
+                // so it is removed when that connection ends.
+                if !owners.contains_key(id) {
+                    if self.clients.len() >= MAX_AWARENESS_CLIENTS {
+                        return Err(End::Error(1008, "too many presence clients on one connection".into()));
+                    }
+                    owners.insert(*id, (self.id, self.auth.user.id.clone()));
+                    self.clients.insert(*id);
                 }
-                owners.insert(*id, (self.id, self.auth.user.id.clone()));
-                self.clients.insert(*id);
                 entry.json = presence_as_recorded(&entry.json, &self.auth.user).into();
             }
         }
