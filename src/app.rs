@@ -42,6 +42,8 @@ pub struct AppState {
     pub events: crate::projects::events::Bus,
     /// Loaded workflow documents and their connections.
     pub rooms: Arc<crate::workflow::Rooms>,
+    /// This replica's job worker, for `/ready`.
+    pub worker: Arc<crate::jobs::worker::Heartbeat>,
 }
 
 pub struct App {
@@ -116,6 +118,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         repos,
         events: crate::projects::events::Bus::default(),
         rooms,
+        worker: Default::default(),
     };
     let setup_token = auth::setup::issue_if_needed(&state.db, &state.config.data_dir).await.map_err(to_anyhow)?;
     let router = router(state.clone(), api_router);
@@ -282,7 +285,9 @@ pub async fn serve(
     let mut main = tokio::spawn(main.into_future());
     let mut metrics = tokio::spawn(metrics.into_future());
     let housekeeping = tokio::spawn(maintenance(app.state.clone(), stop_rx.clone()));
+    app.state.worker.started();
     let worker = tokio::spawn(crate::jobs::worker::run(app.state.clone(), stop_rx.clone()));
+    let damper = tokio::spawn(crate::audit::run_damper(app.state.db.clone(), stop_rx.clone()));
     let workflow_listener = tokio::spawn(
         app.state.rooms.clone().listen(app.state.config.database_url.expose().to_owned(), stop_rx.clone()),
     );
@@ -321,6 +326,7 @@ pub async fn serve(
         let _ = metrics.await;
         let _ = housekeeping.await;
         let _ = worker.await;
+        let _ = damper.await;
         let _ = workflow_listener.await;
         let _ = listener.await;
         if let Some(s) = streaming {

@@ -91,6 +91,7 @@ const SETTINGS: &[Setting] = &[
     s("audit.retention", "ARNO_AUDIT_RETENTION"),
     s("audit.stream_urls", "ARNO_AUDIT_STREAM_URLS"),
     secret("audit.stream_token", "ARNO_AUDIT_STREAM_TOKEN"),
+    s("audit.stream_max_lag", "ARNO_AUDIT_STREAM_MAX_LAG"),
     s("git.local_roots", "ARNO_GIT_LOCAL_ROOTS"),
     s("projects.quota", "ARNO_PROJECTS_QUOTA"),
     s("auth.local_login", "ARNO_AUTH_LOCAL_LOGIN"),
@@ -160,6 +161,8 @@ pub struct Config {
     pub audit_stream_urls: Vec<Url>,
     /// Sent with every streamed record so the receiver can verify the sender.
     pub audit_stream_token: Option<Secret>,
+    /// A stream further behind than this makes `/ready` say `degraded`.
+    pub audit_stream_max_lag: Duration,
     /// Folders under which Admins may connect existing repositories on this machine (canonical).
     pub git_local_roots: Vec<PathBuf>,
     /// The default size limit of one project, in bytes.
@@ -417,6 +420,7 @@ fn effective_default(key: &str, c: &Config) -> String {
         "max_body_bytes" => c.max_body_bytes.to_string(),
         "shutdown_timeout" => humantime::format_duration(c.shutdown_timeout).to_string(),
         "audit.retention" => humantime::format_duration(c.audit_retention).to_string(),
+        "audit.stream_max_lag" => humantime::format_duration(c.audit_stream_max_lag).to_string(),
         "git.local_roots" => "(none)".to_owned(),
         "projects.quota" => format!("{} bytes", c.projects_quota),
         "auth.local_login" => c.local_login.to_string(),
@@ -612,6 +616,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         audit_stream_urls.push(u);
     }
     let audit_stream_token = get("audit.stream_token").map(Secret::new);
+    let audit_stream_max_lag = duration("audit.stream_max_lag", "5m")?;
     if !audit_stream_urls.is_empty() && audit_stream_token.is_none() {
         return Err(err(name("audit.stream_token"), "is required when audit.stream_urls is set"));
     }
@@ -692,6 +697,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         audit_retention,
         audit_stream_urls,
         audit_stream_token,
+        audit_stream_max_lag,
         git_local_roots,
         projects_quota,
         local_login,

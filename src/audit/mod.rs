@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod console;
+pub mod damper;
 pub mod export;
 pub mod retention;
 pub mod routes;
@@ -26,6 +27,15 @@ use crate::http::RequestContext;
 
 /// Longest `intent` we store: a short structured description, never content.
 const MAX_INTENT_BYTES: usize = 2048;
+
+/// `audit_refusals_folded_total{action}`: refusals counted into a later record instead of written.
+pub static DAMPED_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        prometheus::Opts::new("audit_refusals_folded_total", "Repeated refusals counted into one audit record"),
+        &["action"],
+    )
+    .expect("valid metric")
+});
 
 /// `audit_records_total{action,outcome}`: records appended (counted when written; a rolled-back
 /// transaction's record is counted too, which is rare and errs on the side of visibility).
@@ -159,10 +169,7 @@ impl<'a> Event<'a> {
 /// Append `event` inside the caller's transaction (or connection, for a decision that changes
 /// nothing else). Returns the record's `seq`.
 pub async fn record(conn: &mut AnyConnection, event: Event<'_>) -> AppResult<i64> {
-    let intent = serde_json::to_string(&event.intent).map_err(|e| AppError::Internal(e.into()))?;
-    if intent.len() > MAX_INTENT_BYTES {
-        return Err(AppError::Internal(anyhow::anyhow!("audit intent for {} is too long", event.action)));
-    }
+    let intent = intent_text(&event.intent)?;
     // Empty optional values are stored as absent: every export format (CSV included) then
     // round-trips them exactly, which verification depends on.
     let origin = event.origin;
@@ -237,17 +244,97 @@ pub async fn record(conn: &mut AnyConnection, event: Event<'_>) -> AppResult<i64
     Ok(seq)
 }
 
+/// The stored intent: at most [`MAX_INTENT_BYTES`]. A longer one (a refusal quoting a long
+/// reason, say) is still recorded, with each string cut short and `"truncated": true`; if that
+/// is not enough, only the first 200 characters of its `reason` are kept.
+fn intent_text(intent: &serde_json::Value) -> AppResult<String> {
+    let text = |v: &serde_json::Value| serde_json::to_string(v).map_err(|e| AppError::Internal(e.into()));
+    let full = text(intent)?;
+    if full.len() <= MAX_INTENT_BYTES {
+        return Ok(full);
+    }
+    fn shorten(v: &serde_json::Value, max: usize) -> serde_json::Value {
+        match v {
+            serde_json::Value::String(s) if s.chars().count() > max => {
+                serde_json::Value::String(format!("{}…", s.chars().take(max).collect::<String>()))
+            }
+            serde_json::Value::Array(items) => items.iter().take(16).map(|i| shorten(i, max)).collect(),
+            serde_json::Value::Object(map) => {
+                map.iter().take(32).map(|(k, v)| (k.chars().take(64).collect::<String>(), shorten(v, max))).collect()
+            }
+            other => other.clone(),
+        }
+    }
+    let mut short = shorten(intent, 200);
+    if let serde_json::Value::Object(map) = &mut short {
+        map.insert("truncated".into(), serde_json::Value::Bool(true));
+    }
+    let short_text = text(&short)?;
+    if short_text.len() <= MAX_INTENT_BYTES {
+        return Ok(short_text);
+    }
+    let reason = intent.get("reason").map(|r| shorten(r, 200)).unwrap_or(serde_json::Value::Null);
+    text(&serde_json::json!({"reason": reason, "truncated": true}))
+}
+
 /// An empty optional value is stored as absent.
 fn some(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty())
 }
 
-/// Record a decision that changes nothing else (a denial, a failed sign-in) in its own transaction.
-pub async fn record_alone(db: &Db, event: Event<'_>) -> AppResult<i64> {
+/// Record a decision that changes nothing else (a denial, a failed sign-in) in its own
+/// transaction. A refusal repeated from the same source within a minute is counted rather than
+/// written again, and the count is recorded when the minute ends (see [`damper`]); the result is
+/// then `None`. Otherwise it is the record's `seq`.
+pub async fn record_alone(db: &Db, event: Event<'_>) -> AppResult<Option<i64>> {
+    let admission = db.denials().admit(&event, now_ms());
+    write_aggregates(db, &admission.aggregates).await?;
+    if !admission.record {
+        DAMPED_TOTAL.with_label_values(&[event.action]).inc();
+        return Ok(None);
+    }
     let mut tx = db.begin().await?;
     let seq = record(&mut tx, event).await?;
     tx.commit().await?;
-    Ok(seq)
+    Ok(Some(seq))
+}
+
+async fn write_aggregates(db: &Db, aggregates: &[damper::Aggregate]) -> AppResult<()> {
+    if aggregates.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    for aggregate in aggregates {
+        let origin = aggregate.origin();
+        record(&mut tx, aggregate.event(&origin)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Write the counts of refusals whose window has ended (every count when `all`, at shutdown).
+/// Returns how many records were written.
+pub async fn flush_denials(db: &Db, all: bool) -> AppResult<usize> {
+    let aggregates = db.denials().drain(all);
+    write_aggregates(db, &aggregates).await?;
+    Ok(aggregates.len())
+}
+
+/// Flush folded refusals every few seconds until `stop`, then everything left.
+pub async fn run_damper(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        if let Err(e) = flush_denials(&db, false).await {
+            tracing::warn!(event_type = "audit_failed", error = %e, "could not record repeated refusals");
+        }
+    }
+    if let Err(e) = flush_denials(&db, true).await {
+        tracing::warn!(event_type = "audit_failed", error = %e, "could not record repeated refusals at shutdown");
+    }
 }
 
 /// The pseudonym that replaces an erased user's id: `deleted_user_<HMAC-SHA-256(user_id, pepper)>`.
@@ -401,4 +488,32 @@ pub async fn checkpoint(db: &Db, signer: &Signer) -> AppResult<Option<i64>> {
     store::insert_checkpoint(&mut tx, &checkpoint).await?;
     tx.commit().await?;
     Ok(Some(seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_intent_is_cut_short_not_refused() {
+        let small = serde_json::json!({"reason": "bad_credentials"});
+        assert_eq!(intent_text(&small).unwrap(), r#"{"reason":"bad_credentials"}"#);
+
+        let long = serde_json::json!({"reason": "r".repeat(5000), "provider": "corp"});
+        let text = intent_text(&long).unwrap();
+        assert!(text.len() <= MAX_INTENT_BYTES);
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["truncated"], true);
+        assert_eq!(back["provider"], "corp");
+        assert!(back["reason"].as_str().unwrap().starts_with("rrrr"));
+
+        let wide: serde_json::Map<String, serde_json::Value> =
+            (0..500).map(|i| (format!("k{i}"), serde_json::Value::String("v".repeat(100)))).collect();
+        let mut wide = serde_json::Value::Object(wide);
+        wide["reason"] = serde_json::Value::String("why".into());
+        let text = intent_text(&wide).unwrap();
+        assert!(text.len() <= MAX_INTENT_BYTES, "{}", text.len());
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["truncated"], true);
+    }
 }

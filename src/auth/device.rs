@@ -91,6 +91,7 @@ fn normalize_user_code(raw: &str) -> String {
     responses((status = 200, body = CodeResponse), (status = 400, description = "`invalid_client`")))]
 pub async fn device_code(
     State(state): State<AppState>,
+    ctx: RequestContext,
     form: Result<Form<CodeRequest>, FormRejection>,
 ) -> AppResult<Response> {
     let req = match form {
@@ -99,6 +100,19 @@ pub async fn device_code(
     };
     if req.client_id != CLIENT_ID {
         return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client_id (use arno-cli)"));
+    }
+    if let Err(retry_after_ms) = super::throttle::start_allowed(&state.db, "device", ctx.client_ip).await? {
+        let origin = Origin::from(&ctx);
+        let event = Event::new("auth.device", Outcome::Denied, Actor::Anonymous, &origin)
+            .intent(json!({"reason": "throttled", "limit": "starts_per_address"}));
+        crate::audit::record_alone(&state.db, event).await?;
+        let mut response = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "too many device sign-ins were started from this address; wait and try again",
+        );
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, crate::error::retry_after(retry_after_ms));
+        return Ok(response);
     }
     let device_code = crate::keys::random_token(32);
     let now = now_ms();

@@ -232,6 +232,23 @@ pub async fn record_success(db: &Db, key: &Key) -> AppResult<()> {
     Ok(())
 }
 
+/// Sign-in flows that begin without credentials (an SSO redirect, a device code) and store a
+/// row each, per client address per window: generous for a person, a wall for a script.
+pub const MAX_STARTS_PER_ADDRESS: u32 = 60;
+
+/// Count one start of `flow` (`oidc`, `device`) from `client`; refused with the milliseconds to
+/// wait once the address has started more than [`MAX_STARTS_PER_ADDRESS`] in a window. A
+/// refused start is not counted, so a blocked script writes nothing.
+pub async fn start_allowed(db: &Db, flow: &str, client: Option<IpAddr>) -> AppResult<Result<(), u64>> {
+    let address = client.map(address_bucket).unwrap_or_else(|| "unknown".to_owned());
+    let keys = [Key { key: format!("start:{flow}:{address}"), max_failures: MAX_STARTS_PER_ADDRESS }];
+    if let Some(ms) = blocked_for(db, &keys).await? {
+        return Ok(Err(ms));
+    }
+    record_failure(db, &keys).await?;
+    Ok(Ok(()))
+}
+
 /// Forget counts that no longer matter.
 pub async fn sweep(db: &Db) -> AppResult<()> {
     let now = now_ms();

@@ -38,6 +38,8 @@ impl Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Folds repeated refusals into one audit record (see [`crate::audit::damper`]).
+    denials: std::sync::Arc<crate::audit::damper::Damper>,
 }
 
 pub type Tx = Transaction<'static, Any>;
@@ -100,7 +102,7 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the {} database: {}", backend.name(), describe(&e)))?;
-        Ok(Db { pool, backend })
+        Ok(Db { pool, backend, denials: Default::default() })
     }
 
     /// Apply the embedded migrations for this backend; returns the versions applied now. On
@@ -180,6 +182,11 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The refusal damper shared by every handle on this pool.
+    pub fn denials(&self) -> &crate::audit::damper::Damper {
+        &self.denials
     }
 
     pub fn backend(&self) -> Backend {

@@ -1,6 +1,7 @@
 //! The worker: claims due jobs and runs them until shutdown; between jobs it also notices when
 //! a project's default branch moved outside Arno (a push, a merge elsewhere) and re-scans it.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -13,13 +14,58 @@ const POLL: Duration = Duration::from_millis(500);
 /// How often default branches are compared with the last scan.
 const WATCH: Duration = Duration::from_secs(30);
 
+/// When this replica's worker last went round its loop (or started), for `/ready`: a worker
+/// that stops beating (a job hung on a git remote, a panicked task) degrades the instance.
+#[derive(Debug)]
+pub struct Heartbeat {
+    at_ms: AtomicI64,
+    running: AtomicBool,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat { at_ms: AtomicI64::new(crate::db::now_ms()), running: AtomicBool::new(false) }
+    }
+}
+
+impl Heartbeat {
+    /// The worker is about to run (set by `serve` before it spawns it, so a probe right after
+    /// start does not see "not running").
+    pub fn started(&self) {
+        self.running.store(true, Ordering::Relaxed);
+        self.beat();
+    }
+
+    fn beat(&self) {
+        self.at_ms.store(crate::db::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last beat, and whether a worker loop is running at all.
+    pub fn age_ms(&self) -> (i64, bool) {
+        ((crate::db::now_ms() - self.at_ms.load(Ordering::Relaxed)).max(0), self.running.load(Ordering::Relaxed))
+    }
+}
+
+/// Marks the worker stopped when its loop ends, however it ends.
+struct Running<'a>(&'a Heartbeat);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Run jobs until `stop`. A job in progress at shutdown finishes (or its lease expires and
 /// another replica takes it over after a crash).
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let owner = format!("worker-{}", uuid::Uuid::new_v4());
     let mut watch_tick = tokio::time::interval(WATCH);
     watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat = state.worker.clone();
+    heartbeat.started();
+    let _running = Running(&heartbeat);
     loop {
+        heartbeat.beat();
         if *stop.borrow() {
             return;
         }

@@ -45,6 +45,7 @@ impl Metrics {
             Box::new(sessions_active.clone()),
             Box::new(build_info),
             Box::new(crate::audit::RECORDS_TOTAL.clone()),
+            Box::new(crate::audit::DAMPED_TOTAL.clone()),
             Box::new(crate::projects::specs_api::SAVE_TOTAL.clone()),
             Box::new(crate::projects::writeback::PUSH_TOTAL.clone()),
             Box::new(crate::workflow::ROOMS_ACTIVE.clone()),

@@ -391,7 +391,7 @@ async fn every_invalid_id_token_is_rejected() {
         assert!(r.text.contains("could not be trusted"), "{mint:?}: {}", r.text);
         assert!(!agent.cookies.contains_key("arno_session"), "{mint:?}");
     }
-    assert_eq!(denied_logins(&app).await.len(), 10, "every rejection is audited");
+    assert_eq!(app.refusals("action = 'auth.login'").await, 10, "every rejection is audited");
 
     // userinfo answering for another subject.
     op.set(|s| {

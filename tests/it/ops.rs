@@ -138,3 +138,83 @@ async fn a_replica_with_a_different_secret_key_refuses_to_start() {
     let config = arno::config::Config::load(&env).unwrap().config;
     assert!(arno::app::build(config).await.is_ok());
 }
+
+/// A port nobody listens on: bind, learn the port, close.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn ready_lists_the_soft_checks_and_degrades_when_an_identity_provider_is_down() {
+    let issuer = format!("http://127.0.0.1:{}", dead_port());
+    let (app, _dir) = crate::oidc::arno_with(&[("corp", &issuer, "")], &[]).await;
+    let r = api(Method::GET, &app.url("/ready"), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "a soft failure still serves: {}", r.text);
+    let body = r.json();
+    assert_eq!(body["status"], "degraded", "{body}");
+    let idp = &body["checks"]["identity_providers"];
+    assert_eq!((idp["ok"].as_bool(), idp["hard"].as_bool()), (Some(false), Some(false)), "{body}");
+    assert!(idp["detail"].as_str().unwrap().starts_with("corp:"), "{body}");
+    assert!(!r.text.contains(&issuer), "the detail names the provider, not its address: {body}");
+    for check in ["database", "storage", "data_directory", "jobs"] {
+        assert_eq!(body["checks"][check]["ok"], true, "{check}: {body}");
+    }
+    assert_eq!(body["checks"]["data_directory"]["hard"], true);
+    assert_eq!(body["checks"]["jobs"]["hard"], false);
+}
+
+#[tokio::test]
+async fn ready_degrades_on_a_stopped_worker_and_a_job_backlog() {
+    // An app that is built but not served: no worker runs, as when its task has died.
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = std::collections::BTreeMap::new();
+    env.insert("ARNO_CONFIG".to_owned(), String::new());
+    env.insert("ARNO_DATA_DIR".to_owned(), dir.path().join("data").display().to_string());
+    env.insert("ARNO_DATABASE_URL".to_owned(), crate::support::fresh_database_url(dir.path()).await);
+    let config = arno::config::Config::load(&env).unwrap().config;
+    let state = arno::app::build(config).await.unwrap().state;
+    let readiness = arno::telemetry::readiness(&state).await;
+    assert_eq!(readiness.status, "degraded");
+    assert_eq!(readiness.checks["jobs"].detail.as_deref(), Some("the job worker is not running"));
+    assert!(readiness.checks["database"].ok && readiness.checks["storage"].ok);
+
+    // A worker beats, but a job has been due for 11 minutes: the workers do not keep up.
+    state.worker.started();
+    assert_eq!(arno::telemetry::readiness(&state).await.status, "ready");
+    let old = arno::db::now_ms() - 11 * 60_000;
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
+         VALUES ('stuck', 'writeback', '{}', 'pending', 0, 3, $1, $1, $1)",
+    )
+    .bind(old)
+    .execute(state.db.pool())
+    .await
+    .unwrap();
+    let readiness = arno::telemetry::readiness(&state).await;
+    assert_eq!(readiness.status, "degraded");
+    let detail = readiness.checks["jobs"].detail.clone().unwrap();
+    assert!(detail.starts_with("1 job(s) waiting; the oldest has been due for 11 min"), "{detail}");
+    state.db.close().await;
+}
+
+#[tokio::test]
+async fn ready_degrades_when_a_siem_stream_falls_behind() {
+    let url = format!("http://127.0.0.1:{}/ingest", dead_port());
+    let app = TestApp::start_with(&[
+        ("ARNO_AUDIT_STREAM_URLS", &url),
+        ("ARNO_AUDIT_STREAM_TOKEN", "siem-token"),
+        ("ARNO_AUDIT_STREAM_MAX_LAG", "3s"),
+    ])
+    .await;
+    let r = api(Method::GET, &app.url("/ready"), None, None).await;
+    assert_eq!(r.json()["checks"]["audit_stream"]["ok"], true, "{}", r.text);
+    // A record the stream cannot deliver (nobody listens), older than the allowed lag.
+    app.create_admin().await;
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let r = api(Method::GET, &app.url("/ready"), None, None).await;
+    let body = r.json();
+    assert_eq!((r.status, body["status"].as_str()), (StatusCode::OK, Some("degraded")), "{body}");
+    let detail = body["checks"]["audit_stream"]["detail"].as_str().unwrap();
+    assert!(detail.contains("behind"), "{detail}");
+    assert!(!r.text.contains("siem-token") && !r.text.contains("/ingest"), "{body}");
+}

@@ -516,12 +516,6 @@ async fn role_matrix() {
             }
         }
     }
-    let (audited,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM audit_events WHERE outcome = 'denied' AND action LIKE 'project.%' AND project_id = $1",
-    )
-    .bind(&id)
-    .fetch_one(s.app.state.db.pool())
-    .await
-    .unwrap();
+    let audited = s.app.refusals(&format!("action LIKE 'project.%' AND project_id = '{id}'")).await;
     assert_eq!(audited, denials, "every refusal is audited");
 }

@@ -181,6 +181,20 @@ impl TestApp {
         (user, token)
     }
 
+    /// How many refusals the audit log holds where `condition` (SQL over `audit_events`) holds,
+    /// counting the repeats folded into one record (flushed first).
+    pub async fn refusals(&self, condition: &str) -> i64 {
+        arno::audit::flush_denials(&self.state.db, true).await.unwrap();
+        let sql = format!("SELECT intent FROM audit_events WHERE outcome = 'denied' AND ({condition})");
+        let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(self.state.db.pool()).await.unwrap();
+        rows.iter()
+            .map(|(intent,)| {
+                let intent: serde_json::Value = serde_json::from_str(intent).unwrap();
+                intent["repeated"].as_i64().unwrap_or(1)
+            })
+            .sum()
+    }
+
     pub async fn exec(&self, sql: &str) -> u64 {
         sqlx::query(sql).execute(self.state.db.pool()).await.unwrap().rows_affected()
     }

@@ -114,6 +114,9 @@ struct Discovered {
 pub struct Provider {
     pub config: OidcProviderConfig,
     discovered: tokio::sync::Mutex<Option<Discovered>>,
+    /// The last failed discovery, remembered briefly so readiness probes do not hammer an IdP
+    /// that is down.
+    failed: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
 /// Every configured IdP, and the HTTP client used to reach them.
@@ -155,7 +158,13 @@ impl Oidc {
         Ok(Oidc {
             providers: configs
                 .iter()
-                .map(|c| Arc::new(Provider { config: c.clone(), discovered: tokio::sync::Mutex::new(None) }))
+                .map(|c| {
+                    Arc::new(Provider {
+                        config: c.clone(),
+                        discovered: tokio::sync::Mutex::new(None),
+                        failed: Default::default(),
+                    })
+                })
                 .collect(),
             http,
         })
@@ -163,6 +172,31 @@ impl Oidc {
 
     pub fn provider(&self, id: &str) -> Option<&Arc<Provider>> {
         self.providers.iter().find(|p| p.config.id == id)
+    }
+
+    /// Whether the provider's discovery document can be read (from the cache while it is
+    /// fresh), for `/ready`. A failure is remembered for 30 s.
+    pub async fn reachable(&self, provider: &Provider) -> Result<(), String> {
+        const REMEMBER: Duration = Duration::from_secs(30);
+        if let Some((at, why)) = provider.failed.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && at.elapsed() < REMEMBER
+        {
+            return Err(why.clone());
+        }
+        match self.discovered(provider).await {
+            Ok(_) => {
+                *provider.failed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+            Err(e) => {
+                let why = match e {
+                    OidcError::Rejected(_) => "its discovery document names another issuer".to_owned(),
+                    _ => "its discovery document cannot be fetched".to_owned(),
+                };
+                *provider.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), why.clone()));
+                Err(why)
+            }
+        }
     }
 
     async fn discovered(&self, provider: &Provider) -> Result<Discovered, OidcError> {

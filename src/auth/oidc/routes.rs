@@ -49,9 +49,27 @@ fn failure_page(status: StatusCode, provider: &Provider, title: &str, message: S
 pub async fn login(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ctx: RequestContext,
     Query(q): Query<LoginQuery>,
 ) -> AppResult<Response> {
     let provider = state.oidc.provider(&id).ok_or(AppError::NotFound)?.clone();
+    if let Err(retry_after_ms) = crate::auth::throttle::start_allowed(&state.db, "oidc", ctx.client_ip).await? {
+        tracing::warn!(event_type = "sso_start_throttled", provider = %id, "too many SSO sign-ins started");
+        let origin = Origin::from(&ctx);
+        let event = Event::new("auth.login", Outcome::Denied, Actor::Anonymous, &origin)
+            .intent(json!({"method": "oidc", "provider": id, "reason": "throttled", "limit": "starts_per_address"}));
+        audit::record_alone(&state.db, event).await?;
+        let mut response = failure_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &provider,
+            "Too many sign-in attempts",
+            "Too many sign-ins were started from your network in the last few minutes. Wait a little and \
+             try again."
+                .to_owned(),
+        )?;
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, crate::error::retry_after(retry_after_ms));
+        return Ok(response);
+    }
     let binding = crate::keys::random_token(16);
     let next = safe_next(&q.next).to_owned();
     match state.oidc.start(&state.db, &provider, &state.config.public_base(), &binding, &next).await {
@@ -121,8 +139,14 @@ pub async fn callback(
             let reason = e.to_string();
             state.metrics.login_failures_total.with_label_values(&["sso"]).inc();
             tracing::warn!(event_type = "sso_login_failed", provider = %id, reason = %reason, "SSO sign-in failed");
-            let event = Event::new("auth.login", Outcome::Denied, Actor::Anonymous, &origin)
-                .intent(json!({"method": "oidc", "provider": id, "reason": reason}));
+            // What the IdP's redirect says is anyone's to choose: it is detail, not the reason,
+            // so repeats fold into one record whatever text they carry.
+            let intent = match &e {
+                OidcError::Refused(detail) => json!({"method": "oidc", "provider": id,
+                    "reason": "the identity provider refused the sign-in", "detail": detail}),
+                _ => json!({"method": "oidc", "provider": id, "reason": reason}),
+            };
+            let event = Event::new("auth.login", Outcome::Denied, Actor::Anonymous, &origin).intent(intent);
             audit::record_alone(&state.db, event).await?;
             let (status, title) = match &e {
                 OidcError::Unavailable(_) => {

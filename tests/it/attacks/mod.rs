@@ -2,6 +2,7 @@
 //! does what a hostile user would and asserts that it no longer works; each was written to fail
 //! on the code before its fix.
 
+mod audit_floods;
 mod auditor;
 mod backup_repos;
 mod csrf_bearer;
