@@ -173,10 +173,11 @@ pub async fn merge(
     state: &AppState,
     auth: &Authenticated,
     origin: &Origin,
-    project: &Project,
+    on: &super::Granted<MergeChanges>,
     handle: &str,
     mode: MergeMode,
 ) -> AppResult<String> {
+    let project = on.project();
     let sb = {
         let mut conn = state.db.pool().acquire().await?;
         writeback::branch_of(&mut conn, &project.id, handle).await?.ok_or(AppError::NotFound)?
@@ -277,9 +278,10 @@ pub async fn close(
     state: &AppState,
     auth: &Authenticated,
     origin: &Origin,
-    project: &Project,
+    on: &super::Granted<MergeChanges>,
     handle: &str,
 ) -> AppResult<()> {
+    let project = on.project();
     let mut tx = state.db.begin().await?;
     let sb = writeback::branch_of(&mut tx, &project.id, handle).await?.ok_or(AppError::NotFound)?;
     if sb.review != "open" {
@@ -496,18 +498,18 @@ async fn act(
 ) -> AppResult<serde_json::Value> {
     match action {
         "merge" => {
-            let (project, _) = super::authorize::<MergeChanges>(&state.db, auth, origin, id, "change.merge").await?;
-            let commit = merge(state, auth, origin, &project, handle, mode.unwrap_or(MergeMode::MergeCommit)).await?;
+            let on = super::authorize_on::<MergeChanges>(&state.db, auth, origin, id, "change.merge").await?;
+            let commit = merge(state, auth, origin, &on, handle, mode.unwrap_or(MergeMode::MergeCommit)).await?;
             Ok(json!({"commit": commit}))
         }
         "close" => {
-            let (project, _) = super::authorize::<MergeChanges>(&state.db, auth, origin, id, "change.close").await?;
-            close(state, auth, origin, &project, handle).await?;
+            let on = super::authorize_on::<MergeChanges>(&state.db, auth, origin, id, "change.close").await?;
+            close(state, auth, origin, &on, handle).await?;
             Ok(json!({}))
         }
         "take-theirs" => {
-            let (project, _) =
-                super::authorize::<EditSpecs>(&state.db, auth, origin, id, "writeback.take_theirs").await?;
+            let on = super::authorize_on::<EditSpecs>(&state.db, auth, origin, id, "writeback.take_theirs").await?;
+            let project = on.project();
             if handle != auth.user.handle {
                 let branch = writeback::branch_for(handle);
                 let event = Event::new("writeback.take_theirs", Outcome::Denied, Actor::of(auth), origin)
@@ -517,7 +519,7 @@ async fn act(
                 audit::record_alone(&state.db, event).await?;
                 return Err(AppError::forbidden("only the owner of a session branch can discard its unwritten text"));
             }
-            let backups = writeback::take_theirs(state, auth, origin, &project).await?;
+            let backups = writeback::take_theirs(state, auth, origin, &on).await?;
             Ok(json!({"backups": backups}))
         }
         _ => Err(AppError::field("action", "must be merge, close or take-theirs")),

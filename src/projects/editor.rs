@@ -180,14 +180,15 @@ pub async fn submit(
 ) -> AppResult<Response> {
     let path = spec_path(&path)?;
     let origin = Origin::from(&ctx);
-    let (project, _) = super::authorize::<EditSpecs>(&state.db, &auth, &origin, &slug, "spec.save").await?;
+    let on = super::authorize_on::<EditSpecs>(&state.db, &auth, &origin, &slug, "spec.save").await?;
+    let project = on.project();
     // Browsers send CRLF from textareas; specs keep the line endings they had.
     let content = normalize_newlines(
         &form.content,
         &current_of(&state, &project, &path).await?.map(|c| c.content).unwrap_or_default(),
     );
     if form.action == "discard_mine" {
-        let v = backup_as(&state, &auth, &origin, &project, &path, &content, &form.session_id).await?;
+        let v = backup_as(&state, &auth, &origin, &on, &path, &content, &form.session_id).await?;
         let current = current_of(&state, &project, &path).await?.ok_or(AppError::NotFound)?;
         let message =
             format!("Your text was kept as backup version {v}; this is the current version {}.", current.version);
@@ -207,7 +208,7 @@ pub async fn submit(
     }
     let body =
         SaveSpec { content: content.clone(), base_version: form.base_version, session_id: form.session_id.clone() };
-    match save_as(&state, &auth, &origin, &project, &path, &body).await? {
+    match save_as(&state, &auth, &origin, &on, &path, &body).await? {
         Saved::Saved { version, fast_forward, .. } => {
             let message = if fast_forward {
                 format!("Saved as version {version} (after your own earlier save).")

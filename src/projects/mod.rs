@@ -150,6 +150,28 @@ pub fn ensure_room(config: &Config, project: &Project, adding: usize) -> AppResu
     Ok(())
 }
 
+/// A project together with the caller's capability `C` on it, as [`authorize`] found them: what
+/// a domain function that changes the project takes, so the grant cannot be for another project.
+#[derive(Debug)]
+pub struct Granted<C> {
+    project: Project,
+    grant: Grant<C>,
+}
+
+impl<C: access::Capability> Granted<C> {
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    pub fn grant(&self) -> &Grant<C> {
+        &self.grant
+    }
+
+    pub fn into_parts(self) -> (Project, Grant<C>) {
+        (self.project, self.grant)
+    }
+}
+
 /// Look a project up and decide a capability for the caller; refusals are audited under `action`.
 /// Unknown projects and projects the caller may not see are both "not found".
 pub async fn authorize<C: access::Capability>(
@@ -159,13 +181,24 @@ pub async fn authorize<C: access::Capability>(
     key: &str,
     action: &str,
 ) -> AppResult<(Project, Grant<C>)> {
+    Ok(authorize_on::<C>(db, auth, origin, key, action).await?.into_parts())
+}
+
+/// [`authorize`], keeping the project and the grant bound together for a domain function.
+pub async fn authorize_on<C: access::Capability>(
+    db: &Db,
+    auth: &Authenticated,
+    origin: &Origin,
+    key: &str,
+    action: &str,
+) -> AppResult<Granted<C>> {
     let mut conn = db.pool().acquire().await?;
     let project = store::find(&mut conn, key).await?.ok_or(AppError::NotFound)?;
     let role = store::role_of(&mut conn, &project.id, &auth.user.id).await?;
     drop(conn);
     let facts = project.facts(role);
     match access::decide::<C>(&auth.user, &facts) {
-        Ok(grant) => Ok((project, grant)),
+        Ok(grant) => Ok(Granted { project, grant }),
         Err(refusal) => {
             let (reason, error) = match refusal {
                 Refusal::Hidden => ("not visible to the caller".to_owned(), AppError::NotFound),

@@ -255,9 +255,10 @@ pub async fn scan(
     Path(slug): Path<String>,
 ) -> AppResult<Response> {
     let origin = Origin::from(&ctx);
-    let (project, grant) = super::authorize::<Scan>(&state.db, &auth, &origin, &slug, "project.scan").await?;
-    let provider = state.repos.get(&project).await?;
-    let result = super::scan::scan(&state.db, provider.as_ref(), &project, Actor::of(&auth), &origin).await;
+    let on = super::authorize_on::<Scan>(&state.db, &auth, &origin, &slug, "project.scan").await?;
+    let provider = state.repos.get(on.project()).await?;
+    let result = super::scan::scan(&state.db, provider.as_ref(), &on, Actor::of(&auth), &origin).await;
+    let (project, grant) = on.into_parts();
     if let Ok(report) = &result {
         super::changes::announce_scan(&state, &project, report).await?;
     }

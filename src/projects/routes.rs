@@ -324,10 +324,10 @@ pub async fn scan_project(
     Path(id): Path<String>,
 ) -> AppResult<Json<ScanReport>> {
     let origin = Origin::from(&ctx);
-    let (project, _grant) = super::authorize::<Scan>(&state.db, &auth, &origin, &id, "project.scan").await?;
-    let provider = state.repos.get(&project).await?;
-    let report = super::scan::scan(&state.db, provider.as_ref(), &project, Actor::of(&auth), &origin).await?;
-    super::changes::announce_scan(&state, &project, &report).await?;
+    let on = super::authorize_on::<Scan>(&state.db, &auth, &origin, &id, "project.scan").await?;
+    let provider = state.repos.get(on.project()).await?;
+    let report = super::scan::scan(&state.db, provider.as_ref(), &on, Actor::of(&auth), &origin).await?;
+    super::changes::announce_scan(&state, on.project(), &report).await?;
     Ok(Json(report))
 }
 

@@ -53,14 +53,16 @@ pub struct ScanReport {
     pub changed_specs: Vec<(String, Option<(i64, String)>)>,
 }
 
-/// Scan `project`'s default branch, audited as done by `actor`.
+/// Scan the project's default branch for a caller who holds `Scan` on it, audited as done by
+/// `actor`.
 pub async fn scan(
     db: &Db,
     provider: &dyn GitProvider,
-    project: &Project,
+    on: &super::Granted<crate::auth::access::Scan>,
     actor: Actor<'_>,
     origin: &Origin,
 ) -> AppResult<ScanReport> {
+    let project = on.project();
     let report = refresh(db, provider, project).await?;
     let event = Event::new("project.scan", Outcome::Allowed, actor, origin)
         .project(&project.id)

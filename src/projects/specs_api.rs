@@ -211,9 +211,8 @@ async fn editable(
     ctx: &RequestContext,
     id: &str,
     action: &str,
-) -> AppResult<Project> {
-    let (project, _grant) = super::authorize::<EditSpecs>(&state.db, auth, &Origin::from(ctx), id, action).await?;
-    Ok(project)
+) -> AppResult<super::Granted<EditSpecs>> {
+    super::authorize_on::<EditSpecs>(&state.db, auth, &Origin::from(ctx), id, action).await
 }
 
 /// `PUT /api/v1/projects/{id}/specs/{*path}`: save (see docs/api.md for the contract).
@@ -233,8 +232,8 @@ pub async fn save_spec(
     ApiJson(body): ApiJson<SaveSpec>,
 ) -> AppResult<Response> {
     let Target::File(file) = target(&path)? else { return Err(AppError::field("path", "save to the spec's own path")) };
-    let project = editable(&state, &auth, &ctx, &id, "spec.save").await?;
-    let outcome = save_as(&state, &auth, &Origin::from(&ctx), &project, &file, &body).await?;
+    let on = editable(&state, &auth, &ctx, &id, "spec.save").await?;
+    let outcome = save_as(&state, &auth, &Origin::from(&ctx), &on, &file, &body).await?;
     match outcome {
         Saved::Saved { version, content_sha, fast_forward } => Ok(Json(json!({
             "version": version, "content_sha": content_sha, "fast_forward": fast_forward,
@@ -251,10 +250,11 @@ pub(crate) async fn save_as(
     state: &AppState,
     auth: &Authenticated,
     origin: &Origin,
-    project: &Project,
+    on: &super::Granted<EditSpecs>,
     file: &str,
     body: &SaveSpec,
 ) -> AppResult<Saved> {
+    let project = on.project();
     let started = std::time::Instant::now();
     let (is_spec, git) = scanned(state, project, file).await?;
     if !is_spec {
@@ -327,11 +327,12 @@ pub(crate) async fn backup_as(
     state: &AppState,
     auth: &Authenticated,
     origin: &Origin,
-    project: &Project,
+    on: &super::Granted<EditSpecs>,
     file: &str,
     content: &str,
     session_id: &str,
 ) -> AppResult<i64> {
+    let project = on.project();
     let (_, git) = scanned(state, project, file).await?;
     super::ensure_room(&state.config, project, content.len())?;
     let save =
@@ -410,8 +411,9 @@ pub async fn spec_action(
         Target::Restore(..) => "spec.restore",
         _ => return Err(AppError::field("path", "POST to …/backups or …/versions/{n}/restore")),
     };
-    let project = editable(&state, &auth, &ctx, &id, action).await?;
-    let (_, git) = scanned(&state, &project, file_of(&t)).await?;
+    let on = editable(&state, &auth, &ctx, &id, action).await?;
+    let project = on.project();
+    let (_, git) = scanned(&state, project, file_of(&t)).await?;
     let origin = Origin::from(&ctx);
     let mut tx = state.db.begin().await?;
     let mut live = None;

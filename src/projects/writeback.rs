@@ -664,8 +664,9 @@ pub async fn take_theirs(
     state: &AppState,
     auth: &crate::auth::Authenticated,
     origin: &Origin,
-    project: &Project,
+    on: &super::Granted<crate::auth::access::EditSpecs>,
 ) -> AppResult<usize> {
+    let project = on.project();
     let user = &auth.user;
     let branch = branch_for(&user.handle);
     let provider = state.repos.get(project).await?;

@@ -19,12 +19,13 @@ use yrs::{Any, Array, ArrayPrelim, In, Map, MapPrelim, ReadTxn, StateVector, Tra
 use super::{Room, filter};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
-use crate::auth::ApiUser;
 use crate::auth::access::{EditWorkflow, View};
+use crate::auth::{ApiUser, Authenticated};
 use crate::db::{now_ms, rfc3339};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::RequestContext;
 use crate::http::api::{ApiJson, ApiRouter};
+use crate::projects::Granted;
 
 /// `(id, kind, label, creator's name, created_at, state)`
 type SnapshotRow = (String, String, Option<String>, Option<String>, i64, Vec<u8>);
@@ -284,20 +285,32 @@ pub async fn create(
     ApiJson(body): ApiJson<NewSnapshot>,
 ) -> AppResult<Response> {
     let origin = Origin::from(&ctx);
-    let (project, _) =
-        crate::projects::authorize::<EditWorkflow>(&state.db, &auth, &origin, &id, "workflow.snapshot").await?;
-    let label = body.label.trim();
+    let on = crate::projects::authorize_on::<EditWorkflow>(&state.db, &auth, &origin, &id, "workflow.snapshot").await?;
+    let snapshot = snapshot_named(&state, &auth, &origin, &on, &body.label).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": snapshot}))).into_response())
+}
+
+/// Save the project's workflow document as a named version, for a caller who may edit it.
+pub async fn snapshot_named(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    on: &Granted<EditWorkflow>,
+    label: &str,
+) -> AppResult<String> {
+    let project = on.project();
+    let label = label.trim();
     if label.is_empty() || label.chars().count() > 200 {
         return Err(AppError::field("label", "1 to 200 characters"));
     }
     let room = state.rooms.open(&project.id).await?;
-    let snapshot = take(&state, &room, "named", Some(label), Some(&auth.user.id)).await?;
-    let event = Event::new("workflow.snapshot", Outcome::Allowed, Actor::of(&auth), &origin)
+    let snapshot = take(state, &room, "named", Some(label), Some(&auth.user.id)).await?;
+    let event = Event::new("workflow.snapshot", Outcome::Allowed, Actor::of(auth), origin)
         .project(&project.id)
         .target("snapshot", &snapshot)
         .intent(json!({"label": label}));
     audit::record_alone(&state.db, event).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": snapshot}))).into_response())
+    Ok(snapshot)
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,9 +357,20 @@ pub async fn restore(
     Path((id, snapshot_id)): Path<(String, String)>,
 ) -> AppResult<Json<Changes>> {
     let origin = Origin::from(&ctx);
-    let (project, _) =
-        crate::projects::authorize::<EditWorkflow>(&state.db, &auth, &origin, &id, "workflow.restore").await?;
-    let target = content_of(&state, &project.id, &snapshot_id).await?;
+    let on = crate::projects::authorize_on::<EditWorkflow>(&state.db, &auth, &origin, &id, "workflow.restore").await?;
+    Ok(Json(restore_to(&state, &auth, &origin, &on, &snapshot_id).await?))
+}
+
+/// Make the project's workflow document equal to a snapshot, for a caller who may edit it.
+pub async fn restore_to(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    on: &Granted<EditWorkflow>,
+    snapshot_id: &str,
+) -> AppResult<Changes> {
+    let project = on.project();
+    let target = content_of(state, &project.id, snapshot_id).await?;
     let room: Arc<Room> = state.rooms.open(&project.id).await?;
     let (current, state_now) = {
         let awareness = room.awareness.lock().await;
@@ -363,13 +387,13 @@ pub async fn restore(
         .map_err(|e| AppError::Internal(anyhow::anyhow!("restore: {e}")))?;
     // Stored, then applied and sent to everyone, like any accepted update.
     state.rooms.submit_server_update(&room, update, &auth.user.id).await?;
-    let event = Event::new("workflow.restore", Outcome::Allowed, Actor::of(&auth), &origin)
+    let event = Event::new("workflow.restore", Outcome::Allowed, Actor::of(auth), origin)
         .project(&project.id)
-        .target("snapshot", &snapshot_id)
+        .target("snapshot", snapshot_id)
         .intent(json!({"screens_changed": changed.screens_added.len() + changed.screens_removed.len() + changed.screens_changed.len(),
                        "edges_changed": changed.edges_added.len() + changed.edges_removed.len() + changed.edges_changed.len()}));
     audit::record_alone(&state.db, event).await?;
-    Ok(Json(changed))
+    Ok(changed)
 }
 
 #[cfg(test)]
