@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
+use crate::auth::access::{self, Administer, OrgGrant};
 use crate::auth::{Authenticated, OrgRole, PageUser, sessions, tokens, users};
 use crate::db::rfc3339;
 use crate::error::{AppError, AppResult};
@@ -18,12 +19,18 @@ use crate::http::RequestContext;
 use crate::http::api::PageForm;
 use crate::ui::{PageContext, render};
 
-async fn require_admin(state: &AppState, auth: &Authenticated, ctx: &RequestContext, action: &str) -> AppResult<()> {
-    if auth.user.org_role == OrgRole::Admin {
-        return Ok(());
-    }
+/// The administrator's grant for the console, or an audited refusal.
+async fn require_admin(
+    state: &AppState,
+    auth: &Authenticated,
+    ctx: &RequestContext,
+    action: &str,
+) -> AppResult<OrgGrant<Administer>> {
+    let Err(reason) = access::decide_org::<Administer>(&auth.user) else {
+        return access::decide_org::<Administer>(&auth.user).map_err(AppError::Forbidden);
+    };
     let origin = Origin::from(ctx);
-    let event = Event::new(action, Outcome::Denied, Actor::of(auth), &origin).intent(json!({"reason": "not an admin"}));
+    let event = Event::new(action, Outcome::Denied, Actor::of(auth), &origin).intent(json!({"reason": reason}));
     audit::record_alone(&state.db, event).await?;
     Err(AppError::forbidden("the admin console is for administrators"))
 }

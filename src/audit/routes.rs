@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use super::export::{self, Filter, Format};
 use super::{Actor, Event, Origin, Outcome};
 use crate::app::AppState;
-use crate::auth::{ApiUser, Authenticated, OrgRole};
+use crate::auth::{ApiUser, Authenticated};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::RequestContext;
 use crate::http::api::ApiRouter;
@@ -25,7 +25,7 @@ pub fn api() -> ApiRouter {
 
 /// Only auditors and admins read the audit log; a refusal is itself audited.
 pub async fn require_auditor(state: &AppState, auth: &Authenticated, origin: &Origin, action: &str) -> AppResult<()> {
-    if matches!(auth.user.org_role, OrgRole::Admin | OrgRole::Auditor) {
+    if crate::auth::access::holds_org::<crate::auth::access::ReadAudit>(&auth.user) {
         return Ok(());
     }
     let event = Event::new(action, Outcome::Denied, Actor::of(auth), origin)

@@ -234,9 +234,75 @@ pub fn holds<C: Capability>(user: &User, facts: &ProjectFacts) -> bool {
     decide::<C>(user, facts).is_ok()
 }
 
-/// Who may create projects: everyone but Auditors (a read-only role).
-pub fn may_create_project(user: &User) -> bool {
-    user.org_role != OrgRole::Auditor
+// ---------------------------------------------------------------------------------------------
+// Instance-wide capabilities: decided by the org role alone.
+//
+// | org capability      | Admin | Auditor | Member |
+// |---------------------|-------|---------|--------|
+// | Administer          | ✓     |         |        |
+// | ReadAudit           | ✓     | ✓       |        |
+// | SeeAllProjects      | ✓     | ✓       |        |
+// | CreateProject       | ✓     |         | ✓      |
+//
+// Every check of the caller's org role goes through [`decide_org`] or [`holds_org`]; nothing
+// else compares `org_role` to decide what a caller may do.
+
+/// One instance-wide capability.
+pub trait OrgCapability {
+    const NAME: &'static str;
+    fn allowed(org: OrgRole) -> bool;
+}
+
+macro_rules! org_capability {
+    ($(#[$doc:meta])* $name:ident, $label:literal, |$org:ident| $rule:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+        impl OrgCapability for $name {
+            const NAME: &'static str = $label;
+            fn allowed($org: OrgRole) -> bool {
+                $rule
+            }
+        }
+    };
+}
+
+org_capability!(/// The admin console: identity providers, SCIM, users, their roles, sessions and tokens;
+    /// erasure; connecting repositories already on the appliance; seeing server paths.
+    Administer, "administer", |org| org == OrgRole::Admin);
+org_capability!(/// Read and export the audit log and verify its chain.
+    ReadAudit, "read_audit", |org| matches!(org, OrgRole::Admin | OrgRole::Auditor));
+org_capability!(/// See every project, private ones included, without being a member.
+    SeeAllProjects, "see_all_projects", |org| matches!(org, OrgRole::Admin | OrgRole::Auditor));
+org_capability!(/// Create projects (everyone but Auditors, a read-only role).
+    CreateProject, "create_project", |org| org != OrgRole::Auditor);
+
+/// Proof that the caller holds the instance-wide capability `C`. Only [`decide_org`] makes one;
+/// admin-only domain functions take `&OrgGrant<Administer>`.
+#[derive(Debug)]
+pub struct OrgGrant<C> {
+    user_id: String,
+    _capability: PhantomData<C>,
+}
+
+impl<C: OrgCapability> OrgGrant<C> {
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+}
+
+/// Decide whether `user` holds the instance-wide capability `C`; a refusal says why.
+pub fn decide_org<C: OrgCapability>(user: &User) -> Result<OrgGrant<C>, String> {
+    if C::allowed(user.org_role) {
+        Ok(OrgGrant { user_id: user.id.clone(), _capability: PhantomData })
+    } else {
+        Err(format!("the {} role may not {}", user.org_role.as_str(), C::NAME.replace('_', " ")))
+    }
+}
+
+/// Whether `user` holds `C` (for what a page offers; the action itself asks [`decide_org`]).
+pub fn holds_org<C: OrgCapability>(user: &User) -> bool {
+    C::allowed(user.org_role)
 }
 
 #[cfg(test)]
@@ -291,5 +357,25 @@ mod tests {
         let archived = facts(Visibility::Private, Some(Maker), true);
         assert!(matches!(decide::<Setup>(&member, &archived), Err(Refusal::Forbidden(m)) if m.contains("archived")));
         assert!(decide::<ManageSettings>(&member, &archived).is_ok());
+    }
+
+    #[test]
+    fn the_org_matrix() {
+        for (org, expected) in [
+            (OrgRole::Admin, [true, true, true, true]),
+            (OrgRole::Auditor, [false, true, true, false]),
+            (OrgRole::Member, [false, false, false, true]),
+        ] {
+            let u = user(org);
+            let got = [
+                decide_org::<Administer>(&u).is_ok(),
+                decide_org::<ReadAudit>(&u).is_ok(),
+                decide_org::<SeeAllProjects>(&u).is_ok(),
+                decide_org::<CreateProject>(&u).is_ok(),
+            ];
+            assert_eq!(got, expected, "{org:?}");
+            assert_eq!(holds_org::<Administer>(&u), expected[0]);
+        }
+        assert!(decide_org::<Administer>(&user(OrgRole::Member)).unwrap_err().contains("administer"));
     }
 }

@@ -25,13 +25,32 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::api::{ApiJson, ApiRouter};
 use crate::http::{RequestContext, cookies};
 use crate::keys::Keys;
+use super::access::{self, Administer, OrgGrant};
 
 pub fn api() -> ApiRouter {
     ApiRouter::new().routes(routes!(export_me)).routes(routes!(erase_me)).routes(routes!(erase_user))
 }
 
+/// Who may erase an account: an administrator (any account), or its owner (their own).
+pub enum Erasure<'a> {
+    ByAdmin(&'a OrgGrant<Administer>),
+    OwnAccount,
+}
+
 /// Erase `user_id`, on behalf of `by`. Returns how many audit records were pseudonymized.
-pub async fn erase(db: &Db, keys: &Keys, user_id: &str, by: &Authenticated, origin: &Origin) -> AppResult<u64> {
+pub async fn erase(
+    db: &Db,
+    keys: &Keys,
+    user_id: &str,
+    by: &Authenticated,
+    authority: Erasure<'_>,
+    origin: &Origin,
+) -> AppResult<u64> {
+    match authority {
+        Erasure::ByAdmin(admin) if admin.user_id() == by.user.id => {}
+        Erasure::OwnAccount if by.user.id == user_id => {}
+        _ => return Err(AppError::forbidden("only administrators erase other people's accounts")),
+    }
     let pseudonym = audit::pseudonym(&keys.erasure_pepper, user_id);
     let mut tx = db.begin().await?;
     let user = users::find_by_id(&mut tx, user_id).await?.ok_or(AppError::NotFound)?;
@@ -111,11 +130,14 @@ pub async fn erase_user(
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
     let origin = Origin::from(&ctx);
-    if auth.user.org_role != OrgRole::Admin {
-        denied(&state, &auth, &origin, &id, "requires the admin role").await?;
-        return Err(AppError::forbidden("erasing users requires the Admin role"));
-    }
-    erase(&state.db, &state.keys, &id, &auth, &origin).await?;
+    let admin = match access::decide_org::<Administer>(&auth.user) {
+        Ok(admin) => admin,
+        Err(_) => {
+            denied(&state, &auth, &origin, &id, "requires the admin role").await?;
+            return Err(AppError::forbidden("erasing users requires the Admin role"));
+        }
+    };
+    erase(&state.db, &state.keys, &id, &auth, Erasure::ByAdmin(&admin), &origin).await?;
     state.rooms.access_changed("*").await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -142,7 +164,7 @@ pub async fn erase_me(
     if users::normalize_email(&body.confirm_email).ok().as_deref() != Some(auth.user.email.as_str()) {
         return Err(AppError::field("confirm_email", "must be your e-mail address"));
     }
-    erase(&state.db, &state.keys, &auth.user.id, &auth, &Origin::from(&ctx)).await?;
+    erase(&state.db, &state.keys, &auth.user.id, &auth, Erasure::OwnAccount, &Origin::from(&ctx)).await?;
     state.rooms.access_changed("*").await;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookies::clear(&state.config, cookies::SESSION));

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::auth::access::{self, Grant, ManageMembers, ManageSettings, Refusal, SetAuditRetention, SetQuota, Setup};
-use crate::auth::{Authenticated, OrgRole, users};
+use crate::auth::{Authenticated, users};
 use crate::config::Config;
 use crate::db::{Db, now_ms};
 use crate::error::{AppError, AppResult};
@@ -311,7 +311,7 @@ pub async fn create(
     let refuse = |reason: String| {
         Event::new("project.create", Outcome::Denied, Actor::of(auth), origin).intent(json!({"reason": reason}))
     };
-    if !access::may_create_project(&auth.user) {
+    if !access::holds_org::<access::CreateProject>(&auth.user) {
         audit::record_alone(db, refuse("auditors have a read-only role".into())).await?;
         return Err(AppError::forbidden("Auditors cannot create projects"));
     }
@@ -324,7 +324,7 @@ pub async fn create(
     let id = uuid::Uuid::now_v7().to_string();
     let (repo_path, managed) = match &new.repository {
         RepositoryChoice::ExistingLocal(raw) => {
-            if auth.user.org_role != OrgRole::Admin {
+            if !access::holds_org::<access::Administer>(&auth.user) {
                 audit::record_alone(db, refuse("only administrators connect existing repositories".into())).await?;
                 return Err(AppError::forbidden("only administrators can connect an existing repository"));
             }

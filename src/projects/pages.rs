@@ -15,7 +15,7 @@ use super::{NewProject, RepositoryChoice, store};
 use crate::app::AppState;
 use crate::audit::{Actor, Origin};
 use crate::auth::access::{self, ManageMembers, Scan, Setup, View};
-use crate::auth::{Authenticated, OrgRole, PageUser, users};
+use crate::auth::{Authenticated, PageUser, users};
 use crate::error::{AppError, AppResult};
 use crate::http::RequestContext;
 use crate::http::api::PageForm;
@@ -59,7 +59,7 @@ async fn projects_page(
     error: Option<String>,
     form: CreateForm,
 ) -> AppResult<Response> {
-    let everything = matches!(auth.user.org_role, OrgRole::Admin | OrgRole::Auditor);
+    let everything = access::holds_org::<access::SeeAllProjects>(&auth.user);
     let mut conn = state.db.pool().acquire().await?;
     let list = store::list_visible(&mut conn, &auth.user.id, everything).await?;
     let projects = list
@@ -77,8 +77,8 @@ async fn projects_page(
     let html = render(&ProjectsPage {
         page: PageContext::for_user(auth, &state.keys.csrf),
         projects,
-        can_create: access::may_create_project(&auth.user),
-        is_admin: auth.user.org_role == OrgRole::Admin,
+        can_create: access::holds_org::<access::CreateProject>(&auth.user),
+        is_admin: access::holds_org::<access::Administer>(&auth.user),
         error,
         form,
     })?;

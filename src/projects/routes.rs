@@ -13,8 +13,8 @@ use super::scan::ScanReport;
 use super::{AdminGrants, RepositoryChoice, SettingsChange, store};
 use crate::app::AppState;
 use crate::audit::{Actor, Origin};
-use crate::auth::access::{ManageMembers, ManageSettings, Scan, SetAuditRetention, SetQuota, Setup, View};
-use crate::auth::{ApiUser, Authenticated, OrgRole};
+use crate::auth::access::{self, ManageMembers, ManageSettings, Scan, SetAuditRetention, SetQuota, Setup, View};
+use crate::auth::{ApiUser, Authenticated};
 use crate::db::rfc3339;
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::git::CommitInfo;
@@ -89,7 +89,7 @@ pub(crate) fn project_view(
             provider: p.provider.clone(),
             default_branch: p.default_branch.clone(),
             scanned_commit: p.scanned_commit.clone(),
-            path: (auth.user.org_role == OrgRole::Admin).then(|| state.repos.dir_of(p).display().to_string()),
+            path: access::holds_org::<access::Administer>(&auth.user).then(|| state.repos.dir_of(p).display().to_string()),
         },
         quota: super::quota(&state.config, p),
         audit_retention_days: p.audit_retention_ms.map(|ms| ms / 86_400_000),
@@ -129,7 +129,7 @@ pub struct CreateProject {
     security(("token" = []), ("session" = [])),
     responses((status = 200, body = [ProjectView]), (status = 401, body = ErrorBody)))]
 pub async fn list_projects(State(state): State<AppState>, ApiUser(auth): ApiUser) -> AppResult<Json<Vec<ProjectView>>> {
-    let everything = matches!(auth.user.org_role, OrgRole::Admin | OrgRole::Auditor);
+    let everything = access::holds_org::<access::SeeAllProjects>(&auth.user);
     let mut conn = state.db.pool().acquire().await?;
     let list = store::list_visible(&mut conn, &auth.user.id, everything).await?;
     Ok(Json(list.iter().map(|(p, role)| project_view(&state, &auth, p, *role)).collect()))

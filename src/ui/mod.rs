@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{Authenticated, PageUser};
+use crate::auth::{Authenticated, PageUser, access};
 use crate::error::{AppError, AppResult};
 use crate::http::csrf;
 
@@ -97,8 +97,8 @@ impl PageContext {
             user: Some(UserView {
                 name: auth.user.name.clone(),
                 handle: auth.user.handle.clone(),
-                is_admin: auth.user.org_role == crate::auth::OrgRole::Admin,
-                can_audit: matches!(auth.user.org_role, crate::auth::OrgRole::Admin | crate::auth::OrgRole::Auditor),
+                is_admin: access::holds_org::<access::Administer>(&auth.user),
+                can_audit: access::holds_org::<access::ReadAudit>(&auth.user),
             }),
             csrf_token,
             ..Self::anonymous()
