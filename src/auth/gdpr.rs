@@ -16,6 +16,7 @@ use sqlx::AnyConnection;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
+use super::access::{self, Administer, OrgGrant};
 use super::model::{Authenticated, OrgRole};
 use super::{ApiUser, sessions, tokens, users};
 use crate::app::AppState;
@@ -25,7 +26,6 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::api::{ApiJson, ApiRouter};
 use crate::http::{RequestContext, cookies};
 use crate::keys::Keys;
-use super::access::{self, Administer, OrgGrant};
 
 pub fn api() -> ApiRouter {
     ApiRouter::new().routes(routes!(export_me)).routes(routes!(erase_me)).routes(routes!(erase_user))

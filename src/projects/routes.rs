@@ -89,7 +89,8 @@ pub(crate) fn project_view(
             provider: p.provider.clone(),
             default_branch: p.default_branch.clone(),
             scanned_commit: p.scanned_commit.clone(),
-            path: access::holds_org::<access::Administer>(&auth.user).then(|| state.repos.dir_of(p).display().to_string()),
+            path: access::holds_org::<access::Administer>(&auth.user)
+                .then(|| state.repos.dir_of(p).display().to_string()),
         },
         quota: super::quota(&state.config, p),
         audit_retention_days: p.audit_retention_ms.map(|ms| ms / 86_400_000),

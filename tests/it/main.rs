@@ -16,6 +16,7 @@ mod git;
 mod oidc;
 mod ops;
 mod projects;
+mod role_matrix;
 mod scim;
 mod setup;
 mod spec_editor;
