@@ -371,10 +371,7 @@ async fn write(
     let mut files = files;
     for f in files.iter_mut().filter(|f| f.path == WORKFLOW_FILE) {
         let room = state.rooms.open(&project.id).await.map_err(JobError::retry)?;
-        let content = {
-            let awareness = room.awareness.lock().await;
-            crate::workflow::filter::content(awareness.doc())
-        };
+        let content = room.content().await.map_err(JobError::retry)?;
         f.content = workflow_file(&content);
     }
     // Only files whose text differs from the branch's.

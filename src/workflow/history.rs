@@ -126,9 +126,8 @@ async fn content_of(state: &AppState, project_id: &str, snapshot_id: &str) -> Ap
     .map_err(|e| AppError::Internal(anyhow::anyhow!("snapshot task: {e}")))?
 }
 
-pub(crate) async fn current_content(room: &Room) -> Value {
-    let awareness = room.awareness.lock().await;
-    filter::content(awareness.doc())
+pub(crate) async fn current_content(room: &Room) -> AppResult<Value> {
+    Ok(Value::clone(&*room.content().await?))
 }
 
 /// What differs between two documents, by screen and edge id.
@@ -337,7 +336,7 @@ pub async fn diff(
         crate::projects::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
     let from = content_of(&state, &project.id, &snapshot_id).await?;
     let to = match q.to.as_deref() {
-        None | Some("current") => current_content(&*state.rooms.open(&project.id).await?).await,
+        None | Some("current") => current_content(&*state.rooms.open(&project.id).await?).await?,
         Some(other) => content_of(&state, &project.id, other).await?,
     };
     Ok(Json(changes(&from, &to)))
@@ -372,13 +371,8 @@ pub async fn restore_to(
     let project = on.project();
     let target = content_of(state, &project.id, snapshot_id).await?;
     let room: Arc<Room> = state.rooms.open(&project.id).await?;
-    let (current, state_now) = {
-        let awareness = room.awareness.lock().await;
-        (
-            filter::content(awareness.doc()),
-            awareness.doc().transact().encode_state_as_update_v1(&StateVector::default()),
-        )
-    };
+    let current = current_content(&room).await?;
+    let state_now = room.awareness.lock().await.doc().transact().encode_state_as_update_v1(&StateVector::default());
     let changed = changes(&current, &target);
     let target_for_task = target.clone();
     let update = tokio::task::spawn_blocking(move || restoring_update(&state_now, &target_for_task))

@@ -129,9 +129,42 @@ pub struct Room {
     /// only its own clients' presence (and pass on that of the same person's other connections,
     /// which stays theirs).
     pub(crate) presence_owners: StdMutex<HashMap<yrs::ClientID, (u64, String)>>,
+    /// The document as JSON, for the document state it was made from (what it has seen and
+    /// deleted): pages and write-backs read it without converting the document again.
+    content_cache: StdMutex<Option<(yrs::Snapshot, Arc<serde_json::Value>)>>,
 }
 
 impl Room {
+    /// The document's screens and edges as JSON (see [`filter::content`]). Under the room's lock
+    /// only the document's state is read and encoded; the conversion, which grows with the
+    /// document, runs on a blocking thread, and its result is kept until the document changes
+    /// (its state vector or delete set), so page loads of an unchanged document convert nothing.
+    pub async fn content(&self) -> AppResult<Arc<serde_json::Value>> {
+        let (snapshot, encoded) = {
+            let awareness = self.awareness.lock().await;
+            let txn = awareness.doc().transact();
+            let snapshot = txn.snapshot();
+            if let Some((seen, value)) = self.content_cache.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+                && *seen == snapshot
+            {
+                return Ok(value.clone());
+            }
+            (snapshot, txn.encode_state_as_update_v1(&yrs::StateVector::default()))
+        };
+        let value = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
+            let doc = filter::new_doc();
+            let update = Update::decode_v1(&encoded).map_err(|e| e.to_string())?;
+            doc.transact_mut().apply_update(update).map_err(|e| e.to_string())?;
+            Ok(filter::content(&doc))
+        })
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("workflow content task: {e}")))?
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("workflow content: {e}")))?;
+        let value = Arc::new(value);
+        *self.content_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((snapshot, value.clone()));
+        Ok(value)
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Outgoing>> {
         self.broadcast.subscribe()
     }
@@ -356,6 +389,7 @@ impl Rooms {
             last_snapshot: StdMutex::new(Instant::now()),
             idle_since: StdMutex::new(Some(Instant::now())),
             presence_owners: StdMutex::new(HashMap::new()),
+            content_cache: StdMutex::new(None),
         });
         tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), self.writeback, self.replica, rx));
         self.rooms.lock().unwrap_or_else(|e| e.into_inner()).insert(project_id.to_owned(), room.clone());

@@ -165,7 +165,7 @@ pub async fn screen_page(
 ) -> AppResult<Html<String>> {
     let shell = shell(&state, &auth, &ctx, &slug).await?;
     let room = state.rooms.open(&shell.project.id).await?;
-    let content = super::history::current_content(&room).await;
+    let content = room.content().await?;
     let screen =
         content["screens"].get(&screen_id).filter(|s| s.is_object()).ok_or(crate::error::AppError::NotFound)?;
     let screen_name = screen["name"].as_str().filter(|n| !n.is_empty()).unwrap_or("Untitled").to_owned();

@@ -982,6 +982,7 @@ async fn a_deactivated_account_or_a_lost_membership_ends_open_connections_at_onc
 #[tokio::test]
 async fn each_screen_has_its_own_page_that_offers_what_the_role_may_do() {
     use yrs::sync::protocol::{Message, SyncMessage};
+    use yrs::updates::decoder::Decode;
     use yrs::{Map, MapPrelim, ReadTxn, Transact};
     let w = workflow(&[]).await;
     let mut maker = raw::connect(&w.app.base, &w.project, &w.maker).await;
@@ -1020,4 +1021,32 @@ async fn each_screen_has_its_own_page_that_offers_what_the_role_may_do() {
     let mut stranger = crate::support::Browser::new(&w.app.base);
     stranger.login("stranger@example.com", "a long enough password").await;
     assert_eq!(stranger.get("/projects/flows/workflow/screens/s1").await.status, StatusCode::NOT_FOUND);
+
+    // Pages read the document as JSON from a copy kept per document state: an unchanged document
+    // is not converted again, and a change that only deletes (the state vector stays the same) is
+    // seen at once.
+    let (id,): (String,) =
+        sqlx::query_as("SELECT id FROM projects WHERE slug = 'flows'").fetch_one(w.app.state.db.pool()).await.unwrap();
+    let room = w.app.state.rooms.open(&id).await.unwrap();
+    let (first, again) = (room.content().await.unwrap(), room.content().await.unwrap());
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "an unchanged document is converted once");
+    assert!(first["screens"].get("s1").is_some());
+    let synced = room.awareness.lock().await.doc().transact().encode_state_as_update_v1(&Default::default());
+    let copy = arno::workflow::filter::new_doc();
+    copy.transact_mut().apply_update(yrs::Update::decode_v1(&synced).unwrap()).unwrap();
+    let before = copy.transact().state_vector();
+    let deleted = copy.transact().snapshot();
+    copy.get_or_insert_map("screens").remove(&mut copy.transact_mut(), "s1");
+    assert_eq!(copy.transact().state_vector(), before, "a deletion alone does not move the state vector");
+    assert_ne!(copy.transact().snapshot(), deleted);
+    let update = copy.transact().encode_state_as_update_v1(&before);
+    raw::send(&mut maker, Message::Sync(SyncMessage::Update(update))).await;
+    for _ in 0..100 {
+        if room.content().await.unwrap()["screens"].get("s1").is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(room.content().await.unwrap()["screens"].get("s1").is_none(), "the deletion is seen");
+    assert_eq!(viewer_page.get("/projects/flows/workflow/screens/s1").await.status, StatusCode::NOT_FOUND);
 }
