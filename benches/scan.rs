@@ -108,9 +108,13 @@ fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let first_s = started.elapsed().as_secs_f64();
         let provider = state.repos.get(&project).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let on =
+            projects::authorize_on::<arno::auth::access::Scan>(&state.db, &auth, &origin, &project.id, "project.scan")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
 
         let started = Instant::now();
-        let r = projects::scan::scan(&state.db, provider.as_ref(), &project, Actor::System, &origin)
+        let r = projects::scan::scan(&state.db, provider.as_ref(), &on, Actor::of(&auth), &origin)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let unchanged_s = started.elapsed().as_secs_f64();
@@ -127,7 +131,7 @@ fn main() -> anyhow::Result<()> {
             .collect();
         repo.commit(request(first.id.clone(), changes)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let started = Instant::now();
-        let r = projects::scan::scan(&state.db, provider.as_ref(), &project, Actor::System, &origin)
+        let r = projects::scan::scan(&state.db, provider.as_ref(), &on, Actor::of(&auth), &origin)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let incremental_s = started.elapsed().as_secs_f64();

@@ -185,17 +185,17 @@ pub async fn submit(
     // Browsers send CRLF from textareas; specs keep the line endings they had.
     let content = normalize_newlines(
         &form.content,
-        &current_of(&state, &project, &path).await?.map(|c| c.content).unwrap_or_default(),
+        &current_of(&state, project, &path).await?.map(|c| c.content).unwrap_or_default(),
     );
     if form.action == "discard_mine" {
         let v = backup_as(&state, &auth, &origin, &on, &path, &content, &form.session_id).await?;
-        let current = current_of(&state, &project, &path).await?.ok_or(AppError::NotFound)?;
+        let current = current_of(&state, project, &path).await?.ok_or(AppError::NotFound)?;
         let message =
             format!("Your text was kept as backup version {v}; this is the current version {}.", current.version);
         return editor_page(
             &state,
             &auth,
-            &project,
+            project,
             &path,
             current.content,
             current.version,
@@ -218,7 +218,7 @@ pub async fn submit(
             editor_page(
                 &state,
                 &auth,
-                &project,
+                project,
                 &path,
                 content,
                 version,
@@ -240,7 +240,7 @@ pub async fn submit(
             editor_page(
                 &state,
                 &auth,
-                &project,
+                project,
                 &path,
                 content,
                 conflict.current_version,

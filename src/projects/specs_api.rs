@@ -421,7 +421,7 @@ pub async fn spec_action(
         Target::Backups(file) => {
             let content =
                 body.content.as_deref().ok_or_else(|| AppError::field("content", "is required for a backup"))?;
-            super::ensure_room(&state.config, &project, content.len())?;
+            super::ensure_room(&state.config, project, content.len())?;
             let label = body.label.as_deref().unwrap_or("kept from a conflict");
             let save = Save {
                 project_id: &project.id,
