@@ -381,7 +381,7 @@ async fn set_active(
     active: bool,
 ) -> AppResult<Response> {
     let action = if active { "user.reactivate" } else { "user.deactivate" };
-    require_admin(&state, &auth, &ctx, action).await?;
+    let admin = require_admin(&state, &auth, &ctx, action).await?;
     if !active && id == auth.user.id {
         return user_page(
             &state,
@@ -392,22 +392,79 @@ async fn set_active(
         )
         .await;
     }
-    let origin = Origin::from(&ctx);
-    let mut tx = state.db.begin().await?;
-    users::find_any(&mut tx, &id).await?.ok_or(AppError::NotFound)?;
-    let (ended, revoked) = users::set_active(&mut tx, &id, active).await?;
-    let event = Event::new(action, Outcome::Allowed, Actor::of(&auth), &origin)
-        .target("user", &id)
-        .intent(json!({"via": "console", "sessions_ended": ended, "tokens_revoked": revoked}));
-    audit::record(&mut tx, event).await?;
-    tx.commit().await?;
-    state.rooms.access_changed("*").await;
+    let (ended, revoked) = set_account_active(&state, &admin, &auth, &Origin::from(&ctx), &id, active).await?;
     let message = if active {
         "The account is active again.".to_owned()
     } else {
         format!("The account is deactivated: {ended} session(s) ended and {revoked} API token(s) revoked.")
     };
     user_page(&state, &auth, &id, Some(message), None).await
+}
+
+/// Deactivate (ending every session and token) or reactivate an account, as an administrator.
+async fn set_account_active(
+    state: &AppState,
+    _admin: &OrgGrant<Administer>,
+    auth: &Authenticated,
+    origin: &Origin,
+    id: &str,
+    active: bool,
+) -> AppResult<(u64, u64)> {
+    let action = if active { "user.reactivate" } else { "user.deactivate" };
+    let mut tx = state.db.begin().await?;
+    users::find_any(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let (ended, revoked) = users::set_active(&mut tx, id, active).await?;
+    let event = Event::new(action, Outcome::Allowed, Actor::of(auth), origin)
+        .target("user", id)
+        .intent(json!({"via": "console", "sessions_ended": ended, "tokens_revoked": revoked}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    state.rooms.access_changed("*").await;
+    Ok((ended, revoked))
+}
+
+/// Sign an account out everywhere, as an administrator.
+async fn end_sessions(
+    state: &AppState,
+    _admin: &OrgGrant<Administer>,
+    auth: &Authenticated,
+    origin: &Origin,
+    id: &str,
+) -> AppResult<u64> {
+    let mut tx = state.db.begin().await?;
+    users::find_any(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let ended = sessions::delete_for_user(&mut tx, id).await?;
+    let event = Event::new("session.revoke", Outcome::Allowed, Actor::of(auth), origin)
+        .target("user", id)
+        .intent(json!({"sessions": ended}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    // Open live connections (workflow socket, event stream) look at their credential again.
+    state.rooms.access_changed("*").await;
+    Ok(ended)
+}
+
+/// Revoke one of an account's API tokens, as an administrator.
+async fn revoke_account_token(
+    state: &AppState,
+    _admin: &OrgGrant<Administer>,
+    auth: &Authenticated,
+    origin: &Origin,
+    id: &str,
+    token_id: &str,
+) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    if !tokens::revoke(&mut tx, id, token_id).await? {
+        return Err(AppError::NotFound);
+    }
+    let event = Event::new("token.revoke", Outcome::Allowed, Actor::of(auth), origin)
+        .target("api_token", token_id)
+        .intent(json!({"for_user": id, "via": "console"}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    // Open live connections (workflow socket, event stream) look at their credential again.
+    state.rooms.access_changed("*").await;
+    Ok(())
 }
 
 /// `POST /admin/users/{id}/sessions/revoke`: sign the user out everywhere.
@@ -417,18 +474,8 @@ pub async fn revoke_sessions(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    require_admin(&state, &auth, &ctx, "session.revoke").await?;
-    let origin = Origin::from(&ctx);
-    let mut tx = state.db.begin().await?;
-    users::find_any(&mut tx, &id).await?.ok_or(AppError::NotFound)?;
-    let ended = sessions::delete_for_user(&mut tx, &id).await?;
-    let event = Event::new("session.revoke", Outcome::Allowed, Actor::of(&auth), &origin)
-        .target("user", &id)
-        .intent(json!({"sessions": ended}));
-    audit::record(&mut tx, event).await?;
-    tx.commit().await?;
-    // Open live connections (workflow socket, event stream) look at their credential again.
-    state.rooms.access_changed("*").await;
+    let admin = require_admin(&state, &auth, &ctx, "session.revoke").await?;
+    let ended = end_sessions(&state, &admin, &auth, &Origin::from(&ctx), &id).await?;
     if id == auth.user.id {
         return Ok(Redirect::to("/login").into_response());
     }
@@ -442,19 +489,7 @@ pub async fn revoke_token(
     ctx: RequestContext,
     Path((id, token_id)): Path<(String, String)>,
 ) -> AppResult<Response> {
-    require_admin(&state, &auth, &ctx, "token.revoke").await?;
-    let origin = Origin::from(&ctx);
-    let mut tx = state.db.begin().await?;
-    let revoked = tokens::revoke(&mut tx, &id, &token_id).await?;
-    if !revoked {
-        return Err(AppError::NotFound);
-    }
-    let event = Event::new("token.revoke", Outcome::Allowed, Actor::of(&auth), &origin)
-        .target("api_token", &token_id)
-        .intent(json!({"for_user": id, "via": "console"}));
-    audit::record(&mut tx, event).await?;
-    tx.commit().await?;
-    // Open live connections (workflow socket, event stream) look at their credential again.
-    state.rooms.access_changed("*").await;
+    let admin = require_admin(&state, &auth, &ctx, "token.revoke").await?;
+    revoke_account_token(&state, &admin, &auth, &Origin::from(&ctx), &id, &token_id).await?;
     user_page(&state, &auth, &id, Some("Token revoked.".into()), None).await
 }
