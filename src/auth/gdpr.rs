@@ -34,8 +34,8 @@ pub fn api() -> ApiRouter {
 pub async fn erase(db: &Db, keys: &Keys, user_id: &str, by: &Authenticated, origin: &Origin) -> AppResult<u64> {
     let pseudonym = audit::pseudonym(&keys.erasure_pepper, user_id);
     let mut tx = db.begin().await?;
-    let user = users::find_by_id(&mut tx, user_id).await?.ok_or(AppError::NotFound)?;
-    if user.org_role == OrgRole::Admin && other_admins(&mut tx, user_id).await? == 0 {
+    users::find_by_id(&mut tx, user_id).await?.ok_or(AppError::NotFound)?;
+    if users::is_last_admin(&mut tx, db.backend(), user_id).await? {
         return Err(AppError::Conflict(
             "the last administrator cannot be erased; make someone else an admin first".into(),
         ));
@@ -63,15 +63,6 @@ pub async fn erase(db: &Db, keys: &Keys, user_id: &str, by: &Authenticated, orig
     tx.commit().await?;
     tracing::info!(event_type = "user_erased", records = pseudonymized, "user erased");
     Ok(pseudonymized)
-}
-
-async fn other_admins(conn: &mut AnyConnection, user_id: &str) -> AppResult<i64> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM users WHERE org_role = 'admin' AND disabled_at IS NULL AND id <> $1")
-            .bind(user_id)
-            .fetch_one(conn)
-            .await?;
-    Ok(n)
 }
 
 /// Replace everything personal in the user row; keep the id so references stay intact.
