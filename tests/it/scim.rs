@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::oidc::{Agent, TestOp, arno_with};
 use crate::support::{TestApp, api, client, read};
 
-async fn scim(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> crate::support::Page {
+pub async fn scim(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> crate::support::Page {
     let mut req = client().request(method, app.url(&format!("/scim/v2{path}"))).bearer_auth(token);
     if let Some(b) = body {
         req = req.header("content-type", "application/scim+json").body(b.to_string());
@@ -21,7 +21,7 @@ async fn setup() -> (TestOp, TestApp, tempfile::TempDir, String) {
     (op, app, dir, token)
 }
 
-const ENTRA_USER: &str = r#"{
+pub const ENTRA_USER: &str = r#"{
   "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
   "externalId": "8d4c1f1e-entra-object-id",
   "userName": "ann@corp.example",
@@ -34,7 +34,7 @@ const ENTRA_USER: &str = r#"{
   "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Design"}
 }"#;
 
-const OKTA_USER: &str = r#"{
+pub const OKTA_USER: &str = r#"{
   "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
   "userName": "bob@corp.example",
   "name": {"givenName": "Bob", "familyName": "Ray"},

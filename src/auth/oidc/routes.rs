@@ -206,8 +206,16 @@ async fn sign_in(
         [only] => Some(only.id.as_str()),
         _ => None,
     });
-    let may_link = scim_provider == Some(provider.config.id.as_str());
-    let user = find_or_create(&mut tx, identity, may_link).await?;
+    // …and only with an address the IdP vouches for: whoever could set an unverified address at
+    // the IdP would take over the account IT provisioned for someone else.
+    let link = if scim_provider != Some(provider.config.id.as_str()) {
+        Link::Never
+    } else if identity.email_verified || provider.config.assume_email_verified {
+        Link::Verified
+    } else {
+        Link::Unverified
+    };
+    let user = find_or_create(&mut tx, provider, identity, link).await?;
     if user.disabled {
         return Err(OidcError::Denied("Your Arno account is deactivated. Ask your administrator.".into()));
     }
@@ -256,9 +264,21 @@ struct Found {
     disabled: bool,
 }
 
-/// The user behind an identity: by issuer + `sub`; else (`may_link`) a SCIM-provisioned account
-/// with the same e-mail that has no identity yet (IT created it for this person); else a new user.
-async fn find_or_create(tx: &mut Tx, identity: &Identity, may_link: bool) -> Result<Found, OidcError> {
+/// Whether a first sign-in may be linked to a SCIM-provisioned account with its e-mail address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Not through this provider (it does not provision).
+    Never,
+    /// The provisioning IdP, with an address it verified (or is trusted to have verified).
+    Verified,
+    /// The provisioning IdP, but the address is not verified: such an account is refused.
+    Unverified,
+}
+
+/// The user behind an identity: by issuer + `sub`; else a SCIM-provisioned account with the same
+/// e-mail that has no identity yet (IT created it for this person), when `link` allows; else a
+/// new user.
+async fn find_or_create(tx: &mut Tx, provider: &Provider, identity: &Identity, link: Link) -> Result<Found, OidcError> {
     let now = now_ms();
     let linked: Option<(String,)> =
         sqlx::query_as("SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2")
@@ -281,8 +301,17 @@ async fn find_or_create(tx: &mut Tx, identity: &Identity, may_link: bool) -> Res
     }
     let mut created = false;
     let user = match identity.email.as_deref() {
-        Some(email) => match users::find_scim_unlinked(tx, email).await?.filter(|_| may_link) {
-            Some(user) => user,
+        Some(email) => match users::find_scim_unlinked(tx, email).await?.filter(|_| link != Link::Never) {
+            Some(user) if link == Link::Verified => user,
+            // Neither linked nor created beside it: GitLab, too, links only verified addresses.
+            Some(_) => {
+                return Err(OidcError::Denied(format!(
+                    "{} has not verified your e-mail address, so Arno cannot link this sign-in to the account \
+                     your administrator set up for that address. Verify the address at {0}, or ask your \
+                     administrator.",
+                    provider.config.name
+                )));
+            }
             None => {
                 created = true;
                 new_user(tx, identity, email).await?

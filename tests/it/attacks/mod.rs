@@ -9,4 +9,5 @@ mod deep_trees;
 mod lockout;
 mod presence;
 mod revocation;
+mod sso_unverified_email;
 mod workflow_filter;
