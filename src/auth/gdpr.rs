@@ -70,7 +70,9 @@ async fn scrub(conn: &mut AnyConnection, user_id: &str, pseudonym: &str) -> AppR
     let suffix = pseudonym.trim_start_matches("deleted_user_");
     let now = now_ms();
     sqlx::query(
-        "UPDATE users SET email = $1, name = 'Deleted user', handle = $2, disabled_at = $3, updated_at = $3 WHERE id = $4",
+        "UPDATE users SET email = $1, name = 'Deleted user', handle = $2, disabled_at = $3, updated_at = $3, \
+         scim_id = NULL, scim_external_id = NULL, scim_user_name = NULL, scim_email = NULL, scim_display_name = NULL, \
+         scim_name_formatted = NULL, scim_given_name = NULL, scim_family_name = NULL WHERE id = $4",
     )
     .bind(format!("{pseudonym}@erased.invalid"))
     .bind(format!("deleted-{}", &suffix[..16]))
@@ -78,7 +80,9 @@ async fn scrub(conn: &mut AnyConnection, user_id: &str, pseudonym: &str) -> AppR
     .bind(user_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM local_credentials WHERE user_id = $1").bind(user_id).execute(conn).await?;
+    sqlx::query("DELETE FROM local_credentials WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    // The IdP's copy of them (names, addresses) goes too; SCIM groups no longer list them.
+    sqlx::query("DELETE FROM scim_group_members WHERE user_id = $1").bind(user_id).execute(conn).await?;
     Ok(())
 }
 
