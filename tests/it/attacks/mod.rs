@@ -9,5 +9,6 @@ mod deep_trees;
 mod lockout;
 mod presence;
 mod revocation;
+mod scim_local_accounts;
 mod sso_unverified_email;
 mod workflow_filter;
