@@ -188,8 +188,9 @@ async fn store_attributes(conn: &mut AnyConnection, id: &str, a: &ScimUser) -> R
     Ok(())
 }
 
-/// Whether another account has `email` or `user_name`: a `409 uniqueness`. When it is one SCIM did
-/// not provision, the refused `action` is audited with it as the target (nothing about it changes).
+/// Whether another account has `email` as its address, or `user_name` as its address or userName:
+/// a `409 uniqueness`. When it is one SCIM did not provision, the refused `action` is audited with
+/// it as the target (nothing about it changes).
 async fn taken(
     conn: &mut AnyConnection,
     action: &'static str,
@@ -197,7 +198,8 @@ async fn taken(
     except: &str,
 ) -> Result<(), ScimError> {
     let holder: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT id, scim_id FROM users WHERE (email = $1 OR scim_user_name = $2) AND id <> $3 ORDER BY id LIMIT 1",
+        "SELECT id, scim_id FROM users WHERE (email = $1 OR email = $2 OR scim_user_name = $2) AND id <> $3 \
+         ORDER BY id LIMIT 1",
     )
     .bind(email)
     .bind(user_name)
@@ -313,8 +315,10 @@ async fn update_user(
         }
     }
     let mut arno = serde_json::Map::new();
-    if (new.user_name != old.user_name || new.email != old.email) && email != current.email {
+    if new.user_name != old.user_name || email != current.email {
         taken(&mut tx, "user.update", (&email, &new.user_name), id).await?;
+    }
+    if email != current.email {
         sqlx::query("UPDATE users SET email = $2 WHERE id = $1").bind(id).bind(&email).execute(&mut *tx).await?;
         arno.insert("email".into(), json!(true));
     }

@@ -91,6 +91,17 @@ async fn scim_cannot_see_change_deactivate_or_adopt_local_accounts() {
     .await;
     assert_eq!((r.status, r.json()["scimType"].as_str()), (StatusCode::CONFLICT, Some("uniqueness")), "{}", r.text);
     assert_eq!(row(&app, &member.id).await, before.1);
+    // …nor does a userName that is its address beside another work e-mail (Entra: UPN and mail).
+    let r = scim(
+        &app,
+        &token,
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": ADMIN_EMAIL, "emails": [{"value": "other@corp.example", "type": "work"}]})),
+    )
+    .await;
+    assert_eq!((r.status, r.json()["scimType"].as_str()), (StatusCode::CONFLICT, Some("uniqueness")), "{}", r.text);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM users WHERE scim_id IS NOT NULL").await, 0);
 
     // A SCIM group cannot take a local account in (its role would follow the group's mapping).
     let r = scim(
@@ -139,5 +150,5 @@ async fn scim_cannot_see_change_deactivate_or_adopt_local_accounts() {
     .await
     .unwrap()
     .0;
-    assert_eq!(audited, refused + 3, "PATCH, PUT, DELETE, the POST and the two group additions");
+    assert_eq!(audited, refused + 4, "PATCH, PUT, DELETE, the two POSTs and the two group additions");
 }
