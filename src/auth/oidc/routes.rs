@@ -224,12 +224,25 @@ async fn sign_in(
     if let Some(role) = roles.org_role
         && role != user.user.org_role
     {
-        access_changed = true;
-        users::set_org_role(&mut tx, &user.user.id, role, Some(&source)).await?;
-        let event = Event::new("user.role", Outcome::Allowed, Actor::System, &origin)
-            .target("user", &user.user.id)
-            .intent(json!({"role": role.as_str(), "previous_role": user.user.org_role.as_str(), "source": source}));
-        audit::record(&mut tx, event).await?;
+        let mut intent = json!({"role": role.as_str(), "previous_role": user.user.org_role.as_str(), "source": source});
+        // The last active Admin keeps the role and signs in: the IdP's groups must not leave
+        // nobody who can administer Arno (users::is_last_admin, as for the console and SCIM).
+        if role != OrgRole::Admin && users::is_last_admin(&mut tx, state.db.backend(), &user.user.id).await? {
+            tracing::warn!(event_type = "role_mapping_refused", reason = "last_admin", provider = %provider.config.id,
+                "the IdP's groups would demote the last admin; the role is kept");
+            intent["reason"] = json!("last_admin");
+            let event = Event::new("user.role", Outcome::Denied, Actor::System, &origin)
+                .target("user", &user.user.id)
+                .intent(intent);
+            audit::record(&mut tx, event).await?;
+        } else {
+            access_changed = true;
+            users::set_org_role(&mut tx, &user.user.id, role, Some(&source)).await?;
+            let event = Event::new("user.role", Outcome::Allowed, Actor::System, &origin)
+                .target("user", &user.user.id)
+                .intent(intent);
+            audit::record(&mut tx, event).await?;
+        }
     }
     access_changed |=
         crate::projects::apply_idp_grants(&mut tx, &user.user.id, &source, &roles.projects, &origin).await? > 0;

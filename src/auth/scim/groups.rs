@@ -13,6 +13,7 @@ use super::{
 };
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
+use crate::auth::model::OrgRole;
 use crate::auth::users;
 use crate::db::{Tx, now_ms, rfc3339};
 use crate::error::AppError;
@@ -232,11 +233,28 @@ async fn apply_group_roles(state: &AppState, tx: &mut Tx, origin: &Origin, user_
     if let Some(role) = roles.org_role
         && role != user.org_role
     {
-        users::set_org_role(tx, user_id, role, Some(source)).await?;
-        let event = Event::new("user.role", Outcome::Allowed, Actor::System, origin)
-            .target("user", user_id)
-            .intent(json!({"role": role.as_str(), "previous_role": user.org_role.as_str(), "source": source}));
-        audit::record(tx, event).await?;
+        let intent = json!({"role": role.as_str(), "previous_role": user.org_role.as_str(), "source": source});
+        // The last active Admin keeps the role (the rest of the change stands): a group mapping
+        // must not leave nobody who can administer Arno. Refusing the whole request instead would
+        // block every other membership change the IdP sends until someone fixes its groups.
+        if role != OrgRole::Admin && users::is_last_admin(&mut **tx, state.db.backend(), user_id).await? {
+            tracing::warn!(
+                event_type = "scim_refused",
+                action = "user.role",
+                reason = "last_admin",
+                "SCIM change refused"
+            );
+            let mut intent = intent;
+            intent["reason"] = json!("last_admin");
+            let event =
+                Event::new("user.role", Outcome::Denied, Actor::System, origin).target("user", user_id).intent(intent);
+            audit::record(tx, event).await?;
+        } else {
+            users::set_org_role(tx, user_id, role, Some(source)).await?;
+            let event =
+                Event::new("user.role", Outcome::Allowed, Actor::System, origin).target("user", user_id).intent(intent);
+            audit::record(tx, event).await?;
+        }
     }
     crate::projects::apply_idp_grants(tx, user_id, source, &roles.projects, origin).await?;
     Ok(())

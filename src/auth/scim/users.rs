@@ -2,7 +2,8 @@
 //!
 //! SCIM sees only the accounts it provisioned (`users.scim_id` set by POST): the bootstrap admin
 //! and other local accounts are `404` to it, whatever it asks, and a POST with their address is a
-//! `409 uniqueness` that changes nothing. Attempts on them are audited.
+//! `409 uniqueness` that changes nothing. Attempts on them are audited. Nor does SCIM deactivate
+//! (or delete) Arno's last active Admin: `409`, audited.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -261,6 +262,21 @@ async fn create(state: &AppState, origin: &Origin, body: &Value) -> Result<ScimU
     Ok(created)
 }
 
+/// Deactivating the only active Admin would leave nobody who can administer Arno
+/// ([`users::is_last_admin`], the guard the console and erasure use too): refused, audited.
+async fn keep_last_admin(state: &AppState, conn: &mut AnyConnection, id: &str) -> Result<(), ScimError> {
+    if users::is_last_admin(conn, state.db.backend(), id).await? {
+        return Err(ScimError::new(
+            StatusCode::CONFLICT,
+            None,
+            "this user is Arno's last active administrator and cannot be deactivated; make someone else an \
+             administrator first",
+        )
+        .refused("user.deactivate", id, "last_admin"));
+    }
+    Ok(())
+}
+
 fn local_part(email: &str) -> String {
     email.split('@').next().filter(|s| !s.is_empty()).unwrap_or("user").to_owned()
 }
@@ -297,6 +313,9 @@ async fn update_user(
     if new == old {
         tx.commit().await?;
         return Ok(current);
+    }
+    if old.active && !new.active {
+        keep_last_admin(state, &mut tx, id).await?;
     }
     // What changed, by name (never the values: they are personal data).
     let mut changed: Vec<&str> = vec![];
@@ -417,7 +436,10 @@ pub(super) async fn delete_user(
 
 async fn deprovision(state: &AppState, origin: &Origin, id: &str) -> Result<(), ScimError> {
     let mut tx = state.db.begin().await?;
-    find_user(&mut tx, id, Some("user.deactivate")).await?;
+    let user = find_user(&mut tx, id, Some("user.deactivate")).await?;
+    if user.disabled_at.is_none() {
+        keep_last_admin(state, &mut tx, id).await?;
+    }
     let (ended, revoked) = users::set_active(&mut tx, id, false).await?;
     // The SCIM resource is gone (the IdP may reuse its userName); the account keeps its address and name.
     sqlx::query(

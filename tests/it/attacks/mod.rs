@@ -6,6 +6,7 @@ mod auditor;
 mod backup_repos;
 mod csrf_bearer;
 mod deep_trees;
+mod last_admin_mappings;
 mod lockout;
 mod presence;
 mod revocation;
