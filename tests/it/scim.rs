@@ -469,3 +469,41 @@ async fn scim_patch_removes_attributes_and_refuses_unknown_paths() {
         {"op": "remove", "path": "addresses[type eq \"work\"].locality"}])))).await;
     assert_eq!((r.status, r.json()["displayName"].as_str()), (StatusCode::OK, Some("Ann B. Lee")), "{}", r.text);
 }
+
+#[tokio::test]
+async fn group_patch_refuses_what_it_cannot_apply() {
+    let (_op, app, _dir, token) = setup().await;
+    let g = scim(&app, &token, Method::POST, "/Groups", Some(json!({"displayName": "designers", "externalId": "g-1"})))
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    let gid = g.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/Groups/{gid}");
+    let before = scim(&app, &token, Method::GET, &path, None).await.json();
+    for (ops, scim_type) in [
+        (json!([{"op": "remove", "path": "displayName"}]), "mutability"),
+        (json!([{"op": "replace", "path": "displayName", "value": 7}]), "invalidValue"),
+        (json!([{"op": "replace", "value": {"displayName": "design", "colour": "red"}}]), "invalidPath"),
+        (json!([{"op": "remove", "path": "members[display eq \"x\"]"}]), "invalidFilter"),
+        (json!([{"op": "remove"}]), "noTarget"),
+        (json!([{"op": "replace", "path": "owner", "value": "x"}]), "invalidPath"),
+        // All or nothing: the rename before the bad operation does not stay.
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "renamed"}, {"op": "replace", "path": "externalId", "value": 5}]),
+            "invalidValue",
+        ),
+    ] {
+        let r = scim(&app, &token, Method::PATCH, &path, Some(patch_op(ops.clone()))).await;
+        assert_eq!(
+            (r.status, r.json()["scimType"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(scim_type)),
+            "{ops}: {}",
+            r.text
+        );
+        assert_eq!(scim(&app, &token, Method::GET, &path, None).await.json(), before, "{ops} changed something");
+    }
+    // A path-less replace (with the echoed id) and removing externalId.
+    let ops = json!([{"op": "replace", "value": {"id": gid, "displayName": "design"}}, {"op": "remove", "path": "externalId"}]);
+    let r = scim(&app, &token, Method::PATCH, &path, Some(patch_op(ops))).await;
+    assert_eq!((r.status, r.json()["displayName"].as_str()), (StatusCode::OK, Some("design")), "{}", r.text);
+    assert!(r.json().get("externalId").is_none(), "{}", r.text);
+}

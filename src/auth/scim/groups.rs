@@ -123,6 +123,43 @@ pub(super) async fn get_group(
     respond(&state, &id, StatusCode::OK).await
 }
 
+fn display_name(value: &Value) -> Result<&str, ScimError> {
+    value
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ScimError::bad("invalidValue", "displayName must be a non-empty string"))
+}
+
+/// `externalId`: a string, or `null` (or `""`) to remove it.
+fn external_id(value: &Value) -> Result<Option<&str>, ScimError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.as_str()).filter(|s| !s.is_empty())),
+        _ => Err(ScimError::bad("invalidValue", "externalId must be a string")),
+    }
+}
+
+async fn set_external_id(tx: &mut Tx, id: &str, external_id: Option<&str>) -> Result<(), ScimError> {
+    sqlx::query("UPDATE scim_groups SET external_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(external_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The member a `members[value eq "…"]` path names (RFC 7644 §3.5.2.2).
+fn member_filter(path: &str) -> Result<String, ScimError> {
+    let unsupported =
+        || ScimError::bad("invalidFilter", format!("unsupported path {path:?}; use members[value eq \"id\"]"));
+    let inner = path.get("members[".len()..).and_then(|p| p.strip_suffix(']')).ok_or_else(unsupported)?;
+    match parse_filter(inner).map_err(|_| unsupported())? {
+        (attr, value) if attr == "value" => Ok(value),
+        _ => Err(unsupported()),
+    }
+}
+
 fn member_ids(value: &Value) -> Vec<String> {
     match value {
         Value::Array(items) => items.iter().filter_map(|m| m["value"].as_str().map(str::to_owned)).collect(),
@@ -373,30 +410,42 @@ pub(super) async fn patch_group(
                     }
                 }
                 // Okta: `members[value eq "id"]`.
-                ("remove", p) if p.starts_with("members[value eq ") => {
-                    if let Some(idv) = path.split('"').nth(1) {
-                        remove.push(idv.to_owned());
-                    }
+                ("remove", p) if p.starts_with("members[") => remove.push(member_filter(&path)?),
+                ("remove", "displayname") => {
+                    return Err(ScimError::bad("mutability", "displayName is required and cannot be removed"));
                 }
-                (_, "displayname") => {
-                    if let Some(name) = value.as_str() {
-                        rename(&mut tx, &id, name).await?;
-                    }
-                }
+                (_, "displayname") => rename(&mut tx, &id, display_name(&value)?).await?,
                 (_, "externalid") => {
-                    sqlx::query("UPDATE scim_groups SET external_id = $2 WHERE id = $1")
-                        .bind(&id)
-                        .bind(value.as_str())
-                        .execute(&mut *tx)
-                        .await?;
+                    let external_id = if kind == "remove" { None } else { external_id(&value)? };
+                    set_external_id(&mut tx, &id, external_id).await?;
+                }
+                ("remove", "") => {
+                    return Err(ScimError::bad("noTarget", "a remove operation needs a path (RFC 7644 §3.5.2.2)"));
                 }
                 ("replace" | "add", "") => {
-                    if let Some(name) = value["displayName"].as_str() {
-                        rename(&mut tx, &id, name).await?;
-                    }
-                    if value.get("members").is_some() {
-                        let ids = member_ids(&value["members"]);
-                        if kind == "add" { add.extend(ids) } else { replace = Some(ids) }
+                    let Value::Object(attrs) = &value else {
+                        return Err(ScimError::bad(
+                            "invalidValue",
+                            "an add or replace without a path needs an object value",
+                        ));
+                    };
+                    for (key, v) in attrs {
+                        match key.to_ascii_lowercase().as_str() {
+                            "displayname" => rename(&mut tx, &id, display_name(v)?).await?,
+                            "externalid" => set_external_id(&mut tx, &id, external_id(v)?).await?,
+                            "members" => {
+                                let ids = member_ids(v);
+                                if kind == "add" { add.extend(ids) } else { replace = Some(ids) }
+                            }
+                            // Echoed by clients; set by the server.
+                            "schemas" | "id" | "meta" => {}
+                            _ => {
+                                return Err(ScimError::bad(
+                                    "invalidPath",
+                                    format!("{key:?} is not an attribute of a Group"),
+                                ));
+                            }
+                        }
                     }
                 }
                 _ => return Err(ScimError::bad("invalidPath", format!("unsupported path {path:?} for groups"))),
