@@ -332,17 +332,10 @@ pub async fn set_role(
         );
         return user_page(&state, &auth, &id, None, Some((StatusCode::CONFLICT, message))).await;
     }
-    if user.org_role == OrgRole::Admin && role != OrgRole::Admin {
-        let (admins,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM users WHERE org_role = 'admin' AND disabled_at IS NULL")
-                .fetch_one(&mut *tx)
-                .await?;
-        if admins <= 1 {
-            drop(tx);
-            let message =
-                "The last administrator cannot be demoted; make someone else an administrator first.".to_owned();
-            return user_page(&state, &auth, &id, None, Some((StatusCode::CONFLICT, message))).await;
-        }
+    if role != OrgRole::Admin && users::is_last_admin(&mut tx, state.db.backend(), &id).await? {
+        drop(tx);
+        let message = "The last administrator cannot be demoted; make someone else an administrator first.".to_owned();
+        return user_page(&state, &auth, &id, None, Some((StatusCode::CONFLICT, message))).await;
     }
     users::set_org_role(&mut tx, &id, role, None).await?;
     let event = Event::new("user.role", Outcome::Allowed, Actor::of(&auth), &origin)

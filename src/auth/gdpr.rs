@@ -53,8 +53,8 @@ pub async fn erase(
     }
     let pseudonym = audit::pseudonym(&keys.erasure_pepper, user_id);
     let mut tx = db.begin().await?;
-    let user = users::find_by_id(&mut tx, user_id).await?.ok_or(AppError::NotFound)?;
-    if user.org_role == OrgRole::Admin && other_admins(&mut tx, user_id).await? == 0 {
+    users::find_by_id(&mut tx, user_id).await?.ok_or(AppError::NotFound)?;
+    if users::is_last_admin(&mut tx, db.backend(), user_id).await? {
         return Err(AppError::Conflict(
             "the last administrator cannot be erased; make someone else an admin first".into(),
         ));
@@ -84,21 +84,14 @@ pub async fn erase(
     Ok(pseudonymized)
 }
 
-async fn other_admins(conn: &mut AnyConnection, user_id: &str) -> AppResult<i64> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM users WHERE org_role = 'admin' AND disabled_at IS NULL AND id <> $1")
-            .bind(user_id)
-            .fetch_one(conn)
-            .await?;
-    Ok(n)
-}
-
 /// Replace everything personal in the user row; keep the id so references stay intact.
 async fn scrub(conn: &mut AnyConnection, user_id: &str, pseudonym: &str) -> AppResult<()> {
     let suffix = pseudonym.trim_start_matches("deleted_user_");
     let now = now_ms();
     sqlx::query(
-        "UPDATE users SET email = $1, name = 'Deleted user', handle = $2, disabled_at = $3, updated_at = $3 WHERE id = $4",
+        "UPDATE users SET email = $1, name = 'Deleted user', handle = $2, disabled_at = $3, updated_at = $3, \
+         scim_id = NULL, scim_external_id = NULL, scim_user_name = NULL, scim_email = NULL, scim_display_name = NULL, \
+         scim_name_formatted = NULL, scim_given_name = NULL, scim_family_name = NULL WHERE id = $4",
     )
     .bind(format!("{pseudonym}@erased.invalid"))
     .bind(format!("deleted-{}", &suffix[..16]))
@@ -106,7 +99,9 @@ async fn scrub(conn: &mut AnyConnection, user_id: &str, pseudonym: &str) -> AppR
     .bind(user_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM local_credentials WHERE user_id = $1").bind(user_id).execute(conn).await?;
+    sqlx::query("DELETE FROM local_credentials WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    // The IdP's copy of them (names, addresses) goes too; SCIM groups no longer list them.
+    sqlx::query("DELETE FROM scim_group_members WHERE user_id = $1").bind(user_id).execute(conn).await?;
     Ok(())
 }
 

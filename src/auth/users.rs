@@ -258,6 +258,22 @@ pub async fn admin_exists(conn: &mut AnyConnection) -> AppResult<bool> {
     Ok(row.is_some())
 }
 
+/// Whether `user_id` is the only active Admin, so that taking their role or their account away
+/// would leave nobody who can administer Arno. The one guard for every path that can do that: the
+/// console, erasure, SCIM (groups and deactivation) and the IdP's role mapping at sign-in.
+///
+/// On PostgreSQL the active Admins' rows stay locked until the caller's transaction ends, so two
+/// concurrent demotions of the last two Admins cannot both see "there is another one" (the second
+/// re-reads after the first commits). SQLite's `BEGIN IMMEDIATE` already serialises writers.
+pub async fn is_last_admin(conn: &mut AnyConnection, backend: db::Backend, user_id: &str) -> AppResult<bool> {
+    let lock = if backend == db::Backend::Postgres { " FOR UPDATE" } else { "" };
+    let admins: Vec<(String,)> =
+        sqlx::query_as(&format!("SELECT id FROM users WHERE org_role = 'admin' AND disabled_at IS NULL{lock}"))
+            .fetch_all(conn)
+            .await?;
+    Ok(admins.len() == 1 && admins[0].0 == user_id)
+}
+
 /// The user columns, `u.`-prefixed, for joins that map to [`UserRow`].
 pub(super) fn joined_columns() -> &'static str {
     "u.id, u.email, u.name, u.handle, u.org_role, u.created_at"

@@ -58,6 +58,8 @@ pub struct OpState {
     pub jwks_fetches: usize,
     pub sub: String,
     pub email: String,
+    /// The ID token's `email_verified` claim (`None`: the claim is left out, as Entra does).
+    pub email_verified: Option<bool>,
     pub groups: Vec<String>,
     pub userinfo_sub: Option<String>,
     codes: HashMap<String, (String, String)>,
@@ -82,6 +84,7 @@ impl TestOp {
             jwks_fetches: 0,
             sub: "user-123".into(),
             email: "grace@corp.example".into(),
+            email_verified: Some(true),
             groups: vec!["arno-admins".into(), "design-team".into()],
             userinfo_sub: None,
             codes: HashMap::new(),
@@ -171,9 +174,12 @@ async fn token(State(st): State<Arc<Mutex<OpState>>>, Form(f): Form<HashMap<Stri
     let now = chrono::Utc::now().timestamp();
     let mut claims = json!({
         "iss": st.issuer, "sub": st.sub, "aud": "arno", "exp": now + 300, "iat": now, "nonce": nonce,
-        "email": st.email, "email_verified": true, "name": "Grace Hopper", "preferred_username": "grace",
+        "email": st.email, "email_verified": st.email_verified, "name": "Grace Hopper", "preferred_username": "grace",
         "groups": st.groups,
     });
+    if st.email_verified.is_none() {
+        claims.as_object_mut().unwrap().remove("email_verified");
+    }
     let mut kid = "k1";
     let mut key_index = 0;
     match st.mint {
@@ -280,12 +286,12 @@ impl Agent {
     }
 }
 
-async fn me(app: &TestApp, agent: &Agent) -> Value {
+pub async fn me(app: &TestApp, agent: &Agent) -> Value {
     let r = client().get(app.url("/api/v1/me")).header("cookie", agent.cookie_header()).send().await.unwrap();
     read(r).await.json()
 }
 
-async fn denied_logins(app: &TestApp) -> Vec<String> {
+pub async fn denied_logins(app: &TestApp) -> Vec<String> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT intent FROM audit_events WHERE action = 'auth.login' AND outcome = 'denied' ORDER BY seq",
     )
@@ -586,7 +592,7 @@ async fn logout_ends_the_idp_session_and_backchannel_logout_kills_sessions() {
 // ---------------------------------------------------------------------------------------------
 // A real OpenID provider: panva/oidc-provider (npm), two clients, dev login and consent pages.
 
-struct NodeOp {
+pub struct NodeOp {
     child: std::process::Child,
     issuer: String,
 }
@@ -597,7 +603,7 @@ impl Drop for NodeOp {
     }
 }
 
-fn node_op(port: u16, redirects: &[String]) -> Option<NodeOp> {
+pub fn node_op(port: u16, redirects: &[String]) -> Option<NodeOp> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
     if !dir.join("node_modules/oidc-provider").exists() {
         assert!(
@@ -626,12 +632,12 @@ fn node_op(port: u16, redirects: &[String]) -> Option<NodeOp> {
     Some(NodeOp { child, issuer })
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Log in at the OP's dev pages as `account` and consent; returns Arno's callback URL.
-async fn through_the_op(op_client: &reqwest::Client, issuer: &str, mut url: String, account: &str) -> String {
+pub async fn through_the_op(op_client: &reqwest::Client, issuer: &str, mut url: String, account: &str) -> String {
     for _ in 0..12 {
         if !url.starts_with(issuer) {
             return url;

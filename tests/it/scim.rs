@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::oidc::{Agent, TestOp, arno_with};
 use crate::support::{TestApp, api, client, read};
 
-async fn scim(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> crate::support::Page {
+pub async fn scim(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> crate::support::Page {
     let mut req = client().request(method, app.url(&format!("/scim/v2{path}"))).bearer_auth(token);
     if let Some(b) = body {
         req = req.header("content-type", "application/scim+json").body(b.to_string());
@@ -21,7 +21,7 @@ async fn setup() -> (TestOp, TestApp, tempfile::TempDir, String) {
     (op, app, dir, token)
 }
 
-const ENTRA_USER: &str = r#"{
+pub const ENTRA_USER: &str = r#"{
   "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
   "externalId": "8d4c1f1e-entra-object-id",
   "userName": "ann@corp.example",
@@ -34,7 +34,7 @@ const ENTRA_USER: &str = r#"{
   "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Design"}
 }"#;
 
-const OKTA_USER: &str = r#"{
+pub const OKTA_USER: &str = r#"{
   "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
   "userName": "bob@corp.example",
   "name": {"givenName": "Bob", "familyName": "Ray"},
@@ -130,9 +130,10 @@ async fn entra_provisioning_and_deactivation_end_sessions_and_tokens() {
         {"op": "Replace", "path": "title", "value": "Lead designer"}]});
     let r = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(patch)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // userName and the work e-mail are separate attributes; Arno's address follows the e-mail.
     assert_eq!(
-        (r.json()["userName"].as_str(), r.json()["displayName"].as_str()),
-        (Some("ann.lee@corp.example"), Some("Ann B. Lee"))
+        (r.json()["userName"].as_str(), r.json()["emails"][0]["value"].as_str(), r.json()["displayName"].as_str()),
+        (Some("ann@corp.example"), Some("ann.lee@corp.example"), Some("Ann B. Lee"))
     );
 
     // First SSO sign-in links to the provisioned account (same e-mail, no identity yet).
@@ -200,10 +201,17 @@ async fn entra_provisioning_and_deactivation_end_sessions_and_tokens() {
 #[tokio::test]
 async fn okta_users_and_groups_map_to_roles() {
     let (_op, app, _dir, token) = setup().await;
+    // Someone else administers Arno, so Bob's groups may take the Admin role away again.
+    app.create_admin().await;
     let created = scim(&app, &token, Method::POST, "/Users", Some(serde_json::from_str(OKTA_USER).unwrap())).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let bob = created.json()["id"].as_str().unwrap().to_owned();
-    assert_eq!(created.json()["name"]["formatted"], "Bob Ray");
+    // The resource holds what Okta sent (no name.formatted); Arno's name is derived from it.
+    assert_eq!(
+        (created.json()["name"]["givenName"].as_str(), created.json()["name"].get("formatted")),
+        (Some("Bob"), None)
+    );
+    assert_eq!(created.json()["displayName"], "Bob Ray");
 
     // A group that the [[oidc]] mapping makes admins.
     let group = scim(&app, &token, Method::POST, "/Groups", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "arno-admins", "members": []}))).await;
@@ -287,4 +295,215 @@ async fn only_the_provisioning_idp_may_claim_a_provisioned_account() {
         .await
         .unwrap();
     assert_eq!(links, 1);
+}
+
+fn patch_op(ops: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
+}
+
+#[tokio::test]
+async fn scim_patch_removes_attributes_and_refuses_unknown_paths() {
+    let (_op, app, _dir, token) = setup().await;
+    // Entra sends the UPN as userName and the mail attribute as the work e-mail: two attributes.
+    let mut entra: Value = serde_json::from_str(ENTRA_USER).unwrap();
+    entra["userName"] = json!("ann@corp.onmicrosoft.example");
+    let created = scim(&app, &token, Method::POST, "/Users", Some(entra)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/Users/{id}");
+    let ann = created.json();
+    assert_eq!(
+        (ann["userName"].as_str(), ann["emails"][0]["value"].as_str(), ann["name"]["givenName"].as_str()),
+        (Some("ann@corp.onmicrosoft.example"), Some("ann@corp.example"), Some("Ann"))
+    );
+    let found = scim(&app, &token, Method::GET, "/Users?filter=userName+eq+%22ann%40corp.onmicrosoft.example%22", None)
+        .await
+        .json();
+    assert_eq!(found["totalResults"], 1, "the IdP finds the user by its own userName");
+    let arno_user = || async {
+        let (email, name): (String, String) = sqlx::query_as("SELECT email, name FROM users WHERE id = $1")
+            .bind(&id)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        (email, name)
+    };
+    assert_eq!(arno_user().await, ("ann@corp.example".into(), "Ann Lee".into()));
+
+    // Entra changes the given name alone: the other name parts stay.
+    let r = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &path,
+        Some(patch_op(json!([{"op": "Replace", "path": "name.givenName", "value": "Anna"}]))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        (r.json()["name"]["givenName"].as_str(), r.json()["name"]["familyName"].as_str()),
+        (Some("Anna"), Some("Lee"))
+    );
+
+    // remove really removes, one attribute at a time (RFC 7644 §3.5.2.2).
+    let r = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &path,
+        Some(patch_op(json!([
+            {"op": "Remove", "path": "externalId"},
+            {"op": "Remove", "path": "name.formatted"},
+            {"op": "Remove", "path": "displayName"},
+            {"op": "remove", "path": "emails[type eq \"work\"].value"},
+        ]))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let doc = r.json();
+    assert!(
+        doc.get("externalId").is_none() && doc.get("displayName").is_none() && doc.get("emails").is_none(),
+        "{doc}"
+    );
+    assert!(doc["name"].get("formatted").is_none(), "{doc}");
+    // What is left decides Arno's name and address: "given family", and the userName (an address).
+    assert_eq!(arno_user().await, ("ann@corp.onmicrosoft.example".into(), "Anna Lee".into()));
+    let by_ext = scim(&app, &token, Method::GET, "/Users?filter=externalId+eq+%228d4c1f1e-entra-object-id%22", None)
+        .await
+        .json();
+    assert_eq!(by_ext["totalResults"], 0);
+    let r = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &path,
+        Some(patch_op(json!([
+        {"op": "remove", "path": "name.givenName"}, {"op": "remove", "path": "name.familyName"}]))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.json().get("name").is_none(), "{}", r.text);
+    assert_eq!(arno_user().await.1, "ann", "no name left: the address's local part");
+    // A work e-mail again (filtered path with an object value), then removed with the filter alone.
+    let r = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &path,
+        Some(patch_op(json!([
+        {"op": "add", "path": "emails[type eq \"work\"]", "value": {"value": "ann.lee@corp.example", "type": "work"}},
+        {"op": "add", "path": "displayName", "value": "Ann Lee"}]))),
+    )
+    .await;
+    assert_eq!(r.json()["emails"][0]["value"], "ann.lee@corp.example", "{}", r.text);
+    assert_eq!(arno_user().await, ("ann.lee@corp.example".into(), "Ann Lee".into()));
+    let r = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &path,
+        Some(patch_op(json!([{"op": "remove", "path": "emails[type eq \"work\"]"}]))),
+    )
+    .await;
+    assert!(r.json().get("emails").is_none(), "{}", r.text);
+
+    // Errors: each names the problem and the whole request changes nothing.
+    let before = scim(&app, &token, Method::GET, &path, None).await.json();
+    let stored_before = arno_user().await;
+    for (ops, status, scim_type) in [
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "replace", "path": "nickname2", "value": "x"}]),
+            StatusCode::BAD_REQUEST,
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "add", "path": "emails[type eq \"work\"].colour", "value": "x"}]),
+            StatusCode::BAD_REQUEST,
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "remove", "path": "userName"}]),
+            StatusCode::BAD_REQUEST,
+            "mutability",
+        ),
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "remove"}]),
+            StatusCode::BAD_REQUEST,
+            "noTarget",
+        ),
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "replace", "path": "id", "value": "x"}]),
+            StatusCode::BAD_REQUEST,
+            "mutability",
+        ),
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "replace", "path": "displayName", "value": 7}]),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "replace", "value": {"nickName2": "x"}}]),
+            StatusCode::BAD_REQUEST,
+            "invalidPath",
+        ),
+        // The userName is no address and the work e-mail would be gone: Arno needs an address.
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "replace", "path": "userName", "value": "ann"}]),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+    ] {
+        let r = scim(&app, &token, Method::PATCH, &path, Some(patch_op(ops.clone()))).await;
+        assert_eq!((r.status, r.json()["scimType"].as_str()), (status, Some(scim_type)), "{ops}: {}", r.text);
+        let after = scim(&app, &token, Method::GET, &path, None).await.json();
+        assert_eq!(after, before, "{ops} changed something");
+        assert_eq!(arno_user().await, stored_before);
+    }
+
+    // Attributes of the User schema that Arno does not keep are accepted and ignored, as documented.
+    let r = scim(&app, &token, Method::PATCH, &path, Some(patch_op(json!([
+        {"op": "Replace", "path": "title", "value": "Lead designer"},
+        {"op": "Add", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 555 0100"},
+        {"op": "Replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "Design"},
+        {"op": "Replace", "path": "urn:ietf:params:scim:schemas:core:2.0:User:displayName", "value": "Ann B. Lee"},
+        {"op": "remove", "path": "addresses[type eq \"work\"].locality"}])))).await;
+    assert_eq!((r.status, r.json()["displayName"].as_str()), (StatusCode::OK, Some("Ann B. Lee")), "{}", r.text);
+}
+
+#[tokio::test]
+async fn group_patch_refuses_what_it_cannot_apply() {
+    let (_op, app, _dir, token) = setup().await;
+    let g = scim(&app, &token, Method::POST, "/Groups", Some(json!({"displayName": "designers", "externalId": "g-1"})))
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    let gid = g.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/Groups/{gid}");
+    let before = scim(&app, &token, Method::GET, &path, None).await.json();
+    for (ops, scim_type) in [
+        (json!([{"op": "remove", "path": "displayName"}]), "mutability"),
+        (json!([{"op": "replace", "path": "displayName", "value": 7}]), "invalidValue"),
+        (json!([{"op": "replace", "value": {"displayName": "design", "colour": "red"}}]), "invalidPath"),
+        (json!([{"op": "remove", "path": "members[display eq \"x\"]"}]), "invalidFilter"),
+        (json!([{"op": "remove"}]), "noTarget"),
+        (json!([{"op": "replace", "path": "owner", "value": "x"}]), "invalidPath"),
+        // All or nothing: the rename before the bad operation does not stay.
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "renamed"}, {"op": "replace", "path": "externalId", "value": 5}]),
+            "invalidValue",
+        ),
+    ] {
+        let r = scim(&app, &token, Method::PATCH, &path, Some(patch_op(ops.clone()))).await;
+        assert_eq!(
+            (r.status, r.json()["scimType"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(scim_type)),
+            "{ops}: {}",
+            r.text
+        );
+        assert_eq!(scim(&app, &token, Method::GET, &path, None).await.json(), before, "{ops} changed something");
+    }
+    // A path-less replace (with the echoed id) and removing externalId.
+    let ops = json!([{"op": "replace", "value": {"id": gid, "displayName": "design"}}, {"op": "remove", "path": "externalId"}]);
+    let r = scim(&app, &token, Method::PATCH, &path, Some(patch_op(ops))).await;
+    assert_eq!((r.status, r.json()["displayName"].as_str()), (StatusCode::OK, Some("design")), "{}", r.text);
+    assert!(r.json().get("externalId").is_none(), "{}", r.text);
 }

@@ -1,6 +1,7 @@
 // A real OpenID provider for the integration tests: panva/oidc-provider on loopback, with two
 // clients (`arno`, `arno-second`), PKCE, dev login/consent pages (any password), and a `groups`
-// claim. Account "alice" is in `arno-admins` and `design-team`; anyone else in `staff`.
+// claim. Account "alice" is in `arno-admins` and `design-team`; anyone else in `staff`. Accounts
+// whose id starts with `unverified-` have `email_verified: false` (the IdP never checked the address).
 //
 //   PORT=… REDIRECTS=url1,url2 node op.mjs   → prints "READY <issuer>" when listening
 import Provider from 'oidc-provider';
@@ -27,7 +28,7 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   findAccount: (ctx, id) => ({
     accountId: id,
-    claims: () => ({ sub: id, email: `${id}@corp.example`, email_verified: true, name: `Test ${id}`,
+    claims: () => ({ sub: id, email: `${id}@corp.example`, email_verified: !id.startsWith('unverified-'), name: `Test ${id}`,
       preferred_username: id, groups: groupsOf(id) }),
   }),
   features: { devInteractions: { enabled: true } },

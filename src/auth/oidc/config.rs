@@ -23,6 +23,10 @@ pub struct OidcProviderConfig {
     pub groups_claim: String,
     /// Deny sign-in when no group maps to a role.
     pub strict: bool,
+    /// Treat every e-mail address this IdP asserts as verified, whatever its `email_verified`
+    /// says (for IdPs that never send the claim but only hold addresses IT set, e.g. a
+    /// single-tenant Entra ID). Only verified addresses link a first sign-in to a provisioned account.
+    pub assume_email_verified: bool,
     /// IdP group → org role (`admin`, `auditor`, `member`).
     pub org_roles: BTreeMap<String, crate::auth::OrgRole>,
     /// IdP group → `(project slug, role)` grants.
@@ -63,6 +67,7 @@ pub fn parse(value: &toml::Value, file: &str) -> Result<Vec<OidcProviderConfig>,
                 "scopes",
                 "groups_claim",
                 "strict",
+                "assume_email_verified",
                 "org_roles",
                 "project_roles",
             ];
@@ -113,11 +118,13 @@ pub fn parse(value: &toml::Value, file: &str) -> Result<Vec<OidcProviderConfig>,
             return Err(err(key("scopes"), "must include `openid`"));
         }
         let groups_claim = string("groups_claim")?.unwrap_or_else(|| "groups".into());
-        let strict = match t.get("strict") {
-            None => false,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(_) => return Err(err(key("strict"), "must be true or false")),
+        let flag = |k: &str| match t.get(k) {
+            None => Ok(false),
+            Some(toml::Value::Boolean(b)) => Ok(*b),
+            Some(_) => Err(err(key(k), "must be true or false")),
         };
+        let strict = flag("strict")?;
+        let assume_email_verified = flag("assume_email_verified")?;
         let mut org_roles = BTreeMap::new();
         match t.get("org_roles") {
             None => {}
@@ -175,6 +182,7 @@ pub fn parse(value: &toml::Value, file: &str) -> Result<Vec<OidcProviderConfig>,
             scopes,
             groups_claim,
             strict,
+            assume_email_verified,
             org_roles,
             project_roles,
         });
@@ -204,6 +212,7 @@ mod tests {
             scopes = ["openid", "email", "profile"]
             groups_claim = "realm_access.roles"
             strict = true
+            assume_email_verified = true
             [oidc.org_roles]
             "arno-admins" = "admin"
             [oidc.project_roles]
@@ -224,6 +233,7 @@ mod tests {
             corp.project_roles["design-team"][1],
             ("onboarding".into(), crate::auth::access::ProjectRole::Editor)
         );
+        assert!(corp.assume_email_verified && !providers[1].assume_email_verified);
         assert_eq!(providers[1].groups_claim, "groups");
         assert_eq!(providers[1].scopes, ["openid", "email", "profile"]);
         assert!(!format!("{corp:?}").contains("s3cret"));
@@ -234,6 +244,7 @@ mod tests {
         let base = "[[oidc]]\nid = \"a\"\nissuer = \"https://i.example\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
         for (extra, key) in [
             ("strict = \"yes\"\n", "oidc[0].strict"),
+            ("assume_email_verified = 1\n", "oidc[0].assume_email_verified"),
             ("colour = 1\n", "oidc[0].colour"),
             ("scopes = [\"email\"]\n", "oidc[0].scopes"),
             ("[oidc.org_roles]\n\"g\" = \"king\"\n", "oidc[0].org_roles.g"),

@@ -341,6 +341,7 @@ impl Oidc {
         let raw = id_token.to_string();
         let mut extra = jwt_payload(&raw).unwrap_or_default();
         let subject = claims.subject().to_string();
+        let mut email_verified = claims.email_verified();
         // Groups may come only from the userinfo endpoint; its `sub` must be the ID token's.
         if lookup(&extra, &provider.config.groups_claim).is_none()
             && let Ok(request) = client.user_info(
@@ -358,6 +359,10 @@ impl Oidc {
             for (k, v) in &info.additional_claims().0 {
                 extra.entry(k.clone()).or_insert_with(|| v.clone());
             }
+            // An ID token without the claim: userinfo may say, about the same address.
+            if email_verified.is_none() && info.email().map(|e| e.as_str()) == claims.email().map(|e| e.as_str()) {
+                email_verified = info.email_verified();
+            }
         }
         let groups = match lookup(&extra, &provider.config.groups_claim) {
             Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
@@ -369,7 +374,8 @@ impl Oidc {
             issuer: claims.issuer().to_string(),
             subject,
             email: claims.email().map(|e| e.to_string()),
-            email_verified: claims.email_verified().unwrap_or(false),
+            // No claim is not a yes (OpenID Connect Core §5.1: `email_verified`).
+            email_verified: email_verified.unwrap_or(false),
             name: claims.name().and_then(|n| n.get(None)).map(|n| n.to_string()),
             preferred_username: claims.preferred_username().map(|u| u.to_string()),
             groups,

@@ -230,8 +230,16 @@ async fn sign_in(
         [only] => Some(only.id.as_str()),
         _ => None,
     });
-    let may_link = scim_provider == Some(provider.config.id.as_str());
-    let user = find_or_create(&mut tx, identity, may_link).await?;
+    // …and only with an address the IdP vouches for: whoever could set an unverified address at
+    // the IdP would take over the account IT provisioned for someone else.
+    let link = if scim_provider != Some(provider.config.id.as_str()) {
+        Link::Never
+    } else if identity.email_verified || provider.config.assume_email_verified {
+        Link::Verified
+    } else {
+        Link::Unverified
+    };
+    let user = find_or_create(&mut tx, provider, identity, link).await?;
     if user.disabled {
         return Err(OidcError::Denied("Your Arno account is deactivated. Ask your administrator.".into()));
     }
@@ -240,12 +248,25 @@ async fn sign_in(
     if let Some(role) = roles.org_role
         && role != user.user.org_role
     {
-        access_changed = true;
-        users::set_org_role(&mut tx, &user.user.id, role, Some(&source)).await?;
-        let event = Event::new("user.role", Outcome::Allowed, Actor::System, &origin)
-            .target("user", &user.user.id)
-            .intent(json!({"role": role.as_str(), "previous_role": user.user.org_role.as_str(), "source": source}));
-        audit::record(&mut tx, event).await?;
+        let mut intent = json!({"role": role.as_str(), "previous_role": user.user.org_role.as_str(), "source": source});
+        // The last active Admin keeps the role and signs in: the IdP's groups must not leave
+        // nobody who can administer Arno (users::is_last_admin, as for the console and SCIM).
+        if role != OrgRole::Admin && users::is_last_admin(&mut tx, state.db.backend(), &user.user.id).await? {
+            tracing::warn!(event_type = "role_mapping_refused", reason = "last_admin", provider = %provider.config.id,
+                "the IdP's groups would demote the last admin; the role is kept");
+            intent["reason"] = json!("last_admin");
+            let event = Event::new("user.role", Outcome::Denied, Actor::System, &origin)
+                .target("user", &user.user.id)
+                .intent(intent);
+            audit::record(&mut tx, event).await?;
+        } else {
+            access_changed = true;
+            users::set_org_role(&mut tx, &user.user.id, role, Some(&source)).await?;
+            let event = Event::new("user.role", Outcome::Allowed, Actor::System, &origin)
+                .target("user", &user.user.id)
+                .intent(intent);
+            audit::record(&mut tx, event).await?;
+        }
     }
     access_changed |=
         crate::projects::apply_idp_grants(&mut tx, &user.user.id, &source, &roles.projects, &origin).await? > 0;
@@ -280,9 +301,21 @@ struct Found {
     disabled: bool,
 }
 
-/// The user behind an identity: by issuer + `sub`; else (`may_link`) a SCIM-provisioned account
-/// with the same e-mail that has no identity yet (IT created it for this person); else a new user.
-async fn find_or_create(tx: &mut Tx, identity: &Identity, may_link: bool) -> Result<Found, OidcError> {
+/// Whether a first sign-in may be linked to a SCIM-provisioned account with its e-mail address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Not through this provider (it does not provision).
+    Never,
+    /// The provisioning IdP, with an address it verified (or is trusted to have verified).
+    Verified,
+    /// The provisioning IdP, but the address is not verified: such an account is refused.
+    Unverified,
+}
+
+/// The user behind an identity: by issuer + `sub`; else a SCIM-provisioned account with the same
+/// e-mail that has no identity yet (IT created it for this person), when `link` allows; else a
+/// new user.
+async fn find_or_create(tx: &mut Tx, provider: &Provider, identity: &Identity, link: Link) -> Result<Found, OidcError> {
     let now = now_ms();
     let linked: Option<(String,)> =
         sqlx::query_as("SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2")
@@ -305,8 +338,17 @@ async fn find_or_create(tx: &mut Tx, identity: &Identity, may_link: bool) -> Res
     }
     let mut created = false;
     let user = match identity.email.as_deref() {
-        Some(email) => match users::find_scim_unlinked(tx, email).await?.filter(|_| may_link) {
-            Some(user) => user,
+        Some(email) => match users::find_scim_unlinked(tx, email).await?.filter(|_| link != Link::Never) {
+            Some(user) if link == Link::Verified => user,
+            // Neither linked nor created beside it: GitLab, too, links only verified addresses.
+            Some(_) => {
+                return Err(OidcError::Denied(format!(
+                    "{} has not verified your e-mail address, so Arno cannot link this sign-in to the account \
+                     your administrator set up for that address. Verify the address at {0}, or ask your \
+                     administrator.",
+                    provider.config.name
+                )));
+            }
             None => {
                 created = true;
                 new_user(tx, identity, email).await?

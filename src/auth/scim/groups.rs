@@ -8,10 +8,12 @@ use sqlx::AnyConnection;
 
 use super::users::operations;
 use super::{
-    ListQuery, ScimBody, ScimError, ScimResult, authorize, base, fetch_page, list, paging, parse_filter, scim_json,
+    ListQuery, ScimBody, ScimError, ScimResult, audited, authorize, base, fetch_page, list, paging, parse_filter,
+    scim_json,
 };
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
+use crate::auth::model::OrgRole;
 use crate::auth::users;
 use crate::db::{Tx, now_ms, rfc3339};
 use crate::error::AppError;
@@ -121,6 +123,43 @@ pub(super) async fn get_group(
     respond(&state, &id, StatusCode::OK).await
 }
 
+fn display_name(value: &Value) -> Result<&str, ScimError> {
+    value
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ScimError::bad("invalidValue", "displayName must be a non-empty string"))
+}
+
+/// `externalId`: a string, or `null` (or `""`) to remove it.
+fn external_id(value: &Value) -> Result<Option<&str>, ScimError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.as_str()).filter(|s| !s.is_empty())),
+        _ => Err(ScimError::bad("invalidValue", "externalId must be a string")),
+    }
+}
+
+async fn set_external_id(tx: &mut Tx, id: &str, external_id: Option<&str>) -> Result<(), ScimError> {
+    sqlx::query("UPDATE scim_groups SET external_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(external_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The member a `members[value eq "…"]` path names (RFC 7644 §3.5.2.2).
+fn member_filter(path: &str) -> Result<String, ScimError> {
+    let unsupported =
+        || ScimError::bad("invalidFilter", format!("unsupported path {path:?}; use members[value eq \"id\"]"));
+    let inner = path.get("members[".len()..).and_then(|p| p.strip_suffix(']')).ok_or_else(unsupported)?;
+    match parse_filter(inner).map_err(|_| unsupported())? {
+        (attr, value) if attr == "value" => Ok(value),
+        _ => Err(unsupported()),
+    }
+}
+
 fn member_ids(value: &Value) -> Vec<String> {
     match value {
         Value::Array(items) => items.iter().filter_map(|m| m["value"].as_str().map(str::to_owned)).collect(),
@@ -173,10 +212,17 @@ async fn change_members(
 }
 
 async fn insert_member(tx: &mut Tx, group_id: &str, user_id: &str) -> Result<(), ScimError> {
-    let exists: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut **tx).await?;
-    if exists.is_none() {
-        return Err(ScimError::bad("invalidValue", format!("member {user_id} is not a user")));
+    // Only users SCIM provisioned: a group must not hand a local account (the bootstrap admin…) a role.
+    let found: Option<(Option<String>,)> =
+        sqlx::query_as(&format!("SELECT scim_id FROM users WHERE id = $1 AND {}", super::NOT_ERASED))
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let not_a_user = || ScimError::bad("invalidValue", format!("member {user_id} is not a user"));
+    match found {
+        None => return Err(not_a_user()),
+        Some((None,)) => return Err(not_a_user().refused("group.update", user_id, "not_provisioned")),
+        Some((Some(_),)) => {}
     }
     sqlx::query(
         "INSERT INTO scim_group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT (group_id, user_id) DO NOTHING",
@@ -198,9 +244,17 @@ fn mapping_provider(state: &AppState) -> Option<&crate::auth::oidc::OidcProvider
     }
 }
 
-/// Re-derive a user's org role and project grants from their SCIM groups.
+/// Re-derive a user's org role and project grants from their SCIM groups. Accounts SCIM did not
+/// provision keep theirs (memberships from before Arno checked are left alone).
 async fn apply_group_roles(state: &AppState, tx: &mut Tx, origin: &Origin, user_id: &str) -> Result<(), ScimError> {
     let Some(config) = mapping_provider(state) else { return Ok(()) };
+    let provisioned: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1 AND scim_id IS NOT NULL")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if provisioned.is_none() {
+        return Ok(());
+    }
     let groups: Vec<(String,)> = sqlx::query_as(
         "SELECT g.display_name FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id WHERE m.user_id = $1",
     )
@@ -216,11 +270,28 @@ async fn apply_group_roles(state: &AppState, tx: &mut Tx, origin: &Origin, user_
     if let Some(role) = roles.org_role
         && role != user.org_role
     {
-        users::set_org_role(tx, user_id, role, Some(source)).await?;
-        let event = Event::new("user.role", Outcome::Allowed, Actor::System, origin)
-            .target("user", user_id)
-            .intent(json!({"role": role.as_str(), "previous_role": user.org_role.as_str(), "source": source}));
-        audit::record(tx, event).await?;
+        let intent = json!({"role": role.as_str(), "previous_role": user.org_role.as_str(), "source": source});
+        // The last active Admin keeps the role (the rest of the change stands): a group mapping
+        // must not leave nobody who can administer Arno. Refusing the whole request instead would
+        // block every other membership change the IdP sends until someone fixes its groups.
+        if role != OrgRole::Admin && users::is_last_admin(&mut **tx, state.db.backend(), user_id).await? {
+            tracing::warn!(
+                event_type = "scim_refused",
+                action = "user.role",
+                reason = "last_admin",
+                "SCIM change refused"
+            );
+            let mut intent = intent;
+            intent["reason"] = json!("last_admin");
+            let event =
+                Event::new("user.role", Outcome::Denied, Actor::System, origin).target("user", user_id).intent(intent);
+            audit::record(tx, event).await?;
+        } else {
+            users::set_org_role(tx, user_id, role, Some(source)).await?;
+            let event =
+                Event::new("user.role", Outcome::Allowed, Actor::System, origin).target("user", user_id).intent(intent);
+            audit::record(tx, event).await?;
+        }
     }
     crate::projects::apply_idp_grants(tx, user_id, source, &roles.projects, origin).await?;
     Ok(())
@@ -241,36 +312,41 @@ pub(super) async fn create_group(
     let origin = Origin::from(&ctx);
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
-    let mut tx = state.db.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO scim_groups (id, display_name, external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
-    )
-    .bind(&id)
-    .bind(name)
-    .bind(body["externalId"].as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await;
-    match inserted {
-        Err(e) if crate::db::is_unique_violation(&e) => {
-            return Err(ScimError::new(
-                StatusCode::CONFLICT,
-                Some("uniqueness"),
-                "a group with this displayName exists",
-            ));
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO scim_groups (id, display_name, external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(body["externalId"].as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if crate::db::is_unique_violation(&e) => {
+                return Err(ScimError::new(
+                    StatusCode::CONFLICT,
+                    Some("uniqueness"),
+                    "a group with this displayName exists",
+                ));
+            }
+            other => {
+                other?;
+            }
         }
-        other => {
-            other?;
-        }
+        let members = member_ids(&body["members"]);
+        change_members(&state, &mut tx, &origin, &id, &members, &[], None).await?;
+        let event = Event::new("group.create", Outcome::Allowed, Actor::System, &origin)
+            .target("group", &id)
+            .intent(json!({"via": "scim", "members": members.len()}));
+        audit::record(&mut tx, event).await?;
+        tx.commit().await?;
+        state.rooms.access_changed("*").await;
+        Ok(())
     }
-    let members = member_ids(&body["members"]);
-    change_members(&state, &mut tx, &origin, &id, &members, &[], None).await?;
-    let event = Event::new("group.create", Outcome::Allowed, Actor::System, &origin)
-        .target("group", &id)
-        .intent(json!({"via": "scim", "members": members.len()}));
-    audit::record(&mut tx, event).await?;
-    tx.commit().await?;
-    state.rooms.access_changed("*").await;
+    .await;
+    audited(&state, &origin, result).await?;
     respond(&state, &id, StatusCode::CREATED).await
 }
 
@@ -283,19 +359,24 @@ pub(super) async fn replace_group(
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let origin = Origin::from(&ctx);
-    let mut tx = state.db.begin().await?;
-    find_group(&mut tx, &id).await?;
-    if let Some(name) = body["displayName"].as_str() {
-        rename(&mut tx, &id, name).await?;
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        find_group(&mut tx, &id).await?;
+        if let Some(name) = body["displayName"].as_str() {
+            rename(&mut tx, &id, name).await?;
+        }
+        let members = member_ids(&body["members"]);
+        change_members(&state, &mut tx, &origin, &id, &[], &[], Some(&members)).await?;
+        let event = Event::new("group.update", Outcome::Allowed, Actor::System, &origin)
+            .target("group", &id)
+            .intent(json!({"via": "scim", "members": members.len()}));
+        audit::record(&mut tx, event).await?;
+        tx.commit().await?;
+        state.rooms.access_changed("*").await;
+        Ok(())
     }
-    let members = member_ids(&body["members"]);
-    change_members(&state, &mut tx, &origin, &id, &[], &[], Some(&members)).await?;
-    let event = Event::new("group.update", Outcome::Allowed, Actor::System, &origin)
-        .target("group", &id)
-        .intent(json!({"via": "scim", "members": members.len()}));
-    audit::record(&mut tx, event).await?;
-    tx.commit().await?;
-    state.rooms.access_changed("*").await;
+    .await;
+    audited(&state, &origin, result).await?;
     respond(&state, &id, StatusCode::OK).await
 }
 
@@ -309,65 +390,83 @@ pub(super) async fn patch_group(
     authorize(&state, &headers, &ctx).await?;
     let origin = Origin::from(&ctx);
     let ops = operations(&body)?;
-    let mut tx = state.db.begin().await?;
-    find_group(&mut tx, &id).await?;
-    let (mut add, mut remove, mut replace): (Vec<String>, Vec<String>, Option<Vec<String>>) = (vec![], vec![], None);
-    for (kind, path, value) in ops {
-        let path = path.unwrap_or_default();
-        let lower = path.to_ascii_lowercase();
-        match (kind.as_str(), lower.as_str()) {
-            ("add", "members") => add.extend(member_ids(&value)),
-            ("replace", "members") => replace = Some(member_ids(&value)),
-            ("remove", "members") => {
-                let ids = member_ids(&value);
-                if ids.is_empty() {
-                    replace = Some(vec![]);
-                } else {
-                    remove.extend(ids);
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        find_group(&mut tx, &id).await?;
+        let (mut add, mut remove, mut replace): (Vec<String>, Vec<String>, Option<Vec<String>>) =
+            (vec![], vec![], None);
+        for (kind, path, value) in ops {
+            let path = path.unwrap_or_default();
+            let lower = path.to_ascii_lowercase();
+            match (kind.as_str(), lower.as_str()) {
+                ("add", "members") => add.extend(member_ids(&value)),
+                ("replace", "members") => replace = Some(member_ids(&value)),
+                ("remove", "members") => {
+                    let ids = member_ids(&value);
+                    if ids.is_empty() {
+                        replace = Some(vec![]);
+                    } else {
+                        remove.extend(ids);
+                    }
                 }
-            }
-            // Okta: `members[value eq "id"]`.
-            ("remove", p) if p.starts_with("members[value eq ") => {
-                if let Some(idv) = path.split('"').nth(1) {
-                    remove.push(idv.to_owned());
+                // Okta: `members[value eq "id"]`.
+                ("remove", p) if p.starts_with("members[") => remove.push(member_filter(&path)?),
+                ("remove", "displayname") => {
+                    return Err(ScimError::bad("mutability", "displayName is required and cannot be removed"));
                 }
-            }
-            (_, "displayname") => {
-                if let Some(name) = value.as_str() {
-                    rename(&mut tx, &id, name).await?;
+                (_, "displayname") => rename(&mut tx, &id, display_name(&value)?).await?,
+                (_, "externalid") => {
+                    let external_id = if kind == "remove" { None } else { external_id(&value)? };
+                    set_external_id(&mut tx, &id, external_id).await?;
                 }
-            }
-            (_, "externalid") => {
-                sqlx::query("UPDATE scim_groups SET external_id = $2 WHERE id = $1")
-                    .bind(&id)
-                    .bind(value.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            ("replace" | "add", "") => {
-                if let Some(name) = value["displayName"].as_str() {
-                    rename(&mut tx, &id, name).await?;
+                ("remove", "") => {
+                    return Err(ScimError::bad("noTarget", "a remove operation needs a path (RFC 7644 §3.5.2.2)"));
                 }
-                if value.get("members").is_some() {
-                    let ids = member_ids(&value["members"]);
-                    if kind == "add" { add.extend(ids) } else { replace = Some(ids) }
+                ("replace" | "add", "") => {
+                    let Value::Object(attrs) = &value else {
+                        return Err(ScimError::bad(
+                            "invalidValue",
+                            "an add or replace without a path needs an object value",
+                        ));
+                    };
+                    for (key, v) in attrs {
+                        match key.to_ascii_lowercase().as_str() {
+                            "displayname" => rename(&mut tx, &id, display_name(v)?).await?,
+                            "externalid" => set_external_id(&mut tx, &id, external_id(v)?).await?,
+                            "members" => {
+                                let ids = member_ids(v);
+                                if kind == "add" { add.extend(ids) } else { replace = Some(ids) }
+                            }
+                            // Echoed by clients; set by the server.
+                            "schemas" | "id" | "meta" => {}
+                            _ => {
+                                return Err(ScimError::bad(
+                                    "invalidPath",
+                                    format!("{key:?} is not an attribute of a Group"),
+                                ));
+                            }
+                        }
+                    }
                 }
+                _ => return Err(ScimError::bad("invalidPath", format!("unsupported path {path:?} for groups"))),
             }
-            _ => return Err(ScimError::bad("invalidPath", format!("unsupported path {path:?} for groups"))),
         }
+        change_members(&state, &mut tx, &origin, &id, &add, &remove, replace.as_deref()).await?;
+        sqlx::query("UPDATE scim_groups SET updated_at = $2 WHERE id = $1")
+            .bind(&id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        let event = Event::new("group.update", Outcome::Allowed, Actor::System, &origin)
+            .target("group", &id)
+            .intent(json!({"via": "scim", "added": add.len(), "removed": remove.len(), "replaced": replace.is_some()}));
+        audit::record(&mut tx, event).await?;
+        tx.commit().await?;
+        state.rooms.access_changed("*").await;
+        Ok(())
     }
-    change_members(&state, &mut tx, &origin, &id, &add, &remove, replace.as_deref()).await?;
-    sqlx::query("UPDATE scim_groups SET updated_at = $2 WHERE id = $1")
-        .bind(&id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-    let event = Event::new("group.update", Outcome::Allowed, Actor::System, &origin)
-        .target("group", &id)
-        .intent(json!({"via": "scim", "added": add.len(), "removed": remove.len(), "replaced": replace.is_some()}));
-    audit::record(&mut tx, event).await?;
-    tx.commit().await?;
-    state.rooms.access_changed("*").await;
+    .await;
+    audited(&state, &origin, result).await?;
     respond(&state, &id, StatusCode::OK).await
 }
 
@@ -379,16 +478,21 @@ pub(super) async fn delete_group(
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let origin = Origin::from(&ctx);
-    let mut tx = state.db.begin().await?;
-    find_group(&mut tx, &id).await?;
-    change_members(&state, &mut tx, &origin, &id, &[], &[], Some(&[])).await?;
-    sqlx::query("DELETE FROM scim_groups WHERE id = $1").bind(&id).execute(&mut *tx).await?;
-    let event = Event::new("group.delete", Outcome::Allowed, Actor::System, &origin)
-        .target("group", &id)
-        .intent(json!({"via": "scim"}));
-    audit::record(&mut tx, event).await?;
-    tx.commit().await?;
-    state.rooms.access_changed("*").await;
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        find_group(&mut tx, &id).await?;
+        change_members(&state, &mut tx, &origin, &id, &[], &[], Some(&[])).await?;
+        sqlx::query("DELETE FROM scim_groups WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+        let event = Event::new("group.delete", Outcome::Allowed, Actor::System, &origin)
+            .target("group", &id)
+            .intent(json!({"via": "scim"}));
+        audit::record(&mut tx, event).await?;
+        tx.commit().await?;
+        state.rooms.access_changed("*").await;
+        Ok(())
+    }
+    .await;
+    audited(&state, &origin, result).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

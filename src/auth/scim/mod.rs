@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 mod groups;
+mod user_model;
 mod users;
 
 pub use groups::groups_of;
@@ -46,11 +47,27 @@ pub struct ScimError {
     status: StatusCode,
     scim_type: Option<&'static str>,
     detail: String,
+    /// A refusal to audit once the transaction it happened in has been rolled back.
+    refusal: Option<Refusal>,
+}
+
+/// A change SCIM was not allowed to make: the attempted action, on which user, and why
+/// (`not_provisioned`, `last_admin`).
+#[derive(Debug)]
+struct Refusal {
+    action: &'static str,
+    user_id: String,
+    reason: &'static str,
 }
 
 impl ScimError {
     pub(super) fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
-        ScimError { status, scim_type, detail: detail.into() }
+        ScimError { status, scim_type, detail: detail.into(), refusal: None }
+    }
+    /// Mark the error as a refused `action` on a user, to be audited by [`audited`].
+    pub(super) fn refused(mut self, action: &'static str, user_id: &str, reason: &'static str) -> Self {
+        self.refusal = Some(Refusal { action, user_id: user_id.to_owned(), reason });
+        self
     }
     pub(super) fn bad(scim_type: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
@@ -100,6 +117,23 @@ pub(super) fn scim_json(status: StatusCode, body: Value) -> Response {
 }
 
 pub(super) type ScimResult = Result<Response, ScimError>;
+
+/// Pass a result on, first recording a refused change as a denied audit record (in its own
+/// transaction: the change's own transaction is gone with the error).
+pub(super) async fn audited<T>(
+    state: &AppState,
+    origin: &Origin,
+    result: Result<T, ScimError>,
+) -> Result<T, ScimError> {
+    if let Err(ScimError { refusal: Some(r), .. }) = &result {
+        tracing::warn!(event_type = "scim_refused", action = r.action, reason = r.reason, "SCIM change refused");
+        let event = Event::new(r.action, Outcome::Denied, Actor::System, origin)
+            .target("user", &r.user_id)
+            .intent(json!({"via": "scim", "reason": r.reason}));
+        audit::record_alone(&state.db, event).await?;
+    }
+    result
+}
 
 pub fn routes() -> axum::Router<AppState> {
     use axum::routing::get;

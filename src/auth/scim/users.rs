@@ -1,4 +1,9 @@
 //! SCIM Users (RFC 7643 §4.1): create, read, filter, replace, patch, deprovision.
+//!
+//! SCIM sees only the accounts it provisioned (`users.scim_id` set by POST): the bootstrap admin
+//! and other local accounts are `404` to it, whatever it asks, and a POST with their address is a
+//! `409 uniqueness` that changes nothing. Attempts on them are audited. Nor does SCIM deactivate
+//! (or delete) Arno's last active Admin: `409`, audited.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -6,8 +11,10 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
+use super::user_model::ScimUser;
 use super::{
-    ListQuery, ScimBody, ScimError, ScimResult, authorize, base, fetch_page, list, paging, parse_filter, scim_json,
+    ListQuery, ScimBody, ScimError, ScimResult, audited, authorize, base, fetch_page, list, paging, parse_filter,
+    scim_json,
 };
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
@@ -24,42 +31,92 @@ struct ScimUserRow {
     email: String,
     name: String,
     disabled_at: Option<i64>,
+    scim_id: Option<String>,
     scim_external_id: Option<String>,
+    scim_user_name: Option<String>,
+    scim_email: Option<String>,
+    scim_display_name: Option<String>,
+    scim_name_formatted: Option<String>,
+    scim_given_name: Option<String>,
+    scim_family_name: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
 
-/// Users SCIM sees: provisioned ones (even deactivated), and active ones it may adopt; never erased ones.
-const VISIBLE: &str = "(scim_id IS NOT NULL OR disabled_at IS NULL) AND email NOT LIKE '%@erased.invalid'";
+impl ScimUserRow {
+    fn attributes(&self) -> ScimUser {
+        ScimUser {
+            user_name: self.scim_user_name.clone().unwrap_or_else(|| self.email.clone()),
+            email: self.scim_email.clone(),
+            display_name: self.scim_display_name.clone(),
+            formatted: self.scim_name_formatted.clone(),
+            given_name: self.scim_given_name.clone(),
+            family_name: self.scim_family_name.clone(),
+            external_id: self.scim_external_id.clone(),
+            active: self.disabled_at.is_none(),
+        }
+    }
+}
 
-const USER_COLUMNS: &str = "id, email, name, disabled_at, scim_external_id, created_at, updated_at";
+/// Users SCIM sees: the ones it provisioned (even deactivated); never erased ones.
+const VISIBLE: &str = "scim_id IS NOT NULL AND email NOT LIKE '%@erased.invalid'";
 
+const USER_COLUMNS: &str = "id, email, name, disabled_at, scim_id, scim_external_id, scim_user_name, scim_email, \
+                            scim_display_name, scim_name_formatted, scim_given_name, scim_family_name, created_at, updated_at";
+
+/// The resource: exactly the attributes the IdP set (RFC 7643 §4.1), plus `id`, `active`, `meta`.
 fn user_resource(state: &AppState, u: &ScimUserRow) -> Value {
+    let a = u.attributes();
     let mut doc = json!({
         "schemas": [USER_SCHEMA],
         "id": u.id,
-        "userName": u.email,
-        "name": {"formatted": u.name},
-        "displayName": u.name,
-        "emails": [{"value": u.email, "type": "work", "primary": true}],
-        "active": u.disabled_at.is_none(),
+        "userName": a.user_name,
+        "active": a.active,
         "meta": {"resourceType": "User", "created": rfc3339(u.created_at), "lastModified": rfc3339(u.updated_at),
                  "location": format!("{}/Users/{}", base(state), u.id)},
     });
-    if let Some(ext) = &u.scim_external_id {
-        doc["externalId"] = json!(ext);
+    let mut name = serde_json::Map::new();
+    for (key, value) in [("formatted", &a.formatted), ("givenName", &a.given_name), ("familyName", &a.family_name)] {
+        if let Some(v) = value {
+            name.insert(key.into(), json!(v));
+        }
+    }
+    if !name.is_empty() {
+        doc["name"] = Value::Object(name);
+    }
+    if let Some(v) = &a.display_name {
+        doc["displayName"] = json!(v);
+    }
+    if let Some(v) = &a.email {
+        doc["emails"] = json!([{"value": v, "type": "work", "primary": true}]);
+    }
+    if let Some(v) = &a.external_id {
+        doc["externalId"] = json!(v);
     }
     doc
 }
 
-async fn find_user(conn: &mut AnyConnection, id: &str) -> Result<ScimUserRow, ScimError> {
+/// A user SCIM provisioned. An account it did not provision is `404`, like one that does not
+/// exist; when `attempt` names the change that was tried (`user.update`…), that is audited.
+async fn find_user(
+    conn: &mut AnyConnection,
+    id: &str,
+    attempt: Option<&'static str>,
+) -> Result<ScimUserRow, ScimError> {
     // Users deprovisioned with DELETE are gone for SCIM (scim_id cleared) but kept, deactivated, for the audit trail.
     let row: Option<ScimUserRow> =
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND {VISIBLE}"))
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND {}", super::NOT_ERASED))
             .bind(id)
             .fetch_optional(conn)
             .await?;
-    row.ok_or_else(ScimError::not_found)
+    match row {
+        Some(row) if row.scim_id.is_some() => Ok(row),
+        Some(row) => Err(match attempt {
+            Some(action) => ScimError::not_found().refused(action, &row.id, "not_provisioned"),
+            None => ScimError::not_found(),
+        }),
+        None => Err(ScimError::not_found()),
+    }
 }
 
 pub(super) async fn list_users(
@@ -73,14 +130,16 @@ pub(super) async fn list_users(
     let (condition, value) = match q.filter.as_deref().map(parse_filter).transpose()? {
         None => ("1 = 1".to_owned(), None),
         Some((attr, value)) => {
-            let column = match attr.as_str() {
-                "username" | "emails.value" | "emails" => "email",
-                "externalid" => "scim_external_id",
-                "id" => "id",
-                "displayname" => "name",
+            let (column, lower) = match attr.as_str() {
+                "username" => ("scim_user_name", true),
+                "emails.value" | "emails" => ("LOWER(scim_email)", true),
+                "externalid" => ("scim_external_id", false),
+                "id" => ("id", false),
+                "displayname" => ("scim_display_name", false),
                 _ => return Err(ScimError::bad("invalidFilter", format!("cannot filter users by {attr}"))),
             };
-            let v = if column == "email" { value.to_lowercase() } else { value };
+            // userName and e-mails are case-insensitive (RFC 7643 §4.1.1, §2.4).
+            let v = if lower { value.trim().to_lowercase() } else { value };
             (format!("{column} = $1"), Some(v))
         }
     };
@@ -100,107 +159,64 @@ pub(super) async fn get_user(
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let mut conn = state.db.pool().acquire().await?;
-    let u = find_user(&mut conn, &id).await?;
+    let u = find_user(&mut conn, &id, None).await?;
     Ok(scim_json(StatusCode::OK, user_resource(&state, &u)))
 }
 
-/// What a SCIM request says about a user, after reading Entra's and Okta's spellings.
-#[derive(Default, Debug)]
-struct UserFields {
-    user_name: Option<String>,
-    email: Option<String>,
-    display_name: Option<String>,
-    formatted: Option<String>,
-    given_name: Option<String>,
-    family_name: Option<String>,
-    external_id: Option<String>,
-    active: Option<bool>,
+/// Store the SCIM attributes of a provisioned user (Arno's address and name are set apart).
+async fn store_attributes(conn: &mut AnyConnection, id: &str, a: &ScimUser) -> Result<(), ScimError> {
+    sqlx::query(
+        "UPDATE users SET scim_id = id, scim_user_name = $2, scim_email = $3, scim_display_name = $4, \
+         scim_name_formatted = $5, scim_given_name = $6, scim_family_name = $7, scim_external_id = $8 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&a.user_name)
+    .bind(&a.email)
+    .bind(&a.display_name)
+    .bind(&a.formatted)
+    .bind(&a.given_name)
+    .bind(&a.family_name)
+    .bind(&a.external_id)
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            ScimError::new(StatusCode::CONFLICT, Some("uniqueness"), "another user has this userName")
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
 }
 
-/// Booleans arrive as `false` or as `"False"` (Entra).
-fn boolean(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-        _ => None,
-    }
-}
-
-impl UserFields {
-    /// Read a whole resource (POST, PUT, or a path-less PATCH value).
-    fn read(&mut self, doc: &Value) {
-        if let Some(v) = doc.get("userName").and_then(Value::as_str) {
-            self.user_name = Some(v.to_owned());
+/// Whether another account has `email` as its address, or `user_name` as its address or userName:
+/// a `409 uniqueness`. When it is one SCIM did not provision, the refused `action` is audited with
+/// it as the target (nothing about it changes).
+async fn taken(
+    conn: &mut AnyConnection,
+    action: &'static str,
+    (email, user_name): (&str, &str),
+    except: &str,
+) -> Result<(), ScimError> {
+    let holder: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT id, scim_id FROM users WHERE (email = $1 OR email = $2 OR scim_user_name = $2) AND id <> $3 \
+         ORDER BY id LIMIT 1",
+    )
+    .bind(email)
+    .bind(user_name)
+    .bind(except)
+    .fetch_optional(conn)
+    .await?;
+    match holder {
+        None => Ok(()),
+        Some((id, scim_id)) => {
+            let e = ScimError::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                "an Arno account already has this userName or e-mail address",
+            );
+            Err(if scim_id.is_none() { e.refused(action, &id, "not_provisioned") } else { e })
         }
-        if let Some(v) = doc.get("displayName").and_then(Value::as_str) {
-            self.display_name = Some(v.to_owned());
-        }
-        if let Some(v) = doc.get("externalId").and_then(Value::as_str) {
-            self.external_id = Some(v.to_owned());
-        }
-        if let Some(v) = doc.get("active").and_then(boolean) {
-            self.active = Some(v);
-        }
-        if let Some(name) = doc.get("name") {
-            self.set("name.formatted", &name["formatted"]);
-            self.set("name.givenName", &name["givenName"]);
-            self.set("name.familyName", &name["familyName"]);
-        }
-        if let Some(Value::Array(emails)) = doc.get("emails") {
-            let pick = emails
-                .iter()
-                .find(|e| e.get("primary").and_then(boolean) == Some(true))
-                .or_else(|| emails.iter().find(|e| e["type"] == "work"))
-                .or_else(|| emails.first());
-            if let Some(v) = pick.and_then(|e| e["value"].as_str()) {
-                self.email = Some(v.to_owned());
-            }
-        }
-        // Flattened keys (`"name.givenName": …`) as Entra sends in path-less PATCH values.
-        if let Some(obj) = doc.as_object() {
-            for (k, v) in obj.iter().filter(|(k, _)| k.contains('.') || k.contains('[')) {
-                self.set(k, v);
-            }
-        }
-    }
-
-    /// Set one attribute by its path; unknown paths are ignored.
-    fn set(&mut self, path: &str, value: &Value) {
-        let text = || value.as_str().map(str::to_owned);
-        match path.to_ascii_lowercase().as_str() {
-            "username" => self.user_name = text(),
-            "displayname" => self.display_name = text(),
-            "externalid" => self.external_id = text(),
-            "active" => self.active = boolean(value),
-            "name.formatted" => self.formatted = text().or(self.formatted.take()),
-            "name.givenname" => self.given_name = text().or(self.given_name.take()),
-            "name.familyname" => self.family_name = text().or(self.family_name.take()),
-            "name" => self.read(&json!({"name": value})),
-            "emails" => self.read(&json!({"emails": value})),
-            p if p.starts_with("emails[") && p.ends_with("].value") => self.email = text(),
-            _ => {}
-        }
-    }
-
-    fn name(&self) -> Option<String> {
-        self.formatted
-            .clone()
-            .filter(|s| !s.trim().is_empty())
-            .or_else(|| self.display_name.clone().filter(|s| !s.trim().is_empty()))
-            .or_else(|| {
-                let joined = [self.given_name.as_deref(), self.family_name.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                (!joined.trim().is_empty()).then_some(joined)
-            })
-    }
-
-    /// The address Arno keys the account by: a work e-mail, else a userName that is one.
-    fn address(&self) -> Option<String> {
-        self.email.clone().or_else(|| self.user_name.clone().filter(|u| u.contains('@')))
     }
 }
 
@@ -211,34 +227,9 @@ pub(super) async fn create_user(
     ScimBody(body): ScimBody,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
-    let mut f = UserFields::default();
-    f.read(&body);
-    let email =
-        f.address().ok_or_else(|| ScimError::bad("invalidValue", "userName or emails must hold an e-mail address"))?;
-    let name = f.name().unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_owned());
     let origin = Origin::from(&ctx);
-    let mut tx = state.db.begin().await?;
-    let user = users::create(
-        &mut tx,
-        users::NewUser { email: &email, name: &name, org_role: OrgRole::Member, handle_source: None },
-    )
-    .await?;
-    sqlx::query("UPDATE users SET scim_id = id, scim_external_id = $2 WHERE id = $1")
-        .bind(&user.id)
-        .bind(&f.external_id)
-        .execute(&mut *tx)
-        .await?;
-    if f.active == Some(false) {
-        users::set_active(&mut tx, &user.id, false).await?;
-    }
-    let event = Event::new("user.create", Outcome::Allowed, Actor::System, &origin)
-        .target("user", &user.id)
-        .intent(json!({"via": "scim", "active": f.active.unwrap_or(true)}));
-    audit::record(&mut tx, event).await?;
-    tx.commit().await?;
-    state.rooms.access_changed("*").await;
-    let mut conn = state.db.pool().acquire().await?;
-    let u = find_user(&mut conn, &user.id).await?;
+    let result = create(&state, &origin, &body).await;
+    let u = audited(&state, &origin, result).await?;
     let mut response = scim_json(StatusCode::CREATED, user_resource(&state, &u));
     if let Ok(location) = HeaderValue::from_str(&format!("{}/Users/{}", base(&state), u.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -246,61 +237,129 @@ pub(super) async fn create_user(
     Ok(response)
 }
 
-/// Apply `f` to a user: one transaction, one audit record per kind of change.
-async fn update_user(state: &AppState, origin: &Origin, id: &str, f: UserFields) -> Result<ScimUserRow, ScimError> {
+async fn create(state: &AppState, origin: &Origin, body: &Value) -> Result<ScimUserRow, ScimError> {
+    let attrs = ScimUser::from_resource(body, None)?;
+    let email = attrs.address()?;
+    let name = attrs.name().unwrap_or_else(|| local_part(&email));
     let mut tx = state.db.begin().await?;
-    let current = find_user(&mut tx, id).await?;
-    let mut changes = serde_json::Map::new();
-    if let Some(email) = f.address() {
-        let email = users::normalize_email(&email)?;
-        if email != current.email {
-            let clash: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email = $1 AND id <> $2")
-                .bind(&email)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if clash.is_some() {
-                return Err(ScimError::new(StatusCode::CONFLICT, Some("uniqueness"), "another user has this userName"));
-            }
-            sqlx::query("UPDATE users SET email = $2 WHERE id = $1").bind(id).bind(&email).execute(&mut *tx).await?;
-            changes.insert("email".into(), json!(true));
+    taken(&mut tx, "user.create", (&email, &attrs.user_name), "").await?;
+    let user = users::create(
+        &mut tx,
+        users::NewUser { email: &email, name: &name, org_role: OrgRole::Member, handle_source: None },
+    )
+    .await?;
+    store_attributes(&mut tx, &user.id, &attrs).await?;
+    if !attrs.active {
+        users::set_active(&mut tx, &user.id, false).await?;
+    }
+    let event = Event::new("user.create", Outcome::Allowed, Actor::System, origin)
+        .target("user", &user.id)
+        .intent(json!({"via": "scim", "active": attrs.active}));
+    audit::record(&mut tx, event).await?;
+    let created = find_user(&mut tx, &user.id, None).await?;
+    tx.commit().await?;
+    state.rooms.access_changed("*").await;
+    Ok(created)
+}
+
+/// Deactivating the only active Admin would leave nobody who can administer Arno
+/// ([`users::is_last_admin`], the guard the console and erasure use too): refused, audited.
+async fn keep_last_admin(state: &AppState, conn: &mut AnyConnection, id: &str) -> Result<(), ScimError> {
+    if users::is_last_admin(conn, state.db.backend(), id).await? {
+        return Err(ScimError::new(
+            StatusCode::CONFLICT,
+            None,
+            "this user is Arno's last active administrator and cannot be deactivated; make someone else an \
+             administrator first",
+        )
+        .refused("user.deactivate", id, "last_admin"));
+    }
+    Ok(())
+}
+
+fn local_part(email: &str) -> String {
+    email.split('@').next().filter(|s| !s.is_empty()).unwrap_or("user").to_owned()
+}
+
+/// How a PUT or PATCH turns the stored attributes into the new ones.
+enum Change<'a> {
+    /// PUT: the resource replaces every attribute (RFC 7644 §3.5.1); `active` stays when absent.
+    Replace(&'a Value),
+    /// PATCH: the operations, in order (RFC 7644 §3.5.2).
+    Patch(&'a [(String, Option<String>, Value)]),
+}
+
+/// Apply a change to a provisioned user: every operation is checked before anything is written,
+/// and everything is written in one transaction with one audit record per kind of change.
+async fn update_user(
+    state: &AppState,
+    origin: &Origin,
+    id: &str,
+    change: Change<'_>,
+) -> Result<ScimUserRow, ScimError> {
+    let mut tx = state.db.begin().await?;
+    let current = find_user(&mut tx, id, Some("user.update")).await?;
+    let old = current.attributes();
+    let new = match change {
+        Change::Replace(body) => ScimUser::from_resource(body, Some(old.active))?,
+        Change::Patch(ops) => {
+            let mut a = old.clone();
+            a.patch(ops)?;
+            a
+        }
+    };
+    // The result must still be an account Arno can key: an address, whichever attributes changed.
+    let email = new.address()?;
+    if new == old {
+        tx.commit().await?;
+        return Ok(current);
+    }
+    if old.active && !new.active {
+        keep_last_admin(state, &mut tx, id).await?;
+    }
+    // What changed, by name (never the values: they are personal data).
+    let mut changed: Vec<&str> = vec![];
+    for (attr, differs) in [
+        ("userName", new.user_name != old.user_name),
+        ("emails", new.email != old.email),
+        ("displayName", new.display_name != old.display_name),
+        (
+            "name",
+            (&new.formatted, &new.given_name, &new.family_name) != (&old.formatted, &old.given_name, &old.family_name),
+        ),
+        ("externalId", new.external_id != old.external_id),
+    ] {
+        if differs {
+            changed.push(attr);
         }
     }
-    if let Some(name) = f.name() {
-        let name = users::validate_name(&name)?;
+    let mut arno = serde_json::Map::new();
+    if new.user_name != old.user_name || email != current.email {
+        taken(&mut tx, "user.update", (&email, &new.user_name), id).await?;
+    }
+    if email != current.email {
+        sqlx::query("UPDATE users SET email = $2 WHERE id = $1").bind(id).bind(&email).execute(&mut *tx).await?;
+        arno.insert("email".into(), json!(true));
+    }
+    if new.name_differs(&old) {
+        let name = users::validate_name(&new.name().unwrap_or_else(|| local_part(&email)))?;
         if name != current.name {
             sqlx::query("UPDATE users SET name = $2 WHERE id = $1").bind(id).bind(&name).execute(&mut *tx).await?;
-            changes.insert("name".into(), json!(true));
+            arno.insert("name".into(), json!(true));
         }
     }
-    if let Some(ext) = &f.external_id
-        && current.scim_external_id.as_ref() != Some(ext)
-    {
-        sqlx::query("UPDATE users SET scim_external_id = $2 WHERE id = $1")
-            .bind(id)
-            .bind(ext)
-            .execute(&mut *tx)
-            .await?;
-        changes.insert("external_id".into(), json!(true));
-    }
-    // An account IT manages from now on.
-    sqlx::query("UPDATE users SET scim_id = id, updated_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-    if !changes.is_empty() {
+    store_attributes(&mut tx, id, &new).await?;
+    sqlx::query("UPDATE users SET updated_at = $2 WHERE id = $1").bind(id).bind(now_ms()).execute(&mut *tx).await?;
+    if !changed.is_empty() {
         let event = Event::new("user.update", Outcome::Allowed, Actor::System, origin)
             .target("user", id)
-            .intent(json!({"via": "scim", "changed": Value::Object(changes)}));
+            .intent(json!({"via": "scim", "attributes": changed, "changed": Value::Object(arno)}));
         audit::record(&mut tx, event).await?;
     }
-    if let Some(active) = f.active
-        && active != current.disabled_at.is_none()
-    {
-        let (ended, revoked) = users::set_active(&mut tx, id, active).await?;
+    if new.active != old.active {
+        let (ended, revoked) = users::set_active(&mut tx, id, new.active).await?;
         let event = Event::new(
-            if active { "user.reactivate" } else { "user.deactivate" },
+            if new.active { "user.reactivate" } else { "user.deactivate" },
             Outcome::Allowed,
             Actor::System,
             origin,
@@ -309,7 +368,7 @@ async fn update_user(state: &AppState, origin: &Origin, id: &str, f: UserFields)
         .intent(json!({"via": "scim", "sessions_ended": ended, "tokens_revoked": revoked}));
         audit::record(&mut tx, event).await?;
     }
-    let updated = find_user(&mut tx, id).await?;
+    let updated = find_user(&mut tx, id, None).await?;
     tx.commit().await?;
     state.rooms.access_changed("*").await;
     Ok(updated)
@@ -323,9 +382,9 @@ pub(super) async fn replace_user(
     ScimBody(body): ScimBody,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
-    let mut f = UserFields::default();
-    f.read(&body);
-    let u = update_user(&state, &Origin::from(&ctx), &id, f).await?;
+    let origin = Origin::from(&ctx);
+    let result = update_user(&state, &origin, &id, Change::Replace(&body)).await;
+    let u = audited(&state, &origin, result).await?;
     Ok(scim_json(StatusCode::OK, user_resource(&state, &u)))
 }
 
@@ -353,15 +412,10 @@ pub(super) async fn patch_user(
     ScimBody(body): ScimBody,
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
-    let mut f = UserFields::default();
-    for (kind, path, value) in operations(&body)? {
-        match (kind.as_str(), path) {
-            ("remove", _) => {} // Arno keeps required attributes; removing optional ones is a no-op.
-            (_, Some(path)) => f.set(&path, &value),
-            (_, None) => f.read(&value),
-        }
-    }
-    let u = update_user(&state, &Origin::from(&ctx), &id, f).await?;
+    let origin = Origin::from(&ctx);
+    let ops = operations(&body)?;
+    let result = update_user(&state, &origin, &id, Change::Patch(&ops)).await;
+    let u = audited(&state, &origin, result).await?;
     Ok(scim_json(StatusCode::OK, user_resource(&state, &u)))
 }
 
@@ -375,39 +429,32 @@ pub(super) async fn delete_user(
 ) -> ScimResult {
     authorize(&state, &headers, &ctx).await?;
     let origin = Origin::from(&ctx);
+    let result = deprovision(&state, &origin, &id).await;
+    audited(&state, &origin, result).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn deprovision(state: &AppState, origin: &Origin, id: &str) -> Result<(), ScimError> {
     let mut tx = state.db.begin().await?;
-    find_user(&mut tx, &id).await?;
-    let (ended, revoked) = users::set_active(&mut tx, &id, false).await?;
-    sqlx::query("UPDATE users SET scim_id = NULL WHERE id = $1").bind(&id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM scim_group_members WHERE user_id = $1").bind(&id).execute(&mut *tx).await?;
-    let event = Event::new("user.deactivate", Outcome::Allowed, Actor::System, &origin)
-        .target("user", &id)
+    let user = find_user(&mut tx, id, Some("user.deactivate")).await?;
+    if user.disabled_at.is_none() {
+        keep_last_admin(state, &mut tx, id).await?;
+    }
+    let (ended, revoked) = users::set_active(&mut tx, id, false).await?;
+    // The SCIM resource is gone (the IdP may reuse its userName); the account keeps its address and name.
+    sqlx::query(
+        "UPDATE users SET scim_id = NULL, scim_user_name = NULL, scim_email = NULL, scim_display_name = NULL, \
+         scim_name_formatted = NULL, scim_given_name = NULL, scim_family_name = NULL, scim_external_id = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM scim_group_members WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+    let event = Event::new("user.deactivate", Outcome::Allowed, Actor::System, origin)
+        .target("user", id)
         .intent(json!({"via": "scim_delete", "sessions_ended": ended, "tokens_revoked": revoked}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     state.rooms.access_changed("*").await;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entra_and_okta_shapes() {
-        let mut f = UserFields::default();
-        f.read(&json!({"userName": "ANN@corp.example", "name": {"givenName": "Ann", "familyName": "Lee"}, "active": "False",
-                       "emails": [{"value": "ann@corp.example", "type": "work", "primary": true}]}));
-        assert_eq!(
-            (f.address().as_deref(), f.name().as_deref(), f.active),
-            (Some("ann@corp.example"), Some("Ann Lee"), Some(false))
-        );
-        let mut f = UserFields::default();
-        f.set("emails[type eq \"work\"].value", &json!("new@corp.example"));
-        f.read(&json!({"name.givenName": "Ann", "active": true}));
-        assert_eq!(
-            (f.email.as_deref(), f.given_name.as_deref(), f.active),
-            (Some("new@corp.example"), Some("Ann"), Some(true))
-        );
-    }
+    Ok(())
 }
