@@ -109,6 +109,25 @@ fn err(what: &str) -> String {
     format!("malformed update: {what}")
 }
 
+/// Yjs client ids are 53-bit (JavaScript numbers). yrs asserts that in debug builds and, in
+/// release, folds a larger id onto a smaller one; Yjs would read it as yet another number.
+pub const MAX_CLIENT_ID: u64 = (1 << 53) - 1;
+
+fn read_client(d: &mut DecoderV1<'_>, what: &str) -> Result<ClientID, String> {
+    let raw: u64 = d.read_var().map_err(|_| err(what))?;
+    if raw > MAX_CLIENT_ID {
+        return Err(err(&format!("{what} beyond 53 bits")));
+    }
+    Ok(ClientID::new(raw))
+}
+
+/// An id as v1 writes it (origins and parents): client, clock.
+fn read_id(d: &mut DecoderV1<'_>, what: &str) -> Result<ID, String> {
+    let client = read_client(d, what)?;
+    let clock: u32 = d.read_var().map_err(|_| err(what))?;
+    Ok(ID::new(client, clock))
+}
+
 /// Read a v1 update.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     // Every counted thing takes at least a byte: no count may exceed the message.
@@ -119,7 +138,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     let clients: u32 = d.read_var().map_err(|_| err("client count"))?;
     for _ in 0..count(clients, "client count")? {
         let n: u32 = d.read_var().map_err(|_| err("struct count"))?;
-        let client = d.read_client().map_err(|_| err("client id"))?;
+        let client = read_client(&mut d, "client id")?;
         let mut clock: u32 = d.read_var().map_err(|_| err("clock"))?;
         if out.structs.contains_key(&client) {
             return Err(err("a client's structs appear twice"));
@@ -150,7 +169,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     }
     let ds_clients: u32 = d.read_var().map_err(|_| err("delete set"))?;
     for _ in 0..count(ds_clients, "delete set")? {
-        let client = d.read_client().map_err(|_| err("delete set client"))?;
+        let client = read_client(&mut d, "delete set client")?;
         let ranges: u32 = d.read_var().map_err(|_| err("delete set ranges"))?;
         if out.deletes.contains_key(&client) {
             return Err(err("a client's deletions appear twice"));
@@ -221,9 +240,8 @@ fn read_item(d: &mut DecoderV1<'_>, id: ID, info: u8, limit: u32) -> Result<Item
     const HAS_ORIGIN: u8 = 0x80;
     const HAS_RIGHT_ORIGIN: u8 = 0x40;
     const HAS_PARENT_SUB: u8 = 0x20;
-    let origin = if info & HAS_ORIGIN != 0 { Some(d.read_left_id().map_err(|_| err("origin"))?) } else { None };
-    let right_origin =
-        if info & HAS_RIGHT_ORIGIN != 0 { Some(d.read_right_id().map_err(|_| err("right origin"))?) } else { None };
+    let origin = if info & HAS_ORIGIN != 0 { Some(read_id(d, "origin")?) } else { None };
+    let right_origin = if info & HAS_RIGHT_ORIGIN != 0 { Some(read_id(d, "right origin")?) } else { None };
     let explicit_parent = info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0;
     let mut parent = Parent::Inherited;
     let mut parent_sub = None;
@@ -232,7 +250,7 @@ fn read_item(d: &mut DecoderV1<'_>, id: ID, info: u8, limit: u32) -> Result<Item
         parent = if named {
             Parent::Root(Arc::from(d.read_string().map_err(|_| err("root name"))?))
         } else {
-            Parent::Item(d.read_left_id().map_err(|_| err("parent id"))?)
+            Parent::Item(read_id(d, "parent id")?)
         };
         if info & HAS_PARENT_SUB != 0 {
             parent_sub = Some(Arc::from(d.read_string().map_err(|_| err("parent key"))?));
@@ -373,5 +391,21 @@ mod tests {
         // Legacy JSON content and XML hooks (read differently by yrs and Yjs).
         assert!(decode(&[1, 1, 5, 0, 2, 1, 1, b'x', 1, 1, b'1', 0]).is_err());
         assert!(decode(&[1, 1, 5, 0, 7, 1, 1, b'x', 5, 1, b'h', 0]).is_err());
+    }
+
+    #[test]
+    fn client_ids_beyond_53_bits_are_refused() {
+        // Found by the fuzzer (src/fuzz/): yrs asserts 53-bit client ids in debug builds and
+        // folds larger ones onto smaller ids in release. One Any struct of client 2^53 + 11.
+        let mut big = vec![1, 1];
+        big.extend_from_slice(&[0x8b, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+        big.extend_from_slice(&[0, 8, 1, 1, b'x', 1, 126, 0]);
+        assert!(decode(&big).unwrap_err().contains("53 bits"));
+        // The same struct from client 11 reads; and as an origin, a large id is refused too.
+        assert!(decode(&[1, 1, 11, 0, 8, 1, 1, b'x', 1, 126, 0]).is_ok());
+        let mut origin = vec![1, 1, 11, 0, 0x88];
+        origin.extend_from_slice(&[0x8b, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10, 0]);
+        origin.extend_from_slice(&[1, 126, 0]);
+        assert!(decode(&origin).unwrap_err().contains("53 bits"));
     }
 }
