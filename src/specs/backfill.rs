@@ -47,7 +47,7 @@ pub fn backfill_with(source: &str, new_id: &mut dyn FnMut() -> String) -> Backfi
             let at = if text.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
             edits.push((at..at, format!("---{nl}id: {}{nl}---{nl}", new_id())));
         }
-        Some(fm) if fm.id.is_none() && fm.readable => {
+        Some(fm) if fm.id.is_none() && fm.readable && !fm.id_other => {
             let line = fm.id_line.filter(|_| fm.id_empty).and_then(|n| line_range(&text, n));
             match line {
                 // `id:` with no value: replace that line's text.
@@ -133,7 +133,16 @@ mod tests {
 
     #[test]
     fn leaves_invalid_and_unreadable_ids_alone() {
-        for source in ["---\nid: not-a-uuid\n---\n", "---\nid: [1\n---\n", "---\nunclosed\n"] {
+        // `id: []` and `id: 7` found by the fuzzer (src/fuzz/): a second `id` line made the
+        // frontmatter a YAML error instead of leaving the reported one for a human.
+        for source in [
+            "---\nid: not-a-uuid\n---\n",
+            "---\nid: [1\n---\n",
+            "---\nunclosed\n",
+            "---\nid: []\n:\n---",
+            "---\nid: 7\nname: X\n---\n",
+            "---\nid: {a: b}\n---\n",
+        ] {
             let out = backfill_with(source, &mut ids());
             assert_eq!((out.added, out.text.as_str()), (0, source));
         }

@@ -43,6 +43,9 @@ pub struct Frontmatter {
     pub id_line: Option<usize>,
     /// The `id:` key is present but empty (null).
     pub id_empty: bool,
+    /// The `id:` key holds something other than a string (a list, a number…): an error that
+    /// `backfill-ids` leaves for a human (adding a second `id` would make the YAML invalid).
+    pub id_other: bool,
     /// The YAML parsed (a mapping or empty); when false, only the YAML error is reported.
     pub readable: bool,
     pub name: Option<String>,
@@ -291,6 +294,7 @@ fn parse_frontmatter(source: &str, lines: &[Line<'_>], out: &mut Vec<Diagnostic>
         id: None,
         id_line: None,
         id_empty: false,
+        id_other: false,
         readable: false,
         name: None,
         status: None,
@@ -314,7 +318,10 @@ fn parse_frontmatter(source: &str, lines: &[Line<'_>], out: &mut Vec<Diagnostic>
                         Some(Yaml::Null) => fm.id_empty = true,
                         Some(Yaml::String(s)) if s.is_empty() => fm.id_empty = true,
                         Some(Yaml::String(s)) => fm.id = Some(s.clone()),
-                        Some(_) => out.push(err(fm.id_line.unwrap_or(1), "frontmatter `id` must be a UUID string")),
+                        Some(_) => {
+                            fm.id_other = true;
+                            out.push(err(fm.id_line.unwrap_or(1), "frontmatter `id` must be a UUID string"));
+                        }
                     }
                     fm.name = field("name").and_then(scalar);
                     fm.status = field("status").and_then(scalar);
