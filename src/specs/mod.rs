@@ -191,6 +191,28 @@ mod tests {
     }
 
     #[test]
+    fn many_unclosed_markers_read_in_one_pass() {
+        // Found by the fuzzer (src/fuzz/): each unclosed marker searched the rest of the file, so
+        // a 1 MiB spec (the scan's limit) of them took minutes. Each is reported, once.
+        let mut text = "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\n---\n".to_owned();
+        let n = (1 << 20) / "<!-- arno:props v1 -->\n| id |\n".len();
+        for _ in 0..n {
+            text.push_str("<!-- arno:props v1 -->\n| id |\n");
+        }
+        let spec = SpecFile::parse(text.as_str());
+        assert!(spec.blocks.is_empty());
+        assert_eq!(spec.diagnostics.len(), n);
+        assert!(spec.diagnostics.iter().all(|d| d.message.contains("never closed")));
+        assert_eq!(spec.diagnostics[1].line, 6);
+        // An unclosed marker before a closed block: the later block still reads.
+        let text = "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\n---\n<!-- /arno:events -->\n<!-- arno:events v1 -->\n| id | name |\n|-|-|\n<!-- /arno:events -->\n<!-- arno:props v1 -->\n";
+        let spec = SpecFile::parse(text);
+        assert_eq!(spec.blocks.len(), 1);
+        assert_eq!(spec.first_error().map(|d| d.line), Some(4));
+        assert!(spec.diagnostics.iter().any(|d| d.line == 9 && d.message.contains("never closed")));
+    }
+
+    #[test]
     fn blocks_inside_code_fences_are_prose() {
         let text = "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\n---\n````md\n<!-- arno:props v1 -->\n```\n<!-- /arno:props -->\n````\n~~~\n<!-- arno:bogus -->\n~~~\n";
         let spec = SpecFile::parse(text);
