@@ -113,6 +113,10 @@ fn err(what: &str) -> String {
 /// release, folds a larger id onto a smaller one; Yjs would read it as yet another number.
 pub const MAX_CLIENT_ID: u64 = (1 << 53) - 1;
 
+/// Clocks (a client's count of units) end at most here. yrs 0.28 panics integrating structs
+/// near `u32::MAX` (found by fuzzing, src/fuzz/); a real document stays far below 2^31 units.
+pub const MAX_CLOCK: u32 = 1 << 31;
+
 fn read_client(d: &mut DecoderV1<'_>, what: &str) -> Result<ClientID, String> {
     let raw: u64 = d.read_var().map_err(|_| err(what))?;
     if raw > MAX_CLIENT_ID {
@@ -164,7 +168,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
             if len == 0 {
                 return Err(err("empty struct"));
             }
-            clock = clock.checked_add(len).ok_or_else(|| err("clock overflow"))?;
+            clock = clock.checked_add(len).filter(|c| *c <= MAX_CLOCK).ok_or_else(|| err("clock beyond 2^31"))?;
         }
     }
     let ds_clients: u32 = d.read_var().map_err(|_| err("delete set"))?;
@@ -178,7 +182,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         for _ in 0..count(ranges, "delete set ranges")? {
             let clock = d.read_ds_clock().map_err(|_| err("delete set clock"))?;
             let len = d.read_ds_len().map_err(|_| err("delete set length"))?;
-            clock.checked_add(len).ok_or_else(|| err("delete set overflow"))?;
+            clock.checked_add(len).filter(|c| *c <= MAX_CLOCK).ok_or_else(|| err("delete set beyond 2^31"))?;
             if len > 0 {
                 list.push((clock, len));
             }
@@ -391,6 +395,30 @@ mod tests {
         // Legacy JSON content and XML hooks (read differently by yrs and Yjs).
         assert!(decode(&[1, 1, 5, 0, 2, 1, 1, b'x', 1, 1, b'1', 0]).is_err());
         assert!(decode(&[1, 1, 5, 0, 7, 1, 1, b'x', 5, 1, b'h', 0]).is_err());
+    }
+
+    #[test]
+    fn clocks_beyond_2_31_are_refused() {
+        // Found by the fuzzer (src/fuzz/): yrs 0.28 panics in BlockStore::push integrating an
+        // item at clock 2^32 - 16 of a client the document knows (a Maker's update: stored, then
+        // applied, so every reload of the room would panic again).
+        let item = |clock: u32| {
+            let mut u = vec![1, 1, 11];
+            let mut c = clock;
+            while c >= 0x80 {
+                u.push((c as u8) | 0x80);
+                c >>= 7;
+            }
+            u.push(c as u8);
+            u.extend_from_slice(&[8, 1, 1, b'x', 1, 126, 0]);
+            u
+        };
+        assert!(decode(&item(u32::MAX - 15)).unwrap_err().contains("2^31"));
+        assert!(decode(&item(MAX_CLOCK)).unwrap_err().contains("2^31"));
+        assert!(decode(&item(MAX_CLOCK - 1)).is_ok());
+        // A skip up to there, and deletions, likewise.
+        assert!(decode(&[1, 2, 11, 0, 10, 0xff, 0xff, 0xff, 0xff, 0x0f, 8, 1, 1, b'x', 1, 126, 0]).is_err());
+        assert!(decode(&[0, 1, 11, 1, 0xf0, 0xff, 0xff, 0xff, 0x0f, 1]).unwrap_err().contains("2^31"));
     }
 
     #[test]
