@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 use super::access::{self, Administer, OrgGrant};
-use super::model::{Authenticated, OrgRole};
+use super::model::Authenticated;
 use super::{ApiUser, sessions, tokens, users};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
