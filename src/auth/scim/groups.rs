@@ -274,7 +274,7 @@ async fn apply_group_roles(state: &AppState, tx: &mut Tx, origin: &Origin, user_
         // The last active Admin keeps the role (the rest of the change stands): a group mapping
         // must not leave nobody who can administer Arno. Refusing the whole request instead would
         // block every other membership change the IdP sends until someone fixes its groups.
-        if role != OrgRole::Admin && users::is_last_admin(&mut **tx, state.db.backend(), user_id).await? {
+        if role != OrgRole::Admin && users::is_last_admin(tx, state.db.backend(), user_id).await? {
             tracing::warn!(
                 event_type = "scim_refused",
                 action = "user.role",
