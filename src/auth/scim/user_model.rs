@@ -145,8 +145,8 @@ fn pick_email(v: &Value, work_only: bool) -> Result<Option<String>, ScimError> {
     pick.map(|e| text("emails.value", &e["value"])).transpose().map(Option::flatten)
 }
 
-/// A value filter of a path (`type eq "work"`), as far as Arno's one address is concerned: `Some`
-/// when it selects the work address, `None` when it selects addresses Arno does not keep.
+/// A value filter of a path (`type eq "work"`), as far as Arno's one address is concerned: `true`
+/// when it selects the work address, `false` when it selects addresses Arno does not keep.
 fn email_filter(filter: &str, current: Option<&str>) -> Result<bool, ScimError> {
     let bad = || ScimError::bad("invalidFilter", format!("unsupported filter [{filter}] on emails"));
     let mut parts = filter.trim().splitn(3, char::is_whitespace);
