@@ -26,8 +26,9 @@ async fn require_admin(
     ctx: &RequestContext,
     action: &str,
 ) -> AppResult<OrgGrant<Administer>> {
-    let Err(reason) = access::decide_org::<Administer>(&auth.user) else {
-        return access::decide_org::<Administer>(&auth.user).map_err(AppError::Forbidden);
+    let reason = match access::decide_org::<Administer>(&auth.user) {
+        Ok(admin) => return Ok(admin),
+        Err(reason) => reason,
     };
     let origin = Origin::from(ctx);
     let event = Event::new(action, Outcome::Denied, Actor::of(auth), &origin).intent(json!({"reason": reason}));

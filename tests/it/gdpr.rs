@@ -157,3 +157,31 @@ async fn self_erasure_needs_confirmation_and_the_last_admin_stays() {
     assert_eq!(last.status, StatusCode::CONFLICT);
     assert_eq!(api(Method::GET, &url, Some(&admin_token), None).await.status, StatusCode::OK);
 }
+
+/// Erasure says on whose authority it runs: "own account" erases only the caller, and an
+/// administrator's grant only serves that administrator.
+#[tokio::test]
+async fn erasure_on_ones_own_authority_reaches_no_one_else() {
+    use arno::auth::gdpr::{Erasure, erase};
+    let app = TestApp::start().await;
+    let admin = app.create_admin().await;
+    let (mallory, secret) = app.user_with_token("mallory@example.com", arno::auth::OrgRole::Member).await;
+    let victim = app.create_user("victim@example.com", "a long enough password", arno::auth::OrgRole::Member).await;
+    let caller = arno::auth::extract::bearer_user(&app.state.db, &secret).await.unwrap().unwrap();
+    let origin = arno::audit::Origin::system();
+    let r = erase(&app.state.db, &app.state.keys, &victim.id, &caller, Erasure::OwnAccount, &origin).await;
+    assert!(matches!(r, Err(arno::error::AppError::Forbidden(_))), "{r:?}");
+    let admin_secret = token_of(&app, &admin.id).await;
+    let admin_caller = arno::auth::extract::bearer_user(&app.state.db, &admin_secret).await.unwrap().unwrap();
+    let grant = arno::auth::access::decide_org::<arno::auth::access::Administer>(&admin_caller.user).unwrap();
+    let r = erase(&app.state.db, &app.state.keys, &victim.id, &caller, Erasure::ByAdmin(&grant), &origin).await;
+    assert!(matches!(r, Err(arno::error::AppError::Forbidden(_))), "another's grant: {r:?}");
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE id IN ($1, $2)")
+        .bind(&victim.id)
+        .bind(&mallory.id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 2, "nobody was erased");
+    erase(&app.state.db, &app.state.keys, &victim.id, &admin_caller, Erasure::ByAdmin(&grant), &origin).await.unwrap();
+}

@@ -337,17 +337,28 @@ pub(super) async fn create_group(
         }
         let members = member_ids(&body["members"]);
         change_members(&state, &mut tx, &origin, &id, &members, &[], None).await?;
-        let event = Event::new("group.create", Outcome::Allowed, Actor::System, &origin)
-            .target("group", &id)
-            .intent(json!({"via": "scim", "members": members.len()}));
-        audit::record(&mut tx, event).await?;
-        tx.commit().await?;
-        state.rooms.access_changed("*").await;
-        Ok(())
+        done(&state, tx, &origin, "group.create", &id, json!({"via": "scim", "members": members.len()})).await
     }
     .await;
     audited(&state, &origin, result).await?;
     respond(&state, &id, StatusCode::CREATED).await
+}
+
+/// A group change is complete: its audit record in the same transaction, the commit, then open
+/// connections look at their access again.
+async fn done(
+    state: &AppState,
+    mut tx: Tx,
+    origin: &Origin,
+    action: &str,
+    id: &str,
+    intent: Value,
+) -> Result<(), ScimError> {
+    let event = Event::new(action, Outcome::Allowed, Actor::System, origin).target("group", id).intent(intent);
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    state.rooms.access_changed("*").await;
+    Ok(())
 }
 
 pub(super) async fn replace_group(
@@ -367,13 +378,7 @@ pub(super) async fn replace_group(
         }
         let members = member_ids(&body["members"]);
         change_members(&state, &mut tx, &origin, &id, &[], &[], Some(&members)).await?;
-        let event = Event::new("group.update", Outcome::Allowed, Actor::System, &origin)
-            .target("group", &id)
-            .intent(json!({"via": "scim", "members": members.len()}));
-        audit::record(&mut tx, event).await?;
-        tx.commit().await?;
-        state.rooms.access_changed("*").await;
-        Ok(())
+        done(&state, tx, &origin, "group.update", &id, json!({"via": "scim", "members": members.len()})).await
     }
     .await;
     audited(&state, &origin, result).await?;
@@ -457,13 +462,15 @@ pub(super) async fn patch_group(
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
-        let event = Event::new("group.update", Outcome::Allowed, Actor::System, &origin)
-            .target("group", &id)
-            .intent(json!({"via": "scim", "added": add.len(), "removed": remove.len(), "replaced": replace.is_some()}));
-        audit::record(&mut tx, event).await?;
-        tx.commit().await?;
-        state.rooms.access_changed("*").await;
-        Ok(())
+        done(
+            &state,
+            tx,
+            &origin,
+            "group.update",
+            &id,
+            json!({"via": "scim", "added": add.len(), "removed": remove.len(), "replaced": replace.is_some()}),
+        )
+        .await
     }
     .await;
     audited(&state, &origin, result).await?;
@@ -483,13 +490,7 @@ pub(super) async fn delete_group(
         find_group(&mut tx, &id).await?;
         change_members(&state, &mut tx, &origin, &id, &[], &[], Some(&[])).await?;
         sqlx::query("DELETE FROM scim_groups WHERE id = $1").bind(&id).execute(&mut *tx).await?;
-        let event = Event::new("group.delete", Outcome::Allowed, Actor::System, &origin)
-            .target("group", &id)
-            .intent(json!({"via": "scim"}));
-        audit::record(&mut tx, event).await?;
-        tx.commit().await?;
-        state.rooms.access_changed("*").await;
-        Ok(())
+        done(&state, tx, &origin, "group.delete", &id, json!({"via": "scim"})).await
     }
     .await;
     audited(&state, &origin, result).await?;
