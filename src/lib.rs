@@ -11,6 +11,8 @@ pub mod backup;
 pub mod config;
 pub mod db;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod git;
 pub mod http;
 pub mod jobs;

@@ -497,11 +497,9 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             let secret = arno::keys::load_or_create(&config)?;
             arno::keys::check_fingerprint(&db, &secret).await?;
             let keys = arno::keys::Keys::derive(&secret);
-            let token = auth::scim::rotate_token(&db, &keys).await.map_err(describe)?;
             let origin = cli_origin("admin scim-token");
-            let event = audit::Event::new("scim.token", audit::Outcome::Allowed, Actor::System, &origin)
-                .intent(serde_json::json!({"via": "cli"}));
-            audit::record_alone(&db, event).await.map_err(describe)?;
+            let by = auth::scim::TokenRotation::HostOperator;
+            let token = auth::scim::rotate_token(&db, &keys, by, &origin).await.map_err(describe)?;
             println!("{token}");
         }
         AdminCommand::CreateToken { email, name, expires_days } => {

@@ -109,11 +109,9 @@ pub async fn scim_token(
     PageUser(auth): PageUser,
     ctx: RequestContext,
 ) -> AppResult<Html<String>> {
-    require_admin(&state, &auth, &ctx, "scim.token").await?;
-    let token = crate::auth::scim::rotate_token(&state.db, &state.keys).await?;
-    let origin = Origin::from(&ctx);
-    let event = Event::new("scim.token", Outcome::Allowed, Actor::of(&auth), &origin).intent(json!({"via": "console"}));
-    audit::record_alone(&state.db, event).await?;
+    let grant = require_admin(&state, &auth, &ctx, "scim.token").await?;
+    let by = crate::auth::scim::TokenRotation::Admin(&grant, &auth);
+    let token = crate::auth::scim::rotate_token(&state.db, &state.keys, by, &Origin::from(&ctx)).await?;
     admin_page(&state, &auth, Some(token)).await
 }
 

@@ -117,7 +117,8 @@ impl RepoConfig {
         let raw: Raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let field = if path == "." || path == "?" { "(file)".to_owned() } else { path };
+            // An empty key (`{"": 1}`) has an empty path too.
+            let field = if path.is_empty() || path == "." || path == "?" { "(file)".to_owned() } else { path };
             // serde_json appends "at line L column C", which is useful: keep it.
             ConfigError { field, message: inner.to_string() }
         })?;

@@ -9,6 +9,8 @@
 pub mod backfill;
 pub mod config;
 pub mod document;
+#[cfg(test)]
+mod fuzz;
 pub mod lint;
 pub mod render;
 pub mod table;

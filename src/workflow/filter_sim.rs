@@ -5,8 +5,9 @@
 //! Makers-only reference only in `textEditable` text values, holds nothing of the Viewer, and
 //! every struct of the Editor is a text value of such a prop.
 //!
-//! `ARNO_FILTER_CASES` sets the number of cases (default 1,500 per test run; `scripts/fuzz`
-//! runs many more), `ARNO_FILTER_SEED` the first seed. A failure names its seed.
+//! `ARNO_FILTER_CASES` sets the number of cases (default 1,500 per test run), `ARNO_FILTER_SEED`
+//! the first seed; `scripts/fuzz filter <seconds>` runs as many as fit in that time. A failure
+//! names its seed.
 
 use std::sync::{Arc, Mutex};
 
@@ -449,11 +450,29 @@ fn run_case(seed: u64) -> Result<(), String> {
 
 #[test]
 fn random_hostile_updates_change_only_text_props() {
-    let cases: u64 = std::env::var("ARNO_FILTER_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
-    let first: u64 = std::env::var("ARNO_FILTER_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    for seed in first..first + cases {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let cases = env("ARNO_FILTER_CASES").unwrap_or(1500);
+    let first = env("ARNO_FILTER_SEED").unwrap_or(1);
+    // `scripts/fuzz filter <seconds>`: as many cases as fit, from a seed of the clock.
+    let deadline = env("ARNO_FUZZ_SECONDS").map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    let first = match (deadline, env("ARNO_FILTER_SEED")) {
+        (Some(_), None) => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() << 20)
+        }
+        _ => first,
+    };
+    let started = std::time::Instant::now();
+    let mut seed = first;
+    loop {
+        match deadline {
+            Some(d) if std::time::Instant::now() >= d => break,
+            None if seed >= first + cases => break,
+            _ => {}
+        }
         if let Err(e) = run_case(seed) {
             panic!("{e}");
         }
+        seed += 1;
     }
+    eprintln!("filter: seeds {first}..{seed} ({} cases) in {:.1} s", seed - first, started.elapsed().as_secs_f64());
 }

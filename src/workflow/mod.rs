@@ -19,6 +19,8 @@ pub mod compact;
 pub mod filter;
 #[cfg(test)]
 mod filter_sim;
+#[cfg(test)]
+mod fuzz;
 pub mod history;
 pub mod page;
 pub mod store;

@@ -167,7 +167,7 @@ pub async fn connect(
 /// server's record of who is connected (name and handle), with a colour that is a plain
 /// `#rrggbb` (the client's, if it is one; else one derived from the handle). `null` (gone) and
 /// states that are not objects pass as they are; non-objects carry no name.
-fn presence_as_recorded(json: &str, user: &crate::auth::User) -> String {
+pub(super) fn presence_as_recorded(json: &str, user: &crate::auth::User) -> String {
     let Ok(serde_json::Value::Object(mut state)) = serde_json::from_str::<serde_json::Value>(json) else {
         return if json.trim() == "null" { "null".to_owned() } else { "{}".to_owned() };
     };
@@ -229,6 +229,28 @@ async fn writer_for(
     Ok(Writer::TextProps(Arc::new(editable)))
 }
 
+/// The y-protocols messages of one WebSocket frame: at most [`MAX_MESSAGES_PER_FRAME`], each
+/// well formed, and nothing else (no truncated message, no trailing bytes).
+pub fn read_frame(data: &[u8]) -> Result<Vec<Message>, End> {
+    let mut decoder = DecoderV1::from(data);
+    let mut messages = vec![];
+    let mut consumed = 0;
+    for message in MessageReader::new(&mut decoder) {
+        if messages.len() >= MAX_MESSAGES_PER_FRAME {
+            return Err(End::Error(1008, "too many messages in one frame".into()));
+        }
+        let message = message.map_err(|e| End::Error(1007, format!("malformed y-protocols message: {e}")))?;
+        consumed += message.encode_v1().len();
+        messages.push(message);
+    }
+    // The reader stops quietly at a truncated message: everything must have been read (and
+    // written canonically, as every Yjs client does).
+    if consumed != data.len() {
+        return Err(End::Error(1007, "malformed y-protocols message: truncated or trailing bytes".into()));
+    }
+    Ok(messages)
+}
+
 struct Connection {
     state: AppState,
     room: Arc<Room>,
@@ -252,7 +274,7 @@ struct Connection {
 }
 
 /// Why a connection ends.
-enum End {
+pub enum End {
     Closed,
     Error(u16, String),
 }
@@ -479,26 +501,7 @@ impl Connection {
         refused: &mpsc::Sender<String>,
     ) -> Result<Vec<Vec<u8>>, End> {
         let mut replies = vec![];
-        let mut decoder = DecoderV1::from(data);
-        let mut messages = vec![];
-        let mut consumed = 0;
-        for message in MessageReader::new(&mut decoder) {
-            if messages.len() >= MAX_MESSAGES_PER_FRAME {
-                return Err(End::Error(1008, "too many messages in one frame".into()));
-            }
-            let message = message.map_err(|e| {
-                UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
-                End::Error(1007, format!("malformed y-protocols message: {e}"))
-            })?;
-            consumed += message.encode_v1().len();
-            messages.push(message);
-        }
-        // The reader stops quietly at a truncated message: everything must have been read (and
-        // written canonically, as every Yjs client does).
-        if consumed != data.len() {
-            UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
-            return Err(End::Error(1007, "malformed y-protocols message: truncated or trailing bytes".into()));
-        }
+        let messages = read_frame(data).inspect_err(|_| UPDATES_TOTAL.with_label_values(&["invalid"]).inc())?;
         // Answered once per frame: each answer is the whole document (or everyone's presence).
         let (mut step1, mut query) = (false, false);
         for message in messages {

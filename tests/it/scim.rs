@@ -17,7 +17,7 @@ pub async fn scim(app: &TestApp, token: &str, method: Method, path: &str, body: 
 async fn setup() -> (TestOp, TestApp, tempfile::TempDir, String) {
     let op = TestOp::start().await;
     let (app, dir) = arno_with(&[("corp", &op.base, "")], &[]).await;
-    let token = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    let token = app.scim_token().await.unwrap();
     (op, app, dir, token)
 }
 
@@ -92,7 +92,7 @@ async fn tokens_discovery_and_errors() {
         .unwrap();
     assert!(stored.starts_with("v1:") && !stored.contains(&token[5..]));
     // Rotating it makes the old one stop working.
-    let new = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    let new = app.scim_token().await.unwrap();
     assert_eq!(scim(&app, &token, Method::GET, "/Users", None).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(scim(&app, &new, Method::GET, "/Users", None).await.status, StatusCode::OK);
 }
@@ -272,7 +272,7 @@ async fn only_the_provisioning_idp_may_claim_a_provisioned_account() {
     let partner = TestOp::start().await;
     let (app, _dir) =
         arno_with(&[("corp", &corp.base, ""), ("partner", &partner.base, "")], &[("ARNO_SCIM_PROVIDER", "corp")]).await;
-    let token = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    let token = app.scim_token().await.unwrap();
     let created = scim(&app, &token, Method::POST, "/Users", Some(serde_json::from_str(ENTRA_USER).unwrap())).await;
     assert_eq!(created.status, StatusCode::CREATED);
     // A partner IdP asserting the same address does not get the account.

@@ -68,6 +68,12 @@ impl TestApp {
         Self::start_with(&[]).await
     }
 
+    /// A new SCIM token, as `arno admin scim-token` on the host makes one.
+    pub async fn scim_token(&self) -> Result<String, arno::error::AppError> {
+        let by = arno::auth::scim::TokenRotation::HostOperator;
+        arno::auth::scim::rotate_token(&self.state.db, &self.state.keys, by, &arno::audit::Origin::default()).await
+    }
+
     /// Start with extra `ARNO_*` settings (applied on top of the per-test defaults).
     pub async fn start_with(extra: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().unwrap();

@@ -385,6 +385,79 @@ pub(super) async fn replace_group(
     respond(&state, &id, StatusCode::OK).await
 }
 
+/// What a Group PatchOp asks for, read whole before anything is stored: a bad operation
+/// anywhere fails the request with nothing changed.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct GroupPatch {
+    /// The last `displayName` set.
+    pub rename: Option<String>,
+    /// The last `externalId` set (`Some(None)`: removed).
+    pub external_id: Option<Option<String>>,
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+    /// The whole member list, when an operation replaces it.
+    pub replace: Option<Vec<String>>,
+}
+
+pub(super) fn plan_patch(ops: &[(String, Option<String>, Value)]) -> Result<GroupPatch, ScimError> {
+    let mut plan = GroupPatch::default();
+    for (kind, path, value) in ops {
+        let path = path.as_deref().unwrap_or_default();
+        let lower = path.to_ascii_lowercase();
+        match (kind.as_str(), lower.as_str()) {
+            ("add", "members") => plan.add.extend(member_ids(value)),
+            ("replace", "members") => plan.replace = Some(member_ids(value)),
+            ("remove", "members") => {
+                let ids = member_ids(value);
+                if ids.is_empty() {
+                    plan.replace = Some(vec![]);
+                } else {
+                    plan.remove.extend(ids);
+                }
+            }
+            // Okta: `members[value eq "id"]`.
+            ("remove", p) if p.starts_with("members[") => plan.remove.push(member_filter(path)?),
+            ("remove", "displayname") => {
+                return Err(ScimError::bad("mutability", "displayName is required and cannot be removed"));
+            }
+            (_, "displayname") => plan.rename = Some(display_name(value)?.to_owned()),
+            ("remove", "externalid") => plan.external_id = Some(None),
+            (_, "externalid") => plan.external_id = Some(external_id(value)?.map(str::to_owned)),
+            ("remove", "") => {
+                return Err(ScimError::bad("noTarget", "a remove operation needs a path (RFC 7644 §3.5.2.2)"));
+            }
+            ("replace" | "add", "") => {
+                let Value::Object(attrs) = value else {
+                    return Err(ScimError::bad(
+                        "invalidValue",
+                        "an add or replace without a path needs an object value",
+                    ));
+                };
+                for (key, v) in attrs {
+                    match key.to_ascii_lowercase().as_str() {
+                        "displayname" => plan.rename = Some(display_name(v)?.to_owned()),
+                        "externalid" => plan.external_id = Some(external_id(v)?.map(str::to_owned)),
+                        "members" => {
+                            let ids = member_ids(v);
+                            if kind == "add" { plan.add.extend(ids) } else { plan.replace = Some(ids) }
+                        }
+                        // Echoed by clients; set by the server.
+                        "schemas" | "id" | "meta" => {}
+                        _ => {
+                            return Err(ScimError::bad(
+                                "invalidPath",
+                                format!("{key:?} is not an attribute of a Group"),
+                            ));
+                        }
+                    }
+                }
+            }
+            _ => return Err(ScimError::bad("invalidPath", format!("unsupported path {path:?} for groups"))),
+        }
+    }
+    Ok(plan)
+}
+
 pub(super) async fn patch_group(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -398,64 +471,14 @@ pub(super) async fn patch_group(
     let result = async {
         let mut tx = state.db.begin().await?;
         find_group(&mut tx, &id).await?;
-        let (mut add, mut remove, mut replace): (Vec<String>, Vec<String>, Option<Vec<String>>) =
-            (vec![], vec![], None);
-        for (kind, path, value) in ops {
-            let path = path.unwrap_or_default();
-            let lower = path.to_ascii_lowercase();
-            match (kind.as_str(), lower.as_str()) {
-                ("add", "members") => add.extend(member_ids(&value)),
-                ("replace", "members") => replace = Some(member_ids(&value)),
-                ("remove", "members") => {
-                    let ids = member_ids(&value);
-                    if ids.is_empty() {
-                        replace = Some(vec![]);
-                    } else {
-                        remove.extend(ids);
-                    }
-                }
-                // Okta: `members[value eq "id"]`.
-                ("remove", p) if p.starts_with("members[") => remove.push(member_filter(&path)?),
-                ("remove", "displayname") => {
-                    return Err(ScimError::bad("mutability", "displayName is required and cannot be removed"));
-                }
-                (_, "displayname") => rename(&mut tx, &id, display_name(&value)?).await?,
-                (_, "externalid") => {
-                    let external_id = if kind == "remove" { None } else { external_id(&value)? };
-                    set_external_id(&mut tx, &id, external_id).await?;
-                }
-                ("remove", "") => {
-                    return Err(ScimError::bad("noTarget", "a remove operation needs a path (RFC 7644 §3.5.2.2)"));
-                }
-                ("replace" | "add", "") => {
-                    let Value::Object(attrs) = &value else {
-                        return Err(ScimError::bad(
-                            "invalidValue",
-                            "an add or replace without a path needs an object value",
-                        ));
-                    };
-                    for (key, v) in attrs {
-                        match key.to_ascii_lowercase().as_str() {
-                            "displayname" => rename(&mut tx, &id, display_name(v)?).await?,
-                            "externalid" => set_external_id(&mut tx, &id, external_id(v)?).await?,
-                            "members" => {
-                                let ids = member_ids(v);
-                                if kind == "add" { add.extend(ids) } else { replace = Some(ids) }
-                            }
-                            // Echoed by clients; set by the server.
-                            "schemas" | "id" | "meta" => {}
-                            _ => {
-                                return Err(ScimError::bad(
-                                    "invalidPath",
-                                    format!("{key:?} is not an attribute of a Group"),
-                                ));
-                            }
-                        }
-                    }
-                }
-                _ => return Err(ScimError::bad("invalidPath", format!("unsupported path {path:?} for groups"))),
-            }
+        let plan = plan_patch(&ops)?;
+        if let Some(name) = &plan.rename {
+            rename(&mut tx, &id, name).await?;
         }
+        if let Some(external_id) = &plan.external_id {
+            set_external_id(&mut tx, &id, external_id.as_deref()).await?;
+        }
+        let GroupPatch { add, remove, replace, .. } = plan;
         change_members(&state, &mut tx, &origin, &id, &add, &remove, replace.as_deref()).await?;
         sqlx::query("UPDATE scim_groups SET updated_at = $2 WHERE id = $1")
             .bind(&id)

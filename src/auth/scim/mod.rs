@@ -18,6 +18,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+#[cfg(test)]
+mod fuzz;
 mod groups;
 mod user_model;
 mod users;
@@ -149,9 +151,23 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/scim/v2/Groups/{id}", get(get_group).put(replace_group).patch(patch_group).delete(delete_group))
 }
 
-/// Generate a new SCIM token, replacing any previous one; returns it (shown once).
-pub async fn rotate_token(db: &crate::db::Db, keys: &crate::keys::Keys) -> Result<String, AppError> {
+/// Who replaces the SCIM token: an Admin in the console, or the operator on the host
+/// (`arno admin scim-token`, which needs the data directory and the instance key).
+pub enum TokenRotation<'a> {
+    Admin(&'a crate::auth::access::OrgGrant<crate::auth::access::Administer>, &'a crate::auth::Authenticated),
+    HostOperator,
+}
+
+/// Generate a new SCIM token, replacing any previous one, and audit it in the same transaction;
+/// returns it (shown once).
+pub async fn rotate_token(
+    db: &crate::db::Db,
+    keys: &crate::keys::Keys,
+    by: TokenRotation<'_>,
+    origin: &Origin,
+) -> Result<String, AppError> {
     let token = format!("scim_{}", crate::keys::random_token(32));
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO instance_settings (key, value, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -159,8 +175,15 @@ pub async fn rotate_token(db: &crate::db::Db, keys: &crate::keys::Keys) -> Resul
     .bind(TOKEN_SETTING)
     .bind(keys.seal(TOKEN_SETTING, &token))
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
+    let (actor, via) = match by {
+        TokenRotation::Admin(_, auth) => (Actor::of(auth), "console"),
+        TokenRotation::HostOperator => (Actor::System, "cli"),
+    };
+    audit::record(&mut tx, Event::new("scim.token", Outcome::Allowed, actor, origin).intent(json!({"via": via})))
+        .await?;
+    tx.commit().await?;
     Ok(token)
 }
 

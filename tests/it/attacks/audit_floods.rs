@@ -39,7 +39,7 @@ fn refusals(intents: &[Value], pick: impl Fn(&Value) -> bool) -> u64 {
 async fn a_flood_of_unauthenticated_refusals_writes_a_few_records_and_counts_every_one() {
     let op = TestOp::start().await;
     let (app, _dir) = arno_with(&[("corp", &op.base, "")], &[("ARNO_TRUSTED_PROXIES", "127.0.0.1")]).await;
-    let scim_token = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    let scim_token = app.scim_token().await.unwrap();
     assert!(!scim_token.is_empty());
     let before = records(&app).await;
     let from = |ip: &'static str| move |r: reqwest::RequestBuilder| r.header("x-forwarded-for", ip);

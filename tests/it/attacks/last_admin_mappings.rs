@@ -37,7 +37,7 @@ fn patch(ops: Value) -> Value {
 /// Returns the app, the SCIM token, Bob's id and the group's id.
 async fn bob_the_only_admin(op: &TestOp) -> (TestApp, tempfile::TempDir, String, String, String) {
     let (app, dir) = arno_with(&[("corp", &op.base, "")], &[]).await;
-    let token = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    let token = app.scim_token().await.unwrap();
     let created = scim(&app, &token, Method::POST, "/Users", Some(serde_json::from_str(OKTA_USER).unwrap())).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let bob = created.json()["id"].as_str().unwrap().to_owned();

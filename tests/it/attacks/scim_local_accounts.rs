@@ -42,7 +42,7 @@ fn patch(ops: Value) -> Value {
 async fn scim_cannot_see_change_deactivate_or_adopt_local_accounts() {
     let op = TestOp::start().await;
     let (app, _dir) = arno_with(&[("corp", &op.base, "")], &[]).await;
-    let token = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    let token = app.scim_token().await.unwrap();
     let mut admin_browser = app.admin_browser().await;
     let (admin_id,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
         .bind(ADMIN_EMAIL)

@@ -58,7 +58,7 @@ async fn an_unverified_idp_address_does_not_claim_a_provisioned_account() {
     let (app, _dir) = arno_for_real_op(port, "").await;
     let callback = app.url("/auth/oidc/corp/callback");
     let Some(_op) = node_op(port, &[callback.clone(), callback]) else { return };
-    let token = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    let token = app.scim_token().await.unwrap();
     // IT provisioned Ann; someone at the IdP holds her address without having proven it.
     let ann = provision(&app, &token, "unverified-ann@corp.example").await;
 
@@ -87,7 +87,7 @@ async fn an_unverified_idp_address_does_not_claim_a_provisioned_account() {
     let (app2, _dir2) = arno_for_real_op(port2, "assume_email_verified = true").await;
     let callback2 = app2.url("/auth/oidc/corp/callback");
     let Some(_op2) = node_op(port2, &[callback2.clone(), callback2]) else { return };
-    let token2 = arno::auth::scim::rotate_token(&app2.state.db, &app2.state.keys).await.unwrap();
+    let token2 = app2.scim_token().await.unwrap();
     let ann2 = provision(&app2, &token2, "unverified-ann@corp.example").await;
     let (agent, r) = sign_in_as(&app2, &issuer2, "unverified-ann").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
@@ -99,7 +99,7 @@ async fn an_id_token_without_email_verified_does_not_claim_a_provisioned_account
     // Microsoft Entra ID sends no `email_verified` at all: that is not a yes.
     let op = TestOp::start().await;
     let (app, _dir) = arno_with(&[("corp", &op.base, "")], &[]).await;
-    let token = arno::auth::scim::rotate_token(&app.state.db, &app.state.keys).await.unwrap();
+    let token = app.scim_token().await.unwrap();
     provision(&app, &token, "ann@corp.example").await;
     op.set(|s| {
         s.sub = "ann-sub".into();
