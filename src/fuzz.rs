@@ -21,6 +21,7 @@
 //! build, `ARNO_FUZZ_SEED` replays a run, `ARNO_FUZZ_SAVE=<dir>` writes every input that reached
 //! a new outcome there (to grow the corpus) and `ARNO_FUZZ_VERBOSE=1` prints each new outcome.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -70,6 +71,30 @@ pub struct Target {
     pub run: fn(&[u8]) -> String,
 }
 
+thread_local! {
+    /// Set while this thread runs a fuzz input: its panics are findings, reported by the engine.
+    static FUZZING: Cell<bool> = const { Cell::new(false) };
+    /// Where the last such panic happened.
+    static PANIC_AT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A panic hook that keeps fuzzing threads quiet (thousands of expected-to-be-caught panics would
+/// flood the output) but remembers where they panicked; other threads' panics print as usual.
+fn install_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if FUZZING.with(Cell::get) {
+                let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+                PANIC_AT.with(|p| *p.borrow_mut() = at);
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -114,6 +139,7 @@ pub fn run(target: &Target) {
     let mut pool: Vec<Vec<u8>> = corpus(target.name);
     let from_corpus = pool.len();
     pool.extend((target.seeds)());
+    assert!(!pool.is_empty(), "fuzz target {} has no seeds and no corpus", target.name);
     let mut seen_inputs: HashSet<u64> = HashSet::new();
     let mut shapes: HashSet<u64> = HashSet::new();
     let mut rng = Rng::new(seed);
@@ -121,9 +147,16 @@ pub fn run(target: &Target) {
     let deadline = seconds.map(|s| started + Duration::from_secs(s));
     let (mut executed, mut slowest) = (0u64, Duration::ZERO);
 
-    let quiet = panic::take_hook();
-    panic::set_hook(Box::new(|_| {}));
+    install_hook();
+    eprintln!("fuzz {}: seed {seed} (ARNO_FUZZ_SEED={seed} replays this run)", target.name);
+    // What the engine remembers is bounded: a long run must not run out of memory itself.
+    const MAX_SEEN: usize = 2_000_000;
+    const MAX_POOL_BYTES: usize = 256 << 20;
+    let mut pool_bytes: usize = pool.iter().map(Vec::len).sum();
     let mut exec = |input: &[u8], executed: &mut u64| -> Result<Option<String>, String> {
+        if seen_inputs.len() >= MAX_SEEN {
+            seen_inputs.clear();
+        }
         if !seen_inputs.insert(digest(input)) {
             return Ok(None);
         }
@@ -132,7 +165,9 @@ pub fn run(target: &Target) {
             let _ = f.set_len(0).and_then(|_| f.rewind()).and_then(|_| f.write_all(input));
         }
         let t = Instant::now();
+        FUZZING.with(|f| f.set(true));
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| (target.run)(input)));
+        FUZZING.with(|f| f.set(false));
         let took = t.elapsed();
         *executed += 1;
         slowest = slowest.max(took);
@@ -143,7 +178,8 @@ pub fn run(target: &Target) {
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_else(|| "a panic".into());
-                Err(format!("panicked: {message}"))
+                let at = PANIC_AT.with(|p| p.borrow().clone());
+                Err(format!("panicked at {at}: {message}"))
             }
             Ok(_) if took > slow => Err(format!("took {} ms (limit {} ms)", took.as_millis(), slow.as_millis())),
             Ok(shape) => Ok(Some(shape)),
@@ -165,13 +201,15 @@ pub fn run(target: &Target) {
         }
     }
     let mut mutants = 0u64;
+    let mut attempts = 0u64;
     while finding.is_none() {
         match deadline {
             Some(d) if Instant::now() >= d => break,
-            None if mutants >= runs => break,
+            // Mutants that repeat an input already run are not counted (up to a bound).
+            None if mutants >= runs || attempts >= runs * 20 => break,
             _ => {}
         }
-        mutants += 1;
+        attempts += 1;
         // Recent finds are mutated more often: they are where new outcomes were last reached.
         let parent = if pool.len() > 8 && rng.chance(30) {
             &pool[pool.len() - 1 - rng.below(8)]
@@ -184,10 +222,13 @@ pub fn run(target: &Target) {
         };
         let other = pool[rng.below(pool.len())].clone();
         for _ in 0..1 + rng.below(6) {
-            mutate_bytes(&mut rng, &mut input, &other, target.dictionary);
+            mutate_bytes(&mut rng, &mut input, &other, target.dictionary, target.max_len);
         }
         input.truncate(target.max_len);
-        match exec(&input, &mut executed) {
+        let before = executed;
+        let result = exec(&input, &mut executed);
+        mutants += executed - before;
+        match result {
             Err(why) => finding = Some((input, why)),
             Ok(Some(shape)) => {
                 if shapes.insert(digest(shape.as_bytes())) {
@@ -198,7 +239,8 @@ pub fn run(target: &Target) {
                         let _ = std::fs::create_dir_all(dir);
                         let _ = std::fs::write(dir.join(format!("{:016x}", digest(&input))), &input);
                     }
-                    if pool.len() < 20_000 {
+                    if pool_bytes + input.len() <= MAX_POOL_BYTES {
+                        pool_bytes += input.len();
                         pool.push(input);
                     }
                 }
@@ -206,14 +248,13 @@ pub fn run(target: &Target) {
             Ok(None) => {}
         }
     }
-    panic::set_hook(quiet);
     if let Some(p) = &in_flight {
         let _ = std::fs::remove_file(p);
     }
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!(
-        "fuzz {}: seed {seed}, {executed} inputs ({from_corpus} from the corpus) in {elapsed:.1} s ({:.0}/s), \
-         {} outcomes, slowest {} ms",
+        "fuzz {}: seed {seed}, {executed} inputs ({from_corpus} from the corpus, {mutants} mutants) in {elapsed:.1} s \
+         ({:.0}/s), {} outcomes, slowest {} ms",
         target.name,
         executed as f64 / elapsed.max(1e-9),
         shapes.len(),
@@ -268,7 +309,7 @@ pub fn varint(mut n: u64, out: &mut Vec<u8>) {
 }
 
 /// One random change of the bytes (`other`: a second input, for splices).
-pub fn mutate_bytes(rng: &mut Rng, input: &mut Vec<u8>, other: &[u8], dictionary: &[&[u8]]) {
+pub fn mutate_bytes(rng: &mut Rng, input: &mut Vec<u8>, other: &[u8], dictionary: &[&[u8]], max_len: usize) {
     let at = |rng: &mut Rng, len: usize| rng.below(len + 1);
     match rng.below(11) {
         0 if !input.is_empty() => {
@@ -306,7 +347,8 @@ pub fn mutate_bytes(rng: &mut Rng, input: &mut Vec<u8>, other: &[u8], dictionary
             let i = rng.below(input.len());
             let n = 1 + rng.below((input.len() - i).min(256));
             let block = input[i..i + n].to_vec();
-            let times = if rng.chance(10) { 1 + rng.below(2000) } else { 1 };
+            let room = max_len.saturating_sub(input.len()) / block.len();
+            let times = if rng.chance(10) { 1 + rng.below(2000) } else { 1 }.min(room.max(1));
             let j = at(rng, input.len());
             let repeated: Vec<u8> = block.iter().copied().cycle().take(block.len() * times).collect();
             input.splice(j..j, repeated);
@@ -343,7 +385,11 @@ pub fn mutate_json(rng: &mut Rng, input: &[u8], keys: &[&str], strings: &[&str])
         match rng.below(if depth > 3 { 5 } else { 7 }) {
             0 => Value::Null,
             1 => Value::Bool(rng.chance(50)),
-            2 => serde_json::json!(*rng.pick(INTERESTING) as f64 * if rng.chance(20) { -1.5 } else { 1.0 }),
+            2 => match rng.below(3) {
+                0 => serde_json::json!(*rng.pick(INTERESTING)),
+                1 => serde_json::json!(-(*rng.pick(INTERESTING) as i64)),
+                _ => serde_json::json!(*rng.pick(INTERESTING) as f64 * -1.5),
+            },
             3 | 4 => Value::String(if rng.chance(80) {
                 (*rng.pick(strings)).to_owned()
             } else {
@@ -428,7 +474,7 @@ mod tests {
         let caught = panic::catch_unwind(AssertUnwindSafe(|| run(&target)));
         let message = caught.expect_err("the planted panic is found");
         let message = message.downcast_ref::<String>().cloned().unwrap_or_default();
-        assert!(message.contains("panicked: found it"), "{message}");
+        assert!(message.contains("panicked at src/fuzz.rs:") && message.contains("found it"), "{message}");
         assert!(message.contains("saved to"), "{message}");
     }
 

@@ -89,7 +89,15 @@ pub fn fingerprint(secret: &Secret) -> String {
 
 /// Record the secret's fingerprint on first start; afterwards refuse a different secret, which
 /// would break every replica's CSRF tokens (and, later, decryption of stored secrets).
-pub async fn check_fingerprint(db: &crate::db::Db, secret: &Secret) -> anyhow::Result<()> {
+/// Proof that this process holds the instance secret the database was set up with, which only
+/// the host's operator (or the server they run) has: made by [`check_fingerprint`] alone. CLI
+/// commands that change the instance without an Admin's session take it.
+#[derive(Debug)]
+pub struct HostOperator {
+    _proof: (),
+}
+
+pub async fn check_fingerprint(db: &crate::db::Db, secret: &Secret) -> anyhow::Result<HostOperator> {
     let ours = fingerprint(secret);
     sqlx::query(
         "INSERT INTO instance_settings (key, value, updated_at) VALUES ('secret_key_fingerprint', $1, $2) \
@@ -109,7 +117,7 @@ pub async fn check_fingerprint(db: &crate::db::Db, secret: &Secret) -> anyhow::R
          this process has {ours}); give every replica the same ARNO_SECRET_KEY, or restore the original \
          {{data_dir}}/secret.key"
     );
-    Ok(())
+    Ok(HostOperator { _proof: () })
 }
 
 fn derive(secret: &Secret, label: &str) -> [u8; 32] {

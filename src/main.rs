@@ -495,10 +495,10 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::ScimToken => {
             let secret = arno::keys::load_or_create(&config)?;
-            arno::keys::check_fingerprint(&db, &secret).await?;
+            let operator = arno::keys::check_fingerprint(&db, &secret).await?;
             let keys = arno::keys::Keys::derive(&secret);
             let origin = cli_origin("admin scim-token");
-            let by = auth::scim::TokenRotation::HostOperator;
+            let by = auth::scim::TokenRotation::HostOperator(&operator);
             let token = auth::scim::rotate_token(&db, &keys, by, &origin).await.map_err(describe)?;
             println!("{token}");
         }

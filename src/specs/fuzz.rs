@@ -85,6 +85,20 @@ fn run_spec(input: &[u8]) -> String {
     });
     let again = backfill::backfill_with(&filled.text, &mut || "not-used".into());
     assert_eq!(again.text, filled.text, "backfill-ids is idempotent");
+    let after = SpecFile::parse(filled.text.clone());
+    for kind in [document::PROPS, document::EVENTS] {
+        if let Some(t) = after.table(kind) {
+            for row in 0..t.rows.len() {
+                assert!(
+                    !t.get(row, "id").unwrap_or_default().is_empty(),
+                    "backfill-ids left a {kind} row without an id"
+                );
+            }
+        }
+    }
+    if spec.frontmatter.as_ref().is_some_and(|f| f.readable) {
+        assert_eq!(after.model().prose, model.prose, "backfill-ids changes no prose");
+    }
 
     let first_error = spec.first_error().map(|d| d.message.split([':', '`', '"']).next().unwrap_or("").to_owned());
     format!(

@@ -185,7 +185,10 @@ fn run_update(data: &[u8], shape: &mut Vec<String>) {
             if let Err(e) = only_labels_differ(&before, &after, &mut vec![]) {
                 panic!("the filter let an Editor change more than a text prop: {e}");
             }
-            // What is stored applies to the room as the writer loop does it.
+            // What is stored (and sent to everyone) makes the room what the filter saw.
+            let fresh = room();
+            fresh.transact_mut().apply_update(Update::decode_v1(&stored).expect("stored bytes decode")).expect("apply");
+            assert_eq!(filter::content(&fresh), after, "the stored update is the one that was checked");
             let _ = doc.transact_mut().apply_update(Update::decode_v1(&stored).expect("stored bytes decode"));
             shape.push("editor:apply".into());
         }
@@ -206,10 +209,17 @@ fn run_awareness(update: AwarenessUpdate, shape: &mut Vec<String>) {
     let mut update = update;
     for entry in update.clients.values_mut() {
         let recorded = presence_as_recorded(&entry.json, &who);
+        let claimed_object = serde_json::from_str::<Value>(&entry.json).is_ok_and(|v| v.is_object());
         match serde_json::from_str::<Value>(&recorded) {
+            Ok(Value::Object(state)) if !claimed_object => {
+                assert!(state.is_empty(), "a state that is not an object carries nothing: {recorded}");
+            }
             Ok(Value::Object(state)) => {
-                if let Some(u) = state.get("user") {
+                // Whatever the client claimed (or left out), `user` is the server's record.
+                {
+                    let u = state.get("user").unwrap_or_else(|| panic!("a presence state has a user: {recorded}"));
                     assert_eq!(u["name"], "Erin Editor", "the name shown is the server's record: {recorded}");
+                    assert_eq!(u["handle"], "erin", "{recorded}");
                     let color = u["color"].as_str().unwrap_or_default();
                     assert!(
                         color.len() == 7 && color.starts_with('#') && color[1..].bytes().all(|b| b.is_ascii_hexdigit()),
@@ -264,7 +274,8 @@ fn mutate_update(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
         let m = match m {
             Message::Sync(SyncMessage::Update(mut data)) | Message::Sync(SyncMessage::SyncStep2(mut data)) => {
                 for _ in 0..1 + rng.below(4) {
-                    fuzz::mutate_bytes(rng, &mut data, base(), &[b"\x00", b"\x01", b"\x08", b"\x28", b"\x77", b"\x7d"]);
+                    let tokens: &[&[u8]] = &[b"\x00", b"\x01", b"\x08", b"\x28", b"\x77", b"\x7d"];
+                    fuzz::mutate_bytes(rng, &mut data, base(), tokens, 16 * 1024);
                 }
                 Message::Sync(SyncMessage::Update(data))
             }
@@ -311,7 +322,7 @@ fn fuzz_yjs() {
             b"\x79",
             b"\x7b",
             b"\x7c",
-            b"\x05screens",
+            b"\x07screens",
             b"\x05edges",
             b"\x05label",
             b"\x05props",

@@ -231,7 +231,7 @@ async fn writer_for(
 
 /// The y-protocols messages of one WebSocket frame: at most [`MAX_MESSAGES_PER_FRAME`], each
 /// well formed, and nothing else (no truncated message, no trailing bytes).
-pub fn read_frame(data: &[u8]) -> Result<Vec<Message>, End> {
+pub(crate) fn read_frame(data: &[u8]) -> Result<Vec<Message>, End> {
     let mut decoder = DecoderV1::from(data);
     let mut messages = vec![];
     let mut consumed = 0;
@@ -274,7 +274,7 @@ struct Connection {
 }
 
 /// Why a connection ends.
-pub enum End {
+pub(crate) enum End {
     Closed,
     Error(u16, String),
 }
@@ -501,7 +501,11 @@ impl Connection {
         refused: &mpsc::Sender<String>,
     ) -> Result<Vec<Vec<u8>>, End> {
         let mut replies = vec![];
-        let messages = read_frame(data).inspect_err(|_| UPDATES_TOTAL.with_label_values(&["invalid"]).inc())?;
+        let messages = read_frame(data).inspect_err(|e| {
+            if matches!(e, End::Error(1007, _)) {
+                UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
+            }
+        })?;
         // Answered once per frame: each answer is the whole document (or everyone's presence).
         let (mut step1, mut query) = (false, false);
         for message in messages {

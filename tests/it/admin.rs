@@ -107,6 +107,15 @@ async fn users_roles_deactivation_sessions_and_tokens() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // SCIM sees only the accounts it provisioned: none of these local ones.
     assert_eq!(r.json()["totalResults"], 0);
+    // Rotating it is audited, with who did it and how.
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
+    let (actor, intent): (Option<String>, String) =
+        sqlx::query_as("SELECT actor_id, intent FROM audit_events WHERE action = 'scim.token' AND outcome = 'allowed'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert!(actor.is_some_and(|a| !a.is_empty()), "the Admin is the actor");
+    assert!(intent.contains("console"), "{intent}");
 }
 
 #[tokio::test]

@@ -70,7 +70,9 @@ impl TestApp {
 
     /// A new SCIM token, as `arno admin scim-token` on the host makes one.
     pub async fn scim_token(&self) -> Result<String, arno::error::AppError> {
-        let by = arno::auth::scim::TokenRotation::HostOperator;
+        let secret = arno::keys::load_or_create(&self.state.config).expect("the instance secret");
+        let operator = arno::keys::check_fingerprint(&self.state.db, &secret).await.expect("the same secret");
+        let by = arno::auth::scim::TokenRotation::HostOperator(&operator);
         arno::auth::scim::rotate_token(&self.state.db, &self.state.keys, by, &arno::audit::Origin::default()).await
     }
 

@@ -155,7 +155,7 @@ pub fn routes() -> axum::Router<AppState> {
 /// (`arno admin scim-token`, which needs the data directory and the instance key).
 pub enum TokenRotation<'a> {
     Admin(&'a crate::auth::access::OrgGrant<crate::auth::access::Administer>, &'a crate::auth::Authenticated),
-    HostOperator,
+    HostOperator(&'a crate::keys::HostOperator),
 }
 
 /// Generate a new SCIM token, replacing any previous one, and audit it in the same transaction;
@@ -179,7 +179,7 @@ pub async fn rotate_token(
     .await?;
     let (actor, via) = match by {
         TokenRotation::Admin(_, auth) => (Actor::of(auth), "console"),
-        TokenRotation::HostOperator => (Actor::System, "cli"),
+        TokenRotation::HostOperator(_) => (Actor::System, "cli"),
     };
     audit::record(&mut tx, Event::new("scim.token", Outcome::Allowed, actor, origin).intent(json!({"via": via})))
         .await?;
@@ -331,7 +331,8 @@ async fn schema(
 
 // ---- filters --------------------------------------------------------------------------------
 
-/// `attribute eq "value"` — the filter form identity providers use to look resources up.
+/// `attribute eq "value"` — the filter form identity providers use to look resources up. The
+/// value is a JSON string (RFC 7644 §3.4.2.2): `"DOMAIN\\ann"` is `DOMAIN\ann`.
 pub(super) fn parse_filter(filter: &str) -> Result<(String, String), ScimError> {
     let invalid =
         || ScimError::bad("invalidFilter", format!("unsupported filter {filter:?}; use `attribute eq \"value\"`"));
@@ -341,8 +342,11 @@ pub(super) fn parse_filter(filter: &str) -> Result<(String, String), ScimError> 
         return Err(invalid());
     }
     let value = value.trim();
-    let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).ok_or_else(invalid)?;
-    Ok((attr.to_ascii_lowercase(), value.replace("\\\"", "\"")))
+    if !value.starts_with('"') {
+        return Err(invalid());
+    }
+    let value: String = serde_json::from_str(value).map_err(|_| invalid())?;
+    Ok((attr.to_ascii_lowercase(), value))
 }
 
 /// A JSON request body whose rejection (malformed JSON, wrong content type) is a SCIM error.
@@ -408,6 +412,10 @@ mod tests {
     fn filters() {
         assert_eq!(parse_filter("userName eq \"a@b.c\"").unwrap(), ("username".into(), "a@b.c".into()));
         assert_eq!(parse_filter("displayName eq \"Design \\\"Team\\\"\"").unwrap().1, "Design \"Team\"");
+        // JSON string escapes (Windows account names carry backslashes).
+        assert_eq!(parse_filter(r#"userName eq "CORP\\ann""#).unwrap().1, "CORP\\ann");
+        assert_eq!(parse_filter(r#"userName eq "\u00e9""#).unwrap().1, "é");
+        assert!(parse_filter(r#"userName eq "a"b""#).is_err());
         assert!(parse_filter("userName sw \"a\"").is_err());
         assert!(parse_filter("garbage").is_err());
     }
