@@ -181,6 +181,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
             get(crate::projects::pages::members).post(crate::projects::pages::set_member),
         )
         .route("/projects/{slug}/members/{user_id}/remove", post(crate::projects::pages::remove_member))
+        .route("/projects/{slug}/components", post(crate::projects::pages::create_component))
         .route("/projects/{slug}/components/{component_id}", get(crate::projects::pages::component))
         .route(
             "/projects/{slug}/edit/{*path}",

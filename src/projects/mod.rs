@@ -5,6 +5,7 @@
 //! caller may make it, changes the database in one transaction and appends its audit record in
 //! that same transaction.
 
+pub mod authoring;
 pub mod changes;
 pub mod comments;
 pub mod editor;

@@ -14,7 +14,7 @@ use super::scan::ScanReport;
 use super::{NewProject, RepositoryChoice, store};
 use crate::app::AppState;
 use crate::audit::{Actor, Origin};
-use crate::auth::access::{self, ManageMembers, Scan, Setup, View};
+use crate::auth::access::{self, EditSpecs, ManageMembers, Scan, Setup, View};
 use crate::auth::{Authenticated, PageUser, users};
 use crate::error::{AppError, AppResult};
 use crate::http::RequestContext;
@@ -163,6 +163,31 @@ struct ProjectPage {
     broken: usize,
     report: Option<String>,
     error: Option<String>,
+    /// The "New component" form, for those who may edit specs.
+    can_create_component: bool,
+    new_component: NewComponentForm,
+}
+
+/// The "New component" form's fields (kept when it is shown again with an error).
+#[derive(Deserialize, Default, Clone)]
+pub struct NewComponentForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub folder: String,
+    #[serde(default)]
+    pub description: String,
+    /// Why it was refused, and which field that is about.
+    #[serde(skip)]
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub error_field: Option<String>,
+}
+
+impl NewComponentForm {
+    pub fn invalid(&self, field: &str) -> bool {
+        self.error_field.as_deref() == Some(field)
+    }
 }
 
 fn item(slug: &str, summary: ComponentSummary) -> ComponentItem {
@@ -184,6 +209,18 @@ async fn project_page(
     report: Option<String>,
     error: Option<String>,
 ) -> AppResult<Response> {
+    project_page_with(state, auth, project, role, report, error, NewComponentForm::default()).await
+}
+
+async fn project_page_with(
+    state: &AppState,
+    auth: &Authenticated,
+    project: &Project,
+    role: Option<ProjectRole>,
+    report: Option<String>,
+    error: Option<String>,
+    new_component: NewComponentForm,
+) -> AppResult<Response> {
     let mut conn = state.db.pool().acquire().await?;
     let rows = store::components(&mut conn, &project.id).await?;
     let components: Vec<ComponentItem> = rows.iter().map(|r| item(&project.slug, summarize(r, &rows).0)).collect();
@@ -200,6 +237,8 @@ async fn project_page(
         quota: quota_view(&super::quota(&state.config, project)),
         can_scan: access::decide::<Scan>(&auth.user, &facts).is_ok(),
         can_setup: access::decide::<Setup>(&auth.user, &facts).is_ok() && !project.config_present,
+        can_create_component: access::holds::<EditSpecs>(&auth.user, &facts),
+        new_component,
         broken: components.iter().filter(|c| c.error.is_some()).count(),
         components,
         activity,
@@ -244,6 +283,43 @@ fn report_text(r: &ScanReport) -> String {
             }
             text
         }
+    }
+}
+
+/// `POST /projects/{slug}/components`: the "New component" form; on success, to the editor.
+pub async fn create_component(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path(slug): Path<String>,
+    PageForm(form): PageForm<NewComponentForm>,
+) -> AppResult<Response> {
+    let origin = Origin::from(&ctx);
+    let on = super::authorize_on::<EditSpecs>(&state.db, &auth, &origin, &slug, "component.create").await?;
+    let new = super::authoring::NewComponent {
+        name: form.name.clone(),
+        folder: Some(form.folder.clone()).filter(|f| !f.trim().is_empty()),
+        description: Some(form.description.clone()).filter(|d| !d.trim().is_empty()),
+    };
+    match super::authoring::create(&state, &auth, &origin, &on, &new).await {
+        Ok(created) => Ok(Redirect::to(&super::authoring::edit_url(&on.project().slug, &created.path)).into_response()),
+        Err(e @ (AppError::Validation { .. } | AppError::Conflict(_) | AppError::TooLarge(_))) => {
+            let status = e.status();
+            let mut form = form;
+            form.error_field = match &e {
+                AppError::Validation { details: Some(d), .. } => d["field"].as_str().map(str::to_owned),
+                _ => Some("name".into()),
+            };
+            form.error = Some(match &e {
+                AppError::Validation { details: Some(d), .. } => d["message"].as_str().unwrap_or_default().to_owned(),
+                other => other.to_string(),
+            });
+            let (project, grant) = on.into_parts();
+            let mut response = project_page_with(&state, &auth, &project, grant.role(), None, None, form).await?;
+            *response.status_mut() = status;
+            Ok(response)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -30,7 +30,7 @@ pub fn api() -> ApiRouter {
         .routes(routes!(put_member, delete_member))
         .routes(routes!(scan_project))
         .routes(routes!(setup_project))
-        .routes(routes!(list_components))
+        .routes(routes!(list_components, super::authoring::create_component))
         .routes(routes!(get_component))
 }
 

@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod backup;
 mod cli;
+mod components;
 mod device;
 mod gdpr;
 mod git;

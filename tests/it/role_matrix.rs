@@ -181,6 +181,8 @@ fn call_for(
         "/projects" => (None, vec![("name", name), ("visibility", "private".into())]),
         "/api/v1/projects/{id}" => (Some(json!({"name": "Renamed"})), vec![]),
         "/api/v1/projects/{id}/members/{user_id}" => (Some(json!({"role": "editor"})), vec![]),
+        "/api/v1/projects/{id}/components" => (Some(json!({"name": name})), vec![]),
+        "/projects/{slug}/components" => (None, vec![("name", name)]),
         "/projects/{slug}/members" => (None, vec![("email", target.0.email.clone()), ("role", "editor".into())]),
         "/api/v1/projects/{id}/specs/{*path}" if method == "PUT" => {
             (Some(json!({"content": "---\nid: x\n---\nmore\n", "base_version": 1, "session_id": "m"})), vec![])

@@ -548,3 +548,38 @@ async fn database_locks_exclude_and_expire() {
     short.release(db).await.unwrap();
     assert!(next.still_held(db, Duration::from_secs(1)).await.unwrap(), "a stale holder released someone else's lock");
 }
+
+/// A component created in Arno is a new file on the Maker's branch, and in the project's list
+/// once merged.
+#[tokio::test]
+async fn a_new_component_reaches_the_branch_and_after_merge_the_list() {
+    let w = world(&[]).await;
+    let r = api(
+        Method::POST,
+        &w.app.url("/api/v1/projects/ds/components"),
+        Some(&w.maker),
+        Some(json!({"name": "Toast", "description": "Says something briefly."})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    wait_for(&w, "m1", "committed").await;
+    let text = show(&w.bare, "arno/m1:Design_system/Toast.md");
+    assert!(text.contains(&format!("id: {id}")) && text.contains("Says something briefly."), "{text}");
+    assert!(
+        git(&w.bare, &["ls-tree", "--name-only", "main", "Design_system/"]).lines().all(|l| !l.ends_with("Toast.md"))
+    );
+
+    let r = api(
+        Method::POST,
+        &w.app.url("/api/v1/projects/ds/changes/m1/merge"),
+        Some(&w.maker2),
+        Some(json!({"mode": "fast_forward"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let list = api(Method::GET, &w.app.url("/api/v1/projects/ds/components"), Some(&w.viewer), None).await.json();
+    let toast = list.as_array().unwrap().iter().find(|c| c["name"] == "Toast").unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(toast["id"], id.as_str());
+    assert_eq!(toast["file_path"], "Design_system/Toast.md");
+}
