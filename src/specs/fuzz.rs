@@ -218,7 +218,14 @@ fn run_config(input: &[u8]) -> String {
     match RepoConfig::parse(input) {
         Err(e) => {
             assert!(!e.field.is_empty(), "an error names its field: {e}");
-            format!("err {}", e.field.split('.').next().unwrap_or(""))
+            // The outcome is the field's kind, not its text (keys are anything the input says).
+            let first = e.field.split(['.', '[']).next().unwrap_or("");
+            let known = CONFIG_KEYS.contains(&first) || first == "(file)";
+            format!(
+                "err {} {}",
+                if known { first } else { "other" },
+                e.message.split(' ').take(2).collect::<Vec<_>>().join(" ")
+            )
         }
         Ok(config) => {
             let written = config.to_file();

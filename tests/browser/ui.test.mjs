@@ -291,6 +291,48 @@ test('projects: create, components, component page and members are accessible', 
   await context.close();
 });
 
+test('a Maker creates a component with the keyboard and lands in its editor', async () => {
+  const { page, problems, context } = await newPage();
+  await signIn(page);
+  await page.goto(`${base}/projects/design-system`);
+  const form = page.locator('#new-component');
+  await form.waitFor();
+  await axeCheck(page, 'project with the new component form');
+
+  // Keyboard only: type, Tab from field to field, Enter on the button.
+  await page.locator('#component-name').focus();
+  await page.keyboard.type('Date picker');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('forms');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('Pick a **date**.');
+  await page.keyboard.press('Tab');
+  const focused = await focusIndicator(page);
+  assert.equal(focused.text, 'Create component');
+  assert.ok(focused.outline !== 'none' && focused.width >= 2, 'the button shows where focus is');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`${base}/projects/design-system/edit/Design_system/forms/DatePicker.md`);
+  const source = await page.locator('#content').inputValue();
+  assert.match(source, /^---\nid: [0-9a-f-]{36}\nname: "Date picker"\n/);
+  assert.match(source, /Pick a \*\*date\*\*\./);
+  assert.match(source, /<!-- arno:props v1 -->/);
+  await axeCheck(page, 'editor of a new component');
+
+  // The same name again: refused, announced, the field marked and what was typed kept.
+  await page.goto(`${base}/projects/design-system`);
+  await page.locator('#component-name').fill('Date picker');
+  await page.locator('#component-folder').fill('forms');
+  await page.locator('#component-name').press('Enter');
+  await page.locator('#new-component-error').waitFor();
+  assert.match(await page.locator('#new-component-error').textContent(), /exists/);
+  assert.equal(await page.locator('#component-name').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.locator('#component-name').inputValue(), 'Date picker');
+  await axeCheck(page, 'new component refused');
+
+  assert.deepEqual(problems, [], 'no CSP violations, script errors or third-party requests');
+  await context.close();
+});
+
 test('admin console, profile and device pages are accessible', async () => {
   const { page, problems, context } = await newPage();
   await signIn(page);
