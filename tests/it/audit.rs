@@ -253,7 +253,12 @@ async fn every_mutating_route_writes_exactly_one_record() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 15, "workflow.restore"));
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/workflow/snapshots/{snapshot_id}/restore"));
-    let before = before + 10;
+    // A new component is one save of a new file.
+    let r = b.json(Method::POST, &format!("/api/v1/projects/{pid}/components"), &json!({"name": "Toast"}), &h).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 16, "spec.save"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/components"));
+    let before = before + 11;
 
     let mut conn = app.state.db.pool().acquire().await.unwrap();
     let dave_token = arno::auth::tokens::create(&mut conn, &dave.id, "d", None).await.unwrap().1;
