@@ -137,6 +137,8 @@ fn quota_view(q: &Quota) -> QuotaView {
 }
 
 pub struct ComponentItem {
+    /// Saved in Arno and not on the default branch yet: who saved it, and where to see the change.
+    pub unmerged: Option<Unmerged>,
     pub href: Option<String>,
     pub name: String,
     pub file_path: String,
@@ -190,8 +192,34 @@ impl NewComponentForm {
     }
 }
 
+pub struct Unmerged {
+    pub by: String,
+    pub change_href: Option<String>,
+    pub edit_href: String,
+}
+
+/// A component being created: read from its saved text.
+fn unmerged_item(slug: &str, spec: &store::UnmergedSpec) -> ComponentItem {
+    let file = crate::specs::SpecFile::parse(spec.content.as_str());
+    let c = crate::specs::Component::from_spec(&file, &spec.path);
+    ComponentItem {
+        unmerged: Some(Unmerged {
+            by: spec.by_name.clone().unwrap_or_else(|| "someone".into()),
+            change_href: spec.by_handle.as_ref().map(|h| format!("/projects/{slug}/changes/{h}")),
+            edit_href: super::authoring::edit_url(slug, &spec.path),
+        }),
+        href: None,
+        name: c.name,
+        file_path: spec.path.clone(),
+        props: c.props.len(),
+        events: c.events.len(),
+        error: c.errors.first().map(|e| format!("line {}: {}", e.line, e.message)),
+    }
+}
+
 fn item(slug: &str, summary: ComponentSummary) -> ComponentItem {
     ComponentItem {
+        unmerged: None,
         href: summary.id.as_ref().map(|id| format!("/projects/{slug}/components/{id}")),
         name: summary.name,
         file_path: summary.file_path,
@@ -223,7 +251,9 @@ async fn project_page_with(
 ) -> AppResult<Response> {
     let mut conn = state.db.pool().acquire().await?;
     let rows = store::components(&mut conn, &project.id).await?;
-    let components: Vec<ComponentItem> = rows.iter().map(|r| item(&project.slug, summarize(r, &rows).0)).collect();
+    let mut components: Vec<ComponentItem> = rows.iter().map(|r| item(&project.slug, summarize(r, &rows).0)).collect();
+    let unmerged = store::unmerged_new_specs(&mut conn, &project.id).await?;
+    components.extend(unmerged.iter().map(|s| unmerged_item(&project.slug, s)));
     let activity = super::writeback::recent_activity(&mut conn, &project.id, 5).await?;
     drop(conn);
     let facts = project.facts(role);

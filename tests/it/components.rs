@@ -193,6 +193,15 @@ async fn the_project_page_form_opens_the_new_spec_in_the_editor() {
         editor.text
     );
 
+    // The project page lists it at once, marked new, for everyone who can see the project.
+    let page = maker.get("/projects/ds").await;
+    let row = page.select_text("#components").unwrap();
+    assert!(row.contains("Nav bar") && row.contains("New") && row.contains("not merged yet"), "{row}");
+    assert_eq!(
+        page.select_attr("#components a[href$='NavBar.md']", "href").as_deref(),
+        Some("/projects/ds/edit/Design_system/My%20menus/NavBar.md")
+    );
+
     // Again: refused, the form shown with what was typed and the field marked.
     let r = maker.post_form("/projects/ds/components", &fields).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
@@ -213,6 +222,9 @@ async fn the_project_page_form_opens_the_new_spec_in_the_editor() {
     assert_eq!(viewer.login("v@example.com", PASSWORD).await.status, StatusCode::SEE_OTHER);
     let page = viewer.get("/projects/ds").await;
     assert!(page.select_text("#new-component").is_none());
+    let row = page.select_text("#components").unwrap();
+    assert!(row.contains("Nav bar") && row.contains("saved by"), "a Viewer sees someone is creating it: {row}");
+    assert!(page.select_attr("#components a[href$='NavBar.md']", "href").is_none(), "but is not offered the editor");
     let csrf = viewer.session_csrf().await;
     let r = viewer.post_form("/projects/ds/components", &[("csrf_token", csrf.as_str()), ("name", "Nope")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);

@@ -578,6 +578,9 @@ async fn a_new_component_reaches_the_branch_and_after_merge_the_list() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let page = w.app.admin_browser().await.get("/projects/ds").await;
+    let rows = page.select_text("#components").unwrap();
+    assert!(rows.contains("Toast") && !rows.contains("not merged yet"), "merged: no longer new: {rows}");
     let list = api(Method::GET, &w.app.url("/api/v1/projects/ds/components"), Some(&w.viewer), None).await.json();
     let toast = list.as_array().unwrap().iter().find(|c| c["name"] == "Toast").unwrap_or_else(|| panic!("{list}"));
     assert_eq!(toast["id"], id.as_str());
