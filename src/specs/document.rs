@@ -180,6 +180,33 @@ impl SpecFile {
         out
     }
 
+    /// [`Self::serialize`], with some prose pieces (indexed as in [`Model::prose`]) replaced.
+    pub fn serialize_with_prose(&self, prose: &[Option<String>]) -> String {
+        let mut out = String::with_capacity(self.source.len());
+        let mut at = self.frontmatter.as_ref().map_or(0, |f| f.span.end);
+        out.push_str(&self.source[..at]);
+        for (index, (block, table)) in self.blocks.iter().zip(&self.tables).enumerate() {
+            match prose.get(index).and_then(Option::as_ref) {
+                Some(piece) => out.push_str(piece),
+                None => out.push_str(&self.source[at..block.outer.start]),
+            }
+            match (&block.parsed, table) {
+                (Some(parsed), Some(table)) if &parsed.table != table => {
+                    out.push_str(&self.source[block.outer.start..block.inner.start]);
+                    out.push_str(&table.render(self.newline));
+                    out.push_str(&self.source[block.inner.end..block.outer.end]);
+                }
+                _ => out.push_str(&self.source[block.outer.clone()]),
+            }
+            at = block.outer.end;
+        }
+        match prose.get(self.blocks.len()).and_then(Option::as_ref) {
+            Some(piece) => out.push_str(piece),
+            None => out.push_str(&self.source[at..]),
+        }
+        out
+    }
+
     /// The prose only (no frontmatter, no blocks): what the description renders from.
     pub fn prose(&self) -> String {
         self.model().prose.concat()

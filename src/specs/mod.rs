@@ -13,7 +13,9 @@ pub mod document;
 mod fuzz;
 pub mod lint;
 pub mod render;
+pub mod structured;
 pub mod table;
+pub mod types;
 pub mod versions;
 
 use serde::{Deserialize, Serialize};

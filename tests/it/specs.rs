@@ -210,6 +210,67 @@ fn golden_specs_round_trip_and_read_as_recorded() {
     assert!(seen >= 4, "golden specs missing");
 }
 
+/// The structured editor on the golden files: showing a spec and saving the view unchanged gives
+/// the same bytes; editing one prop (or adding one to a spec without props) changes only the
+/// props block — every prose piece, the frontmatter and every other block stay byte-identical.
+#[test]
+fn golden_specs_survive_structured_edits() {
+    use arno::specs::structured::{self, PropDraft};
+    let mut edited = 0;
+    for entry in std::fs::read_dir(golden_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let spec = SpecFile::parse(text.as_str());
+        if structured::unavailable(&spec).is_some() {
+            assert!(name.ends_with("broken.md"), "{name}: {:?}", structured::unavailable(&spec));
+            continue;
+        }
+        let mut draft = structured::view(&spec);
+        assert_eq!(structured::apply(&spec, &draft).unwrap(), text, "{name}: an unchanged view rewrote the file");
+        let added = match draft.props.first_mut() {
+            Some(p) => {
+                p.description = format!("{} — edited ✓", p.description);
+                false
+            }
+            None => {
+                draft.props.push(PropDraft { name: "added".into(), kind: "text".into(), ..Default::default() });
+                true
+            }
+        };
+        let out = structured::apply(&spec, &draft).unwrap();
+        let after = SpecFile::parse(out.as_str());
+        let (before_model, after_model) = (spec.model(), after.model());
+        if added {
+            assert!(out.starts_with(text.as_str()), "{name}: a new block goes after every existing byte");
+            assert_eq!(after.blocks.last().map(|b| b.kind.as_str()), Some(PROPS));
+        } else {
+            assert_eq!(after_model.prose, before_model.prose, "{name}: prose changed");
+        }
+        assert_eq!((&after_model.id, &after_model.name), (&before_model.id, &before_model.name));
+        let fm = |s: &SpecFile, t: &str| s.frontmatter.as_ref().map(|f| t[f.span.clone()].to_owned());
+        assert_eq!(fm(&after, &out), fm(&spec, &text), "{name}: frontmatter bytes");
+        for (b, a) in spec.blocks.iter().zip(&after.blocks) {
+            if b.kind != PROPS {
+                assert_eq!(&out[a.outer.clone()], &text[b.outer.clone()], "{name}: {} block bytes", b.kind);
+            }
+        }
+        let (old, new) = (Component::from_spec(&spec, &name), Component::from_spec(&after, &name));
+        assert_eq!(new.events, old.events);
+        assert!(new.errors.len() <= old.errors.len(), "{name}: {:?}", new.errors);
+        if let Some(first) = old.props.first() {
+            let described = new.props[0].description.as_deref().unwrap_or_default();
+            assert_eq!(described, format!("{} — edited ✓", first.description.as_deref().unwrap_or_default()).trim());
+            assert_eq!(new.props[1..], old.props[1..]);
+        }
+        edited += 1;
+    }
+    assert!(edited >= 3, "golden specs missing");
+}
+
 // ---------------------------------------------------------------------------------------------
 // `arno lint` and `arno backfill-ids`
 
