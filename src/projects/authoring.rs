@@ -188,7 +188,8 @@ pub(crate) async fn create(
     let id = Uuid::new_v4();
     let content = spec_text(id, &name, description);
     debug_assert!(!SpecFile::parse(content.as_str()).has_errors(), "a new spec reads cleanly");
-    let body = SaveSpec { content, base_version: 0, session_id: format!("new-{}", Uuid::new_v4()) };
+    let body =
+        SaveSpec { content, base_version: 0, session_id: format!("new-{}", Uuid::new_v4()), confirmed_impact: false };
     match specs_api::save_as(state, auth, origin, on, &path, &body).await? {
         Saved::Saved { version, .. } => Ok(Created { path, id: id.to_string(), version }),
         Saved::Conflict { .. } => Err(AppError::Conflict(format!("a component spec was just created at {path}"))),

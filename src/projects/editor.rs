@@ -206,8 +206,12 @@ pub async fn submit(
         )
         .await;
     }
-    let body =
-        SaveSpec { content: content.clone(), base_version: form.base_version, session_id: form.session_id.clone() };
+    let body = SaveSpec {
+        content: content.clone(),
+        base_version: form.base_version,
+        session_id: form.session_id.clone(),
+        confirmed_impact: false,
+    };
     match save_as(&state, &auth, &origin, &on, &path, &body).await? {
         Saved::Saved { version, fast_forward, .. } => {
             let message = if fast_forward {

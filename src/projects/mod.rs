@@ -10,6 +10,7 @@ pub mod changes;
 pub mod comments;
 pub mod editor;
 pub mod events;
+pub mod impact;
 pub mod model;
 pub mod pages;
 pub mod routes;

@@ -15,6 +15,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
+use super::impact::{self, Impact};
 use super::model::Project;
 use super::store;
 use crate::app::AppState;
@@ -54,6 +55,8 @@ enum Target {
     /// A version's prose rendered as sanitized HTML (the editor's live preview).
     Preview(String, i64),
     Backups(String),
+    /// What a proposed text would break on the project's screens.
+    Impact(String),
 }
 
 fn target(raw: &str) -> AppResult<Target> {
@@ -77,6 +80,10 @@ fn parse_target(raw: &str) -> AppResult<Target> {
     if let Some(file) = raw.strip_suffix("/backups") {
         return Ok(Target::Backups(file.to_owned()));
     }
+    if let Some(file) = raw.strip_suffix(".md/impact") {
+        let file = format!("{file}.md");
+        return if crate::git::valid_path(&file) { Ok(Target::Impact(file)) } else { Err(bad()) };
+    }
     if let Some((file, rest)) = raw.rsplit_once(".md/versions/") {
         let file = format!("{file}.md");
         return match rest.split_once('/') {
@@ -96,7 +103,8 @@ fn file_of(t: &Target) -> &str {
         | Target::Version(f, _)
         | Target::Restore(f, _)
         | Target::Preview(f, _)
-        | Target::Backups(f) => f,
+        | Target::Backups(f)
+        | Target::Impact(f) => f,
     }
 }
 
@@ -182,7 +190,7 @@ pub async fn read_spec(
             )
             .into_response())
         }
-        Target::Restore(..) | Target::Backups(_) => Err(AppError::NotFound),
+        Target::Restore(..) | Target::Backups(_) | Target::Impact(_) => Err(AppError::NotFound),
     }
 }
 
@@ -194,6 +202,9 @@ pub struct SaveSpec {
     pub base_version: i64,
     /// The editor tab's session; saves of one session fast-forward over each other.
     pub session_id: String,
+    /// The person saw the impact analysis of this text and confirmed it (recorded in the audit).
+    #[serde(default)]
+    pub confirmed_impact: bool,
 }
 
 fn problems(content: &str) -> Vec<serde_json::Value> {
@@ -264,6 +275,7 @@ pub(crate) async fn save_as(
         return Err(AppError::field("session_id", "at most 100 characters"));
     }
     super::ensure_room(&state.config, project, body.content.len())?;
+    let impact = impact_of(state, project, file, git.as_deref(), &body.content, false).await?;
     let save = Save {
         project_id: &project.id,
         path: file,
@@ -279,7 +291,7 @@ pub(crate) async fn save_as(
             let event = Event::new("spec.save", Outcome::Allowed, Actor::of(auth), origin)
                 .project(&project.id)
                 .target("spec", file)
-                .intent(json!({"version": version, "base_version": body.base_version, "fast_forward": fast_forward}));
+                .intent(save_intent(*version, body, *fast_forward, impact.as_ref()));
             audit::record(&mut tx, event).await?;
             let schedule = super::writeback::Schedule::of(&state.config);
             let user = &auth.user;
@@ -313,6 +325,52 @@ pub(crate) async fn save_as(
     SAVE_TOTAL.with_label_values(&[result]).inc();
     SAVE_DURATION.with_label_values(&[result]).observe(started.elapsed().as_secs_f64());
     Ok(outcome)
+}
+
+fn save_intent(version: i64, body: &SaveSpec, fast_forward: bool, impact: Option<&Impact>) -> serde_json::Value {
+    let mut intent = json!({"version": version, "base_version": body.base_version, "fast_forward": fast_forward});
+    // What the save removed or retyped that the workflow uses, and whether the person saw it first.
+    if let Some(i) = impact.filter(|i| !i.changes.is_empty()) {
+        intent["impact"] = json!({
+            "confirmed": body.confirmed_impact, "changes": i.changes.len(), "screens": i.counts.screens,
+            "instances": i.counts.instances, "values": i.counts.values, "edges": i.counts.edges,
+        });
+    }
+    intent
+}
+
+/// What replacing the current text of `file` by `proposed` does to the project's screens; `None`
+/// for a file Arno has no text of. Unless `always`, the workflow is only read when the text removes
+/// or retypes a prop or removes an event (the usage counts are then empty).
+pub(crate) async fn impact_of(
+    state: &AppState,
+    project: &Project,
+    file: &str,
+    git: Option<&str>,
+    proposed: &str,
+    always: bool,
+) -> AppResult<Option<Impact>> {
+    let current = {
+        let mut conn = state.db.pool().acquire().await?;
+        versions::current(&mut conn, &project.id, file, git).await?
+    };
+    let Some(current) = current else { return Ok(None) };
+    let proposed = proposed.to_owned();
+    let file = file.to_owned();
+    let parse = move || {
+        let read = |text: &str| crate::specs::Component::from_spec(&SpecFile::parse(text), &file);
+        (read(&current.content), read(&proposed))
+    };
+    let (before, after) = tokio::task::spawn_blocking(parse).await.map_err(|e| AppError::Internal(e.into()))?;
+    if !always && !impact::may_break(&before, &after) {
+        return Ok(Some(impact::analyze(&before, &after, &serde_json::Value::Null)));
+    }
+    let room = state.rooms.open(&project.id).await?;
+    let workflow = room.content().await?;
+    let analysis = tokio::task::spawn_blocking(move || impact::analyze(&before, &after, &workflow))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    Ok(Some(analysis))
 }
 
 /// The current text of a spec for a reader (the saved version, or the file from git).
@@ -382,21 +440,25 @@ fn conflict(current: &Current, yours: &str) -> Response {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecAction {
-    /// For `/backups`: the text to keep.
+    /// For `/backups`: the text to keep; for `/impact`: the proposed text.
     pub content: Option<String>,
-    pub session_id: String,
+    /// For `/backups` and `/versions/{n}/restore`: the editor tab's session.
+    pub session_id: Option<String>,
     /// For `/backups`: a name for the backup.
     pub label: Option<String>,
 }
 
 /// `POST /api/v1/projects/{id}/specs/{*path}` with `/backups` (keep text as a backup version,
-/// "discard mine") or `/versions/{n}/restore` (make version n current again, as a new version).
+/// "discard mine"), `/versions/{n}/restore` (make version n current again, as a new version) or
+/// `/impact` (what saving a proposed text would break; nothing is saved).
 #[utoipa::path(post, path = "/api/v1/projects/{id}/specs/{*path}", tag = "specs",
     security(("token" = []), ("session" = [])),
     params(("id" = String, Path, description = "Project id or slug"),
-        ("path" = String, Path, description = "Spec path followed by /backups or /versions/{n}/restore")),
+        ("path" = String, Path, description = "Spec path followed by /backups, /versions/{n}/restore or /impact")),
     request_body = SpecAction,
-    responses((status = 201, description = "`{\"version\"}`"), (status = 400, body = ErrorBody),
+    responses((status = 201, description = "`{\"version\"}`"),
+        (status = 200, body = Impact, description = "For `/impact`: the changes that reach the workflow and the usage of each prop and event"),
+        (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn spec_action(
     State(state): State<AppState>,
@@ -409,8 +471,10 @@ pub async fn spec_action(
     let action = match &t {
         Target::Backups(_) => "spec.backup",
         Target::Restore(..) => "spec.restore",
-        _ => return Err(AppError::field("path", "POST to …/backups or …/versions/{n}/restore")),
+        Target::Impact(file) => return impact_api(&state, &auth, &ctx, &id, file, body).await,
+        _ => return Err(AppError::field("path", "POST to …/backups, …/versions/{n}/restore or …/impact")),
     };
+    let session_id = body.session_id.as_deref().ok_or_else(|| AppError::field("session_id", "is required"))?;
     let on = editable(&state, &auth, &ctx, &id, action).await?;
     let project = on.project();
     let (_, git) = scanned(&state, project, file_of(&t)).await?;
@@ -428,7 +492,7 @@ pub async fn spec_action(
                 path: file,
                 content,
                 base_version: 0,
-                session_id: &body.session_id,
+                session_id,
                 user_id: &auth.user.id,
             };
             let v = versions::backup(&mut tx, state.db.backend(), &save, label, git.as_deref())
@@ -440,7 +504,7 @@ pub async fn spec_action(
             // Version 1 (the file from git) gets its row first if nobody saved yet.
             versions::materialize(&mut tx, state.db.backend(), &project.id, file, git.as_deref()).await?;
             let (v, sha) =
-                versions::restore(&mut tx, state.db.backend(), &project.id, file, *n, &auth.user.id, &body.session_id)
+                versions::restore(&mut tx, state.db.backend(), &project.id, file, *n, &auth.user.id, session_id)
                     .await?
                     .ok_or(AppError::NotFound)?;
             let restored = versions::content_of(&mut tx, &project.id, file, v).await?.unwrap_or_default();
@@ -467,6 +531,27 @@ pub async fn spec_action(
     Ok((StatusCode::CREATED, Json(json!({"version": version}))).into_response())
 }
 
+/// `POST …/specs/{*path}/impact` `{"content"}`: what saving this text would break (read-only, for
+/// anyone who may view the project; the spec must exist).
+async fn impact_api(
+    state: &AppState,
+    auth: &Authenticated,
+    ctx: &RequestContext,
+    id: &str,
+    file: &str,
+    body: SpecAction,
+) -> AppResult<Response> {
+    let (project, _) = super::authorize::<View>(&state.db, auth, &Origin::from(ctx), id, "project.view").await?;
+    let content = body.content.ok_or_else(|| AppError::field("content", "is required: the proposed text"))?;
+    if body.session_id.is_some() || body.label.is_some() {
+        return Err(AppError::field("content", "an impact request takes only `content`"));
+    }
+    super::ensure_room(&state.config, &project, content.len())?;
+    let (_, git) = scanned(state, &project, file).await?;
+    let impact = impact_of(state, &project, file, git.as_deref(), &content, true).await?.ok_or(AppError::NotFound)?;
+    Ok(Json(impact).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +566,7 @@ mod tests {
         assert!(matches!(target("D/B.md/versions/7/restore"), Ok(Target::Restore(f, 7)) if f == "D/B.md"));
         assert!(matches!(target("D/B.md/backups"), Ok(Target::Backups(f)) if f == "D/B.md"));
         assert!(matches!(target("D/B.md/versions/3/preview"), Ok(Target::Preview(f, 3)) if f == "D/B.md"));
+        assert!(matches!(target("D/B.md/impact"), Ok(Target::Impact(f)) if f == "D/B.md"));
         for bad in ["D/B.txt", "../x.md", "D/B.md/versions/x", "D/B.md/versions/1/delete", ".git/x.md"] {
             assert!(target(bad).is_err(), "{bad}");
         }

@@ -232,12 +232,15 @@ fn name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// A row of an edit: its source row, and its cells by column name.
+type DraftRow<'a> = (Option<usize>, Vec<(&'a str, String)>);
+
 /// The rows of one block after an edit. `existing` is the table as parsed from the text the edit
 /// was made on; each draft row is (src, cells by column name).
 fn rebuild(
     existing: Option<&Table>,
     default_columns: &[&str],
-    rows: Vec<(Option<usize>, Vec<(&str, String)>)>,
+    rows: Vec<DraftRow<'_>>,
     field: &str,
     problems: &mut Vec<Problem>,
 ) -> Table {
@@ -383,13 +386,10 @@ pub fn apply(spec: &SpecFile, draft: &Draft) -> Result<String, Vec<Problem>> {
             continue;
         }
         let mut text = format!("{lead}{}", typed.replace('\n', newline));
-        let trail = if trail.is_empty() && piece.index < spec.blocks.len() && !typed.is_empty() {
-            newline.to_owned()
-        } else if trail.is_empty() && piece.index == 0 && spec.blocks.is_empty() {
-            newline.to_owned()
-        } else {
-            trail.to_owned()
-        };
+        // A piece before a block must end its line (the marker is alone on its own); so does a
+        // file's only text.
+        let ends_line = (piece.index < spec.blocks.len() && !typed.is_empty()) || spec.blocks.is_empty();
+        let trail = if trail.is_empty() && ends_line { newline.to_owned() } else { trail.to_owned() };
         text.push_str(&trail);
         prose[piece.index] = Some(text);
     }

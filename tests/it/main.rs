@@ -14,6 +14,7 @@ mod components;
 mod device;
 mod gdpr;
 mod git;
+mod impact;
 mod oidc;
 mod ops;
 mod projects;
