@@ -6,6 +6,21 @@
   const form = document.getElementById('editor');
   if (!form) return;
   const textarea = document.getElementById('content');
+  // Structured view: each prop shows only the type field its kind uses (all are submitted).
+  for (const select of form.querySelectorAll('select.kind')) {
+    const row = select.closest('fieldset');
+    const show = () => {
+      const field = (suffix) => row.querySelector('[id$="-' + suffix + '"]').closest('.field');
+      field('options').hidden = select.value !== 'oneof';
+      field('custom').hidden = select.value !== 'custom';
+    };
+    select.addEventListener('change', show);
+    show();
+  }
+  // A field with a problem, or the row an action just changed, gets the focus the server chose.
+  const focus = form.querySelector('[autofocus]') || document.querySelector('#impact-title[autofocus]');
+  if (focus) focus.focus();
+  if (!textarea) return; // the structured view saves with its buttons
   const base = form.querySelector('input[name=base_version]');
   const session = form.querySelector('input[name=session_id]').value;
   const csrf = form.querySelector('input[name=csrf_token]').value;

@@ -1,14 +1,19 @@
-//! The spec editor page: the Markdown source in a form, a preview, and — when someone else saved
-//! first — a conflict view that keeps both texts: view the differences, save a merged text, or
-//! keep yours as a backup and take theirs. It works without JavaScript (autosave and live
-//! updates build on the same save contract).
+//! The spec editor page, in two views of the same text: **Structured** (the prose pieces as
+//! Markdown, the props and events as rows — add, remove, reorder, typed helpers, inline
+//! validation, usage on screens, and what an edit breaks before it is saved) and **Source** (the
+//! Markdown itself). Switching views carries the text, so nothing is lost. A preview, the
+//! versions list, and — when someone else saved first — a conflict view that keeps both texts:
+//! view the differences, save a merged text, or keep yours as a backup and take theirs. It works
+//! without JavaScript (autosave and live updates build on the same save contract).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::editor_form;
+use super::impact::{Impact, Usage};
 use super::model::Project;
 use super::specs_api::{SaveSpec, backup_as, current_of, save_as};
 use crate::app::AppState;
@@ -18,7 +23,8 @@ use crate::auth::{Authenticated, PageUser};
 use crate::error::{AppError, AppResult};
 use crate::http::RequestContext;
 use crate::http::api::PageForm;
-use crate::specs::versions::Saved;
+use crate::specs::structured::{self, Draft, EventDraft, Problem, PropDraft, ProsePiece};
+use crate::specs::versions::{self, Saved, VersionInfo};
 use crate::specs::{Severity, SpecFile};
 use crate::ui::{PageContext, render};
 
@@ -71,12 +77,74 @@ pub struct ConflictView {
     pub diff: Vec<DiffLine>,
 }
 
+/// Errors of one structured row, by field.
+#[derive(Default)]
+pub struct RowErrors {
+    pub row: Option<String>,
+    pub name: Option<String>,
+    pub options: Option<String>,
+    pub custom: Option<String>,
+    pub default: Option<String>,
+}
+
+impl RowErrors {
+    fn any(&self) -> bool {
+        [&self.row, &self.name, &self.options, &self.custom, &self.default].iter().any(|e| e.is_some())
+    }
+}
+
+pub struct PropRow {
+    pub kind: &'static str,
+    pub n: usize,
+    pub d: PropDraft,
+    pub usage: Option<String>,
+    pub err: RowErrors,
+}
+
+pub struct EventRow {
+    pub kind: &'static str,
+    pub n: usize,
+    pub d: EventDraft,
+    pub usage: Option<String>,
+    pub err: RowErrors,
+}
+
+impl PropRow {
+    /// The element id of one of the row's controls (`prop-3-up`).
+    pub fn fid(&self, what: &str) -> String {
+        format!("{}-{}-{what}", self.kind, self.n)
+    }
+}
+
+impl EventRow {
+    pub fn fid(&self, what: &str) -> String {
+        format!("{}-{}-{what}", self.kind, self.n)
+    }
+}
+
+pub struct ProseRow {
+    pub p: ProsePiece,
+    pub err: Option<String>,
+}
+
+/// The structured view: the draft laid out in rows, with each field's problem.
+pub struct StructuredView {
+    pub prose: Vec<ProseRow>,
+    pub props: Vec<PropRow>,
+    pub events: Vec<EventRow>,
+    /// Every problem, for the summary at the top (field id, message).
+    pub problems: Vec<(String, String)>,
+    /// The field to focus after a row action (the page has no script to do it otherwise).
+    pub focus: String,
+}
+
 #[derive(Template)]
 #[template(path = "editor.html")]
 struct EditorPage {
     page: PageContext,
     project: Project,
     path: String,
+    /// The text being edited (in Structured, the text its fields were read from).
     content: String,
     base_version: i64,
     session_id: String,
@@ -87,6 +155,26 @@ struct EditorPage {
     editor_js: String,
     /// The caller's session branch, where their saves go.
     writeback: Option<super::writeback::SessionBranch>,
+    structured: Option<StructuredView>,
+    /// Why the structured view cannot show this text.
+    unavailable: Option<String>,
+    /// What saving would break, shown before saving anyway.
+    impact: Option<Impact>,
+    versions: Vec<VersionInfo>,
+    compared: Option<Compared>,
+}
+
+impl EditorPage {
+    /// The text for the structured form's hidden field, byte-exact (line endings included).
+    fn content_json(&self) -> String {
+        serde_json::to_string(&self.content).unwrap_or_default()
+    }
+}
+
+/// A saved version compared with the text being edited.
+pub struct Compared {
+    pub version: i64,
+    pub diff: Vec<DiffLine>,
 }
 
 fn problems(content: &str) -> Vec<String> {
@@ -98,47 +186,163 @@ fn problems(content: &str) -> Vec<String> {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn editor_page(
-    state: &AppState,
-    auth: &Authenticated,
-    project: &Project,
-    path: &str,
+/// What the editor page shows, besides the project and the path.
+struct Shown {
     content: String,
     base_version: i64,
     session_id: String,
     message: Option<String>,
     conflict: Option<ConflictView>,
+    /// Show the structured view of this draft (None: the Source view).
+    draft: Option<Draft>,
+    field_problems: Vec<Problem>,
+    focus: String,
+    impact: Option<Impact>,
+    compared: Option<Compared>,
     status: StatusCode,
+}
+
+impl Shown {
+    fn source(content: String, base_version: i64, session_id: String) -> Shown {
+        Shown {
+            content,
+            base_version,
+            session_id,
+            message: None,
+            conflict: None,
+            draft: None,
+            field_problems: vec![],
+            focus: String::new(),
+            impact: None,
+            compared: None,
+            status: StatusCode::OK,
+        }
+    }
+
+    /// The structured view of `content` itself (when it can be shown).
+    fn structured(content: String, base_version: i64, session_id: String) -> Shown {
+        let spec = SpecFile::parse(content.as_str());
+        let draft = structured::unavailable(&spec).is_none().then(|| structured::view(&spec));
+        Shown { draft, ..Shown::source(content, base_version, session_id) }
+    }
+}
+
+fn usage_text(u: &Usage) -> String {
+    let s = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    match u.kind {
+        "prop" if u.instances == 0 => "Not set on any screen".into(),
+        "prop" => {
+            format!("Set on {} on {}", s(u.instances, "instance", "instances"), s(u.screens, "screen", "screens"))
+        }
+        _ if u.edges == 0 => "No screen connects it".into(),
+        _ => format!("{} on {}", s(u.edges, "edge starts", "edges start"), s(u.screens, "screen", "screens")),
+    }
+}
+
+fn layout(draft: Draft, problems: &[Problem], usage: &[Usage], focus: String, spec: &SpecFile) -> StructuredView {
+    let find = |field: String| problems.iter().find(|p| p.field == field).map(|p| p.message.clone());
+    let errors = |kind: &str, n: usize| RowErrors {
+        row: find(format!("{kind}.{n}")),
+        name: find(format!("{kind}.{n}.name")),
+        options: find(format!("{kind}.{n}.options")),
+        custom: find(format!("{kind}.{n}.custom")),
+        default: find(format!("{kind}.{n}.default")),
+    };
+    let used = |id: &str| usage.iter().find(|u| !id.is_empty() && u.id == id).map(usage_text);
+    let labels = structured::view(spec).prose;
+    StructuredView {
+        prose: draft
+            .prose
+            .into_iter()
+            .map(|mut p| {
+                if p.label.is_empty() {
+                    p.label = labels.iter().find(|l| l.index == p.index).map_or("Text".into(), |l| l.label.clone());
+                }
+                ProseRow { err: find(format!("prose.{}", p.index)), p }
+            })
+            .collect(),
+        props: draft
+            .props
+            .into_iter()
+            .enumerate()
+            .map(|(n, d)| PropRow { kind: "prop", n, usage: used(&d.id), err: errors("prop", n), d })
+            .collect(),
+        events: draft
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(n, d)| EventRow { kind: "event", n, usage: used(&d.id), err: errors("event", n), d })
+            .collect(),
+        problems: problems.iter().map(|p| (p.field.replace('.', "-"), p.message.clone())).collect(),
+        focus,
+    }
+}
+
+async fn editor_page(
+    state: &AppState,
+    auth: &Authenticated,
+    project: &Project,
+    path: &str,
+    shown: Shown,
 ) -> AppResult<Response> {
-    let prose = SpecFile::parse(content.as_str()).prose();
-    let preview_html = tokio::task::spawn_blocking(move || crate::specs::render::prose_to_html(&prose))
+    let spec = SpecFile::parse(shown.content.as_str());
+    let component = crate::specs::Component::from_spec(&spec, path);
+    let prose = spec.prose();
+    let preview_html = tokio::task::spawn_blocking(move || crate::specs::render::preview_html(&prose, &component))
         .await
+        .map_err(|e| AppError::Internal(e.into()))?
         .map_err(|e| AppError::Internal(e.into()))?;
-    let writeback = {
+    let (writeback, versions) = {
         let mut conn = state.db.pool().acquire().await?;
-        super::writeback::branch_of(&mut conn, &project.id, &auth.user.handle).await?
+        let writeback = super::writeback::branch_of(&mut conn, &project.id, &auth.user.handle).await?;
+        (writeback, versions::list(&mut conn, &project.id, path).await?)
+    };
+    let unavailable = structured::unavailable(&spec);
+    let structured = match shown.draft {
+        Some(draft) => {
+            let (_, git) = super::specs_api::scanned(state, project, path).await?;
+            let usage = super::specs_api::impact_of(state, project, path, git.as_deref(), &shown.content, true)
+                .await?
+                .map(|i| i.usage)
+                .unwrap_or_default();
+            Some(layout(draft, &shown.field_problems, &usage, shown.focus, &spec))
+        }
+        None => None,
     };
     let html = render(&EditorPage {
         writeback,
         page: PageContext::for_user(auth, &state.keys.csrf),
         project: project.clone(),
         path: path.to_owned(),
-        problems: problems(&content),
-        content,
-        base_version,
-        session_id,
+        problems: problems(&shown.content),
+        content: shown.content,
+        base_version: shown.base_version,
+        session_id: shown.session_id,
         preview_html,
-        message,
-        conflict,
+        message: shown.message,
+        conflict: shown.conflict,
         editor_js: crate::ui::asset_url("editor.js"),
+        structured,
+        unavailable,
+        impact: shown.impact,
+        versions,
+        compared: shown.compared,
     })?;
-    Ok((status, html).into_response())
+    Ok((shown.status, html).into_response())
 }
 
 fn spec_path(raw: &str) -> AppResult<String> {
     let path = raw.trim_start_matches('/');
     if path.ends_with(".md") && crate::git::valid_path(path) { Ok(path.to_owned()) } else { Err(AppError::NotFound) }
+}
+
+#[derive(Deserialize)]
+pub struct EditQuery {
+    /// `source` for the Markdown source; the structured view otherwise (when the spec allows).
+    #[serde(default)]
+    view: String,
+    /// A version to compare with the current text.
+    compare: Option<i64>,
 }
 
 /// `GET /projects/{slug}/edit/{*path}`
@@ -147,91 +351,163 @@ pub async fn edit(
     PageUser(auth): PageUser,
     ctx: RequestContext,
     Path((slug, path)): Path<(String, String)>,
+    Query(query): Query<EditQuery>,
 ) -> AppResult<Response> {
     let path = spec_path(&path)?;
     let (project, _) = super::authorize::<EditSpecs>(&state.db, &auth, &Origin::from(&ctx), &slug, "spec.save").await?;
     let current = current_of(&state, &project, &path).await?.ok_or(AppError::NotFound)?;
     // Each page load is its own editing session: two tabs conflict rather than overwrite.
     let session = uuid::Uuid::new_v4().to_string();
-    editor_page(&state, &auth, &project, &path, current.content, current.version, session, None, None, StatusCode::OK)
-        .await
+    let compared = match query.compare {
+        Some(n) => {
+            let old = {
+                let mut conn = state.db.pool().acquire().await?;
+                versions::content_of(&mut conn, &project.id, &path, n).await?
+            };
+            let old = match old {
+                Some(text) => text,
+                None if n == 1 => {
+                    super::specs_api::scanned(&state, &project, &path).await?.1.ok_or(AppError::NotFound)?
+                }
+                None => return Err(AppError::NotFound),
+            };
+            let now = current.content.clone();
+            let diff = tokio::task::spawn_blocking(move || line_diff(&old, &now))
+                .await
+                .map_err(|e| AppError::Internal(e.into()))?;
+            Some(Compared { version: n, diff })
+        }
+        None => None,
+    };
+    let mut shown = if query.view == "source" {
+        Shown::source(current.content, current.version, session)
+    } else {
+        Shown::structured(current.content, current.version, session)
+    };
+    shown.compared = compared;
+    editor_page(&state, &auth, &project, &path, shown).await
 }
 
-#[derive(Deserialize)]
-pub struct EditForm {
-    #[serde(default)]
-    content: String,
-    #[serde(default)]
-    base_version: i64,
-    #[serde(default)]
-    session_id: String,
-    /// `save` (default) or `discard_mine`.
-    #[serde(default)]
-    action: String,
-}
-
-/// `POST /projects/{slug}/edit/{*path}`
+/// `POST /projects/{slug}/edit/{*path}`: save, switch views, or change the structured rows.
 pub async fn submit(
     State(state): State<AppState>,
     PageUser(auth): PageUser,
     ctx: RequestContext,
     Path((slug, path)): Path<(String, String)>,
-    PageForm(form): PageForm<EditForm>,
+    PageForm(pairs): PageForm<Vec<(String, String)>>,
 ) -> AppResult<Response> {
     let path = spec_path(&path)?;
     let origin = Origin::from(&ctx);
     let on = super::authorize_on::<EditSpecs>(&state.db, &auth, &origin, &slug, "spec.save").await?;
     let project = on.project();
+    let mut form = editor_form::parse(pairs)?;
     // Browsers send CRLF from textareas; specs keep the line endings they had.
-    let content = normalize_newlines(
-        &form.content,
-        &current_of(&state, project, &path).await?.map(|c| c.content).unwrap_or_default(),
-    );
-    if form.action == "discard_mine" {
-        let v = backup_as(&state, &auth, &origin, &on, &path, &content, &form.session_id).await?;
+    let existing = current_of(&state, project, &path).await?.map(|c| c.content).unwrap_or_default();
+    let content = if form.exact { form.content.clone() } else { normalize_newlines(&form.content, &existing) };
+    let (base, session) = (form.base_version, form.session_id.clone());
+    let page = |shown: Shown| editor_page(&state, &auth, project, &path, shown);
+
+    if let Some(n) = form.action.strip_prefix("restore:").and_then(|n| n.parse::<i64>().ok()) {
+        let v = super::specs_api::restore_as(&state, &auth, &origin, &on, &path, n, &session).await?;
         let current = current_of(&state, project, &path).await?.ok_or(AppError::NotFound)?;
-        let message =
-            format!("Your text was kept as backup version {v}; this is the current version {}.", current.version);
-        return editor_page(
-            &state,
-            &auth,
-            project,
-            &path,
-            current.content,
-            current.version,
-            form.session_id,
-            Some(message),
-            None,
-            StatusCode::OK,
-        )
-        .await;
+        let mut shown = Shown::structured(current.content, current.version, session);
+        shown.message = Some(format!("Version {n} is the current text again, as version {v}."));
+        return page(shown).await;
     }
-    let body = SaveSpec {
-        content: content.clone(),
-        base_version: form.base_version,
-        session_id: form.session_id.clone(),
-        confirmed_impact: false,
-    };
-    match save_as(&state, &auth, &origin, &on, &path, &body).await? {
+    if form.view == "structured" {
+        if let Some(focus) = editor_form::row_action(&mut form.draft, &form.action) {
+            let shown = Shown { draft: Some(form.draft), focus, ..Shown::source(content, base, session) };
+            return page(shown).await;
+        }
+        let spec = SpecFile::parse(content.as_str());
+        let text = match structured::apply(&spec, &form.draft) {
+            Ok(text) => text,
+            Err(field_problems) => {
+                let focus = field_problems.first().map(|p| p.field.replace('.', "-")).unwrap_or_default();
+                let shown = Shown {
+                    draft: Some(form.draft),
+                    field_problems,
+                    focus,
+                    status: StatusCode::BAD_REQUEST,
+                    ..Shown::source(content, base, session)
+                };
+                return page(shown).await;
+            }
+        };
+        if form.action == "view_source" {
+            return page(Shown::source(text, base, session)).await;
+        }
+        // Removing or retyping what screens use: show what breaks first, save only when confirmed.
+        let confirmed = form.action == "save_confirmed";
+        if !confirmed {
+            let (_, git) = super::specs_api::scanned(&state, project, &path).await?;
+            let impact = super::specs_api::impact_of(&state, project, &path, git.as_deref(), &text, false).await?;
+            if let Some(impact) = impact.filter(|i| i.needs_confirmation) {
+                let shown = Shown {
+                    draft: Some(form.draft),
+                    impact: Some(impact),
+                    focus: "impact-title".into(),
+                    status: StatusCode::CONFLICT,
+                    ..Shown::source(content, base, session)
+                };
+                return page(shown).await;
+            }
+        }
+        return save_and_show(&state, &auth, &origin, &on, &path, text, base, session, confirmed, true).await;
+    }
+
+    match form.action.as_str() {
+        "view_structured" => {
+            let spec = SpecFile::parse(content.as_str());
+            let mut shown = Shown::structured(content, base, session);
+            if let Some(why) = structured::unavailable(&spec) {
+                shown.message = Some(format!("The structured view cannot show this text: {why}. Fix it here first."));
+            }
+            page(shown).await
+        }
+        "discard_mine" => {
+            let v = backup_as(&state, &auth, &origin, &on, &path, &content, &session).await?;
+            let current = current_of(&state, project, &path).await?.ok_or(AppError::NotFound)?;
+            let message =
+                format!("Your text was kept as backup version {v}; this is the current version {}.", current.version);
+            let shown = Shown { message: Some(message), ..Shown::source(current.content, current.version, session) };
+            page(shown).await
+        }
+        _ => save_and_show(&state, &auth, &origin, &on, &path, content, base, session, false, false).await,
+    }
+}
+
+/// Save `content` and show the editor again: the view it came from on success, the conflict
+/// view (Source, both texts kept) when someone saved first.
+#[allow(clippy::too_many_arguments)]
+async fn save_and_show(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    on: &super::Granted<EditSpecs>,
+    path: &str,
+    content: String,
+    base_version: i64,
+    session_id: String,
+    confirmed_impact: bool,
+    structured_view: bool,
+) -> AppResult<Response> {
+    let project = on.project();
+    let body = SaveSpec { content: content.clone(), base_version, session_id: session_id.clone(), confirmed_impact };
+    match save_as(state, auth, origin, on, path, &body).await? {
         Saved::Saved { version, fast_forward, .. } => {
             let message = if fast_forward {
                 format!("Saved as version {version} (after your own earlier save).")
             } else {
                 format!("Saved as version {version}.")
             };
-            editor_page(
-                &state,
-                &auth,
-                project,
-                &path,
-                content,
-                version,
-                form.session_id,
-                Some(message),
-                None,
-                StatusCode::OK,
-            )
-            .await
+            let mut shown = if structured_view {
+                Shown::structured(content, version, session_id)
+            } else {
+                Shown::source(content, version, session_id)
+            };
+            shown.message = Some(message);
+            editor_page(state, auth, project, path, shown).await
         }
         Saved::Conflict { current } => {
             // Quadratic in the file's lines: off the async runtime.
@@ -241,19 +517,12 @@ pub async fn submit(
                 .map_err(|e| AppError::Internal(e.into()))?;
             let conflict = ConflictView { current_version: current.version, diff, current_content: current.content };
             // The form now bases on their version: saving it is a deliberate overwrite or merge.
-            editor_page(
-                &state,
-                &auth,
-                project,
-                &path,
-                content,
-                conflict.current_version,
-                form.session_id,
-                None,
-                Some(conflict),
-                StatusCode::CONFLICT,
-            )
-            .await
+            let shown = Shown {
+                conflict: Some(conflict),
+                status: StatusCode::CONFLICT,
+                ..Shown::source(content, current.version, session_id)
+            };
+            editor_page(state, auth, project, path, shown).await
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod authoring;
 pub mod changes;
 pub mod comments;
 pub mod editor;
+pub mod editor_form;
 pub mod events;
 pub mod impact;
 pub mod model;

@@ -109,7 +109,7 @@ fn file_of(t: &Target) -> &str {
 }
 
 /// The spec as scanned from git, if the scan has it, and whether the path is a spec path at all.
-async fn scanned(state: &AppState, project: &Project, path: &str) -> AppResult<(bool, Option<String>)> {
+pub(crate) async fn scanned(state: &AppState, project: &Project, path: &str) -> AppResult<(bool, Option<String>)> {
     let mut conn = state.db.pool().acquire().await?;
     let raw = store::component_raw(&mut conn, &project.id, path).await?;
     Ok((project.repo_config().is_spec_path(path), raw))
@@ -177,10 +177,15 @@ pub async fn read_spec(
             drop(conn);
             if preview {
                 let problems = problems(&content);
-                let prose = SpecFile::parse(content.as_str()).prose();
-                let html = tokio::task::spawn_blocking(move || crate::specs::render::prose_to_html(&prose))
-                    .await
-                    .map_err(|e| AppError::Internal(e.into()))?;
+                let (spec_file, text) = (file.clone(), content.clone());
+                let html = tokio::task::spawn_blocking(move || {
+                    let spec = SpecFile::parse(text.as_str());
+                    let component = crate::specs::Component::from_spec(&spec, &spec_file);
+                    crate::specs::render::preview_html(&spec.prose(), &component)
+                })
+                .await
+                .map_err(|e| AppError::Internal(e.into()))?
+                .map_err(|e| AppError::Internal(e.into()))?;
                 return Ok(
                     Json(json!({"path": file, "version": n, "html": html, "problems": problems})).into_response()
                 );
@@ -501,19 +506,7 @@ pub async fn spec_action(
             (v, json!({"version": v, "label": label}))
         }
         Target::Restore(file, n) => {
-            // Version 1 (the file from git) gets its row first if nobody saved yet.
-            versions::materialize(&mut tx, state.db.backend(), &project.id, file, git.as_deref()).await?;
-            let (v, sha) =
-                versions::restore(&mut tx, state.db.backend(), &project.id, file, *n, &auth.user.id, session_id)
-                    .await?
-                    .ok_or(AppError::NotFound)?;
-            let restored = versions::content_of(&mut tx, &project.id, file, v).await?.unwrap_or_default();
-            let schedule = super::writeback::Schedule::of(&state.config);
-            let user = &auth.user;
-            super::writeback::note_save(&mut tx, schedule, &project.id, &user.id, &user.handle, file, v, &restored)
-                .await?;
-            let event = saved_event(&auth, &project.id, file, v, &sha);
-            state.events.within(&mut tx, state.db.backend(), &event).await?;
+            let (v, event) = restore_in(&state, &mut tx, &auth, project, file, git.as_deref(), *n, session_id).await?;
             live = Some(event);
             (v, json!({"version": v, "restored": n}))
         }
@@ -529,6 +522,57 @@ pub async fn spec_action(
         state.events.after_commit(state.db.backend(), event);
     }
     Ok((StatusCode::CREATED, Json(json!({"version": version}))).into_response())
+}
+
+/// Make version `n` current again as a new version, in `tx` (audited by the caller): written back
+/// like a save; returns the new version and the live event to send after commit.
+#[allow(clippy::too_many_arguments)]
+async fn restore_in(
+    state: &AppState,
+    tx: &mut crate::db::Tx,
+    auth: &Authenticated,
+    project: &Project,
+    file: &str,
+    git: Option<&str>,
+    n: i64,
+    session_id: &str,
+) -> AppResult<(i64, super::events::ProjectEvent)> {
+    // Version 1 (the file from git) gets its row first if nobody saved yet.
+    versions::materialize(tx, state.db.backend(), &project.id, file, git).await?;
+    let (v, sha) = versions::restore(tx, state.db.backend(), &project.id, file, n, &auth.user.id, session_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let restored = versions::content_of(tx, &project.id, file, v).await?.unwrap_or_default();
+    let schedule = super::writeback::Schedule::of(&state.config);
+    let user = &auth.user;
+    super::writeback::note_save(tx, schedule, &project.id, &user.id, &user.handle, file, v, &restored).await?;
+    let event = saved_event(auth, &project.id, file, v, &sha);
+    state.events.within(tx, state.db.backend(), &event).await?;
+    Ok((v, event))
+}
+
+/// Restore version `n` of `file` for an editor holding EditSpecs (the editor page's Restore).
+pub(crate) async fn restore_as(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    on: &super::Granted<EditSpecs>,
+    file: &str,
+    n: i64,
+    session_id: &str,
+) -> AppResult<i64> {
+    let project = on.project();
+    let (_, git) = scanned(state, project, file).await?;
+    let mut tx = state.db.begin().await?;
+    let (v, live) = restore_in(state, &mut tx, auth, project, file, git.as_deref(), n, session_id).await?;
+    let event = Event::new("spec.restore", Outcome::Allowed, Actor::of(auth), origin)
+        .project(&project.id)
+        .target("spec", file)
+        .intent(json!({"version": v, "restored": n}));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    state.events.after_commit(state.db.backend(), live);
+    Ok(v)
 }
 
 /// `POST …/specs/{*path}/impact` `{"content"}`: what saving this text would break (read-only, for

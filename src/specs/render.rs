@@ -1,4 +1,4 @@
-//! A spec's prose rendered to HTML for the component page.
+//! A spec's prose rendered to HTML for the component page and the editor's preview.
 //!
 //! Markdown is rendered with pulldown-cmark (GFM tables, strikethrough, task lists) and the result
 //! sanitized with ammonia's allow-list: the prose comes from a repository many people can write to,
@@ -14,6 +14,19 @@ pub fn prose_to_html(markdown: &str) -> String {
     let mut html = String::with_capacity(markdown.len() * 3 / 2);
     pulldown_cmark::html::push_html(&mut html, Parser::new_ext(markdown, options));
     ammonia::Builder::default().rm_tags(["img"]).clean(&html).to_string()
+}
+
+#[derive(askama::Template)]
+#[template(path = "spec_preview.html")]
+struct Preview<'a> {
+    prose_html: String,
+    component: &'a super::Component,
+}
+
+/// The editor's preview: the prose, then the props and events as tables (every value escaped).
+pub fn preview_html(prose: &str, component: &super::Component) -> Result<String, askama::Error> {
+    use askama::Template;
+    Preview { prose_html: prose_to_html(prose), component }.render()
 }
 
 #[cfg(test)]

@@ -322,10 +322,13 @@ pub fn apply(spec: &SpecFile, draft: &Draft) -> Result<String, Vec<Problem>> {
         };
         let original_editable = p.src.and_then(|s| props_table.and_then(|t| t.get(s, "textEditable")));
         // `""` and `false` mean the same: keep what the file says unless the meaning changed.
+        let has_column = props_table.is_none_or(|t| t.column("textEditable").is_some());
         let editable = match (original_editable, p.text_editable) {
             (Some(v), wanted) if (v == "true") == wanted => v.to_owned(),
-            (None, false) => String::new(),
-            (_, wanted) => wanted.to_string(),
+            (_, true) => "true".into(),
+            // A table without the column gets none for a `false`.
+            (_, false) if has_column => "false".into(),
+            (_, false) => String::new(),
         };
         let default = normalize_cell(&p.default);
         if !default.is_empty()

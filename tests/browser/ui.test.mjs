@@ -312,11 +312,37 @@ test('a Maker creates a component with the keyboard and lands in its editor', as
   assert.ok(focused.outline !== 'none' && focused.width >= 2, 'the button shows where focus is');
   await page.keyboard.press('Enter');
   await page.waitForURL(`${base}/projects/design-system/edit/Design_system/forms/DatePicker.md`);
+  // It opens in the structured view: the description as Markdown, no props yet.
+  assert.equal(await page.locator('#prose-0').inputValue(), '# Date picker\n\nPick a **date**.');
+  assert.match(await page.locator('#props-editor').textContent(), /No props yet\./);
+  await axeCheck(page, 'structured editor of a new component');
+  // Add a text-editable prop with the keyboard: the new row's name has the focus.
+  await page.locator('#add-prop').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#prop-0-name');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'prop-0-name');
+  await page.keyboard.type('label');
+  await page.keyboard.press('Tab'); // its type: Text (the list and free-type fields are hidden)
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'prop-0-kind');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'prop-0-default');
+  await page.keyboard.type('"Pick"');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'prop-0-editable');
+  await page.keyboard.press('Space');
+  await axeCheck(page, 'structured editor with a new prop row');
+  await page.locator('#save').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#editor-message');
+  assert.match(await page.locator('#editor-message').textContent(), /Saved as version 2\./);
+  assert.match(await page.locator('#preview-props').textContent(), /label/);
+  await page.goto(`${base}/projects/design-system/edit/Design_system/forms/DatePicker.md?view=source`);
   const source = await page.locator('#content').inputValue();
   assert.match(source, /^---\nid: [0-9a-f-]{36}\nname: "Date picker"\n/);
   assert.match(source, /Pick a \*\*date\*\*\./);
-  assert.match(source, /<!-- arno:props v1 -->/);
-  await axeCheck(page, 'editor of a new component');
+  assert.match(source, /\| [0-9a-f-]{36} \| label \| string \| "Pick" \| true \|  \|\n/);
+  await axeCheck(page, 'source view of a new component');
 
   // The same name again: refused, announced, the field marked and what was typed kept.
   await page.goto(`${base}/projects/design-system`);
@@ -376,7 +402,7 @@ test('two tabs edit one spec: the second gets the conflict view, merges, and not
   const problems = [];
   const login = await context.newPage();
   await signIn(login);
-  const url = `${base}/projects/design-system/edit/Design_system/Button.md`;
+  const url = `${base}/projects/design-system/edit/Design_system/Button.md?view=source`;
   const [tabA, tabB] = [await context.newPage(), await context.newPage()];
   for (const tab of [tabA, tabB]) {
     tab.on('pageerror', (e) => problems.push(e.message));
@@ -421,7 +447,7 @@ test('the editor autosaves, hears other saves live, and hands a conflict to the 
   const context = await browser.newContext();
   const login = await context.newPage();
   await signIn(login);
-  const url = `${base}/projects/design-system/edit/Design_system/Button.md`;
+  const url = `${base}/projects/design-system/edit/Design_system/Button.md?view=source`;
   const [writer, watcher] = [await context.newPage(), await context.newPage()];
   const problems = [];
   for (const tab of [writer, watcher]) {

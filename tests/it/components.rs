@@ -187,6 +187,11 @@ async fn the_project_page_form_opens_the_new_spec_in_the_editor() {
     assert_eq!(to, "/projects/ds/edit/Design_system/My%20menus/NavBar.md");
     let editor = maker.get(&to).await;
     assert_eq!(editor.status, StatusCode::OK, "{}", editor.text);
+    // It opens in the structured view: the description, no props or events yet.
+    assert!(editor.text.contains("data-view=\"structured\""), "{}", editor.text);
+    assert_eq!(editor.select_text("#prose-0").as_deref().map(str::trim), Some("# Nav bar"));
+    assert!(editor.select_text("#props-editor").unwrap().contains("No props yet."));
+    let editor = maker.get(&format!("{to}?view=source")).await;
     assert!(
         editor.text.contains("name: &quot;Nav bar&quot;") || editor.text.contains("name: &#34;Nav bar&#34;"),
         "{}",

@@ -240,3 +240,124 @@ async fn who_may_ask_and_what_is_refused() {
         api(Method::POST, &url("Design_system/Button.md/backups"), Some(&w.maker), Some(json!({"content": "x"}))).await;
     assert_eq!((r.status, r.json()["details"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("session_id")));
 }
+
+/// Set `name` in a form's fields (added when absent).
+fn set(fields: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match fields.iter_mut().find(|(k, _)| k == name) {
+        Some(f) => f.1 = value.to_owned(),
+        None => fields.push((name.to_owned(), value.to_owned())),
+    }
+}
+
+async fn post(b: &mut crate::support::Browser, fields: &[(String, String)], action: &str) -> crate::support::Page {
+    let mut all: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    all.push(("action", action));
+    b.post_form("/projects/flows/edit/Design_system/Button.md", &all).await
+}
+
+async fn saved_text(w: &Workflow) -> (i64, String) {
+    let r = api(Method::GET, &w.app.url("/api/v1/projects/flows/specs/Design_system/Button.md"), Some(&w.maker), None)
+        .await;
+    (r.json()["version"].as_i64().unwrap(), r.json()["content"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn the_structured_editor_edits_rows_warns_before_breaking_screens_and_keeps_history() {
+    let w = workflow(&[]).await;
+    seed(&w).await;
+    let mut b = crate::support::Browser::new(&w.app.base);
+    b.login("m2@example.com", "a long enough password").await;
+    let page = b.get("/projects/flows/edit/Design_system/Button.md").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.select_attr("#prop-1-name", "value").as_deref(), Some("size"));
+    assert_eq!(page.select_text("#prop-1-usage").as_deref(), Some("Set on 3 instances on 3 screens"));
+    assert_eq!(page.select_text("#event-0-usage").as_deref(), Some("2 edges start on 2 screens"));
+    assert_eq!(page.select_attr("#prop-0-editable", "checked").as_deref(), Some(""), "label is text-editable");
+    let (v0, before) = saved_text(&w).await;
+
+    // Add a row: nothing is saved, the new row's name has the focus.
+    let mut fields = page.form_fields("#editor");
+    let added = post(&mut b, &fields, "add_prop").await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    assert!(added.select_attr("#prop-2-name", "autofocus").is_some());
+    assert_eq!(saved_text(&w).await.0, v0);
+
+    // Inline validation: an empty and a duplicate name, named per field; nothing saved.
+    fields = added.form_fields("#editor");
+    set(&mut fields, "prop.2.name", "size");
+    let bad = post(&mut b, &fields, "save").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.select_attr("#prop-2-name", "aria-invalid").as_deref(), Some("true"));
+    assert!(bad.select_text("#field-problems").unwrap().contains("another prop is named size"));
+    assert_eq!(saved_text(&w).await.0, v0);
+
+    // Save a new yes/no prop: only the props block changes; the events block keeps its bytes.
+    fields = bad.form_fields("#editor");
+    set(&mut fields, "prop.2.name", "disabled");
+    set(&mut fields, "prop.2.kind", "yesno");
+    set(&mut fields, "prop.2.default", "false");
+    let ok = post(&mut b, &fields, "save").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    let (v1, text) = saved_text(&w).await;
+    assert_eq!(v1, v0 + 1);
+    let events = |t: &str| t[t.find("<!-- arno:events").unwrap()..].to_owned();
+    assert_eq!(events(&text), events(&before));
+    assert!(text.contains("| disabled | boolean | false | false |"), "{text}");
+    assert!(ok.select_text("#editor-message").unwrap().contains("Saved as version"));
+
+    // Retyping size to sm/md breaks Cart (lg) and Pay (huge): listed, not saved until confirmed.
+    fields = ok.form_fields("#editor");
+    set(&mut fields, "prop.1.kind", "oneof");
+    set(&mut fields, "prop.1.options", "sm, md");
+    let warned = post(&mut b, &fields, "save").await;
+    assert_eq!(warned.status, StatusCode::CONFLICT, "{}", warned.text);
+    let list = warned.select_text("#impact-list").unwrap();
+    assert!(list.contains("Cart: stores lg") && list.contains("Pay: stores huge") && !list.contains("Home"), "{list}");
+    assert_eq!(saved_text(&w).await.0, v1);
+    // The same analysis as the API's.
+    let proposed = {
+        let spec = arno::specs::SpecFile::parse(text.as_str());
+        let mut draft = arno::specs::structured::view(&spec);
+        draft.props[1].kind = "oneof".into();
+        draft.props[1].options = "sm, md".into();
+        arno::specs::structured::apply(&spec, &draft).unwrap()
+    };
+    let api_view = impact(&w, &w.maker, &proposed).await.json();
+    assert_eq!(api_view["counts"], json!({"screens": 2, "instances": 2, "values": 2, "edges": 0}));
+    let confirmed = post(&mut b, &warned.form_fields("#editor"), "save_confirmed").await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
+    let (v2, text) = saved_text(&w).await;
+    assert_eq!((v2, text), (v1 + 1, proposed));
+    let (intent,): (String,) =
+        sqlx::query_as("SELECT intent FROM audit_events WHERE action = 'spec.save' ORDER BY id DESC LIMIT 1")
+            .fetch_one(w.app.state.db.pool())
+            .await
+            .unwrap();
+    assert!(intent.contains("\"confirmed\":true") && intent.contains("\"values\":2"), "{intent}");
+
+    // Switching to Source carries an unsaved edit; nothing is saved.
+    fields = confirmed.form_fields("#editor");
+    set(&mut fields, "prop.0.description", "Visible text");
+    let source = post(&mut b, &fields, "view_source").await;
+    assert!(source.select_text("textarea#content").unwrap().contains("Visible text"));
+    assert_eq!(saved_text(&w).await.0, v2);
+
+    // Versions: compare an earlier one, restore it.
+    let page = b.get(&format!("/projects/flows/edit/Design_system/Button.md?compare={v0}")).await;
+    assert!(page.select_text("#compare-diff").unwrap().contains("disabled"), "the line only in the current text");
+    let csrf = page.csrf();
+    let restore = format!("restore:{v0}");
+    let r = b
+        .post_form(
+            "/projects/flows/edit/Design_system/Button.md",
+            &[("csrf_token", csrf.as_str()), ("session_id", "x"), ("base_version", "0"), ("action", restore.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(saved_text(&w).await.1, before);
+
+    // A Viewer gets no editor at all.
+    let mut viewer = crate::support::Browser::new(&w.app.base);
+    viewer.login("v@example.com", "a long enough password").await;
+    assert_eq!(viewer.get("/projects/flows/edit/Design_system/Button.md").await.status, StatusCode::FORBIDDEN);
+}

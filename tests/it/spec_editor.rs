@@ -405,7 +405,7 @@ async fn the_editor_page_keeps_both_texts_in_a_conflict() {
     )
     .await;
     b.login("page@example.com", "a long enough password").await;
-    let edit = "/projects/ds/edit/Design_system/Button.md";
+    let edit = "/projects/ds/edit/Design_system/Button.md?view=source";
     let tab_a = b.get(edit).await;
     let tab_b = b.get(edit).await;
     assert_eq!(tab_a.status, StatusCode::OK, "{}", tab_a.text);

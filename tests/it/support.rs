@@ -251,6 +251,41 @@ impl Page {
         self.html().select(&sel).next().and_then(|e| e.value().attr(attr)).map(str::to_owned)
     }
 
+    /// What a browser would submit from the form `form` (text fields, checked boxes, selected
+    /// options, textareas; no buttons), in document order.
+    pub fn form_fields(&self, form: &str) -> Vec<(String, String)> {
+        let html = self.html();
+        let form = html.select(&Selector::parse(form).unwrap()).next().expect("form on the page");
+        let mut out = vec![];
+        for e in form.select(&Selector::parse("input[name], select[name], textarea[name]").unwrap()) {
+            let v = e.value();
+            let name = v.attr("name").unwrap().to_owned();
+            match v.name() {
+                "input" if matches!(v.attr("type"), Some("checkbox" | "radio")) => {
+                    if v.attr("checked").is_some() {
+                        out.push((name, v.attr("value").unwrap_or("on").to_owned()));
+                    }
+                }
+                "input" => out.push((name, v.attr("value").unwrap_or_default().to_owned())),
+                "select" => {
+                    let option = Selector::parse("option").unwrap();
+                    let options: Vec<_> = e.select(&option).collect();
+                    let chosen = options.iter().find(|o| o.value().attr("selected").is_some()).or(options.first());
+                    out.push((name, chosen.and_then(|o| o.value().attr("value")).unwrap_or_default().to_owned()));
+                }
+                _ => out.push((
+                    name,
+                    e.text()
+                        .collect::<String>()
+                        .strip_prefix('\n')
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| e.text().collect()),
+                )),
+            }
+        }
+        out
+    }
+
     pub fn csrf(&self) -> String {
         self.select_attr("input[name=csrf_token]", "value").expect("page has a CSRF field")
     }
