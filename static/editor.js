@@ -20,7 +20,10 @@
   // A field with a problem, or the row an action just changed, gets the focus the server chose.
   const focus = form.querySelector('[autofocus]') || document.querySelector('#impact-title[autofocus]');
   if (focus) focus.focus();
-  if (!textarea) return; // the structured view saves with its buttons
+  if (!textarea) {
+    if (form.dataset.view === 'structured' && form.dataset.conflict !== 'true') structuredAutosave();
+    return;
+  }
   const base = form.querySelector('input[name=base_version]');
   const session = form.querySelector('input[name=session_id]').value;
   const csrf = form.querySelector('input[name=csrf_token]').value;
@@ -142,5 +145,91 @@
       writeback.appendChild(document.createTextNode('.'));
     });
     window.addEventListener('beforeunload', () => source.close());
+  }
+
+  // The structured view autosaves the same way: the server applies the rows to the text, checks
+  // them and saves; a change that breaks screens waits for the Save button (which lists what
+  // breaks), a conflict goes to the server-rendered conflict view. After a save, every row
+  // learns its position and id in the saved text, so the next save edits it instead of adding it.
+  function structuredAutosave() {
+    const status = document.getElementById('autosave-status');
+    const base = form.querySelector('input[name=base_version]');
+    const content = form.querySelector('input[name=content_json]');
+    const saveButton = form.querySelector('button[value=save]');
+    let timer = null;
+    let saving = false;
+    let dirty = false;
+    let stopped = false;
+    const say = (text) => { status.textContent = text; };
+    function hidden(name, value) {
+      let input = form.querySelector('input[type=hidden][name="' + name + '"]');
+      if (value === null || value === undefined) {
+        if (input) input.remove();
+        return;
+      }
+      if (!input) {
+        input = document.createElement('input');
+        input.type = 'hidden';
+        input.name = name;
+        const row = form.querySelector('#' + name.split('.').slice(0, 2).join('-'));
+        (row || form).appendChild(input);
+      }
+      input.value = String(value);
+    }
+    async function save() {
+      if (saving || stopped || !dirty) return;
+      saving = true;
+      dirty = false;
+      const data = new URLSearchParams(new FormData(form));
+      data.set('action', 'autosave');
+      try {
+        // form.action would be the buttons named "action"
+        const r = await fetch(form.getAttribute('action'), {
+          method: 'POST', credentials: 'same-origin', headers: { Accept: 'application/json' }, body: data,
+        });
+        const body = await r.json().catch(() => ({}));
+        if (r.ok && body.unchanged) {
+          say('No changes to save.');
+        } else if (r.ok) {
+          base.value = String(body.version);
+          content.value = JSON.stringify(body.content);
+          body.rows.props.forEach((row, n) => { hidden('prop.' + n + '.src', row.src); hidden('prop.' + n + '.id', row.id); });
+          body.rows.events.forEach((row, n) => { hidden('event.' + n + '.src', row.src); hidden('event.' + n + '.id', row.id); });
+          const preview = document.getElementById('preview');
+          if (preview) preview.innerHTML = body.preview_html; // rendered and sanitized by the server
+          say('Saved automatically as version ' + body.version + '.');
+        } else if (r.status === 400 && body.problems) {
+          say('Not saved yet: ' + body.problems[0].message + ' (' + body.problems.length + ' problem(s); Save shows each).');
+        } else if (r.status === 409 && body.code === 'impact') {
+          say('Not saved automatically: this change affects ' + body.counts.screens +
+            ' screen(s). Press Save to see what it breaks and decide.');
+        } else if (r.status === 409) {
+          stopped = true;
+          say('Someone else saved version ' + body.current_version + '. Showing both texts…');
+          form.requestSubmit(saveButton);
+        } else {
+          dirty = true;
+          say('Not saved yet: ' + (body.message || r.status) + '. Retrying when you type.');
+        }
+      } catch (e) {
+        dirty = true;
+        say('Not saved yet: the server cannot be reached. Retrying when you type.');
+      } finally {
+        saving = false;
+        if (dirty && !stopped) schedule();
+      }
+    }
+    function schedule() {
+      clearTimeout(timer);
+      timer = setTimeout(save, Number(form.dataset.delay || 2000));
+    }
+    const changed = (e) => {
+      if (!e.target.matches('input, textarea, select')) return;
+      dirty = true;
+      schedule();
+    };
+    form.addEventListener('input', changed);
+    form.addEventListener('change', changed);
+    form.addEventListener('submit', () => { stopped = true; clearTimeout(timer); });
   }
 })();

@@ -415,6 +415,9 @@ pub async fn submit(
         return page(shown).await;
     }
     if form.view == "structured" {
+        if form.action == "autosave" {
+            return autosave(&state, &auth, &origin, &on, &path, &content, &form.draft, base, session).await;
+        }
         if let Some(focus) = editor_form::row_action(&mut form.draft, &form.action) {
             let shown = Shown { draft: Some(form.draft), focus, ..Shown::source(content, base, session) };
             return page(shown).await;
@@ -474,6 +477,71 @@ pub async fn submit(
             page(shown).await
         }
         _ => save_and_show(&state, &auth, &origin, &on, &path, content, base, session, false, false).await,
+    }
+}
+
+/// The structured view's autosave (its script posts the form with `action=autosave`): the same
+/// checks and save as the Save button, answered in JSON. Never saves what needs a confirmation
+/// (`409 impact`: the person presses Save to see what breaks); a conflict (`409 conflict`) is
+/// resolved on the page. On success: the new version, the exact text the next edit is based on,
+/// each row's position and id in it (new rows got their ids), and the preview.
+#[allow(clippy::too_many_arguments)]
+async fn autosave(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    on: &super::Granted<EditSpecs>,
+    path: &str,
+    content: &str,
+    draft: &Draft,
+    base_version: i64,
+    session_id: String,
+) -> AppResult<Response> {
+    use axum::Json;
+    use serde_json::json;
+    let project = on.project();
+    let spec = SpecFile::parse(content);
+    let text = match structured::apply(&spec, draft) {
+        Ok(text) => text,
+        Err(problems) => {
+            let list: Vec<_> =
+                problems.iter().map(|p| json!({"field": p.field.replace('.', "-"), "message": p.message})).collect();
+            return Ok((StatusCode::BAD_REQUEST, Json(json!({"code": "validation", "problems": list}))).into_response());
+        }
+    };
+    if text == content {
+        return Ok(Json(json!({"unchanged": true})).into_response());
+    }
+    let (_, git) = super::specs_api::scanned(state, project, path).await?;
+    let impact = super::specs_api::impact_of(state, project, path, git.as_deref(), &text, false).await?;
+    if let Some(impact) = impact.filter(|i| i.needs_confirmation) {
+        return Ok((StatusCode::CONFLICT, Json(json!({"code": "impact", "counts": impact.counts}))).into_response());
+    }
+    let body = SaveSpec { content: text.clone(), base_version, session_id, confirmed_impact: false };
+    match save_as(state, auth, origin, on, path, &body).await? {
+        Saved::Saved { version, .. } => {
+            let file = path.to_owned();
+            let saved = text.clone();
+            let (rows, preview) = tokio::task::spawn_blocking(move || {
+                let spec = SpecFile::parse(saved.as_str());
+                let view = structured::view(&spec);
+                let component = crate::specs::Component::from_spec(&spec, &file);
+                let rows = json!({
+                    "props": view.props.iter().map(|p| json!({"src": p.src, "id": p.id})).collect::<Vec<_>>(),
+                    "events": view.events.iter().map(|e| json!({"src": e.src, "id": e.id})).collect::<Vec<_>>(),
+                });
+                (rows, crate::specs::render::preview_html(&spec.prose(), &component))
+            })
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+            let preview = preview.map_err(|e| AppError::Internal(e.into()))?;
+            Ok(Json(json!({"version": version, "content": text, "rows": rows, "preview_html": preview}))
+                .into_response())
+        }
+        Saved::Conflict { current } => {
+            Ok((StatusCode::CONFLICT, Json(json!({"code": "conflict", "current_version": current.version})))
+                .into_response())
+        }
     }
 }
 

@@ -128,6 +128,11 @@ async function newPage() {
 }
 
 async function axeCheck(page, label) {
+  // ARNO_SCREENSHOTS=DIR keeps a picture of every checked state, to look at (never asserted on).
+  if (process.env.ARNO_SCREENSHOTS) {
+    const name = label.replace(/[^a-z0-9]+/gi, '-').toLowerCase();
+    await page.screenshot({ path: `${process.env.ARNO_SCREENSHOTS}/${name}.png`, fullPage: true });
+  }
   await page.evaluate(axeSource);
   const result = await page.evaluate(() => window.axe.run(document, {
     runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
@@ -135,6 +140,15 @@ async function axeCheck(page, label) {
   const violations = result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
   assert.deepEqual(violations, [], `${label}: accessibility violations`);
   assert.ok(result.passes.length > 10, `${label}: axe actually ran`);
+}
+
+/** Wait for the editor's autosave status to match `re`; on timeout, say what it said. */
+async function waitForStatus(page, re) {
+  for (let i = 0; i < 100; i++) {
+    if (re.test(await page.locator('#autosave-status').textContent())) return;
+    await page.waitForTimeout(100);
+  }
+  assert.match(await page.locator('#autosave-status').textContent(), re);
 }
 
 /** The focused element's visible focus indicator. */
@@ -337,11 +351,18 @@ test('a Maker creates a component with the keyboard and lands in its editor', as
   await page.waitForSelector('#editor-message');
   assert.match(await page.locator('#editor-message').textContent(), /Saved as version 2\./);
   assert.match(await page.locator('#preview-props').textContent(), /label/);
+  // Structured edits autosave: a description typed, then an event added with its new id kept.
+  await page.locator('#prop-0-description').fill('The visible text');
+  await waitForStatus(page, /Saved automatically as version 3\./);
+  assert.match(await page.locator('#preview-props').textContent(), /The visible text/);
+  await page.locator('#prop-0-default').fill('"Pick one"');
+  await waitForStatus(page, /Saved automatically as version 4\./);
   await page.goto(`${base}/projects/design-system/edit/Design_system/forms/DatePicker.md?view=source`);
   const source = await page.locator('#content').inputValue();
   assert.match(source, /^---\nid: [0-9a-f-]{36}\nname: "Date picker"\n/);
   assert.match(source, /Pick a \*\*date\*\*\./);
-  assert.match(source, /\| [0-9a-f-]{36} \| label \| string \| "Pick" \| true \|  \|\n/);
+  assert.match(source, /\| [0-9a-f-]{36} \| label \| string \| "Pick one" \| true \| The visible text \|\n/);
+  assert.equal(source.match(/\| label \|/g).length, 1, 'autosaves edited the row, never added it again');
   await axeCheck(page, 'source view of a new component');
 
   // The same name again: refused, announced, the field marked and what was typed kept.

@@ -361,3 +361,62 @@ async fn the_structured_editor_edits_rows_warns_before_breaking_screens_and_keep
     viewer.login("v@example.com", "a long enough password").await;
     assert_eq!(viewer.get("/projects/flows/edit/Design_system/Button.md").await.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn autosave_checks_like_save_and_never_saves_what_breaks_screens() {
+    let w = workflow(&[]).await;
+    seed(&w).await;
+    let mut b = crate::support::Browser::new(&w.app.base);
+    b.login("m2@example.com", "a long enough password").await;
+    let page = b.get("/projects/flows/edit/Design_system/Button.md").await;
+    let fields = page.form_fields("#editor");
+    let (v0, _) = saved_text(&w).await;
+
+    // Retyping size breaks Cart and Pay: not saved, said why.
+    let mut f = fields.clone();
+    set(&mut f, "prop.1.kind", "number");
+    let r = post(&mut b, &f, "autosave").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (StatusCode::CONFLICT, Some("impact")), "{}", r.text);
+    assert_eq!(r.json()["counts"]["screens"], 3, "sm, lg and huge are not numbers");
+    // A forged row, bytes that are not the page's JSON, an unknown field: refused, nothing saved.
+    let mut f = fields.clone();
+    set(&mut f, "prop.1.src", "0");
+    let r = post(&mut b, &f, "autosave").await;
+    assert_eq!((r.status, r.json()["problems"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("prop-1")));
+    let mut f = fields.clone();
+    set(&mut f, "content_json", "{not json");
+    assert_eq!(post(&mut b, &f, "autosave").await.status, StatusCode::BAD_REQUEST);
+    let mut f = fields.clone();
+    set(&mut f, "prop.0.evil", "1");
+    assert_eq!(post(&mut b, &f, "autosave").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(saved_text(&w).await.0, v0);
+
+    // A harmless edit saves and reports the rows' ids; the new row keeps its id on the next save.
+    let mut f = fields.clone();
+    set(&mut f, "prop.2.name", "tone");
+    set(&mut f, "prop.2.kind", "text");
+    let r = post(&mut b, &f, "autosave").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let saved = r.json();
+    let new_id = saved["rows"]["props"][2]["id"].as_str().unwrap().to_owned();
+    assert_eq!(saved["rows"]["props"][2]["src"], 2);
+    set(&mut f, "prop.2.src", "2");
+    set(&mut f, "prop.2.id", &new_id);
+    set(&mut f, "prop.2.description", "Colour");
+    set(&mut f, "base_version", &saved["version"].to_string());
+    set(&mut f, "content_json", &serde_json::to_string(saved["content"].as_str().unwrap()).unwrap());
+    let r = post(&mut b, &f, "autosave").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let text = r.json()["content"].as_str().unwrap().to_owned();
+    assert_eq!(text.matches("| tone |").count(), 1);
+    assert!(text.contains(&format!("| {new_id} | tone | string |  | false | Colour |")), "{text}");
+
+    // A Viewer cannot autosave (nor open the editor).
+    let mut viewer = crate::support::Browser::new(&w.app.base);
+    viewer.login("v@example.com", "a long enough password").await;
+    let csrf = viewer.session_csrf().await;
+    let mut f = fields.clone();
+    set(&mut f, "csrf_token", &csrf);
+    assert_eq!(post(&mut viewer, &f, "autosave").await.status, StatusCode::FORBIDDEN);
+    assert!(w.app.refusals("action = 'spec.save'").await >= 1);
+}
