@@ -24,7 +24,7 @@ use crate::specs::SpecFile;
 use crate::specs::versions::Saved;
 
 /// Longest component name.
-pub const MAX_NAME_CHARS: usize = 80;
+pub const MAX_NAME_CHARS: usize = crate::specs::structured::MAX_NAME_CHARS;
 /// Longest description (it becomes Markdown prose; the spec itself is bounded by the quota).
 pub const MAX_DESCRIPTION_CHARS: usize = 20_000;
 /// Folders under the spec folder a new component may be put in.
@@ -120,22 +120,12 @@ pub fn edit_url(slug: &str, path: &str) -> String {
 }
 
 /// A YAML double-quoted scalar.
-fn yaml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The text of a new spec.
 pub fn spec_text(id: Uuid, name: &str, description: &str) -> String {
-    let mut text = format!("---\nid: {id}\nname: {}\nstatus: draft\n---\n# {name}\n\n", yaml_string(name));
+    let mut text = format!(
+        "---\nid: {id}\nname: {}\nstatus: draft\n---\n# {name}\n\n",
+        crate::specs::structured::yaml_string(name)
+    );
     let description = description.trim();
     if !description.is_empty() {
         text.push_str(&description.replace("\r\n", "\n"));
@@ -174,16 +164,8 @@ pub(crate) async fn create(
     if specs_api::current_of(state, project, &path).await?.is_some() {
         return Err(AppError::Conflict(format!("a component spec already exists at {path}")));
     }
-    {
-        let mut conn = state.db.pool().acquire().await?;
-        let rows = super::store::components(&mut conn, &project.id).await?;
-        let wanted = name.to_lowercase();
-        if let Some(other) = rows.iter().find(|r| r.name.to_lowercase() == wanted) {
-            return Err(AppError::Conflict(format!(
-                "a component named {:?} exists already ({})",
-                other.name, other.file_path
-            )));
-        }
+    if let Some(taken) = name_taken(state, project, &name, None).await? {
+        return Err(AppError::Conflict(taken));
     }
     let id = Uuid::new_v4();
     let content = spec_text(id, &name, description);
@@ -194,6 +176,23 @@ pub(crate) async fn create(
         Saved::Saved { version, .. } => Ok(Created { path, id: id.to_string(), version }),
         Saved::Conflict { .. } => Err(AppError::Conflict(format!("a component spec was just created at {path}"))),
     }
+}
+
+/// Whether another component (than the one at `except`) has this name, ignoring case, in the
+/// last scan: the message saying which.
+pub(crate) async fn name_taken(
+    state: &AppState,
+    project: &super::model::Project,
+    name: &str,
+    except: Option<&str>,
+) -> AppResult<Option<String>> {
+    let mut conn = state.db.pool().acquire().await?;
+    let rows = super::store::components(&mut conn, &project.id).await?;
+    let wanted = name.to_lowercase();
+    Ok(rows
+        .iter()
+        .find(|r| r.name.to_lowercase() == wanted && Some(r.file_path.as_str()) != except)
+        .map(|other| format!("a component named {:?} exists already ({})", other.name, other.file_path)))
 }
 
 /// `POST /api/v1/projects/{id}/components`: the request.

@@ -136,6 +136,9 @@ pub struct StructuredView {
     pub problems: Vec<(String, String)>,
     /// The field to focus after a row action (the page has no script to do it otherwise).
     pub focus: String,
+    /// The component's name (None: the spec has no frontmatter to hold one).
+    pub name: Option<String>,
+    pub name_error: Option<String>,
 }
 
 #[derive(Template)]
@@ -241,6 +244,7 @@ fn usage_text(u: &Usage) -> String {
 
 fn layout(draft: Draft, problems: &[Problem], usage: &[Usage], focus: String, spec: &SpecFile) -> StructuredView {
     let find = |field: String| problems.iter().find(|p| p.field == field).map(|p| p.message.clone());
+    let name_error = find("component.name".into());
     let errors = |kind: &str, n: usize| RowErrors {
         row: find(format!("{kind}.{n}")),
         name: find(format!("{kind}.{n}.name")),
@@ -250,6 +254,7 @@ fn layout(draft: Draft, problems: &[Problem], usage: &[Usage], focus: String, sp
     };
     let used = |id: &str| usage.iter().find(|u| !id.is_empty() && u.id == id).map(usage_text);
     let labels = structured::view(spec).prose;
+    let draft_name = draft.name.clone();
     StructuredView {
         prose: draft
             .prose
@@ -275,6 +280,8 @@ fn layout(draft: Draft, problems: &[Problem], usage: &[Usage], focus: String, sp
             .collect(),
         problems: problems.iter().map(|p| (p.field.replace('.', "-"), p.message.clone())).collect(),
         focus,
+        name: draft_name,
+        name_error,
     }
 }
 
@@ -422,8 +429,7 @@ pub async fn submit(
             let shown = Shown { draft: Some(form.draft), focus, ..Shown::source(content, base, session) };
             return page(shown).await;
         }
-        let spec = SpecFile::parse(content.as_str());
-        let text = match structured::apply(&spec, &form.draft) {
+        let text = match apply_checked(&state, project, &path, &content, &form.draft).await? {
             Ok(text) => text,
             Err(field_problems) => {
                 let focus = field_problems.first().map(|p| p.field.replace('.', "-")).unwrap_or_default();
@@ -480,6 +486,28 @@ pub async fn submit(
     }
 }
 
+/// [`structured::apply`], and a new name must not be another component's.
+async fn apply_checked(
+    state: &AppState,
+    project: &Project,
+    path: &str,
+    content: &str,
+    draft: &Draft,
+) -> AppResult<Result<String, Vec<Problem>>> {
+    let spec = SpecFile::parse(content);
+    let text = match structured::apply(&spec, draft) {
+        Ok(text) => text,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let current = spec.frontmatter.as_ref().and_then(|f| f.name.clone()).unwrap_or_default();
+    if let Some(name) = draft.name.as_deref().map(str::trim).filter(|n| *n != current)
+        && let Some(taken) = super::authoring::name_taken(state, project, name, Some(path)).await?
+    {
+        return Ok(Err(vec![Problem { field: "component.name".into(), message: taken }]));
+    }
+    Ok(Ok(text))
+}
+
 /// The structured view's autosave (its script posts the form with `action=autosave`): the same
 /// checks and save as the Save button, answered in JSON. Never saves what needs a confirmation
 /// (`409 impact`: the person presses Save to see what breaks); a conflict (`409 conflict`) is
@@ -500,8 +528,7 @@ async fn autosave(
     use axum::Json;
     use serde_json::json;
     let project = on.project();
-    let spec = SpecFile::parse(content);
-    let text = match structured::apply(&spec, draft) {
+    let text = match apply_checked(state, project, path, content, draft).await? {
         Ok(text) => text,
         Err(problems) => {
             let list: Vec<_> =

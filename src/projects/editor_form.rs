@@ -85,11 +85,13 @@ pub fn parse(pairs: Vec<(String, String)>) -> AppResult<Posted> {
                 }
                 "session_id" => posted.session_id = value,
                 "action" => posted.action = value,
+                "component.name" => posted.draft.name = Some(value),
                 _ => {}
             }
         }
     }
     posted.draft = Draft {
+        name: posted.draft.name.take(),
         prose: prose.into_iter().map(|(index, text)| ProsePiece { index, label: String::new(), text }).collect(),
         props: props.into_values().collect(),
         events: events.into_values().collect(),

@@ -55,6 +55,8 @@ pub struct EventDraft {
 /// The whole structured view of a spec, or an edit of it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Draft {
+    /// The component's name (frontmatter `name`); `None` leaves it as it is.
+    pub name: Option<String>,
     pub prose: Vec<ProsePiece>,
     pub props: Vec<PropDraft>,
     pub events: Vec<EventDraft>,
@@ -168,7 +170,57 @@ pub fn view(spec: &SpecFile) -> Draft {
             })
             .collect()
     });
-    Draft { prose, props, events }
+    let name = spec.frontmatter.as_ref().map(|f| f.name.clone().unwrap_or_default());
+    Draft { name, prose, props, events }
+}
+
+/// Longest component name (as on the New component form).
+pub const MAX_NAME_CHARS: usize = 80;
+
+/// A YAML double-quoted string.
+pub fn yaml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `text` with its frontmatter `name` set: the `name:` line replaced (or added after `id:`).
+fn with_name(text: &str, name: &str) -> Result<String, String> {
+    let spec = SpecFile::parse(text);
+    let Some(fm) = spec.frontmatter.as_ref().filter(|f| f.readable) else {
+        return Err("the spec has no readable frontmatter to hold its name; edit it in Source".into());
+    };
+    let newline = spec.newline();
+    let body = &text[fm.body_start..fm.span.end];
+    let mut at = fm.body_start;
+    let mut lines = body.split_inclusive('\n').peekable();
+    let mut id_end = None;
+    while let Some(line) = lines.next() {
+        let start = at;
+        at += line.len();
+        let content = line.trim_end_matches(['\n', '\r']);
+        if content.starts_with("id:") {
+            id_end = Some(at);
+        }
+        if let Some(value) = content.strip_prefix("name:") {
+            let value = value.trim();
+            let continued = lines.peek().is_some_and(|next| next.starts_with([' ', '\t']));
+            if continued || value.starts_with(['|', '>']) {
+                return Err("the name is written over several lines; edit it in Source".into());
+            }
+            let end = start + content.len();
+            return Ok(format!("{}name: {}{}", &text[..start], yaml_string(name), &text[end..]));
+        }
+    }
+    let insert = id_end.unwrap_or(fm.body_start);
+    Ok(format!("{}name: {}{newline}{}", &text[..insert], yaml_string(name), &text[insert..]))
 }
 
 /// The type a prop draft asks for; the original text when the helper fields say the same as it.
@@ -396,6 +448,27 @@ pub fn apply(spec: &SpecFile, draft: &Draft) -> Result<String, Vec<Problem>> {
         text.push_str(&trail);
         prose[piece.index] = Some(text);
     }
+    let renamed = match (&draft.name, spec.frontmatter.as_ref()) {
+        (Some(wanted), Some(fm)) => {
+            let wanted = wanted.trim();
+            let current = fm.name.as_deref().unwrap_or_default();
+            if wanted == current {
+                None
+            } else if wanted.is_empty() {
+                problems.push(problem("component.name", "give the component a name"));
+                None
+            } else if wanted.chars().count() > MAX_NAME_CHARS {
+                problems.push(problem("component.name", format!("at most {MAX_NAME_CHARS} characters")));
+                None
+            } else if wanted.chars().any(char::is_control) {
+                problems.push(problem("component.name", "one line of text, without control characters"));
+                None
+            } else {
+                Some(wanted.to_owned())
+            }
+        }
+        _ => None,
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -444,7 +517,19 @@ pub fn apply(spec: &SpecFile, draft: &Draft) -> Result<String, Vec<Problem>> {
              that is not closed); write it differently, or edit the spec in Source",
         )]);
     }
-    Ok(text)
+    match renamed {
+        Some(name) => {
+            let text = with_name(&text, &name).map_err(|why| vec![problem("component.name", why)])?;
+            let read = SpecFile::parse(text.as_str());
+            if read.frontmatter.as_ref().and_then(|f| f.name.as_deref()) != Some(name.as_str())
+                || kinds(&read) != expected
+            {
+                return Err(vec![problem("component.name", "the name could not be written; edit it in Source")]);
+            }
+            Ok(text)
+        }
+        None => Ok(text),
+    }
 }
 
 #[cfg(test)]
@@ -575,6 +660,36 @@ Between ünïcode.\r\n\r\n<!-- arno:events v1 -->\r\n|name|id|\r\n|-|-|\r\n| onC
         );
         let c = super::super::Component::from_spec(&SpecFile::parse(out.as_str()), "Card.md");
         assert!(c.props[0].text_editable && c.errors.is_empty());
+    }
+
+    #[test]
+    fn renaming_rewrites_only_the_name_line() {
+        let spec = SpecFile::parse(BUTTON);
+        let mut draft = view(&spec);
+        assert_eq!(draft.name.as_deref(), Some("Button"));
+        draft.name = Some("Primary \"button\"".into());
+        let out = apply(&spec, &draft).unwrap();
+        assert_eq!(out, BUTTON.replace("name: Button\r\n", "name: \"Primary \\\"button\\\"\"\r\n"));
+        let c = super::super::Component::from_spec(&SpecFile::parse(out.as_str()), "x.md");
+        assert_eq!(c.name, "Primary \"button\"");
+        // No name yet: added after the id; a name over several lines is left to Source.
+        let spec = SpecFile::parse("---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\nstatus: x\n---\n# Card\n");
+        let mut draft = view(&spec);
+        draft.name = Some("Card".into());
+        assert_eq!(
+            apply(&spec, &draft).unwrap(),
+            "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\nname: \"Card\"\nstatus: x\n---\n# Card\n"
+        );
+        let spec = SpecFile::parse("---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\nname: >\n  Long\n---\n");
+        let mut draft = view(&spec);
+        draft.name = Some("Short".into());
+        assert_eq!(apply(&spec, &draft).unwrap_err()[0].field, "component.name");
+        for bad in ["", "a\u{7}b", &"x".repeat(81)] {
+            let spec = SpecFile::parse(BUTTON);
+            let mut draft = view(&spec);
+            draft.name = Some(bad.to_owned());
+            assert_eq!(apply(&spec, &draft).unwrap_err()[0].field, "component.name", "{bad:?}");
+        }
     }
 
     #[test]

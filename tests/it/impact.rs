@@ -411,6 +411,32 @@ async fn autosave_checks_like_save_and_never_saves_what_breaks_screens() {
     assert_eq!(text.matches("| tone |").count(), 1);
     assert!(text.contains(&format!("| {new_id} | tone | string |  | false | Colour |")), "{text}");
 
+    // Renaming: only the frontmatter's name line changes; another component's name is refused.
+    std::fs::write(
+        w.repo.join("Design_system/Card.md"),
+        "---\nid: 1b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a02\nname: Card\n---\n# Card\n",
+    )
+    .unwrap();
+    crate::git::git(&w.repo, &["add", "."]);
+    crate::git::git(&w.repo, &["commit", "-q", "-m", "card"]);
+    let scan = api(Method::POST, &w.app.url("/api/v1/projects/flows/scan"), Some(&w.maker), None).await;
+    assert!(scan.status.is_success(), "{}", scan.text);
+    let page = b.get("/projects/flows/edit/Design_system/Button.md").await;
+    assert_eq!(page.select_attr("#component-name", "value").as_deref(), Some("Button"));
+    let mut f = page.form_fields("#editor");
+    let (version, before) = saved_text(&w).await;
+    set(&mut f, "component.name", "Primary button");
+    let r = post(&mut b, &f, "autosave").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["content"].as_str().unwrap(), before.replace("name: Button\n", "name: \"Primary button\"\n"));
+    let page = b.get("/projects/flows/edit/Design_system/Button.md").await;
+    let mut f = page.form_fields("#editor");
+    set(&mut f, "component.name", "card");
+    let r = post(&mut b, &f, "save").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.select_text("#component-name-error").unwrap().contains("exists already"), "{}", r.text);
+    assert_eq!(saved_text(&w).await.0, version + 1);
+
     // A Viewer cannot autosave (nor open the editor).
     let mut viewer = crate::support::Browser::new(&w.app.base);
     viewer.login("v@example.com", "a long enough password").await;
