@@ -164,7 +164,7 @@ pub(crate) async fn create(
     if specs_api::current_of(state, project, &path).await?.is_some() {
         return Err(AppError::Conflict(format!("a component spec already exists at {path}")));
     }
-    if let Some(taken) = name_taken(state, project, &name, None).await? {
+    if let Some(taken) = name_taken(state, project, &auth.user.id, &name, None).await? {
         return Err(AppError::Conflict(taken));
     }
     let id = Uuid::new_v4();
@@ -178,21 +178,18 @@ pub(crate) async fn create(
     }
 }
 
-/// Whether another component (than the one at `except`) has this name, ignoring case, in the
-/// last scan: the message saying which.
+/// Whether another component (than the one at `except`) has this name, ignoring case — among
+/// what `reader` sees and what others are creating: the message saying which.
 pub(crate) async fn name_taken(
     state: &AppState,
     project: &super::model::Project,
+    reader: &str,
     name: &str,
     except: Option<&str>,
 ) -> AppResult<Option<String>> {
     let mut conn = state.db.pool().acquire().await?;
-    let rows = super::store::components(&mut conn, &project.id).await?;
-    let wanted = name.to_lowercase();
-    Ok(rows
-        .iter()
-        .find(|r| r.name.to_lowercase() == wanted && Some(r.file_path.as_str()) != except)
-        .map(|other| format!("a component named {:?} exists already ({})", other.name, other.file_path)))
+    let catalog = super::catalog::catalog(&mut conn, &project.id, reader).await?;
+    Ok(catalog.named(name, except).map(|(other, path)| format!("a component named {other:?} exists already ({path})")))
 }
 
 /// `POST /api/v1/projects/{id}/components`: the request.

@@ -429,7 +429,7 @@ pub async fn submit(
             let shown = Shown { draft: Some(form.draft), focus, ..Shown::source(content, base, session) };
             return page(shown).await;
         }
-        let text = match apply_checked(&state, project, &path, &content, &form.draft).await? {
+        let text = match apply_checked(&state, project, &auth.user.id, &path, &content, &form.draft).await? {
             Ok(text) => text,
             Err(field_problems) => {
                 let focus = field_problems.first().map(|p| p.field.replace('.', "-")).unwrap_or_default();
@@ -490,6 +490,7 @@ pub async fn submit(
 async fn apply_checked(
     state: &AppState,
     project: &Project,
+    reader: &str,
     path: &str,
     content: &str,
     draft: &Draft,
@@ -501,7 +502,7 @@ async fn apply_checked(
     };
     let current = spec.frontmatter.as_ref().and_then(|f| f.name.clone()).unwrap_or_default();
     if let Some(name) = draft.name.as_deref().map(str::trim).filter(|n| *n != current)
-        && let Some(taken) = super::authoring::name_taken(state, project, name, Some(path)).await?
+        && let Some(taken) = super::authoring::name_taken(state, project, reader, name, Some(path)).await?
     {
         return Ok(Err(vec![Problem { field: "component.name".into(), message: taken }]));
     }
@@ -528,7 +529,7 @@ async fn autosave(
     use axum::Json;
     use serde_json::json;
     let project = on.project();
-    let text = match apply_checked(state, project, path, content, draft).await? {
+    let text = match apply_checked(state, project, &auth.user.id, path, content, draft).await? {
         Ok(text) => text,
         Err(problems) => {
             let list: Vec<_> =

@@ -6,6 +6,7 @@
 //! that same transaction.
 
 pub mod authoring;
+pub mod catalog;
 pub mod changes;
 pub mod comments;
 pub mod editor;

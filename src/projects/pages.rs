@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::model::{Member, Project, ProjectRole, ProjectState, Quota, QuotaState, Visibility, human_bytes};
-use super::routes::{ComponentDetail, ComponentSummary, summarize};
+use super::routes::ComponentDetail;
 use super::scan::ScanReport;
 use super::{NewProject, RepositoryChoice, store};
 use crate::app::AppState;
@@ -137,14 +137,17 @@ fn quota_view(q: &Quota) -> QuotaView {
 }
 
 pub struct ComponentItem {
-    /// Saved in Arno and not on the default branch yet: who saved it, and where to see the change.
-    pub unmerged: Option<Unmerged>,
     pub href: Option<String>,
+    pub edit_href: String,
     pub name: String,
     pub file_path: String,
     pub props: usize,
     pub events: usize,
     pub error: Option<String>,
+    /// The reader's own unmerged text: "new" or "changed by you".
+    pub mark: Option<&'static str>,
+    /// Others with unmerged changes: name and their change request.
+    pub others: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -160,6 +163,8 @@ struct ProjectPage {
     can_scan: bool,
     can_setup: bool,
     components: Vec<ComponentItem>,
+    /// Components others are creating (not on the default branch, not the reader's).
+    others_new: Vec<ComponentItem>,
     /// The newest entries of the activity list (write-backs, merges, divergences).
     activity: Vec<super::writeback::Activity>,
     broken: usize,
@@ -192,40 +197,40 @@ impl NewComponentForm {
     }
 }
 
-pub struct Unmerged {
-    pub by: String,
-    pub change_href: Option<String>,
-    pub edit_href: String,
+fn others(slug: &str, authors: &[super::catalog::Author]) -> Vec<(String, String)> {
+    authors.iter().map(|a| (a.name.clone(), a.change_href(slug))).collect()
 }
 
-/// A component being created: read from its saved text.
-fn unmerged_item(slug: &str, spec: &store::UnmergedSpec) -> ComponentItem {
-    let file = crate::specs::SpecFile::parse(spec.content.as_str());
-    let c = crate::specs::Component::from_spec(&file, &spec.path);
+fn problem(c: &crate::specs::Component) -> Option<String> {
+    c.errors.first().map(|e| format!("line {}: {}", e.line, e.message))
+}
+
+fn item(slug: &str, e: &super::catalog::Entry) -> ComponentItem {
     ComponentItem {
-        unmerged: Some(Unmerged {
-            by: spec.by_name.clone().unwrap_or_else(|| "someone".into()),
-            change_href: spec.by_handle.as_ref().map(|h| format!("/projects/{slug}/changes/{h}")),
-            edit_href: super::authoring::edit_url(slug, &spec.path),
-        }),
-        href: None,
-        name: c.name,
-        file_path: spec.path.clone(),
-        props: c.props.len(),
-        events: c.events.len(),
-        error: c.errors.first().map(|e| format!("line {}: {}", e.line, e.message)),
+        href: e.component_id.as_ref().map(|id| format!("/projects/{slug}/components/{id}")),
+        edit_href: super::authoring::edit_url(slug, &e.file_path),
+        name: e.component.name.clone(),
+        file_path: e.file_path.clone(),
+        props: e.component.props.len(),
+        events: e.component.events.len(),
+        error: problem(&e.component),
+        mark: e.mark.map(super::catalog::Mark::label),
+        others: others(slug, &e.others),
     }
 }
 
-fn item(slug: &str, summary: ComponentSummary) -> ComponentItem {
+/// A component someone else is creating.
+fn pending_item(slug: &str, p: &super::catalog::Pending) -> ComponentItem {
     ComponentItem {
-        unmerged: None,
-        href: summary.id.as_ref().map(|id| format!("/projects/{slug}/components/{id}")),
-        name: summary.name,
-        file_path: summary.file_path,
-        props: summary.props.len(),
-        events: summary.events.len(),
-        error: summary.error.map(|e| format!("line {}: {}", e.line, e.message)),
+        href: None,
+        edit_href: super::authoring::edit_url(slug, &p.file_path),
+        name: p.component.name.clone(),
+        file_path: p.file_path.clone(),
+        props: p.component.props.len(),
+        events: p.component.events.len(),
+        error: problem(&p.component),
+        mark: None,
+        others: others(slug, &p.by),
     }
 }
 
@@ -250,10 +255,9 @@ async fn project_page_with(
     new_component: NewComponentForm,
 ) -> AppResult<Response> {
     let mut conn = state.db.pool().acquire().await?;
-    let rows = store::components(&mut conn, &project.id).await?;
-    let mut components: Vec<ComponentItem> = rows.iter().map(|r| item(&project.slug, summarize(r, &rows).0)).collect();
-    let unmerged = store::unmerged_new_specs(&mut conn, &project.id).await?;
-    components.extend(unmerged.iter().map(|s| unmerged_item(&project.slug, s)));
+    let catalog = super::catalog::catalog(&mut conn, &project.id, &auth.user.id).await?;
+    let components: Vec<ComponentItem> = catalog.entries.iter().map(|e| item(&project.slug, e)).collect();
+    let others_new: Vec<ComponentItem> = catalog.others_new.iter().map(|p| pending_item(&project.slug, p)).collect();
     let activity = super::writeback::recent_activity(&mut conn, &project.id, 5).await?;
     drop(conn);
     let facts = project.facts(role);
@@ -271,6 +275,7 @@ async fn project_page_with(
         new_component,
         broken: components.iter().filter(|c| c.error.is_some()).count(),
         components,
+        others_new,
         activity,
         project: project.clone(),
         report,
@@ -546,7 +551,7 @@ pub async fn component(
 ) -> AppResult<Html<String>> {
     let (project, grant) =
         super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &slug, "project.view").await?;
-    let detail = super::routes::component_detail(&state, &project, &component_id).await?;
+    let detail = super::routes::component_detail(&state, &project, &auth.user.id, &component_id).await?;
     let facts = project.facts(grant.role());
     let can_edit = access::decide::<access::EditSpecs>(&auth.user, &facts).is_ok();
     render(&ComponentPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, detail, can_edit })

@@ -362,6 +362,13 @@ pub struct ComponentSummary {
     pub events: Vec<Event>,
     /// The first problem in the file, if any.
     pub error: Option<ParseError>,
+    /// Which text is served: the default branch's, or the caller's own unmerged one
+    /// (branch-aware view, docs/projects.md).
+    pub source: super::catalog::Source,
+    /// With `source: yours`: `new` (not on the default branch) or `changed`.
+    pub mark: Option<super::catalog::Mark>,
+    /// Others with unmerged changes of this component (their text is not served here).
+    pub unmerged_by: Vec<super::catalog::Author>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -420,8 +427,27 @@ pub fn summarize(row: &ComponentRow, all: &[ComponentRow]) -> (ComponentSummary,
         props: component.props.clone(),
         events: component.events.clone(),
         error: component.errors.first().cloned(),
+        source: super::catalog::Source::DefaultBranch,
+        mark: None,
+        unmerged_by: vec![],
     };
     (summary, component)
+}
+
+/// A component as its reader sees it (branch-aware).
+pub fn summary_of(e: &super::catalog::Entry) -> ComponentSummary {
+    ComponentSummary {
+        id: e.component_id.clone(),
+        name: e.component.name.clone(),
+        file_path: e.file_path.clone(),
+        content_sha: e.content_sha.clone(),
+        props: e.component.props.clone(),
+        events: e.component.events.clone(),
+        error: e.component.errors.first().cloned(),
+        source: e.source,
+        mark: e.mark,
+        unmerged_by: e.others.clone(),
+    }
 }
 
 /// `GET /api/v1/projects/{id}/components`
@@ -437,22 +463,25 @@ pub async fn list_components(
 ) -> AppResult<Json<Vec<ComponentSummary>>> {
     let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
     let mut conn = state.db.pool().acquire().await?;
-    let rows = store::components(&mut conn, &project.id).await?;
-    Ok(Json(rows.iter().map(|r| summarize(r, &rows).0).collect()))
+    let catalog = super::catalog::catalog(&mut conn, &project.id, &auth.user.id).await?;
+    Ok(Json(catalog.entries.iter().map(summary_of).collect()))
 }
 
 /// Everything the component page and API show about one component.
 pub(crate) async fn component_detail(
     state: &AppState,
     project: &Project,
+    reader: &str,
     component_id: &str,
 ) -> AppResult<ComponentDetail> {
     let mut conn = state.db.pool().acquire().await?;
-    let row = store::component(&mut conn, &project.id, component_id).await?.ok_or(AppError::NotFound)?;
+    let catalog = super::catalog::catalog(&mut conn, &project.id, reader).await?;
     drop(conn);
-    let (summary, component) = summarize(&row, std::slice::from_ref(&row));
-    let spec = crate::specs::SpecFile::parse(row.raw_text.as_str());
-    let prose = spec.prose();
+    let entry = catalog.by_id(component_id).ok_or(AppError::NotFound)?;
+    let summary = summary_of(entry);
+    let component = entry.component.clone();
+    let file_path = entry.file_path.clone();
+    let prose = crate::specs::SpecFile::parse(entry.text.as_str()).prose();
     let description_html = tokio::task::spawn_blocking(move || crate::specs::render::prose_to_html(&prose))
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
@@ -460,12 +489,12 @@ pub(crate) async fn component_detail(
     let (mut paired_code, mut last_commit) = (None, None);
     if let Some(commit) = &project.scanned_commit {
         let provider = state.repos.get(project).await?;
-        if let Some(path) = repo_config.paired_code(&row.file_path) {
+        if let Some(path) = repo_config.paired_code(&file_path) {
             let file = path.split('#').next().unwrap_or_default().to_owned();
             let exists = provider.read_file(commit, &file).await.is_ok();
             paired_code = Some(PairedCode { path, exists });
         }
-        last_commit = provider.last_commit(commit, &row.file_path).await.ok().flatten().map(last_commit_view);
+        last_commit = provider.last_commit(commit, &file_path).await.ok().flatten().map(last_commit_view);
     }
     Ok(ComponentDetail {
         summary,
@@ -498,5 +527,5 @@ pub async fn get_component(
     Path((id, component_id)): Path<(String, String)>,
 ) -> AppResult<Json<ComponentDetail>> {
     let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
-    Ok(Json(component_detail(&state, &project, &component_id).await?))
+    Ok(Json(component_detail(&state, &project, &auth.user.id, &component_id).await?))
 }

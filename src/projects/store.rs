@@ -461,29 +461,6 @@ pub async fn component(
     Ok(row.map(Into::into))
 }
 
-/// A spec saved in Arno at a path the last scan of the default branch does not have: a
-/// component being created (or one removed from git since), with who saved it last.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct UnmergedSpec {
-    pub path: String,
-    pub content: String,
-    pub by_name: Option<String>,
-    pub by_handle: Option<String>,
-}
-
-pub async fn unmerged_new_specs(conn: &mut AnyConnection, project_id: &str) -> AppResult<Vec<UnmergedSpec>> {
-    Ok(sqlx::query_as(
-        "SELECT f.path, f.content, u.name AS by_name, u.handle AS by_handle FROM spec_files f \
-         LEFT JOIN users u ON u.id = f.updated_by \
-         WHERE f.project_id = $1 AND NOT EXISTS \
-           (SELECT 1 FROM components c WHERE c.project_id = f.project_id AND c.file_path = f.path) \
-         ORDER BY f.path",
-    )
-    .bind(project_id)
-    .fetch_all(conn)
-    .await?)
-}
-
 /// The cached text of one spec file, as scanned from git.
 pub async fn component_raw(conn: &mut AnyConnection, project_id: &str, file_path: &str) -> AppResult<Option<String>> {
     let row: Option<(String,)> =

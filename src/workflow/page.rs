@@ -13,8 +13,9 @@ use crate::auth::access::View;
 use crate::auth::{ApiUser, PageUser};
 use crate::error::AppResult;
 use crate::http::RequestContext;
+use crate::projects::catalog::{Author, Mark, Source};
 use crate::projects::model::{Project, ProjectState};
-use crate::specs::SpecFile;
+use crate::specs::Component;
 use crate::ui::{PageContext, render};
 
 pub struct ComponentOption {
@@ -22,43 +23,39 @@ pub struct ComponentOption {
     pub name: String,
 }
 
-/// The project's components as the workflow uses them: their ids, names, props (with
-/// `textEditable`) and events — from the text Arno holds now (a saved version, or the scanned
-/// file), so a save changes what open screens show before it reaches git.
-pub async fn components(state: &AppState, project: &Project) -> AppResult<Vec<Value>> {
-    let rows = {
+/// The project's components as the workflow shows them to `reader` (branch-aware, see
+/// `projects::catalog`): ids, names, props (with `textEditable`) and events; `source` is
+/// `default_branch` or `yours`, or `unmerged` for a component someone else is creating (drawn
+/// where it is placed, not offered to place); `unmerged_by` names others with unmerged changes.
+pub async fn components(state: &AppState, project: &Project, reader: &str) -> AppResult<Vec<Value>> {
+    let catalog = {
         let mut conn = state.db.pool().acquire().await?;
-        crate::projects::store::components(&mut conn, &project.id).await?
+        crate::projects::catalog::catalog(&mut conn, &project.id, reader).await?
     };
-    let saved: std::collections::HashMap<String, String> =
-        sqlx::query_as::<_, (String, String)>("SELECT path, content FROM spec_files WHERE project_id = $1")
-            .bind(&project.id)
-            .fetch_all(state.db.pool())
-            .await?
-            .into_iter()
-            .collect();
-    let described = tokio::task::spawn_blocking(move || {
-        let mut out = vec![];
-        for row in rows {
-            let Some(id) = row.component_id else { continue };
-            let model = match saved.get(&row.file_path) {
-                Some(text) => Some(crate::specs::Component::from_spec(&SpecFile::parse(text.as_str()), &row.file_path)),
-                None => serde_json::from_str::<crate::specs::Component>(&row.model_json).ok(),
-            };
-            let Some(model) = model else { continue };
-            out.push(json!({
-                "id": id,
-                "name": model.name,
-                "file_path": row.file_path,
-                "props": model.props.iter().map(|p| json!({"id": p.id, "name": p.name, "default": p.default, "textEditable": p.text_editable})).collect::<Vec<_>>(),
-                "events": model.events.iter().map(|e| json!({"id": e.id, "name": e.name})).collect::<Vec<_>>(),
-            }));
-        }
-        out
-    })
-    .await
-    .map_err(|e| crate::error::AppError::Internal(anyhow::anyhow!("components task: {e}")))?;
-    Ok(described)
+    let describe = |id: &str, path: &str, c: &Component, source: &str, mark: Option<Mark>, by: &[Author]| {
+        json!({
+            "id": id,
+            "name": c.name,
+            "file_path": path,
+            "source": source,
+            "mark": mark,
+            "placeable": source != "unmerged",
+            "unmerged_by": by.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+            "props": c.props.iter().map(|p| json!({"id": p.id, "name": p.name, "default": p.default, "textEditable": p.text_editable})).collect::<Vec<_>>(),
+            "events": c.events.iter().map(|e| json!({"id": e.id, "name": e.name})).collect::<Vec<_>>(),
+        })
+    };
+    let mut out = vec![];
+    for e in &catalog.entries {
+        let Some(id) = &e.component_id else { continue };
+        let source = if e.source == Source::Yours { "yours" } else { "default_branch" };
+        out.push(describe(id, &e.file_path, &e.component, source, e.mark, &e.others));
+    }
+    for p in &catalog.others_new {
+        let Some(id) = &p.component_id else { continue };
+        out.push(describe(id, &p.file_path, &p.component, "unmerged", None, &p.by));
+    }
+    Ok(out)
 }
 
 /// `GET /api/v1/projects/{id}/workflow/components`: what open canvases render instances with.
@@ -75,7 +72,7 @@ pub async fn components_api(
 ) -> AppResult<Json<Vec<Value>>> {
     let (project, _) =
         crate::projects::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
-    Ok(Json(components(&state, &project).await?))
+    Ok(Json(components(&state, &project, &auth.user.id).await?))
 }
 
 /// What both workflow pages know about the viewer and the project.
@@ -104,12 +101,17 @@ async fn shell(
     let can_edit = writable && crate::auth::access::holds::<crate::auth::access::EditWorkflow>(&auth.user, &facts);
     let can_edit_text =
         writable && crate::auth::access::holds::<crate::auth::access::EditWorkflowText>(&auth.user, &facts);
-    let described = components(state, &project).await?;
+    let described = components(state, &project, &auth.user.id).await?;
     let options = described
         .iter()
+        .filter(|c| c["placeable"] == true)
         .map(|c| ComponentOption {
             id: c["id"].as_str().unwrap_or_default().to_owned(),
-            name: c["name"].as_str().unwrap_or_default().to_owned(),
+            name: match c["mark"].as_str() {
+                Some("new") => format!("{} (new, yours)", c["name"].as_str().unwrap_or_default()),
+                Some(_) => format!("{} (changed by you)", c["name"].as_str().unwrap_or_default()),
+                None => c["name"].as_str().unwrap_or_default().to_owned(),
+            },
         })
         .collect();
     Ok(Shell {

@@ -216,15 +216,17 @@ async fn writer_for(
         let archived = project.state == crate::projects::model::ProjectState::Archived;
         return Ok(if archived { Writer::Archived } else { Writer::ReadOnly });
     }
-    let rows = {
+    // Exactly the text-editable props this Editor is shown (projects::catalog).
+    let catalog = {
         let mut conn = state.db.pool().acquire().await?;
-        project_store::components(&mut conn, project_id).await?
+        crate::projects::catalog::catalog(&mut conn, project_id, &auth.user.id).await?
     };
+    let shown = catalog.entries.iter().map(|e| (&e.component_id, &e.component));
+    let pending = catalog.others_new.iter().map(|p| (&p.component_id, &p.component));
     let mut editable: HashMap<String, HashSet<String>> = HashMap::new();
-    for row in rows {
-        let Some(id) = row.component_id else { continue };
-        let Ok(model) = serde_json::from_str::<crate::specs::Component>(&row.model_json) else { continue };
-        editable.insert(id, model.props.into_iter().filter(|p| p.text_editable).map(|p| p.id).collect());
+    for (id, model) in shown.chain(pending) {
+        let Some(id) = id else { continue };
+        editable.insert(id.clone(), model.props.iter().filter(|p| p.text_editable).map(|p| p.id.clone()).collect());
     }
     Ok(Writer::TextProps(Arc::new(editable)))
 }

@@ -43,7 +43,12 @@ export function startScreen(el) {
     return s instanceof Y.Map ? s : null;
   };
   const componentOf = (inst) => components.byId.get(inst.get('component_id'));
-  const componentName = (inst) => (componentOf(inst) || { name: 'Unknown component' }).name;
+  const componentName = (inst) => {
+    const c = componentOf(inst);
+    if (!c) return 'Unknown component';
+    // Someone else is creating it: drawn here, not merged yet (docs/projects.md, branch-aware view).
+    return c.source === 'unmerged' ? `${c.name} (unmerged, by ${c.unmerged_by.join(', ') || 'someone'})` : c.name;
+  };
 
   // ---- rendering ------------------------------------------------------------------------------
 
@@ -264,7 +269,7 @@ export function startScreen(el) {
 
   function placeForm(inst, name, id) {
     const select = h('select', { id });
-    for (const c of components.byId.values()) select.append(new Option(c.name, c.id));
+    for (const c of components.byId.values()) if (c.placeable !== false) select.append(new Option(c.name, c.id));
     const form = h('form', { class: 'inline-form' },
       h('label', { for: id, text: `Place inside ${name}` }), select,
       h('button', { type: 'submit', class: 'secondary', text: 'Place' }));

@@ -198,10 +198,12 @@ async fn the_project_page_form_opens_the_new_spec_in_the_editor() {
         editor.text
     );
 
-    // The project page lists it at once, marked new, for everyone who can see the project.
+    // The project page lists it at once for its author, marked new, with its own page.
     let page = maker.get("/projects/ds").await;
     let row = page.select_text("#components").unwrap();
-    assert!(row.contains("Nav bar") && row.contains("New") && row.contains("not merged yet"), "{row}");
+    assert!(row.contains("Nav bar") && row.contains("new") && row.contains("not merged yet"), "{row}");
+    let own = page.select_attr("#components a[href*='/components/']", "href").unwrap();
+    assert_eq!(maker.get(&own).await.status, StatusCode::OK, "{own}");
     assert_eq!(
         page.select_attr("#components a[href$='NavBar.md']", "href").as_deref(),
         Some("/projects/ds/edit/Design_system/My%20menus/NavBar.md")
@@ -227,9 +229,11 @@ async fn the_project_page_form_opens_the_new_spec_in_the_editor() {
     assert_eq!(viewer.login("v@example.com", PASSWORD).await.status, StatusCode::SEE_OTHER);
     let page = viewer.get("/projects/ds").await;
     assert!(page.select_text("#new-component").is_none());
-    let row = page.select_text("#components").unwrap();
-    assert!(row.contains("Nav bar") && row.contains("saved by"), "a Viewer sees someone is creating it: {row}");
-    assert!(page.select_attr("#components a[href$='NavBar.md']", "href").is_none(), "but is not offered the editor");
+    assert!(page.select_text("#components").is_none(), "the default branch has no component yet");
+    let others = page.select_text("#others-new").unwrap();
+    assert!(others.contains("Nav bar") && others.contains("by"), "a Viewer sees someone is creating it: {others}");
+    assert!(page.select_attr("#others-new a[href$='NavBar.md']", "href").is_none(), "but is not offered the editor");
+    assert_eq!(viewer.get(&own).await.status, StatusCode::NOT_FOUND, "nor its page before the merge");
     let csrf = viewer.session_csrf().await;
     let r = viewer.post_form("/projects/ds/components", &[("csrf_token", csrf.as_str()), ("name", "Nope")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);

@@ -9,6 +9,7 @@ mod attacks;
 mod audit;
 mod auth;
 mod backup;
+mod branch_view;
 mod cli;
 mod components;
 mod device;

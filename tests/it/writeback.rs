@@ -14,23 +14,26 @@ use serde_json::{Value, json};
 use crate::git::git;
 use crate::support::{TestApp, api};
 
-const BUTTON: &str = "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\nname: Button\n---\n# Button\n\nA button.\n";
+pub(crate) const BUTTON: &str =
+    "---\nid: 0b5e1c1e-6c1a-4f44-9d7e-0c1f0d6d1a01\nname: Button\n---\n# Button\n\nA button.\n";
 const CARD: &str = "---\nid: 1c6f2d2f-7d2b-4a55-8e8f-1d2e1e7e2b02\nname: Card\n---\n# Card\n";
 
-struct World {
-    app: TestApp,
+/// An instance serving a local repository (Button, Card on `main`), an Admin, two Makers (`m1`,
+/// `m2`) and a Viewer, by token; write-back after one quiet second.
+pub(crate) struct World {
+    pub(crate) app: TestApp,
     _roots: tempfile::TempDir,
     /// The bare repository Arno serves.
-    bare: PathBuf,
+    pub(crate) bare: PathBuf,
     /// A developer's clone of it.
     clone: PathBuf,
-    admin: String,
-    maker: String,
-    maker2: String,
-    viewer: String,
+    pub(crate) admin: String,
+    pub(crate) maker: String,
+    pub(crate) maker2: String,
+    pub(crate) viewer: String,
 }
 
-async fn world(extra: &[(&str, &str)]) -> World {
+pub(crate) async fn world(extra: &[(&str, &str)]) -> World {
     let roots = tempfile::tempdir().unwrap();
     let root = roots.path().canonicalize().unwrap();
     let work = root.join("work");
@@ -68,7 +71,7 @@ async fn world(extra: &[(&str, &str)]) -> World {
     World { app, _roots: roots, bare, clone, admin, maker, maker2, viewer }
 }
 
-async fn save(w: &World, token: &str, file: &str, content: &str, session: &str) -> Value {
+pub(crate) async fn save(w: &World, token: &str, file: &str, content: &str, session: &str) -> Value {
     let url = w.app.url(&format!("/api/v1/projects/ds/specs/Design_system/{file}"));
     let current = api(Method::GET, &url, Some(token), None).await.json();
     let base = current["version"].as_i64().unwrap();
@@ -90,7 +93,7 @@ async fn branch_state(w: &World, handle: &str) -> Option<Value> {
 }
 
 /// Wait until `handle`'s branch is in `state` (the worker polls twice a second).
-async fn wait_for(w: &World, handle: &str, state: &str) -> Value {
+pub(crate) async fn wait_for(w: &World, handle: &str, state: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(b) = branch_state(w, handle).await {
