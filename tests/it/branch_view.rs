@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::api;
+use crate::support::{Browser, api};
 use crate::writeback::{BUTTON, World, save, wait_for, world};
 
 async fn get(w: &World, token: &str, path: &str) -> (StatusCode, Value) {
@@ -67,6 +67,23 @@ async fn unmerged_texts_are_served_to_their_author_and_the_default_branch_to_oth
         assert_eq!((toast["source"].as_str(), toast["placeable"].as_bool()), (Some("unmerged"), Some(false)));
         assert_eq!(named(&flow, "Button").unwrap()["source"], "default_branch");
     }
+
+    // The pages say the same: the author's component page marks their version, another's
+    // names the author with a link to the change request.
+    let button_id = named(&mine, "Big button").unwrap()["id"].as_str().unwrap().to_owned();
+    let mut m1 = Browser::new(&w.app.url(""));
+    assert_eq!(m1.login("m1@example.com", "a long enough password").await.status, StatusCode::SEE_OTHER);
+    let page = m1.get(&format!("/projects/ds/components/{toast_id}")).await;
+    assert!(page.select_text("#branch-mark").unwrap().contains("new"), "{}", page.text);
+    let page = m1.get(&format!("/projects/ds/components/{button_id}")).await;
+    assert!(page.select_text("#branch-mark").unwrap().contains("changed by you"));
+    assert_eq!(page.select_text("h1").as_deref().map(str::trim), Some("Big button"));
+    let mut v = Browser::new(&w.app.url(""));
+    assert_eq!(v.login("v@example.com", "a long enough password").await.status, StatusCode::SEE_OTHER);
+    let page = v.get(&format!("/projects/ds/components/{button_id}")).await;
+    assert!(page.select_text("#branch-mark").is_none());
+    assert_eq!(page.select_text("h1").as_deref().map(str::trim), Some("Button"));
+    assert_eq!(page.select_attr("#branch-others a", "href").as_deref(), Some("/projects/ds/changes/m1"));
 
     // A second author of the same file: both are served it, each naming the other.
     let edited = BUTTON.replace("name: Button", "name: Big button").replace("A button.", "A big button.");
