@@ -184,6 +184,10 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/projects/{slug}/components", post(crate::projects::pages::create_component))
         .route("/projects/{slug}/components/{component_id}", get(crate::projects::pages::component))
         .route(
+            "/projects/{slug}/delete/{*path}",
+            get(crate::projects::removal::confirm).post(crate::projects::removal::submit),
+        )
+        .route(
             "/projects/{slug}/edit/{*path}",
             get(crate::projects::editor::edit).post(crate::projects::editor::submit),
         )

@@ -108,7 +108,16 @@ pub fn spec_path(components_md: &str, folder: Option<&str>, name: &str) -> AppRe
 
 /// The editor's URL for a spec, percent-encoded (folder names may hold any character).
 pub fn edit_url(slug: &str, path: &str) -> String {
-    let mut url = format!("/projects/{slug}/edit/");
+    spec_url(slug, "edit", path)
+}
+
+/// The delete (and undo) page of a spec.
+pub fn delete_url(slug: &str, path: &str) -> String {
+    spec_url(slug, "delete", path)
+}
+
+fn spec_url(slug: &str, page: &str, path: &str) -> String {
+    let mut url = format!("/projects/{slug}/{page}/");
     for b in path.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
             url.push(b as char);
@@ -161,9 +170,12 @@ pub(crate) async fn create(
     }
     let config = project.repo_config();
     let path = spec_path(&config.components_md, new.folder.as_deref(), &name)?;
-    if specs_api::current_of(state, project, &path).await?.is_some() {
-        return Err(AppError::Conflict(format!("a component spec already exists at {path}")));
-    }
+    // A deleted spec's path may be used again: the new text is the next version of the file.
+    let base_version = match specs_api::current_of(state, project, &path).await? {
+        Some(c) if c.deleted => c.version,
+        Some(_) => return Err(AppError::Conflict(format!("a component spec already exists at {path}"))),
+        None => 0,
+    };
     if let Some(taken) = name_taken(state, project, &auth.user.id, &name, None).await? {
         return Err(AppError::Conflict(taken));
     }
@@ -171,7 +183,7 @@ pub(crate) async fn create(
     let content = spec_text(id, &name, description);
     debug_assert!(!SpecFile::parse(content.as_str()).has_errors(), "a new spec reads cleanly");
     let body =
-        SaveSpec { content, base_version: 0, session_id: format!("new-{}", Uuid::new_v4()), confirmed_impact: false };
+        SaveSpec { content, base_version, session_id: format!("new-{}", Uuid::new_v4()), confirmed_impact: false };
     match specs_api::save_as(state, auth, origin, on, &path, &body).await? {
         Saved::Saved { version, .. } => Ok(Created { path, id: id.to_string(), version }),
         Saved::Conflict { .. } => Err(AppError::Conflict(format!("a component spec was just created at {path}"))),

@@ -38,6 +38,8 @@ pub enum Mark {
     New,
     /// The default branch has an older text.
     Changed,
+    /// The reader deleted it; the default branch still has it.
+    Deleted,
 }
 
 impl Mark {
@@ -45,6 +47,7 @@ impl Mark {
         match self {
             Mark::New => "new",
             Mark::Changed => "changed by you",
+            Mark::Deleted => "deleted by you",
         }
     }
 }
@@ -105,10 +108,14 @@ impl Catalog {
     }
 
     /// Another component (than the file `except`) with this name, ignoring case — among what the
-    /// reader sees and what others are creating.
+    /// reader sees (but has deleted) and what others are creating.
     pub fn named(&self, name: &str, except: Option<&str>) -> Option<(&str, &str)> {
         let wanted = name.to_lowercase();
-        let seen = self.entries.iter().map(|e| (e.component.name.as_str(), e.file_path.as_str()));
+        let seen = self
+            .entries
+            .iter()
+            .filter(|e| e.mark != Some(Mark::Deleted))
+            .map(|e| (e.component.name.as_str(), e.file_path.as_str()));
         let pending = self.others_new.iter().map(|p| (p.component.name.as_str(), p.file_path.as_str()));
         seen.chain(pending).find(|(n, path)| n.to_lowercase() == wanted && Some(*path) != except)
     }
@@ -119,28 +126,35 @@ struct Unmerged {
     content: String,
     content_sha: String,
     authors: Vec<Author>,
+    /// The current version deletes the file: who deleted it (the saver of that version).
+    deleted_by: Option<Option<String>>,
 }
 
 /// Arno's current texts that differ from the default branch, by path, with who wrote them.
 async fn unmerged(conn: &mut AnyConnection, project_id: &str) -> AppResult<HashMap<String, Unmerged>> {
     // Authors: who saved (or restored) a version after the last version equal to the default
     // branch's text — every saver, for a file the default branch lacks.
-    let rows: Vec<(String, String, String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT f.path, f.content, f.content_sha, v.saved_by, u.name, u.handle FROM spec_files f \
+    // A deleted file the default branch no longer has is merged (or never was there).
+    type Row = (String, String, String, i64, Option<String>, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT f.path, f.content, f.content_sha, f.deleted, f.updated_by, v.saved_by, u.name, u.handle \
+         FROM spec_files f \
          LEFT JOIN components c ON c.project_id = f.project_id AND c.file_path = f.path \
          LEFT JOIN spec_versions v ON v.project_id = f.project_id AND v.path = f.path \
            AND v.kind IN ('save', 'restore') AND v.version > COALESCE((SELECT MAX(w.version) FROM spec_versions w \
              WHERE w.project_id = f.project_id AND w.path = f.path AND w.content_sha = c.content_sha), 0) \
          LEFT JOIN users u ON u.id = v.saved_by \
          WHERE f.project_id = $1 AND (c.content_sha IS NULL OR c.content_sha <> f.content_sha) \
+           AND NOT (f.deleted <> 0 AND c.content_sha IS NULL) \
          ORDER BY f.path, v.version",
     )
     .bind(project_id)
     .fetch_all(conn)
     .await?;
     let mut out: HashMap<String, Unmerged> = HashMap::new();
-    for (path, content, content_sha, user_id, name, handle) in rows {
-        let entry = out.entry(path).or_insert_with(|| Unmerged { content, content_sha, authors: vec![] });
+    for (path, content, content_sha, deleted, deleter, user_id, name, handle) in rows {
+        let deleted_by = (deleted != 0).then_some(deleter);
+        let entry = out.entry(path).or_insert_with(|| Unmerged { content, content_sha, authors: vec![], deleted_by });
         if let (Some(user_id), Some(name), Some(handle)) = (user_id, name, handle)
             && !entry.authors.iter().any(|a| a.user_id == user_id)
         {
@@ -170,13 +184,33 @@ fn assemble(rows: &[ComponentRow], unmerged: &mut HashMap<String, Unmerged>, rea
     let mut used: HashSet<String> = rows.iter().filter_map(|r| r.component_id.clone()).collect();
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
-        let (mine, others) = match unmerged.remove(&row.file_path) {
+        let (mine, others, deleted) = match unmerged.remove(&row.file_path) {
+            // Deleted: by the reader (their view is the deletion), or by someone else — then the
+            // reader sees the default branch, whoever else saved on the way.
+            Some(Unmerged { deleted_by: Some(by), authors, .. }) => {
+                let mine = by.as_deref() == Some(reader);
+                let others = authors.into_iter().filter(|a| a.user_id != reader).collect();
+                (None, others, mine)
+            }
             Some(u) => {
                 let (me, others): (Vec<Author>, Vec<Author>) = u.authors.into_iter().partition(|a| a.user_id == reader);
-                ((!me.is_empty()).then_some((u.content, u.content_sha)), others)
+                ((!me.is_empty()).then_some((u.content, u.content_sha)), others, false)
             }
-            None => (None, vec![]),
+            None => (None, vec![], false),
         };
+        if deleted {
+            entries.push(Entry {
+                file_path: row.file_path.clone(),
+                component_id: row.component_id.clone(),
+                source: Source::Yours,
+                mark: Some(Mark::Deleted),
+                component: summarize(row, rows).1,
+                text: row.raw_text.clone(),
+                content_sha: row.content_sha.clone(),
+                others,
+            });
+            continue;
+        }
         entries.push(match mine {
             Some((text, content_sha)) => Entry {
                 file_path: row.file_path.clone(),
@@ -262,6 +296,7 @@ mod tests {
             content: text.into(),
             content_sha: crate::specs::versions::sha256_hex(text),
             authors: authors.iter().map(|a| author(a)).collect(),
+            deleted_by: None,
         }
     }
 
@@ -299,6 +334,29 @@ mod tests {
         assert_eq!(eve.others_new[0].by, vec![author("ann"), author("bob")]);
         assert!(eve.named("card", None).is_some(), "names being created by others are taken too");
         assert!(eve.named("Button", Some("A.md")).is_none());
+    }
+
+    #[test]
+    fn a_deletion_is_the_deleters_view_and_a_marker_for_others() {
+        let rows = vec![row("A.md", ID_A, &spec(ID_A, "Button"))];
+        let make = || {
+            let mut u = HashMap::new();
+            let mut gone = unmerged_text("", &["bob", "ann"]);
+            gone.deleted_by = Some(Some("ann".into()));
+            u.insert("A.md".to_owned(), gone);
+            u
+        };
+        let ann = assemble(&rows, &mut make(), "ann");
+        assert_eq!((ann.entries[0].source, ann.entries[0].mark), (Source::Yours, Some(Mark::Deleted)));
+        assert_eq!(ann.entries[0].component.name, "Button", "shown as it was, to undo");
+        assert_eq!(ann.entries[0].others, vec![author("bob")]);
+        assert!(ann.named("Button", None).is_none(), "the deleter may reuse the name");
+        for reader in ["bob", "eve"] {
+            let c = assemble(&rows, &mut make(), reader);
+            assert_eq!((c.entries[0].source, c.entries[0].mark), (Source::DefaultBranch, None), "{reader}");
+            assert!(c.entries[0].others.iter().any(|a| a.handle == "ann"));
+            assert!(c.named("Button", None).is_some());
+        }
     }
 
     #[test]

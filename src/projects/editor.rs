@@ -165,6 +165,8 @@ struct EditorPage {
     impact: Option<Impact>,
     versions: Vec<VersionInfo>,
     compared: Option<Compared>,
+    /// The current version deletes the spec: only undo and the versions are offered.
+    deleted: bool,
 }
 
 impl EditorPage {
@@ -304,6 +306,7 @@ async fn editor_page(
         let writeback = super::writeback::branch_of(&mut conn, &project.id, &auth.user.handle).await?;
         (writeback, versions::list(&mut conn, &project.id, path).await?)
     };
+    let deleted = versions.iter().find(|v| v.kind != "backup").is_some_and(|v| v.is_deleted());
     let unavailable = structured::unavailable(&spec);
     let structured = match shown.draft {
         Some(draft) => {
@@ -334,6 +337,7 @@ async fn editor_page(
         impact: shown.impact,
         versions,
         compared: shown.compared,
+        deleted,
     })?;
     Ok((shown.status, html).into_response())
 }

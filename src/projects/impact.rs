@@ -294,6 +294,49 @@ pub fn analyze(current: &Component, proposed: &Component, workflow: &Value) -> I
     }
 }
 
+/// What deleting the component does: every instance of it is left without a component (one
+/// `component_removed` change listing them, first), with the values they store and the edges from
+/// its events. Anything placed needs a confirmation.
+pub fn removal(current: &Component, workflow: &Value) -> Impact {
+    let nothing = Component { props: vec![], events: vec![], ..current.clone() };
+    let mut impact = analyze(current, &nothing, workflow);
+    let Some(component_id) = impact.component_id.clone() else { return impact };
+    let placed = instances_of(workflow, &component_id);
+    if placed.is_empty() {
+        return impact;
+    }
+    let affected: Vec<Affected> = placed
+        .iter()
+        .map(|p| Affected {
+            screen_id: p.screen_id.into(),
+            screen_name: p.screen_name.into(),
+            instance_id: p.instance_id.into(),
+            value: None,
+            edge_id: None,
+            to_screen_id: None,
+            to_screen_name: None,
+        })
+        .collect();
+    let mut screens: Vec<&str> = affected.iter().map(|a| a.screen_id.as_str()).collect();
+    screens.sort_unstable();
+    screens.dedup();
+    impact.counts.screens = screens.len();
+    impact.counts.instances = affected.len();
+    impact.needs_confirmation = true;
+    impact.changes.insert(
+        0,
+        Change {
+            kind: "component_removed",
+            id: component_id,
+            name: current.name.clone(),
+            from_type: None,
+            to_type: None,
+            affected,
+        },
+    );
+    impact
+}
+
 /// Whether `proposed` removes or retypes anything of `current` (only then is the workflow read).
 pub fn may_break(current: &Component, proposed: &Component) -> bool {
     current
@@ -385,6 +428,23 @@ mod tests {
         );
         assert!(analyze(&current, &requoted, &wf).changes.is_empty());
         assert!(!may_break(&current, &requoted));
+    }
+
+    #[test]
+    fn deleting_lists_every_instance_its_values_and_edges() {
+        let click = Event { id: "ev-click".into(), name: "onClick".into(), description: None, payload: None };
+        let current = button(vec![prop("p-size", "size", "string")], vec![click]);
+        let impact = removal(&current, &workflow());
+        let kinds: Vec<_> = impact.changes.iter().map(|c| (c.kind, c.affected.len())).collect();
+        assert_eq!(kinds, [("component_removed", 4), ("prop_removed", 3), ("event_removed", 2)]);
+        let placed: Vec<_> = impact.changes[0].affected.iter().map(|a| a.instance_id.as_str()).collect();
+        assert_eq!(placed, ["i2", "i4", "i5", "i6"], "Cart, Checkout, Done");
+        assert_eq!(impact.counts, Counts { screens: 3, instances: 4, values: 3, edges: 2 });
+        assert!(impact.needs_confirmation);
+        // Placed nowhere: nothing to confirm.
+        let unused = Component { id: Some("c-unused".into()), ..current };
+        let none = removal(&unused, &workflow());
+        assert!(!none.needs_confirmation && none.changes.iter().all(|c| c.affected.is_empty()));
     }
 
     #[test]

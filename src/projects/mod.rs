@@ -15,6 +15,7 @@ pub mod events;
 pub mod impact;
 pub mod model;
 pub mod pages;
+pub mod removal;
 pub mod routes;
 pub mod scan;
 pub mod specs_api;

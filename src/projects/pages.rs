@@ -144,8 +144,11 @@ pub struct ComponentItem {
     pub props: usize,
     pub events: usize,
     pub error: Option<String>,
-    /// The reader's own unmerged text: "new" or "changed by you".
+    /// The reader's own unmerged text: "new", "changed by you" or "deleted by you".
     pub mark: Option<&'static str>,
+    /// Deleted by the reader (not merged yet): offered "Undo delete" (a form to this URL).
+    pub deleted: bool,
+    pub delete_href: String,
     /// Others with unmerged changes: name and their change request.
     pub others: Vec<(String, String)>,
 }
@@ -215,6 +218,8 @@ fn item(slug: &str, e: &super::catalog::Entry) -> ComponentItem {
         events: e.component.events.len(),
         error: problem(&e.component),
         mark: e.mark.map(super::catalog::Mark::label),
+        deleted: e.mark == Some(super::catalog::Mark::Deleted),
+        delete_href: super::authoring::delete_url(slug, &e.file_path),
         others: others(slug, &e.others),
     }
 }
@@ -230,11 +235,13 @@ fn pending_item(slug: &str, p: &super::catalog::Pending) -> ComponentItem {
         events: p.component.events.len(),
         error: problem(&p.component),
         mark: None,
+        deleted: false,
+        delete_href: super::authoring::delete_url(slug, &p.file_path),
         others: others(slug, &p.by),
     }
 }
 
-async fn project_page(
+pub(crate) async fn project_page(
     state: &AppState,
     auth: &Authenticated,
     project: &Project,
@@ -540,6 +547,8 @@ struct ComponentPage {
     project: Project,
     detail: ComponentDetail,
     can_edit: bool,
+    /// The reader deleted it (not merged yet).
+    deleted: bool,
 }
 
 /// `GET /projects/{slug}/components/{component_id}`
@@ -554,5 +563,6 @@ pub async fn component(
     let detail = super::routes::component_detail(&state, &project, &auth.user.id, &component_id).await?;
     let facts = project.facts(grant.role());
     let can_edit = access::decide::<access::EditSpecs>(&auth.user, &facts).is_ok();
-    render(&ComponentPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, detail, can_edit })
+    let deleted = detail.summary.mark == Some(super::catalog::Mark::Deleted);
+    render(&ComponentPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, detail, can_edit, deleted })
 }

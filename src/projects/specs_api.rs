@@ -43,7 +43,7 @@ pub static SAVE_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 pub fn api() -> ApiRouter {
-    ApiRouter::new().routes(routes!(read_spec, save_spec, spec_action))
+    ApiRouter::new().routes(routes!(read_spec, save_spec, spec_action, super::removal::delete_spec))
 }
 
 /// What a `{*path}` addresses.
@@ -94,6 +94,14 @@ fn parse_target(raw: &str) -> AppResult<Target> {
         };
     }
     if raw.ends_with(".md") && crate::git::valid_path(raw) { Ok(Target::File(raw.to_owned())) } else { Err(bad()) }
+}
+
+/// A `{*path}` that must be the spec file itself (no suffix).
+pub(crate) fn spec_file(raw: &str) -> AppResult<String> {
+    match target(raw)? {
+        Target::File(file) => Ok(file),
+        _ => Err(AppError::field("path", "must be the spec's own path")),
+    }
 }
 
 fn file_of(t: &Target) -> &str {
@@ -156,6 +164,7 @@ pub async fn read_spec(
                     session_id: None,
                     label: None,
                     saved_at: project.scanned_at.unwrap_or_default(),
+                    deleted: 0,
                 });
             }
             let items: Vec<_> = list
@@ -163,7 +172,7 @@ pub async fn read_spec(
                 .map(|v| {
                     json!({"version": v.version, "kind": v.kind, "parent_version": v.parent_version,
                     "content_sha": v.content_sha, "saved_by": v.saved_by, "session_id": v.session_id,
-                    "label": v.label, "saved_at": v.saved_at_text()})
+                    "label": v.label, "saved_at": v.saved_at_text(), "deleted": v.is_deleted()})
                 })
                 .collect();
             Ok(Json(items).into_response())
@@ -221,7 +230,7 @@ fn problems(content: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn editable(
+pub(crate) async fn editable(
     state: &AppState,
     auth: &Authenticated,
     ctx: &RequestContext,
@@ -308,7 +317,7 @@ pub(crate) async fn save_as(
                 &user.handle,
                 file,
                 *version,
-                &body.content,
+                Some(&body.content),
             )
             .await?;
             let live = saved_event(auth, &project.id, file, *version, content_sha);
@@ -413,7 +422,7 @@ pub(crate) async fn backup_as(
     Ok(v)
 }
 
-fn saved_event(
+pub(crate) fn saved_event(
     auth: &Authenticated,
     project_id: &str,
     path: &str,
@@ -432,7 +441,7 @@ fn saved_event(
     }
 }
 
-fn conflict(current: &Current, yours: &str) -> Response {
+pub(crate) fn conflict(current: &Current, yours: &str) -> Response {
     let body = json!({
         "code": "conflict",
         "message": format!("the spec changed since version you edited; it is at version {} now", current.version),
@@ -545,7 +554,7 @@ async fn restore_in(
     let restored = versions::content_of(tx, &project.id, file, v).await?.unwrap_or_default();
     let schedule = super::writeback::Schedule::of(&state.config);
     let user = &auth.user;
-    super::writeback::note_save(tx, schedule, &project.id, &user.id, &user.handle, file, v, &restored).await?;
+    super::writeback::note_save(tx, schedule, &project.id, &user.id, &user.handle, file, v, Some(&restored)).await?;
     let event = saved_event(auth, &project.id, file, v, &sha);
     state.events.within(tx, state.db.backend(), &event).await?;
     Ok((v, event))

@@ -135,8 +135,8 @@ impl Schedule {
 /// The workflow's file in the repository: written from the live document when the job runs.
 pub const WORKFLOW_FILE: &str = ".arno/workflow.json";
 
-/// In a save's transaction: keep the saved text for the author's session branch and (re)schedule
-/// its write-back after the quiet period.
+/// In a save's transaction: keep the saved text (`None`: the file is deleted) for the author's
+/// session branch and (re)schedule its write-back after the quiet period.
 #[allow(clippy::too_many_arguments)]
 pub async fn note_save(
     conn: &mut AnyConnection,
@@ -146,20 +146,22 @@ pub async fn note_save(
     handle: &str,
     path: &str,
     version: i64,
-    content: &str,
+    content: Option<&str>,
 ) -> AppResult<()> {
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO writeback_files (project_id, user_id, path, version, content, saved_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (project_id, user_id, path) \
-         DO UPDATE SET version = excluded.version, content = excluded.content, saved_at = excluded.saved_at",
+        "INSERT INTO writeback_files (project_id, user_id, path, version, content, saved_at, deleted) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (project_id, user_id, path) \
+         DO UPDATE SET version = excluded.version, content = excluded.content, saved_at = excluded.saved_at, \
+         deleted = excluded.deleted",
     )
     .bind(project_id)
     .bind(user_id)
     .bind(path)
     .bind(version)
-    .bind(content)
+    .bind(content.unwrap_or(""))
     .bind(now)
+    .bind(i64::from(content.is_none()))
     .execute(&mut *conn)
     .await?;
     // A diverged branch stays diverged until its owner decides; the text waits with it.
@@ -217,6 +219,8 @@ struct PendingFile {
     path: String,
     version: i64,
     content: String,
+    /// 1: the file is to be removed.
+    deleted: i64,
 }
 
 async fn branch_row(conn: &mut AnyConnection, project_id: &str, user_id: &str) -> AppResult<Option<BranchRow>> {
@@ -229,7 +233,8 @@ async fn branch_row(conn: &mut AnyConnection, project_id: &str, user_id: &str) -
 
 async fn pending(conn: &mut AnyConnection, project_id: &str, user_id: &str) -> AppResult<Vec<PendingFile>> {
     Ok(sqlx::query_as(
-        "SELECT path, version, content FROM writeback_files WHERE project_id = $1 AND user_id = $2 ORDER BY path",
+        "SELECT path, version, content, deleted FROM writeback_files WHERE project_id = $1 AND user_id = $2 \
+         ORDER BY path",
     )
     .bind(project_id)
     .bind(user_id)
@@ -374,19 +379,25 @@ async fn write(
         let content = room.content().await.map_err(JobError::retry)?;
         f.content = workflow_file(&content);
     }
-    // Only files whose text differs from the branch's.
+    // Only files whose text differs from the branch's (removals of files the branch has).
     let mut changes = vec![];
     let mut listed = vec![];
     for f in &files {
-        let same = match provider.read_file(&parent, &f.path).await {
-            Ok(bytes) => bytes == f.content.as_bytes(),
-            Err(GitError::NotFound(_)) => false,
+        let there = match provider.read_file(&parent, &f.path).await {
+            Ok(bytes) => Some(bytes),
+            Err(GitError::NotFound(_)) => None,
             Err(e) => return Err(git_job_error(e)),
         };
-        if !same {
-            changes.push(Change::Upsert { path: f.path.clone(), content: f.content.clone().into_bytes() });
-            listed.push((f.path.as_str(), f.version));
+        let removed = f.deleted != 0;
+        match (&there, removed) {
+            (Some(_), true) => changes.push(Change::Delete { path: f.path.clone() }),
+            (None, true) => continue,
+            (Some(bytes), false) if bytes == f.content.as_bytes() => continue,
+            (_, false) => {
+                changes.push(Change::Upsert { path: f.path.clone(), content: f.content.clone().into_bytes() })
+            }
         }
+        listed.push(Listed { path: f.path.as_str(), version: f.version, removed });
     }
     if changes.is_empty() {
         recorded(state, project, user, branch, &parent, &files, None).await?;
@@ -418,14 +429,24 @@ async fn write(
     Ok(())
 }
 
+/// A file a commit writes: its path, the version, and whether it is removed.
+#[derive(Debug, Clone, Copy)]
+pub struct Listed<'a> {
+    pub path: &'a str,
+    pub version: i64,
+    pub removed: bool,
+}
+
 /// The commit message: what changed, in which version.
-pub fn commit_message(user: &User, files: &[(&str, i64)]) -> String {
+pub fn commit_message(user: &User, files: &[Listed<'_>]) -> String {
     let mut message = match files {
-        [(path, _)] => format!("Arno: update {path}\n\n"),
+        [Listed { path, removed: true, .. }] => format!("Arno: delete {path}\n\n"),
+        [Listed { path, .. }] => format!("Arno: update {path}\n\n"),
         _ => format!("Arno: update {} specs\n\n", files.len()),
     };
-    for (path, version) in files {
-        message.push_str(&format!("- {path} (version {version})\n"));
+    for f in files {
+        let what = if f.removed { "deleted in version" } else { "version" };
+        message.push_str(&format!("- {} ({what} {})\n", f.path, f.version));
     }
     message.push_str(&format!("\nSaved in Arno by {}.\n", user.name));
     message
@@ -440,7 +461,7 @@ async fn recorded(
     branch: &str,
     head: &str,
     files: &[PendingFile],
-    committed: Option<&[(&str, i64)]>,
+    committed: Option<&[Listed<'_>]>,
 ) -> Result<(), JobError> {
     let db = &state.db;
     let work = async {
@@ -476,7 +497,10 @@ async fn recorded(
         .execute(&mut *tx)
         .await?;
         if let Some(files) = committed {
-            let list: Vec<String> = files.iter().map(|(p, v)| format!("{p} v{v}")).collect();
+            let list: Vec<String> = files
+                .iter()
+                .map(|f| format!("{}{} v{}", if f.removed { "the removal of " } else { "" }, f.path, f.version))
+                .collect();
             let summary = format!("committed {} to {branch}", list.join(", "));
             activity(&mut tx, &project.id, Some(&user.id), "writeback.committed", &summary, Some(branch), Some(head))
                 .await?;

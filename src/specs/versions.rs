@@ -34,6 +34,9 @@ pub struct Current {
     pub content: String,
     pub version: i64,
     pub content_sha: String,
+    /// The current version deletes the file (its content is empty); restoring an earlier
+    /// version brings it back.
+    pub deleted: bool,
 }
 
 /// One entry of a file's history (without its content).
@@ -49,9 +52,16 @@ pub struct VersionInfo {
     pub label: Option<String>,
     #[serde(skip)]
     pub saved_at: i64,
+    /// 1 for a version that deletes the file.
+    #[serde(skip)]
+    pub deleted: i64,
 }
 
 impl VersionInfo {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted != 0
+    }
+
     pub fn saved_at_text(&self) -> String {
         rfc3339(self.saved_at)
     }
@@ -81,20 +91,23 @@ pub async fn current(
     path: &str,
     scanned: Option<&str>,
 ) -> AppResult<Option<Current>> {
-    let row: Option<(i64, String, String)> = sqlx::query_as(
-        "SELECT current_version, content, content_sha FROM spec_files WHERE project_id = $1 AND path = $2",
+    let row: Option<(i64, String, String, i64)> = sqlx::query_as(
+        "SELECT current_version, content, content_sha, deleted FROM spec_files WHERE project_id = $1 AND path = $2",
     )
     .bind(project_id)
     .bind(path)
     .fetch_optional(conn)
     .await?;
     Ok(match row {
-        Some((version, content, content_sha)) => Some(Current { path: path.to_owned(), content, version, content_sha }),
+        Some((version, content, content_sha, deleted)) => {
+            Some(Current { path: path.to_owned(), content, version, content_sha, deleted: deleted != 0 })
+        }
         None => scanned.map(|c| Current {
             path: path.to_owned(),
             content: c.to_owned(),
             version: 1,
             content_sha: sha256_hex(c),
+            deleted: false,
         }),
     })
 }
@@ -149,6 +162,7 @@ async fn locked_row(
 }
 
 /// Make `version` (with this text) the file's current version; the next one gets `version + 1`.
+/// A version with text brings a deleted file back; [`delete`] marks it deleted afterwards.
 async fn make_current(
     conn: &mut AnyConnection,
     project_id: &str,
@@ -160,7 +174,7 @@ async fn make_current(
 ) -> AppResult<()> {
     sqlx::query(
         "UPDATE spec_files SET current_version = $3, next_version = $4, content = $5, content_sha = $6, updated_by = $7, \
-         updated_at = $8 WHERE project_id = $1 AND path = $2",
+         updated_at = $8, deleted = 0 WHERE project_id = $1 AND path = $2",
     )
     .bind(project_id)
     .bind(path)
@@ -252,9 +266,17 @@ pub async fn save(conn: &mut AnyConnection, backend: Backend, s: &Save<'_>, scan
         .fetch_one(&mut *conn)
         .await?;
         if s.base_version > current || base_known.0 == 0 || others.0 > 0 || s.session_id.is_empty() {
+            let held = self::current(conn, s.project_id, s.path, scanned).await?;
+            let deleted = held.is_some_and(|c| c.deleted);
             let content_sha = sha256_hex(&current_content);
             return Ok(Saved::Conflict {
-                current: Current { path: s.path.to_owned(), content: current_content, version: current, content_sha },
+                current: Current {
+                    path: s.path.to_owned(),
+                    content: current_content,
+                    version: current,
+                    content_sha,
+                    deleted,
+                },
             });
         }
         fast_forward = true;
@@ -348,8 +370,8 @@ pub async fn backup(
 /// The history of a file, newest first.
 pub async fn list(conn: &mut AnyConnection, project_id: &str, path: &str) -> AppResult<Vec<VersionInfo>> {
     Ok(sqlx::query_as(
-        "SELECT version, kind, parent_version, content_sha, saved_by, session_id, label, saved_at FROM spec_versions \
-         WHERE project_id = $1 AND path = $2 ORDER BY version DESC",
+        "SELECT version, kind, parent_version, content_sha, saved_by, session_id, label, saved_at, deleted \
+         FROM spec_versions WHERE project_id = $1 AND path = $2 ORDER BY version DESC",
     )
     .bind(project_id)
     .bind(path)
@@ -374,6 +396,52 @@ pub async fn content_of(
     Ok(row.map(|(c,)| c))
 }
 
+/// Whether `version` of the file is a deletion.
+async fn deletes(conn: &mut AnyConnection, project_id: &str, path: &str, version: i64) -> AppResult<bool> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT deleted FROM spec_versions WHERE project_id = $1 AND path = $2 AND version = $3")
+            .bind(project_id)
+            .bind(path)
+            .bind(version)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.is_some_and(|(d,)| d != 0))
+}
+
+/// Delete the file: under the save contract (`s.content` is ignored; the base must be current or
+/// a fast-forward of the same session), a new version with no text that marks the file deleted.
+/// A file already deleted is a conflict with its current (deleted) version.
+pub async fn delete(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    s: &Save<'_>,
+    scanned: Option<&str>,
+) -> AppResult<Saved> {
+    match current(conn, s.project_id, s.path, scanned).await? {
+        Some(held) if held.deleted => return Ok(Saved::Conflict { current: held }),
+        Some(_) => {}
+        None => return Err(crate::error::AppError::NotFound),
+    }
+    let empty = Save { content: "", ..s.clone() };
+    let saved = save(conn, backend, &empty, scanned).await?;
+    if let Saved::Saved { version, .. } = &saved {
+        sqlx::query("UPDATE spec_files SET deleted = 1 WHERE project_id = $1 AND path = $2")
+            .bind(s.project_id)
+            .bind(s.path)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "UPDATE spec_versions SET deleted = 1, label = 'deleted' WHERE project_id = $1 AND path = $2 AND version = $3",
+        )
+        .bind(s.project_id)
+        .bind(s.path)
+        .bind(version)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(saved)
+}
+
 /// Restore an old version (or a backup) as a new current version.
 pub async fn restore(
     conn: &mut AnyConnection,
@@ -386,6 +454,12 @@ pub async fn restore(
 ) -> AppResult<Option<(i64, String)>> {
     let Some((current, next, _)) = materialize(conn, backend, project_id, path, None).await? else { return Ok(None) };
     let Some(content) = content_of(conn, project_id, path, version).await? else { return Ok(None) };
+    if deletes(conn, project_id, path, version).await? {
+        return Err(crate::error::AppError::field(
+            "version",
+            format!("version {version} deletes the file; restore a version with its text"),
+        ));
+    }
     let sha = sha256_hex(&content);
     make_current(conn, project_id, path, next, &content, &sha, Some(user_id)).await?;
     let label = format!("restored from version {version}");

@@ -737,7 +737,7 @@ async fn note_authors(
             &handle,
             crate::projects::writeback::WORKFLOW_FILE,
             version,
-            "",
+            Some(""),
         )
         .await?;
     }

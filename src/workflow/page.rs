@@ -26,7 +26,7 @@ pub struct ComponentOption {
 /// The project's components as the workflow shows them to `reader` (branch-aware, see
 /// `projects::catalog`): ids, names, props (with `textEditable`) and events; `source` is
 /// `default_branch` or `yours`, or `unmerged` for a component someone else is creating (drawn
-/// where it is placed, not offered to place); `unmerged_by` names others with unmerged changes.
+/// where it is placed, not offered to place, like one the reader deleted); `unmerged_by` names others with unmerged changes.
 pub async fn components(state: &AppState, project: &Project, reader: &str) -> AppResult<Vec<Value>> {
     let catalog = {
         let mut conn = state.db.pool().acquire().await?;
@@ -39,7 +39,7 @@ pub async fn components(state: &AppState, project: &Project, reader: &str) -> Ap
             "file_path": path,
             "source": source,
             "mark": mark,
-            "placeable": source != "unmerged",
+            "placeable": source != "unmerged" && mark != Some(Mark::Deleted),
             "unmerged_by": by.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
             "props": c.props.iter().map(|p| json!({"id": p.id, "name": p.name, "default": p.default, "textEditable": p.text_editable})).collect::<Vec<_>>(),
             "events": c.events.iter().map(|e| json!({"id": e.id, "name": e.name})).collect::<Vec<_>>(),
@@ -109,8 +109,8 @@ async fn shell(
             id: c["id"].as_str().unwrap_or_default().to_owned(),
             name: match c["mark"].as_str() {
                 Some("new") => format!("{} (new, yours)", c["name"].as_str().unwrap_or_default()),
-                Some(_) => format!("{} (changed by you)", c["name"].as_str().unwrap_or_default()),
-                None => c["name"].as_str().unwrap_or_default().to_owned(),
+                Some("changed") => format!("{} (changed by you)", c["name"].as_str().unwrap_or_default()),
+                _ => c["name"].as_str().unwrap_or_default().to_owned(),
             },
         })
         .collect();

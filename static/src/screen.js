@@ -47,6 +47,7 @@ export function startScreen(el) {
     const c = componentOf(inst);
     if (!c) return 'Unknown component';
     // Someone else is creating it: drawn here, not merged yet (docs/projects.md, branch-aware view).
+    if (c.mark === 'deleted') return `${c.name} (deleted by you, not merged yet)`;
     return c.source === 'unmerged' ? `${c.name} (unmerged, by ${c.unmerged_by.join(', ') || 'someone'})` : c.name;
   };
 

@@ -258,7 +258,13 @@ async fn every_mutating_route_writes_exactly_one_record() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 16, "spec.save"));
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/components"));
-    let before = before + 11;
+    // Deleting it is one record too.
+    let toast = format!("/api/v1/projects/{pid}/specs/Design_system/Toast.md");
+    let r = b.json(Method::DELETE, &toast, &json!({"base_version": 1, "session_id": "s"}), &h).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 17, "spec.delete"));
+    expect(&mut covered, ("DELETE", "/api/v1/projects/{id}/specs/{*path}"));
+    let before = before + 12;
 
     let mut conn = app.state.db.pool().acquire().await.unwrap();
     let dave_token = arno::auth::tokens::create(&mut conn, &dave.id, "d", None).await.unwrap().1;

@@ -12,6 +12,7 @@ mod backup;
 mod branch_view;
 mod cli;
 mod components;
+mod deletion;
 mod device;
 mod gdpr;
 mod git;

@@ -187,7 +187,13 @@ fn call_for(
         "/api/v1/projects/{id}/specs/{*path}" if method == "PUT" => {
             (Some(json!({"content": "---\nid: x\n---\nmore\n", "base_version": 1, "session_id": "m"})), vec![])
         }
+        "/api/v1/projects/{id}/specs/{*path}" if method == "DELETE" => {
+            (Some(json!({"base_version": 1, "session_id": "m"})), vec![])
+        }
         "/api/v1/projects/{id}/specs/{*path}" => (Some(json!({"content": "kept", "session_id": "m"})), vec![]),
+        "/projects/{slug}/delete/{*path}" => {
+            (None, vec![("action", "delete".into()), ("base_version", "1".into()), ("session_id", "m".into())])
+        }
         "/projects/{slug}/edit/{*path}" => (
             None,
             vec![

@@ -696,7 +696,7 @@ async fn snapshots_named_and_periodic_diff_and_restore_as_a_new_change() {
 }
 
 #[tokio::test]
-async fn canvases_render_instances_with_the_spec_arno_holds_now() {
+async fn canvases_render_instances_with_the_spec_each_reader_is_served() {
     let w = workflow(&[]).await;
     let url = w.app.url(&format!("/api/v1/projects/{}/workflow/components", w.project));
     let before = api(Method::GET, &url, Some(&w.viewer), None).await.json();
@@ -705,7 +705,8 @@ async fn canvases_render_instances_with_the_spec_arno_holds_now() {
     };
     assert_eq!(props(&before), [LABEL, SIZE]);
     assert_eq!(before[0]["props"][0]["textEditable"], true);
-    // A save that drops the size prop changes what canvases render, before anything reaches git.
+    // A save that drops the size prop changes what its author's canvas renders before anything
+    // reaches git (branch-aware); others keep the default branch's until it is merged.
     let spec = w.app.url(&format!("/api/v1/projects/{}/specs/Design_system/Button.md", w.project));
     let current = api(Method::GET, &spec, Some(&w.maker), None).await.json();
     let content: String =
@@ -718,8 +719,14 @@ async fn canvases_render_instances_with_the_spec_arno_holds_now() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let after = api(Method::GET, &url, Some(&w.viewer), None).await.json();
-    assert_eq!(props(&after), [LABEL]);
+    let after = api(Method::GET, &url, Some(&w.maker), None).await.json();
+    assert_eq!((props(&after), after[0]["source"].as_str()), (vec![LABEL.to_owned()], Some("yours")));
+    let others = api(Method::GET, &url, Some(&w.viewer), None).await.json();
+    assert_eq!(
+        (props(&others), others[0]["source"].as_str()),
+        (vec![LABEL.to_owned(), SIZE.to_owned()], Some("default_branch"))
+    );
+    assert_eq!(others[0]["unmerged_by"].as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test]

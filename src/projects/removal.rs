@@ -1,0 +1,319 @@
+//! Deleting a component (docs/projects.md, "Deleting components"): a new version of its spec
+//! that has no text and marks the file deleted, under the save contract, audited, written back as
+//! the file's removal from the author's session branch. What the deletion leaves without a
+//! component on the screens is listed first and confirmed. Restoring the version before it
+//! undoes it.
+//!
+//! The page (`/projects/{slug}/delete/{*path}`) asks, deletes and undoes; the API is
+//! `DELETE /api/v1/projects/{id}/specs/{*path}`.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::impact::{self, Impact};
+use super::model::Project;
+use super::specs_api::{conflict, current_of, saved_event, scanned};
+use crate::app::AppState;
+use crate::audit::{self, Actor, Event, Origin, Outcome};
+use crate::auth::access::EditSpecs;
+use crate::auth::{ApiUser, Authenticated, PageUser};
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::RequestContext;
+use crate::http::api::{ApiJson, PageForm};
+use crate::specs::SpecFile;
+use crate::specs::versions::{self, Current, Save, Saved};
+use crate::ui::{PageContext, render};
+
+/// How a deletion went.
+pub enum Removal {
+    Deleted {
+        version: i64,
+        impact: Impact,
+    },
+    /// The deletion would leave instances without a component and was not confirmed.
+    Unconfirmed(Impact),
+    /// Someone saved since the version the deletion was based on (or deleted it already).
+    Conflict(Current),
+}
+
+/// What deleting the current text of `file` leaves without a component on the screens.
+async fn impact_of(state: &AppState, project: &Project, file: &str, text: &str) -> AppResult<Impact> {
+    let (text, file) = (text.to_owned(), file.to_owned());
+    let current =
+        tokio::task::spawn_blocking(move || crate::specs::Component::from_spec(&SpecFile::parse(&text), &file))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+    let room = state.rooms.open(&project.id).await?;
+    let workflow = room.content().await?;
+    tokio::task::spawn_blocking(move || impact::removal(&current, &workflow))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))
+}
+
+/// Delete `file` for an editor holding EditSpecs on the project: based on `base_version`, in one
+/// transaction with its audit record, the write-back and the live event.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn delete_as(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    on: &super::Granted<EditSpecs>,
+    file: &str,
+    base_version: i64,
+    session_id: &str,
+    confirmed: bool,
+) -> AppResult<Removal> {
+    let project = on.project();
+    let (is_spec, git) = scanned(state, project, file).await?;
+    if !is_spec {
+        return Err(AppError::field("path", "is not under the project's spec folder (componentsMd)"));
+    }
+    if session_id.is_empty() || session_id.len() > 100 {
+        return Err(AppError::field("session_id", "is required, at most 100 characters"));
+    }
+    let current = current_of(state, project, file).await?.ok_or(AppError::NotFound)?;
+    if current.deleted {
+        return Ok(Removal::Conflict(current));
+    }
+    let impact = impact_of(state, project, file, &current.content).await?;
+    if impact.needs_confirmation && !confirmed {
+        return Ok(Removal::Unconfirmed(impact));
+    }
+    let save =
+        Save { project_id: &project.id, path: file, content: "", base_version, session_id, user_id: &auth.user.id };
+    let mut tx = state.db.begin().await?;
+    match versions::delete(&mut tx, state.db.backend(), &save, git.as_deref()).await? {
+        Saved::Saved { version, content_sha, .. } => {
+            let c = impact.counts;
+            let event = Event::new("spec.delete", Outcome::Allowed, Actor::of(auth), origin)
+                .project(&project.id)
+                .target("spec", file)
+                .intent(json!({
+                    "version": version, "base_version": base_version,
+                    "impact": {"confirmed": confirmed, "screens": c.screens, "instances": c.instances,
+                               "values": c.values, "edges": c.edges},
+                }));
+            audit::record(&mut tx, event).await?;
+            let user = &auth.user;
+            let schedule = super::writeback::Schedule::of(&state.config);
+            super::writeback::note_save(&mut tx, schedule, &project.id, &user.id, &user.handle, file, version, None)
+                .await?;
+            let live = saved_event(auth, &project.id, file, version, &content_sha);
+            state.events.within(&mut tx, state.db.backend(), &live).await?;
+            tx.commit().await?;
+            state.events.after_commit(state.db.backend(), live);
+            Ok(Removal::Deleted { version, impact })
+        }
+        Saved::Conflict { current } => {
+            tx.rollback().await?;
+            let event = Event::new("spec.delete", Outcome::Denied, Actor::of(auth), origin)
+                .project(&project.id)
+                .target("spec", file)
+                .intent(
+                    json!({"reason": "conflict", "base_version": base_version, "current_version": current.version}),
+                );
+            audit::record_alone(&state.db, event).await?;
+            Ok(Removal::Conflict(current))
+        }
+    }
+}
+
+/// The version a deletion came from: what undoing it restores. `None` unless the file's current
+/// version is a deletion.
+async fn before_deletion(state: &AppState, project: &Project, file: &str) -> AppResult<Option<i64>> {
+    let mut conn = state.db.pool().acquire().await?;
+    let list = versions::list(&mut conn, &project.id, file).await?;
+    let latest = list.iter().find(|v| v.kind != "backup");
+    Ok(latest.filter(|v| v.is_deleted()).and_then(|v| v.parent_version))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteSpec {
+    /// The version the deletion is based on (the current one).
+    pub base_version: i64,
+    /// The client's editing session (as for saves).
+    pub session_id: String,
+    /// The caller saw the impact (`…/impact` or a 409 `impact`) and deletes anyway.
+    #[serde(default)]
+    pub confirmed_impact: bool,
+}
+
+/// `DELETE /api/v1/projects/{id}/specs/{*path}`: delete the component (see docs/api.md).
+#[utoipa::path(delete, path = "/api/v1/projects/{id}/specs/{*path}", tag = "specs",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug"), ("path" = String, Path, description = "Spec path")),
+    request_body = DeleteSpec,
+    responses((status = 200, description = "`{\"version\",\"deleted\":true,\"impact\"}`"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`conflict` (details: current_version) or `impact` (details: the impact, to confirm)")))]
+pub async fn delete_spec(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path((id, path)): Path<(String, String)>,
+    ApiJson(body): ApiJson<DeleteSpec>,
+) -> AppResult<Response> {
+    let file = super::specs_api::spec_file(&path)?;
+    let on = super::specs_api::editable(&state, &auth, &ctx, &id, "spec.delete").await?;
+    let origin = Origin::from(&ctx);
+    let outcome =
+        delete_as(&state, &auth, &origin, &on, &file, body.base_version, &body.session_id, body.confirmed_impact)
+            .await?;
+    Ok(match outcome {
+        Removal::Deleted { version, impact } => {
+            Json(json!({"version": version, "deleted": true, "impact": impact.counts})).into_response()
+        }
+        Removal::Conflict(current) => conflict(&current, ""),
+        Removal::Unconfirmed(impact) => {
+            let body = json!({
+                "code": "impact",
+                "message": format!(
+                    "deleting it leaves {} instance(s) on {} screen(s) without a component; send confirmed_impact to delete anyway",
+                    impact.counts.instances, impact.counts.screens
+                ),
+                "details": {"impact": impact},
+                "trace_id": crate::http::context::current().map(|c| c.trace_id),
+            });
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
+    })
+}
+
+#[derive(Template)]
+#[template(path = "spec_delete.html")]
+struct DeletePage {
+    page: PageContext,
+    project: Project,
+    path: String,
+    name: String,
+    base_version: i64,
+    session_id: String,
+    impact: Impact,
+    /// Shown again because the impact changed (or the text did) since the page was opened.
+    notice: Option<String>,
+}
+
+async fn delete_page(
+    state: &AppState,
+    auth: &Authenticated,
+    project: &Project,
+    path: &str,
+    current: Current,
+    impact: Impact,
+    notice: Option<String>,
+) -> AppResult<Response> {
+    let (file, text) = (path.to_owned(), current.content.clone());
+    let name =
+        tokio::task::spawn_blocking(move || crate::specs::Component::from_spec(&SpecFile::parse(&text), &file).name)
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+    let status = if notice.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
+    let html = render(&DeletePage {
+        page: PageContext::for_user(auth, &state.keys.csrf),
+        project: project.clone(),
+        path: path.to_owned(),
+        name,
+        base_version: current.version,
+        session_id: uuid::Uuid::new_v4().to_string(),
+        impact,
+        notice,
+    })?;
+    Ok((status, html).into_response())
+}
+
+/// `GET /projects/{slug}/delete/{*path}`: what deleting the component does, and the button.
+pub async fn confirm(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path((slug, path)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let path = super::specs_api::spec_file(&path).map_err(|_| AppError::NotFound)?;
+    let on = super::authorize_on::<EditSpecs>(&state.db, &auth, &Origin::from(&ctx), &slug, "spec.delete").await?;
+    let project = on.project();
+    let current = current_of(&state, project, &path).await?.ok_or(AppError::NotFound)?;
+    if current.deleted {
+        return Err(AppError::NotFound);
+    }
+    let impact = impact_of(&state, project, &path, &current.content).await?;
+    delete_page(&state, &auth, project, &path, current, impact, None).await
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    base_version: i64,
+    #[serde(default)]
+    session_id: String,
+    /// The page showed instances that would be left without a component.
+    #[serde(default)]
+    confirm_impact: bool,
+}
+
+/// `POST /projects/{slug}/delete/{*path}`: `action=delete` (from the confirmation page) or
+/// `action=undo` (restore the version before the deletion); the project page follows.
+pub async fn submit(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path((slug, path)): Path<(String, String)>,
+    PageForm(form): PageForm<DeleteForm>,
+) -> AppResult<Response> {
+    let path = super::specs_api::spec_file(&path).map_err(|_| AppError::NotFound)?;
+    let origin = Origin::from(&ctx);
+    let on = super::authorize_on::<EditSpecs>(&state.db, &auth, &origin, &slug, "spec.delete").await?;
+    let project = on.project();
+    let role = on.grant().role();
+    let session = if form.session_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { form.session_id.clone() };
+    match form.action.as_str() {
+        "delete" => {
+            let outcome =
+                delete_as(&state, &auth, &origin, &on, &path, form.base_version, &session, form.confirm_impact).await?;
+            match outcome {
+                Removal::Deleted { version, .. } => {
+                    let report = format!(
+                        "Deleted {path} as version {version}, on your branch: others see it until your change request \
+                         is merged. Undo delete brings it back."
+                    );
+                    super::pages::project_page(&state, &auth, project, role, Some(report), None).await
+                }
+                Removal::Unconfirmed(impact) => {
+                    let current = current_of(&state, project, &path).await?.ok_or(AppError::NotFound)?;
+                    let notice = "Since you opened this page the component was placed on screens: check the list.";
+                    delete_page(&state, &auth, project, &path, current, impact, Some(notice.into())).await
+                }
+                Removal::Conflict(current) if current.deleted => {
+                    let error = format!("{path} is deleted already (version {}).", current.version);
+                    super::pages::project_page(&state, &auth, project, role, None, Some(error)).await
+                }
+                Removal::Conflict(current) => {
+                    let impact = impact_of(&state, project, &path, &current.content).await?;
+                    let notice = format!(
+                        "Someone saved version {} since you opened this page: check what it is now, then delete.",
+                        current.version
+                    );
+                    delete_page(&state, &auth, project, &path, current, impact, Some(notice)).await
+                }
+            }
+        }
+        "undo" => {
+            let Some(n) = before_deletion(&state, project, &path).await? else {
+                let error = format!("{path} is not deleted: nothing to undo.");
+                return super::pages::project_page(&state, &auth, project, role, None, Some(error)).await;
+            };
+            let v = super::specs_api::restore_as(&state, &auth, &origin, &on, &path, n, &session).await?;
+            let report = format!("{path} is back: version {n} restored as version {v}.");
+            super::pages::project_page(&state, &auth, project, role, Some(report), None).await
+        }
+        _ => Err(AppError::field("action", "delete or undo")),
+    }
+}
