@@ -144,7 +144,7 @@ async fn unmerged(conn: &mut AnyConnection, project_id: &str) -> AppResult<HashM
            AND v.kind IN ('save', 'restore') AND v.version > COALESCE((SELECT MAX(w.version) FROM spec_versions w \
              WHERE w.project_id = f.project_id AND w.path = f.path AND w.content_sha = c.content_sha), 0) \
          LEFT JOIN users u ON u.id = v.saved_by \
-         WHERE f.project_id = $1 AND (c.content_sha IS NULL OR c.content_sha <> f.content_sha) \
+         WHERE f.project_id = $1 AND (c.content_sha IS NULL OR c.content_sha <> f.content_sha OR f.deleted <> 0) \
            AND NOT (f.deleted <> 0 AND c.content_sha IS NULL) \
          ORDER BY f.path, v.version",
     )

@@ -165,8 +165,13 @@ struct EditorPage {
     impact: Option<Impact>,
     versions: Vec<VersionInfo>,
     compared: Option<Compared>,
-    /// The current version deletes the spec: only undo and the versions are offered.
+    /// The current version deletes the spec (and no conflict is being shown): only undo (to its
+    /// author) and the versions are offered.
     deleted: bool,
+    deleted_by_you: bool,
+    /// In a conflict: their version is a deletion.
+    theirs_deleted: bool,
+    delete_href: String,
 }
 
 impl EditorPage {
@@ -306,7 +311,10 @@ async fn editor_page(
         let writeback = super::writeback::branch_of(&mut conn, &project.id, &auth.user.handle).await?;
         (writeback, versions::list(&mut conn, &project.id, path).await?)
     };
-    let deleted = versions.iter().find(|v| v.kind != "backup").is_some_and(|v| v.is_deleted());
+    let latest = versions.iter().find(|v| v.kind != "backup").filter(|v| v.is_deleted());
+    let deleted = latest.is_some() && shown.conflict.is_none();
+    let theirs_deleted = latest.is_some() && shown.conflict.is_some();
+    let deleted_by_you = latest.and_then(|v| v.saved_by.as_deref()) == Some(auth.user.id.as_str());
     let unavailable = structured::unavailable(&spec);
     let structured = match shown.draft {
         Some(draft) => {
@@ -338,6 +346,9 @@ async fn editor_page(
         versions,
         compared: shown.compared,
         deleted,
+        deleted_by_you,
+        theirs_deleted,
+        delete_href: super::authoring::delete_url(&project.slug, path),
     })?;
     Ok((shown.status, html).into_response())
 }

@@ -549,6 +549,8 @@ struct ComponentPage {
     can_edit: bool,
     /// The reader deleted it (not merged yet).
     deleted: bool,
+    edit_href: String,
+    delete_href: String,
 }
 
 /// `GET /projects/{slug}/components/{component_id}`
@@ -564,5 +566,15 @@ pub async fn component(
     let facts = project.facts(grant.role());
     let can_edit = access::decide::<access::EditSpecs>(&auth.user, &facts).is_ok();
     let deleted = detail.summary.mark == Some(super::catalog::Mark::Deleted);
-    render(&ComponentPage { page: PageContext::for_user(&auth, &state.keys.csrf), project, detail, can_edit, deleted })
+    let edit_href = super::authoring::edit_url(&project.slug, &detail.summary.file_path);
+    let delete_href = super::authoring::delete_url(&project.slug, &detail.summary.file_path);
+    render(&ComponentPage {
+        page: PageContext::for_user(&auth, &state.keys.csrf),
+        project,
+        detail,
+        can_edit,
+        deleted,
+        edit_href,
+        delete_href,
+    })
 }

@@ -77,10 +77,8 @@ pub(crate) async fn delete_as(
     if session_id.is_empty() || session_id.len() > 100 {
         return Err(AppError::field("session_id", "is required, at most 100 characters"));
     }
+    // A spec deleted already is a conflict, decided under the row lock (versions::delete).
     let current = current_of(state, project, file).await?.ok_or(AppError::NotFound)?;
-    if current.deleted {
-        return Ok(Removal::Conflict(current));
-    }
     let impact = impact_of(state, project, file, &current.content).await?;
     if impact.needs_confirmation && !confirmed {
         return Ok(Removal::Unconfirmed(impact));
@@ -124,13 +122,39 @@ pub(crate) async fn delete_as(
     }
 }
 
-/// The version a deletion came from: what undoing it restores. `None` unless the file's current
-/// version is a deletion.
-async fn before_deletion(state: &AppState, project: &Project, file: &str) -> AppResult<Option<i64>> {
-    let mut conn = state.db.pool().acquire().await?;
-    let list = versions::list(&mut conn, &project.id, file).await?;
-    let latest = list.iter().find(|v| v.kind != "backup");
-    Ok(latest.filter(|v| v.is_deleted()).and_then(|v| v.parent_version))
+/// Undo the deletion of `file` (the version before it becomes current again, as a new version),
+/// checked and done in one transaction with its audit record and the write-back. Returns the new
+/// version and the one restored; `None` when the file is not deleted (any more).
+pub(crate) async fn undo_as(
+    state: &AppState,
+    auth: &Authenticated,
+    origin: &Origin,
+    on: &super::Granted<EditSpecs>,
+    file: &str,
+    session_id: &str,
+) -> AppResult<Option<(i64, i64)>> {
+    let project = on.project();
+    let user = &auth.user;
+    let mut tx = state.db.begin().await?;
+    let undone = versions::undelete(&mut tx, state.db.backend(), &project.id, file, &user.id, session_id).await?;
+    let Some((version, sha, restored)) = undone else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let text = versions::content_of(&mut tx, &project.id, file, version).await?.unwrap_or_default();
+    let schedule = super::writeback::Schedule::of(&state.config);
+    super::writeback::note_save(&mut tx, schedule, &project.id, &user.id, &user.handle, file, version, Some(&text))
+        .await?;
+    let event = Event::new("spec.restore", Outcome::Allowed, Actor::of(auth), origin)
+        .project(&project.id)
+        .target("spec", file)
+        .intent(json!({"version": version, "restored": restored, "undo": "delete"}));
+    audit::record(&mut tx, event).await?;
+    let live = saved_event(auth, &project.id, file, version, &sha);
+    state.events.within(&mut tx, state.db.backend(), &live).await?;
+    tx.commit().await?;
+    state.events.after_commit(state.db.backend(), live);
+    Ok(Some((version, restored)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -198,6 +222,10 @@ struct DeletePage {
     impact: Impact,
     /// Shown again because the impact changed (or the text did) since the page was opened.
     notice: Option<String>,
+    /// Others with unmerged changes of the spec (deleted with it).
+    others: Vec<String>,
+    delete_href: String,
+    edit_href: String,
 }
 
 async fn delete_page(
@@ -215,7 +243,20 @@ async fn delete_page(
             .await
             .map_err(|e| AppError::Internal(e.into()))?;
     let status = if notice.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
+    let others = {
+        let mut conn = state.db.pool().acquire().await?;
+        let catalog = super::catalog::catalog(&mut conn, &project.id, &auth.user.id).await?;
+        catalog
+            .entries
+            .iter()
+            .find(|e| e.file_path == path)
+            .map(|e| e.others.iter().map(|a| a.name.clone()).collect())
+            .unwrap_or_default()
+    };
     let html = render(&DeletePage {
+        others,
+        delete_href: super::authoring::delete_url(&project.slug, path),
+        edit_href: super::authoring::edit_url(&project.slug, path),
         page: PageContext::for_user(auth, &state.keys.csrf),
         project: project.clone(),
         path: path.to_owned(),
@@ -236,7 +277,7 @@ pub async fn confirm(
     Path((slug, path)): Path<(String, String)>,
 ) -> AppResult<Response> {
     let path = super::specs_api::spec_file(&path).map_err(|_| AppError::NotFound)?;
-    let on = super::authorize_on::<EditSpecs>(&state.db, &auth, &Origin::from(&ctx), &slug, "spec.delete").await?;
+    let on = super::authorize_on::<EditSpecs>(&state.db, &auth, &Origin::from(&ctx), &slug, "spec.delete_page").await?;
     let project = on.project();
     let current = current_of(&state, project, &path).await?.ok_or(AppError::NotFound)?;
     if current.deleted {
@@ -281,8 +322,8 @@ pub async fn submit(
             match outcome {
                 Removal::Deleted { version, .. } => {
                     let report = format!(
-                        "Deleted {path} as version {version}, on your branch: others see it until your change request \
-                         is merged. Undo delete brings it back."
+                        "Deleted {path} as version {version}. It will be removed from your session branch; others \
+                         see it until your change request is merged. Undo delete brings it back."
                     );
                     super::pages::project_page(&state, &auth, project, role, Some(report), None).await
                 }
@@ -305,15 +346,16 @@ pub async fn submit(
                 }
             }
         }
-        "undo" => {
-            let Some(n) = before_deletion(&state, project, &path).await? else {
+        "undo" => match undo_as(&state, &auth, &origin, &on, &path, &session).await? {
+            Some((v, n)) => {
+                let report = format!("{path} is back: version {n} restored as version {v}.");
+                super::pages::project_page(&state, &auth, project, role, Some(report), None).await
+            }
+            None => {
                 let error = format!("{path} is not deleted: nothing to undo.");
-                return super::pages::project_page(&state, &auth, project, role, None, Some(error)).await;
-            };
-            let v = super::specs_api::restore_as(&state, &auth, &origin, &on, &path, n, &session).await?;
-            let report = format!("{path} is back: version {n} restored as version {v}.");
-            super::pages::project_page(&state, &auth, project, role, Some(report), None).await
-        }
+                super::pages::project_page(&state, &auth, project, role, None, Some(error)).await
+            }
+        },
         _ => Err(AppError::field("action", "delete or undo")),
     }
 }

@@ -206,16 +206,19 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
         let mut synced = Vec::with_capacity(parsed.len());
         for row in &parsed {
             let previous = store::component_raw(&mut tx, &project.id, &row.file_path).await?;
-            if previous.is_some() {
-                let version = versions::sync_from_git(
-                    &mut tx,
-                    db.backend(),
-                    &project.id,
-                    &row.file_path,
-                    previous.as_deref(),
-                    &row.raw_text,
-                )
-                .await?;
+            // A file new on the default branch is synced too: it may come back after a merged
+            // deletion (a revert), which Arno then follows.
+            let version = versions::sync_from_git(
+                &mut tx,
+                db.backend(),
+                &project.id,
+                &row.file_path,
+                previous.as_deref(),
+                &row.raw_text,
+            )
+            .await?;
+            // Announced: changed files, and new ones Arno followed (not every file of a first scan).
+            if previous.is_some() || version.is_some() {
                 synced.push((row.file_path.clone(), version));
             }
             store::upsert_component(&mut tx, &project.id, row).await?;

@@ -445,7 +445,8 @@ pub(crate) fn conflict(current: &Current, yours: &str) -> Response {
     let body = json!({
         "code": "conflict",
         "message": format!("the spec changed since version you edited; it is at version {} now", current.version),
-        "details": {"current_version": current.version, "current_content": current.content, "yours": yours},
+        "details": {"current_version": current.version, "current_content": current.content, "yours": yours,
+                    "deleted": current.deleted},
         "trace_id": crate::http::context::current().map(|c| c.trace_id),
     });
     (StatusCode::CONFLICT, Json(body)).into_response()

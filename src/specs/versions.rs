@@ -265,7 +265,16 @@ pub async fn save(conn: &mut AnyConnection, backend: Backend, s: &Save<'_>, scan
         .bind(s.session_id)
         .fetch_one(&mut *conn)
         .await?;
-        if s.base_version > current || base_known.0 == 0 || others.0 > 0 || s.session_id.is_empty() {
+        // A deletion is never skipped over, even by its own session.
+        let deletions: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM spec_versions WHERE project_id = $1 AND path = $2 AND version > $3 AND deleted <> 0",
+        )
+        .bind(s.project_id)
+        .bind(s.path)
+        .bind(s.base_version)
+        .fetch_one(&mut *conn)
+        .await?;
+        if s.base_version > current || base_known.0 == 0 || others.0 > 0 || deletions.0 > 0 || s.session_id.is_empty() {
             let held = self::current(conn, s.project_id, s.path, scanned).await?;
             let deleted = held.is_some_and(|c| c.deleted);
             let content_sha = sha256_hex(&current_content);
@@ -417,6 +426,10 @@ pub async fn delete(
     s: &Save<'_>,
     scanned: Option<&str>,
 ) -> AppResult<Saved> {
+    // Locked first: a second deletion waiting here sees the first one.
+    if materialize(conn, backend, s.project_id, s.path, scanned).await?.is_none() {
+        return Err(crate::error::AppError::NotFound);
+    }
     match current(conn, s.project_id, s.path, scanned).await? {
         Some(held) if held.deleted => return Ok(Saved::Conflict { current: held }),
         Some(_) => {}
@@ -440,6 +453,33 @@ pub async fn delete(
         .await?;
     }
     Ok(saved)
+}
+
+/// Undo a deletion: when the current version deletes the file (checked under the row lock), the
+/// version it was based on becomes current again, as a new version. Returns the new version, its
+/// SHA and the version restored; `None` when the file is not deleted.
+pub async fn undelete(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    project_id: &str,
+    path: &str,
+    user_id: &str,
+    session_id: &str,
+) -> AppResult<Option<(i64, String, i64)>> {
+    let Some((current_version, _, _)) = locked_row(conn, backend, project_id, path).await? else { return Ok(None) };
+    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT deleted, parent_version FROM spec_versions WHERE project_id = $1 AND path = $2 AND version = $3",
+    )
+    .bind(project_id)
+    .bind(path)
+    .bind(current_version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((1, Some(parent))) = row else { return Ok(None) };
+    let Some((version, sha)) = restore(conn, backend, project_id, path, parent, user_id, session_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some((version, sha, parent)))
 }
 
 /// Restore an old version (or a backup) as a new current version.
@@ -493,7 +533,15 @@ pub async fn sync_from_git(
     new_git: &str,
 ) -> AppResult<Option<(i64, String)>> {
     let Some((current, next, content)) = locked_row(conn, backend, project_id, path).await? else { return Ok(None) };
-    if content == new_git || previous_git != Some(content.as_str()) {
+    let deleted = self::current(conn, project_id, path, None).await?.is_some_and(|c| c.deleted);
+    let follows = if deleted {
+        // A deletion the default branch has (the file was absent) follows the file back; one it
+        // does not have yet stays (it is on its way to git).
+        previous_git.is_none()
+    } else {
+        content != new_git && previous_git == Some(content.as_str())
+    };
+    if !follows {
         return Ok(None);
     }
     let sha = sha256_hex(new_git);

@@ -189,6 +189,28 @@ async fn deleting_a_placed_component_is_confirmed_audited_and_undoable() {
     assert_eq!(r.status, StatusCode::CONFLICT);
     let after = api(Method::GET, &spec("Design_system/Button.md/versions"), Some(&w.maker), None).await.json();
     assert_eq!(before, after);
+
+    // Another Maker's editor: the deletion is someone else's (no Undo for them; versions stay).
+    let mut m2 = Browser::new(&w.app.base);
+    m2.login("m2@example.com", "a long enough password").await;
+    let theirs = m2.get("/projects/flows/edit/Design_system/Button.md").await;
+    assert!(theirs.select_text("#deleted").unwrap().contains("Someone else deleted it"), "{}", theirs.text);
+    assert!(theirs.select_text("#undo-delete").is_none());
+    // Saving over the deletion from an older version: the conflict view, with what was typed.
+    let deletion = after[0]["version"].as_i64().unwrap();
+    let m2csrf = theirs.csrf();
+    let stale = (deletion - 1).to_string();
+    let fields = [
+        ("csrf_token", m2csrf.as_str()),
+        ("content", "typed while it was deleted"),
+        ("base_version", stale.as_str()),
+        ("session_id", "m2-tab"),
+        ("action", "save"),
+    ];
+    let r = m2.post_form("/projects/flows/edit/Design_system/Button.md", &fields).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.select_text("#conflict-title").unwrap().contains("deleted this spec"), "{}", r.text);
+    assert!(r.select_text("#content").unwrap().contains("typed while it was deleted"), "nothing typed is lost");
 }
 
 #[tokio::test]
@@ -220,10 +242,47 @@ async fn a_deletion_leaves_the_branch_and_after_merge_the_name_is_free() {
             "{list}"
         );
     }
+    // A spec only read is not deleted by a push elsewhere; a file that comes back on the default
+    // branch (a revert) is followed: no longer deleted, with git's text, for everybody.
+    git(&w.clone, &["checkout", "-q", "main"]);
+    git(&w.clone, &["pull", "-q", "origin", "main"]);
+    let back = "---\nid: 1c6f2d2f-7d2b-4a55-8e8f-1d2e1e7e2b02\nname: Card\n---\n# Card\n\nReverted.\n";
+    std::fs::write(w.clone.join("Design_system/Card.md"), back).unwrap();
+    git(&w.clone, &["add", "."]);
+    git(&w.clone, &["commit", "-q", "-m", "bring Card back"]);
+    git(&w.clone, &["push", "-q", "origin", "main"]);
+    arno::projects::changes::watch_default_branches(&w.app.state).await;
+    let card = api(Method::GET, &url, Some(&w.maker), None).await.json();
+    assert_eq!((&card["deleted"], card["content"].as_str()), (&json!(false), Some(back)), "{card}");
+    for token in [&w.maker, &w.viewer] {
+        let list = api(Method::GET, &w.app.url("/api/v1/projects/ds/components"), Some(token), None).await.json();
+        let c = named(&list, "Card").unwrap_or_else(|| panic!("{list}"));
+        assert_eq!(
+            (c["source"].as_str(), &c["mark"], &c["unmerged_by"]),
+            (Some("default_branch"), &Value::Null, &json!([]))
+        );
+    }
+    // Deleted again and merged: gone again.
+    let v = card["version"].as_i64().unwrap();
+    let r = api(Method::DELETE, &url, Some(&w.maker), Some(json!({"base_version": v, "session_id": "d2"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_for(&w, "m1", "committed").await;
+    let r = api(
+        Method::POST,
+        &w.app.url("/api/v1/projects/ds/changes/m1/merge"),
+        Some(&w.admin),
+        Some(json!({"mode": "merge_commit"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(!tree("main").contains("Card.md"));
+
     // The name and the path can be used again: the next version of the file.
     let r =
         api(Method::POST, &w.app.url("/api/v1/projects/ds/components"), Some(&w.maker2), Some(json!({"name": "Card"})))
             .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!((r.json()["path"].as_str(), r.json()["version"].as_i64()), (Some("Design_system/Card.md"), Some(3)));
+    let created = r.json();
+    assert_eq!(created["path"], "Design_system/Card.md");
+    assert!(created["version"].as_i64().unwrap() > v + 1, "{created}");
 }

@@ -26,7 +26,7 @@ pub(crate) struct World {
     /// The bare repository Arno serves.
     pub(crate) bare: PathBuf,
     /// A developer's clone of it.
-    clone: PathBuf,
+    pub(crate) clone: PathBuf,
     pub(crate) admin: String,
     pub(crate) maker: String,
     pub(crate) maker2: String,
