@@ -23,6 +23,7 @@ mod filter_sim;
 mod fuzz;
 pub mod history;
 pub mod page;
+pub mod picture;
 pub mod store;
 pub mod structs;
 pub mod ws;

@@ -131,6 +131,8 @@ struct WorkflowPage {
     page: PageContext,
     shell: Shell,
     workflow_js: String,
+    /// The workflow as it is now, drawn at once while the live canvas loads.
+    picture: Option<super::picture::Picture>,
 }
 
 /// `GET /projects/{slug}/workflow`: the canvas.
@@ -141,10 +143,16 @@ pub async fn page(
     Path(slug): Path<String>,
 ) -> AppResult<Html<String>> {
     let shell = shell(&state, &auth, &ctx, &slug).await?;
+    let room = state.rooms.open(&shell.project.id).await?;
+    let content = room.content().await?;
+    let picture = tokio::task::spawn_blocking(move || super::picture::picture(&content))
+        .await
+        .map_err(|e| crate::error::AppError::Internal(e.into()))?;
     render(&WorkflowPage {
         page: PageContext::for_user(&auth, &state.keys.csrf),
         shell,
         workflow_js: crate::ui::asset_url("workflow.js"),
+        picture,
     })
 }
 

@@ -658,3 +658,65 @@ test('two browsers share the workflow live: canvas, screen pages, nested instanc
     await b.context.close();
   }
 });
+
+test('the canvas pans, zooms, selects and moves several screens, and keeps its view across a reload', async () => {
+  const b = await newPage();
+  await signIn(b.page);
+  const { page } = b;
+  await page.goto(`${base}/projects/design-system/workflow`);
+  await page.locator('#workflow[data-synced="true"]').waitFor({ timeout: 15_000 });
+  await page.locator('svg#canvas .screen', { hasText: 'Checkout' }).waitFor();
+  const transform = () => page.locator('svg#canvas g.viewport').getAttribute('transform');
+  const zoom = () => page.locator('#zoom-level').textContent();
+
+  // Schematic boxes: the component tree of each screen, edges labelled with their event.
+  assert.match(await page.locator('svg#canvas .screen', { hasText: 'Checkout' }).textContent(), /Button/);
+  assert.equal(await page.locator('svg#canvas text.edge-label').first().textContent(), 'onClick');
+
+  // The keyboard alone: the canvas pans with the arrows and zooms with + - 0 1.
+  await page.locator('svg#canvas').focus();
+  await page.keyboard.press('0');
+  assert.equal(await zoom(), '100 %');
+  const before = await transform();
+  await page.keyboard.press('ArrowRight');
+  await page.waitForFunction((t) => document.querySelector('svg#canvas g.viewport').getAttribute('transform') !== t, before);
+  await page.keyboard.press('+');
+  await page.waitForFunction(() => document.getElementById('zoom-level').textContent === '125 %');
+  await page.keyboard.press('-');
+  await page.keyboard.press('1');
+  await page.locator('#workflow-status', { hasText: /Showing all \d+ screens/ }).waitFor();
+  // The buttons do the same.
+  await page.getByRole('button', { name: 'Zoom in' }).click();
+  assert.notEqual(await zoom(), '100 %');
+
+  // Enter goes to a screen; Ctrl+A selects all; Shift+arrow moves them together.
+  await page.locator('svg#canvas').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => (document.activeElement.getAttribute('aria-label') || '').startsWith('Screen'));
+  await page.keyboard.press('Control+a');
+  await page.locator('#workflow-status', { hasText: '2 screens selected.' }).waitFor();
+  const ys = () => page.$$eval('svg#canvas .screen', (gs) => Object.fromEntries(gs.map((g) => [g.dataset.id, Number(g.getAttribute('transform').match(/,(-?[\d.]+)\)/)[1])])));
+  const y0 = await ys();
+  await page.keyboard.press('Shift+ArrowDown');
+  await page.waitForFunction((was) => [...document.querySelectorAll('svg#canvas .screen')].every((g) => Number(g.getAttribute('transform').match(/,(-?[\d.]+)\)/)[1]) === was[g.dataset.id] + 20), y0);
+  assert.equal(await page.locator('svg#canvas .screen[aria-pressed="true"]').count(), 2);
+  await axeCheck(page, 'workflow canvas zoomed with two screens selected');
+
+  // The view and the selection survive a reload.
+  const kept = await zoom();
+  await page.reload();
+  await page.locator('#workflow[data-synced="true"]').waitFor({ timeout: 15_000 });
+  await page.locator('svg#canvas .screen', { hasText: 'Checkout' }).waitFor();
+  assert.equal(await zoom(), kept);
+  assert.equal(await page.locator('svg#canvas .screen[aria-pressed="true"]').count(), 2);
+
+  // Space takes one out of the selection; Esc clears it and returns to the canvas.
+  await page.locator('svg#canvas .screen', { hasText: 'Home' }).focus();
+  await page.keyboard.press(' ');
+  await page.locator('#workflow-status', { hasText: 'Selected Checkout.' }).waitFor();
+  await page.keyboard.press('Escape');
+  await page.locator('#workflow-status', { hasText: 'Nothing selected.' }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'canvas');
+  assert.deepEqual(b.problems, []);
+  await b.context.close();
+});

@@ -1057,3 +1057,29 @@ async fn each_screen_has_its_own_page_that_offers_what_the_role_may_do() {
     assert!(room.content().await.unwrap()["screens"].get("s1").is_none(), "the deletion is seen");
     assert_eq!(viewer_page.get("/projects/flows/workflow/screens/s1").await.status, StatusCode::NOT_FOUND);
 }
+
+/// Progressive load: the canvas page carries a picture of the workflow as it is, drawn before the
+/// live document has loaded (and before any script runs).
+#[tokio::test]
+async fn the_canvas_page_carries_a_picture_of_the_workflow() {
+    let w = workflow(&[]).await;
+    let mut viewer = crate::support::Browser::new(&w.app.base);
+    viewer.login("v@example.com", "a long enough password").await;
+    let empty = viewer.get("/projects/flows/workflow").await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(empty.select_attr("svg.server-picture", "viewBox").is_none(), "no screens, no picture");
+    crate::impact::seed(&w).await;
+    let page = viewer.get("/projects/flows/workflow").await;
+    let label = page.select_attr("svg.server-picture", "aria-label").unwrap();
+    assert!(label.contains("4 screen(s) and 2 edge(s)"), "{label}");
+    let boxes = page.select_attr("svg.server-picture path.far-boxes", "d").unwrap();
+    assert_eq!(boxes.matches('M').count(), 4, "{boxes}");
+    assert_eq!(page.select_attr("svg.server-picture path.far-edges", "d").unwrap().matches('M').count(), 2);
+    assert!(page.select_text("svg.server-picture").unwrap().contains("Cart"));
+    assert!(page.select_text("#add-screen-button").is_none(), "a Viewer has no form");
+    // For a Maker, editing waits for the live canvas (the script enables it when synced).
+    let mut maker = crate::support::Browser::new(&w.app.base);
+    maker.login("m1@example.com", "a long enough password").await;
+    let page = maker.get("/projects/flows/workflow").await;
+    assert!(page.select_attr("#add-screen-button", "disabled").is_some());
+}
