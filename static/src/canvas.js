@@ -363,6 +363,9 @@ export function startCanvas(el) {
     svg.dataset.zoom = String(view.k);
     // Far out, names are drawn at a size readable at this zoom.
     svg.style.setProperty('--far-font', `${farFont()}px`);
+    // Strokes keep their width on the screen (cheaper than vector-effect on large paths).
+    svg.style.setProperty('--far-stroke', `${1.5 / view.k}px`);
+    svg.style.setProperty('--far-line', `${1 / view.k}px`);
     const lod = view.k < DETAIL_ZOOM ? 'far' : 'near';
     const zoomed = view.k !== drawnK;
     drawnK = view.k;
