@@ -134,24 +134,19 @@ pub(crate) async fn undo_as(
     session_id: &str,
 ) -> AppResult<Option<(i64, i64)>> {
     let project = on.project();
-    let user = &auth.user;
     let mut tx = state.db.begin().await?;
-    let undone = versions::undelete(&mut tx, state.db.backend(), &project.id, file, &user.id, session_id).await?;
-    let Some((version, sha, restored)) = undone else {
+    let Some(restored) = versions::deleted_from(&mut tx, state.db.backend(), &project.id, file).await? else {
         tx.rollback().await?;
         return Ok(None);
     };
-    let text = versions::content_of(&mut tx, &project.id, file, version).await?.unwrap_or_default();
-    let schedule = super::writeback::Schedule::of(&state.config);
-    super::writeback::note_save(&mut tx, schedule, &project.id, &user.id, &user.handle, file, version, Some(&text))
-        .await?;
+    // A deleted file has its row: nothing from git is needed to restore.
+    let (version, live) =
+        super::specs_api::restore_in(state, &mut tx, auth, project, file, None, restored, session_id).await?;
     let event = Event::new("spec.restore", Outcome::Allowed, Actor::of(auth), origin)
         .project(&project.id)
         .target("spec", file)
         .intent(json!({"version": version, "restored": restored, "undo": "delete"}));
     audit::record(&mut tx, event).await?;
-    let live = saved_event(auth, &project.id, file, version, &sha);
-    state.events.within(&mut tx, state.db.backend(), &live).await?;
     tx.commit().await?;
     state.events.after_commit(state.db.backend(), live);
     Ok(Some((version, restored)))

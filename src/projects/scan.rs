@@ -204,10 +204,15 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
         // One scan writes a project's cache at a time (SQLite's BEGIN IMMEDIATE already serialises).
         store::find_for_update(&mut tx, db.backend(), &project.id).await?;
         let mut synced = Vec::with_capacity(parsed.len());
+        // A file new on the default branch is synced only when Arno holds it deleted: it came
+        // back after a merged deletion (a revert), which Arno then follows.
+        let deleted = versions::deleted_paths(&mut tx, &project.id).await?;
         for row in &parsed {
             let previous = store::component_raw(&mut tx, &project.id, &row.file_path).await?;
-            // A file new on the default branch is synced too: it may come back after a merged
-            // deletion (a revert), which Arno then follows.
+            if previous.is_none() && !deleted.contains(&row.file_path) {
+                store::upsert_component(&mut tx, &project.id, row).await?;
+                continue;
+            }
             let version = versions::sync_from_git(
                 &mut tx,
                 db.backend(),
@@ -217,10 +222,7 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
                 &row.raw_text,
             )
             .await?;
-            // Announced: changed files, and new ones Arno followed (not every file of a first scan).
-            if previous.is_some() || version.is_some() {
-                synced.push((row.file_path.clone(), version));
-            }
+            synced.push((row.file_path.clone(), version));
             store::upsert_component(&mut tx, &project.id, row).await?;
         }
         for path in &removed {

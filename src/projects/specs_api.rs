@@ -537,7 +537,7 @@ pub async fn spec_action(
 /// Make version `n` current again as a new version, in `tx` (audited by the caller): written back
 /// like a save; returns the new version and the live event to send after commit.
 #[allow(clippy::too_many_arguments)]
-async fn restore_in(
+pub(crate) async fn restore_in(
     state: &AppState,
     tx: &mut crate::db::Tx,
     auth: &Authenticated,

@@ -455,17 +455,23 @@ pub async fn delete(
     Ok(saved)
 }
 
-/// Undo a deletion: when the current version deletes the file (checked under the row lock), the
-/// version it was based on becomes current again, as a new version. Returns the new version, its
-/// SHA and the version restored; `None` when the file is not deleted.
-pub async fn undelete(
+/// The files of a project whose current version deletes them.
+pub async fn deleted_paths(conn: &mut AnyConnection, project_id: &str) -> AppResult<std::collections::HashSet<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT path FROM spec_files WHERE project_id = $1 AND deleted <> 0")
+        .bind(project_id)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(p,)| p).collect())
+}
+
+/// For undoing a deletion: when the current version deletes the file (checked under the row lock,
+/// held for the caller's transaction), the version it was based on; `None` when it is not deleted.
+pub async fn deleted_from(
     conn: &mut AnyConnection,
     backend: Backend,
     project_id: &str,
     path: &str,
-    user_id: &str,
-    session_id: &str,
-) -> AppResult<Option<(i64, String, i64)>> {
+) -> AppResult<Option<i64>> {
     let Some((current_version, _, _)) = locked_row(conn, backend, project_id, path).await? else { return Ok(None) };
     let row: Option<(i64, Option<i64>)> = sqlx::query_as(
         "SELECT deleted, parent_version FROM spec_versions WHERE project_id = $1 AND path = $2 AND version = $3",
@@ -475,11 +481,10 @@ pub async fn undelete(
     .bind(current_version)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((1, Some(parent))) = row else { return Ok(None) };
-    let Some((version, sha)) = restore(conn, backend, project_id, path, parent, user_id, session_id).await? else {
-        return Ok(None);
-    };
-    Ok(Some((version, sha, parent)))
+    Ok(match row {
+        Some((1, parent)) => parent,
+        _ => None,
+    })
 }
 
 /// Restore an old version (or a backup) as a new current version.
@@ -533,7 +538,8 @@ pub async fn sync_from_git(
     new_git: &str,
 ) -> AppResult<Option<(i64, String)>> {
     let Some((current, next, content)) = locked_row(conn, backend, project_id, path).await? else { return Ok(None) };
-    let deleted = self::current(conn, project_id, path, None).await?.is_some_and(|c| c.deleted);
+    // A deletion's text is empty: only then is the flag read.
+    let deleted = content.is_empty() && self::current(conn, project_id, path, None).await?.is_some_and(|c| c.deleted);
     let follows = if deleted {
         // A deletion the default branch has (the file was absent) follows the file back; one it
         // does not have yet stays (it is on its way to git).
