@@ -4,6 +4,7 @@
 import {
   Y, connectLive, watchComponents, instancesOf, missingProps, newInstance, deleteScreen, people, colorFor, screenName, h,
 } from './live.js';
+import { moveInstance, movesOf, renderSchematic, shownDefault } from './schematic.js';
 
 export function startScreen(el) {
   const slug = el.dataset.slug;
@@ -18,6 +19,7 @@ export function startScreen(el) {
   const title = document.getElementById('screen-title');
   const crumb = document.getElementById('crumb-screen');
   const tree = document.getElementById('instances');
+  const schematic = document.getElementById('schematic');
   const missingBox = document.getElementById('screen-missing');
   const presenceList = document.getElementById('presence');
   const incomingList = document.getElementById('incoming');
@@ -76,18 +78,37 @@ export function startScreen(el) {
 
     // Keep what someone is typing (and where) across a re-render caused by someone else's change.
     const active = document.activeElement;
-    const draft = active && tree.contains(active) && active.id
+    const draft = active && (tree.contains(active) || schematic.contains(active)) && active.id
       ? { id: active.id, value: active.value, start: active.selectionStart, end: active.selectionEnd } : null;
     const instances = instancesOf(s);
     const byParent = new Map();
+    const ownerOf = new Map();
     for (const i of instances) {
       const key = i.parent;
       if (!byParent.has(key)) byParent.set(key, []);
       byParent.get(key).push(i);
+      const children = i.inst.get('children');
+      if (children instanceof Y.Array) ownerOf.set(children, i);
     }
+    for (const i of instances) i.owner = i.parent ? ownerOf.get(i.parent) || null : null;
+    const movesFor = (item) => movesOf(item, byParent.get(item.parent) || [], item.owner, componentName(item.inst), componentName);
     const root = instances[0];
-    tree.replaceChildren(...(root ? [instanceItem(root, 'i0', byParent)] : []));
+    tree.replaceChildren(...(root ? [instanceItem(root, 'i0', byParent, movesFor)] : []));
     if (!root) tree.append(h('li', { text: 'This screen has no component yet.' }));
+    renderSchematic(schematic, instances, {
+      componentOf, nameOf: componentName, canEdit, canEditText, moves: movesFor,
+      move: (item, target, zone, label) => move(item, target, zone, label, 'schematic'),
+      setText: (inst, prop, text) => {
+        const values = inst.get('props');
+        if (!(values instanceof Y.Map)) return;
+        values.set(prop.id, text);
+        status.textContent = `Changed ${prop.name} of ${(componentOf(inst) || {}).name || 'the component'}.`;
+      },
+      focusInstance: (id) => {
+        const heading = tree.querySelector(`.instance[data-id="${CSS.escape(id)}"] > h3`);
+        if (heading) { heading.focus(); heading.scrollIntoView({ block: 'nearest' }); }
+      },
+    });
     if (draft) {
       const again = document.getElementById(draft.id);
       if (again) {
@@ -119,13 +140,14 @@ export function startScreen(el) {
   }
 
   /** One instance and, nested, its children. `path` makes stable element ids ("i0-2-1"). */
-  function instanceItem({ inst, parent, index }, path, byParent) {
+  function instanceItem(item, path, byParent, moves) {
+    const { inst, parent, index } = item;
     const component = componentOf(inst);
     const name = componentName(inst);
     const values = inst.get('props') instanceof Y.Map ? inst.get('props') : null;
     const headingId = `${path}-title`;
-    const section = h('div', { class: 'instance', role: 'group', 'aria-labelledby': headingId, 'data-path': path });
-    section.append(h('h3', { id: headingId, text: parent ? name : `${name} (root)` }));
+    const section = h('div', { class: 'instance', role: 'group', 'aria-labelledby': headingId, 'data-path': path, 'data-id': inst.get('id') });
+    section.append(h('h3', { id: headingId, tabindex: '-1', text: parent ? name : `${name} (root)` }));
 
     // Props: Makers set any; Editors the ones marked textEditable.
     const props = component ? component.props : [];
@@ -135,7 +157,7 @@ export function startScreen(el) {
         const id = `${path}-p-${p.id}`;
         const editable = canEdit || (canEditText && p.textEditable);
         const current = values && values.get(p.id) !== undefined ? String(values.get(p.id)) : '';
-        const input = h('input', { id, value: current, placeholder: p.default || '', disabled: !editable, autocomplete: 'off' });
+        const input = h('input', { id, value: current, placeholder: shownDefault(p.default), disabled: !editable, autocomplete: 'off' });
         input.value = current;
         input.addEventListener('change', () => { if (values) values.set(p.id, input.value); });
         input.addEventListener('keydown', (ev) => {
@@ -188,23 +210,11 @@ export function startScreen(el) {
       const actions = h('div', { class: 'instance-actions' });
       actions.append(placeForm(inst, name, `${path}-place`));
       if (parent) {
-        const move = (to) => {
-          if (to < 0 || to >= parent.length) return;
-          live.doc.transact(() => {
-            const copy = inst.clone();
-            parent.delete(index, 1);
-            parent.insert(to, [copy]);
-          });
-          status.textContent = `Moved ${name} ${to < index ? 'up' : 'down'}.`;
-          requestAnimationFrame(() => {
-            const moved = document.getElementById(`${path.replace(/-\d+$/, '')}-${to}-title`);
-            const button = moved && moved.closest('.instance').querySelector(to < index ? '.move-up' : '.move-down');
-            if (button && !button.disabled) button.focus();
-          });
-        };
+        const here = moves(item);
+        actions.append(...here.map((m) => h('button', {
+          type: 'button', class: `secondary ${m.cls}`, text: m.label, onclick: () => move(item, m.target, m.zone, m.label, m.cls),
+        })));
         actions.append(
-          h('button', { type: 'button', class: 'secondary move-up', disabled: index === 0, text: `Move ${name} up`, onclick: () => move(index - 1) }),
-          h('button', { type: 'button', class: 'secondary move-down', disabled: index === parent.length - 1, text: `Move ${name} down`, onclick: () => move(index + 1) }),
           h('button', {
             type: 'button', class: 'secondary', text: `Remove ${name}`,
             onclick: () => {
@@ -224,9 +234,31 @@ export function startScreen(el) {
     const children = (byParent.get(inst.get('children')) || []);
     if (children.length) {
       section.append(h('ul', { class: 'instance-tree', 'aria-label': `Inside ${name}` },
-        ...children.map((c) => instanceItem(c, `${path}-${c.index}`, byParent))));
+        ...children.map((c) => instanceItem(c, `${path}-${c.index}`, byParent, moves))));
     }
     return h('li', {}, section);
+  }
+
+  /**
+   * Reorder or nest an instance (drag in the schematic, Alt+arrows there, buttons in the list),
+   * then keep the focus on it where it now is: `where` is 'schematic' or the class of the list's
+   * button that asked.
+   */
+  function move(item, target, zone, label, where) {
+    const id = item.inst.get('id');
+    if (!moveInstance(live.doc, item, target, zone)) {
+      status.textContent = `${componentName(item.inst)} cannot move there.`;
+      return;
+    }
+    status.textContent = `${label.replace(/^Move /, 'Moved ')}.`;
+    let again = null;
+    if (where === 'schematic') again = document.getElementById(`sh-${id}`);
+    else {
+      // The same button if it still applies (moving down twice), else the instance's heading.
+      const section = tree.querySelector(`.instance[data-id="${CSS.escape(id)}"]`);
+      again = section && (section.querySelector(`:scope > .instance-actions > button.${where}`) || section.querySelector(':scope > h3'));
+    }
+    if (again) again.focus();
   }
 
   /** Edges that start at an instance or anything inside it (removed with it). */

@@ -30,7 +30,7 @@ function freePort() {
   });
 }
 
-let server, base, setupUrl, browser, dataRoot, repoPath, barePath;
+let server, base, setupUrl, browser, dataRoot, repoPath, barePath, serverEnv;
 const logLines = [];
 
 before(async () => {
@@ -70,6 +70,7 @@ before(async () => {
     ARNO_GIT_LOCAL_ROOTS: roots,
     ARNO_WRITEBACK_DEBOUNCE_SECS: '1',
   });
+  serverEnv = env;
   server = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   setupUrl = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no setup URL in the log')), 60_000);
@@ -100,10 +101,10 @@ after(async () => {
   rmSync(dataRoot, { recursive: true, force: true });
 });
 
-/** Sign in as the admin the first test created. */
-async function signIn(page) {
+/** Sign in as the admin the first test created (or as `email`, same password). */
+async function signIn(page, email = 'ada@example.com') {
   await page.goto(`${base}/login`);
-  await page.getByLabel('E-mail address').fill('ada@example.com');
+  await page.getByLabel('E-mail address').fill(email);
   await page.getByLabel('Password').fill('correct horse battery staple');
   await page.getByLabel('Password').press('Enter');
   await page.waitForURL(`${base}/`);
@@ -719,4 +720,206 @@ test('the canvas pans, zooms, selects and moves several screens, and keeps its v
   assert.equal(await page.evaluate(() => document.activeElement.id), 'canvas');
   assert.deepEqual(b.problems, []);
   await b.context.close();
+});
+
+test('a new Maker builds a screen from a new component with the keyboard; an Editor changes its text inline; the merge clears the marker', async () => {
+  for (const [email, name] of [['mia@example.com', 'Mia Maker'], ['ed@example.com', 'Ed Editor']]) {
+    execFileSync(BIN, ['admin', 'create-user', '--email', email, '--name', name, '--password-file', '-'],
+      { env: serverEnv, input: 'correct horse battery staple\n' });
+  }
+  const mia = await newPage();
+  const { page } = mia;
+  await signIn(page, 'mia@example.com');
+  const key = (k) => page.keyboard.press(k);
+  const type = (t) => page.keyboard.type(t);
+  const focused = () => page.evaluate(() => document.activeElement.id);
+
+  // A project of her own (a new repository), by the form and the keyboard only.
+  await page.goto(`${base}/projects`);
+  await page.locator('#name').focus();
+  await type('Shop');
+  await key('Enter');
+  await page.waitForURL(`${base}/projects/shop`);
+
+  // A component by the form only: a name and a description.
+  await page.locator('#component-name').focus();
+  await type('Promo banner');
+  await key('Tab');
+  await key('Tab');
+  await type('A banner on top of a page.');
+  await key('Tab');
+  await key('Enter');
+  await page.waitForURL(/\/projects\/shop\/edit\/.+\/PromoBanner\.md$/);
+  const specPath = decodeURIComponent(new URL(page.url()).pathname.replace('/projects/shop/edit/', ''));
+
+  // Two props — a text-editable headline and a number — and an event, from the structured editor.
+  await page.locator('#add-prop').focus();
+  await key('Enter');
+  await page.waitForSelector('#prop-0-name');
+  assert.equal(await focused(), 'prop-0-name');
+  await type('headline');
+  await key('Tab'); // type: Text
+  await key('Tab');
+  await type('"Hello"');
+  await key('Tab');
+  await key('Tab');
+  assert.equal(await focused(), 'prop-0-editable');
+  await key('Space');
+  await page.locator('#add-prop').focus();
+  await key('Enter');
+  await page.waitForSelector('#prop-1-name');
+  assert.equal(await focused(), 'prop-1-name');
+  await type('size');
+  await key('Tab');
+  assert.equal(await focused(), 'prop-1-kind');
+  await key('ArrowDown'); // Number
+  assert.equal(await page.locator('#prop-1-kind').inputValue(), 'number');
+  await page.locator('#add-event').focus();
+  await key('Enter');
+  await page.waitForSelector('#event-0-name');
+  assert.equal(await focused(), 'event-0-name');
+  await type('onDismiss');
+  await page.locator('#save').focus();
+  await key('Enter');
+  await page.waitForSelector('#editor-message');
+  assert.match(await page.locator('#editor-message').textContent(), /Saved as version \d+\./);
+
+  // Listed as new on the project page before any merge.
+  await page.goto(`${base}/projects/shop`);
+  const row = page.locator('#components tr', { hasText: 'Promo banner' });
+  assert.match(await row.textContent(), /\bnew\b/);
+
+  // Two screens at once, the new component as their root.
+  await page.goto(`${base}/projects/shop/workflow`);
+  await page.locator('#workflow[data-synced="true"]').waitFor({ timeout: 15_000 });
+  assert.equal(await page.locator('#screen-component option:checked').textContent(), 'Promo banner (new, yours)');
+  for (const name of ['Landing', 'Thanks']) {
+    await page.locator('#screen-name').focus();
+    await type(name);
+    await key('Enter');
+    await page.locator('svg#canvas .screen', { hasText: name }).waitFor();
+  }
+  const projectId = await page.locator('#workflow').getAttribute('data-project');
+  await page.locator('svg#canvas .screen', { hasText: 'Landing' }).focus();
+  await key('Enter');
+  await page.waitForURL(/\/workflow\/screens\//);
+  const landingUrl = page.url();
+  await page.locator('#screen-page[data-synced="true"]').waitFor({ timeout: 15_000 });
+
+  // Its event leads to the second screen.
+  await page.getByLabel('When onDismiss, go to').focus();
+  assert.equal(await page.getByLabel('When onDismiss, go to').locator('option:checked').textContent(), 'Thanks');
+  await key('Tab');
+  await key('Enter');
+  await page.locator('#instances li', { hasText: '→ Thanks' }).first().waitFor();
+
+  // Two banners inside the root, told apart by their headlines (set in the list).
+  for (let i = 0; i < 2; i++) {
+    await page.getByLabel('Place inside Promo banner').first().focus();
+    await key('Tab');
+    await key('Enter');
+    await page.locator('#schematic .sbox .sbox .sbox-head').nth(i).waitFor();
+  }
+  const children = page.locator('#instances > li > .instance > ul.instance-tree > li > .instance');
+  for (const [i, text] of [[0, 'First'], [1, 'Second']]) {
+    await children.nth(i).getByLabel('headline (text)').focus();
+    await type(text);
+    await key('Enter');
+  }
+  const order = () => page.$$eval('#schematic .sbox', (boxes) => boxes.map((b) => {
+    let depth = 0;
+    for (let p = b.parentElement.closest('.sbox'); p; p = p.parentElement.closest('.sbox')) depth++;
+    return `${depth}:${b.querySelector(':scope > dl input.inline-text').value || '-'}`;
+  }).join(' '));
+  await page.waitForFunction(() => document.querySelectorAll('#schematic input.inline-text').length === 3
+    && document.querySelectorAll('#schematic input.inline-text')[2].value === 'Second');
+  assert.equal(await order(), '0:- 1:First 1:Second');
+  await axeCheck(page, 'screen page with schematic (Maker)');
+
+  // The keyboard reorders and nests in the schematic: Alt+Up, then Alt+Right into the one above.
+  const head = (text) => page.locator('#schematic .sbox', { has: page.locator(`:scope > dl input[value="${text}"]`) }).locator(':scope > .sbox-head');
+  await page.waitForFunction(() => [...document.querySelectorAll('#schematic input.inline-text')].every((i) => i.getAttribute('value') === i.value));
+  await head('Second').focus();
+  await key('Alt+ArrowUp');
+  await page.waitForFunction(() => document.querySelectorAll('#schematic input.inline-text')[1].value === 'Second');
+  assert.equal(await order(), '0:- 1:Second 1:First');
+  assert.match(await page.locator('#workflow-status').textContent(), /Moved Promo banner up/);
+  assert.equal(await page.evaluate(() => document.activeElement.className), 'sbox-head', 'the focus stays on what moved');
+  await head('First').focus();
+  await key('Alt+ArrowRight');
+  await page.waitForFunction(() => document.querySelectorAll('#schematic .sbox .sbox .sbox').length === 1);
+  assert.equal(await order(), '0:- 1:Second 2:First');
+  // The list offers the same moves as buttons.
+  assert.equal(await page.getByRole('button', { name: 'Move Promo banner out of Promo banner' }).count(), 1);
+
+  // A pointer drags it back out: dropped on the root, it becomes the root's last child.
+  await head('First').dragTo(page.locator('#schematic > .sbox > .sbox-head'));
+  await page.waitForFunction(() => document.querySelectorAll('#schematic .sbox .sbox .sbox').length === 0);
+  assert.equal(await order(), '0:- 1:Second 1:First');
+  // Edges still start at the root's event after all that.
+  assert.match(await page.locator('#instances li', { hasText: '→ Thanks' }).first().textContent(), /onDismiss/);
+
+  // An Editor joins (keyboard: address, role, Enter).
+  await page.goto(`${base}/projects/shop/members`);
+  await page.locator('#email').focus();
+  await type('ed@example.com');
+  await key('Tab');
+  await type('Editor'); // type-ahead in the closed list
+  assert.equal(await page.locator('#role option:checked').textContent(), 'Editor');
+  await key('Tab');
+  await key('Enter');
+  await page.getByText('Ed Editor').first().waitFor();
+  await page.goto(landingUrl);
+  await page.locator('#screen-page[data-synced="true"]').waitFor({ timeout: 15_000 });
+
+  // The Editor sees what they may change highlighted, the rest read-only, and changes the text.
+  const ed = await newPage();
+  await signIn(ed.page, 'ed@example.com');
+  await ed.page.goto(landingUrl);
+  await ed.page.locator('#screen-page[data-synced="true"]').waitFor({ timeout: 15_000 });
+  const rootBox = ed.page.locator('#schematic > .sbox');
+  await rootBox.locator(':scope > dl input.inline-text').waitFor();
+  assert.equal(await ed.page.locator('#schematic [draggable]').count(), 0, 'nothing to drag for an Editor');
+  assert.match(await rootBox.locator(':scope > dl dd.readonly').textContent(), /read-only for you/);
+  assert.equal(await ed.page.locator('#instances input:not([disabled])').count(), 3, 'only the headlines are editable in the list');
+  await axeCheck(ed.page, 'screen page as an Editor');
+  await rootBox.locator(':scope > dl input.inline-text').focus();
+  await ed.page.keyboard.type('Summer sale');
+  await ed.page.keyboard.press('Enter');
+  await ed.page.locator('#workflow-status', { hasText: 'Changed headline of Promo banner.' }).waitFor();
+  // The Maker's open page has it live; the server's copy (a fresh page) has it too.
+  await page.waitForFunction(() => document.querySelector('#schematic > .sbox > dl input.inline-text').value === 'Summer sale', null, { timeout: 10_000 });
+  const fresh = await newPage();
+  await signIn(fresh.page, 'ed@example.com');
+  await fresh.page.goto(landingUrl);
+  await fresh.page.locator('#screen-page[data-synced="true"]').waitFor({ timeout: 15_000 });
+  assert.equal(await fresh.page.locator('#schematic > .sbox > dl input.inline-text').inputValue(), 'Summer sale');
+  // ... and it reaches git on the Editor's session branch, as canonical JSON.
+  const repo = join(dataRoot, 'data', 'repos', `${projectId}.git`);
+  const show = (ref) => { try { return execFileSync('git', ['-C', repo, 'show', ref], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(); } catch (e) { return ''; } };
+  for (let deadline = Date.now() + 20_000; !show('arno/ed:.arno/workflow.json').includes('"Summer sale"');) {
+    assert.ok(Date.now() < deadline, 'the Editor\'s text was not committed to arno/ed');
+    await page.waitForTimeout(300);
+  }
+
+  // The Maker merges her change request; the component is on main and no longer marked new.
+  for (let deadline = Date.now() + 20_000; ;) {
+    await page.goto(`${base}/projects/shop/changes`);
+    const text = await page.locator('#branches').textContent().catch(() => '');
+    if (/arno\/mia/.test(text) && /committed/.test(text) && !/waiting/.test(text)) break;
+    assert.ok(Date.now() < deadline, `arno/mia was not committed: ${text}`);
+    await page.waitForTimeout(300);
+  }
+  await page.goto(`${base}/projects/shop/changes/mia`);
+  await page.getByRole('button', { name: 'Merge', exact: true }).focus();
+  await key('Enter');
+  await page.locator('#review').filter({ hasText: 'merged' }).waitFor({ timeout: 10_000 });
+  assert.match(show(`main:${specPath}`), /\| headline \| string \| "Hello" \| true \|/);
+  await page.goto(`${base}/projects/shop`);
+  const merged = await page.locator('#components tr', { hasText: 'Promo banner' }).textContent();
+  assert.doesNotMatch(merged, /\bnew\b/);
+  for (const b of [mia, ed, fresh]) {
+    assert.deepEqual(b.problems, []);
+    await b.context.close();
+  }
 });
