@@ -13,6 +13,7 @@ pub mod editor;
 pub mod editor_form;
 pub mod events;
 pub mod impact;
+pub mod listing;
 pub mod model;
 pub mod pages;
 pub mod removal;

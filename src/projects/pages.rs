@@ -3,7 +3,7 @@
 //! render the HTML error page.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -165,7 +165,8 @@ struct ProjectPage {
     quota: QuotaView,
     can_scan: bool,
     can_setup: bool,
-    components: Vec<ComponentItem>,
+    /// The page of the component list asked for (search, filter, page).
+    list: super::listing::Page<ComponentItem>,
     /// Components others are creating (not on the default branch, not the reader's).
     others_new: Vec<ComponentItem>,
     /// The newest entries of the activity list (write-backs, merges, divergences).
@@ -197,6 +198,21 @@ pub struct NewComponentForm {
 impl NewComponentForm {
     pub fn invalid(&self, field: &str) -> bool {
         self.error_field.as_deref() == Some(field)
+    }
+}
+
+impl super::listing::Listed for ComponentItem {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn file_path(&self) -> &str {
+        &self.file_path
+    }
+    fn has_problem(&self) -> bool {
+        self.error.is_some()
+    }
+    fn is_yours(&self) -> bool {
+        self.mark.is_some()
     }
 }
 
@@ -249,9 +265,11 @@ pub(crate) async fn project_page(
     report: Option<String>,
     error: Option<String>,
 ) -> AppResult<Response> {
-    project_page_with(state, auth, project, role, report, error, NewComponentForm::default()).await
+    let list = super::listing::ListQuery::default();
+    project_page_with(state, auth, project, role, report, error, NewComponentForm::default(), &list).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn project_page_with(
     state: &AppState,
     auth: &Authenticated,
@@ -260,6 +278,7 @@ async fn project_page_with(
     report: Option<String>,
     error: Option<String>,
     new_component: NewComponentForm,
+    list: &super::listing::ListQuery,
 ) -> AppResult<Response> {
     let mut conn = state.db.pool().acquire().await?;
     let catalog = super::catalog::catalog(&mut conn, &project.id, &auth.user.id).await?;
@@ -281,7 +300,7 @@ async fn project_page_with(
         can_create_component: access::holds::<EditSpecs>(&auth.user, &facts),
         new_component,
         broken: components.iter().filter(|c| c.error.is_some()).count(),
-        components,
+        list: super::listing::page(components, list),
         others_new,
         activity,
         project: project.clone(),
@@ -297,10 +316,12 @@ pub async fn show(
     PageUser(auth): PageUser,
     ctx: RequestContext,
     Path(slug): Path<String>,
+    Query(list): Query<super::listing::ListQuery>,
 ) -> AppResult<Response> {
     let (project, grant) =
         super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &slug, "project.view").await?;
-    project_page(&state, &auth, &project, grant.role(), None, None).await
+    let form = NewComponentForm::default();
+    project_page_with(&state, &auth, &project, grant.role(), None, None, form, &list).await
 }
 
 fn report_text(r: &ScanReport) -> String {
@@ -357,7 +378,7 @@ pub async fn create_component(
                 other => other.to_string(),
             });
             let (project, grant) = on.into_parts();
-            let mut response = project_page_with(&state, &auth, &project, grant.role(), None, None, form).await?;
+            let mut response = project_page_with(&state, &auth, &project, grant.role(), None, None, form, &Default::default()).await?;
             *response.status_mut() = status;
             Ok(response)
         }

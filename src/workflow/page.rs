@@ -18,11 +18,6 @@ use crate::projects::model::{Project, ProjectState};
 use crate::specs::Component;
 use crate::ui::{PageContext, render};
 
-pub struct ComponentOption {
-    pub id: String,
-    pub name: String,
-}
-
 /// The project's components as the workflow shows them to `reader` (branch-aware, see
 /// `projects::catalog`): ids, names, props (with `textEditable`) and events; `source` is
 /// `default_branch` or `yours`, or `unmerged` for a component someone else is creating (drawn
@@ -82,7 +77,6 @@ struct Shell {
     can_edit_text: bool,
     user_name: String,
     user_handle: String,
-    components: Vec<ComponentOption>,
     components_json: String,
 }
 
@@ -102,24 +96,11 @@ async fn shell(
     let can_edit_text =
         writable && crate::auth::access::holds::<crate::auth::access::EditWorkflowText>(&auth.user, &facts);
     let described = components(state, &project, &auth.user.id).await?;
-    let options = described
-        .iter()
-        .filter(|c| c["placeable"] == true)
-        .map(|c| ComponentOption {
-            id: c["id"].as_str().unwrap_or_default().to_owned(),
-            name: match c["mark"].as_str() {
-                Some("new") => format!("{} (new, yours)", c["name"].as_str().unwrap_or_default()),
-                Some("changed") => format!("{} (changed by you)", c["name"].as_str().unwrap_or_default()),
-                _ => c["name"].as_str().unwrap_or_default().to_owned(),
-            },
-        })
-        .collect();
     Ok(Shell {
         can_edit,
         can_edit_text,
         user_name: auth.user.name.clone(),
         user_handle: auth.user.handle.clone(),
-        components: options,
         components_json: serde_json::to_string(&described).unwrap_or_else(|_| "[]".into()),
         project,
     })

@@ -4,7 +4,7 @@
 // is drawn, in less detail when zoomed far out. Makers select several screens and move them
 // together; the viewport and the selection survive a reload. Enter opens a screen's page.
 import {
-  Y, connectLive, watchComponents, missingProps, newInstance, deleteScreen, people, csrf, colorFor, screenName,
+  Y, connectLive, watchComponents, componentChoices, missingProps, newInstance, deleteScreen, people, csrf, colorFor, screenName,
   instancesOf,
 } from './live.js';
 import {
@@ -64,10 +64,15 @@ export function startCanvas(el) {
 
   // ---- the live document and the components -----------------------------------------------------
   const components = watchComponents(el, () => {
+    choices = componentChoices(components);
     dirtyAll = true;
     schedule();
     status.textContent = 'A component changed; the canvas shows its new spec.';
   });
+  let choices = componentChoices(components);
+  const rootField = document.getElementById('screen-component');
+  // The first component is proposed; the field takes any other by name (or none, empty).
+  if (rootField && !rootField.value && choices.labels.length) rootField.value = choices.labels[0];
   let observed = null;
   let dirtyAll = true;
   const dirty = new Set();
@@ -742,7 +747,14 @@ export function startCanvas(el) {
       ev.preventDefault();
       const name = document.getElementById('screen-name').value.trim();
       if (!name || !view) return;
-      const componentId = document.getElementById('screen-component').value;
+      const componentId = choices.resolve(rootField.value);
+      if (componentId === null) {
+        rootField.setAttribute('aria-invalid', 'true');
+        status.textContent = `No component is called ${rootField.value.trim()}: pick one from the list, or leave the field empty for none.`;
+        rootField.focus();
+        return;
+      }
+      rootField.removeAttribute('aria-invalid');
       const id = crypto.randomUUID();
       const { width, height } = size();
       const r = visibleRect(view, width, height);

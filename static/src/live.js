@@ -71,6 +71,48 @@ export function watchComponents(el, onChange) {
   return components;
 }
 
+/**
+ * The components a person may place, as one `<datalist id="component-choices">` that every
+ * component field of the page shares (typing filters it): built once per change of the
+ * components, never per field, so thousands of components cost the same as ten. Returns
+ * `resolve(text)`: the id of the component a field names, `''` for an empty field, `null` for
+ * text that names none.
+ */
+export function componentChoices(components) {
+  let list = document.getElementById('component-choices');
+  if (!list) {
+    list = h('datalist', { id: 'component-choices' });
+    document.body.append(list);
+  }
+  const placeable = [...components.byId.values()].filter((c) => c.placeable !== false);
+  const base = (c) => (c.mark === 'new' ? `${c.name} (new, yours)` : c.mark === 'changed' ? `${c.name} (changed by you)` : String(c.name));
+  const count = new Map();
+  for (const c of placeable) count.set(base(c), (count.get(base(c)) || 0) + 1);
+  const byLabel = new Map();
+  // A plain name works too, when only one component has it (a label changes with its mark).
+  const names = new Map();
+  for (const c of placeable) {
+    const n = String(c.name).toLowerCase();
+    names.set(n, names.has(n) ? null : c.id);
+  }
+  const options = [];
+  for (const c of placeable) {
+    // Two components of one name are told apart by their file.
+    const label = count.get(base(c)) > 1 ? `${base(c)} — ${c.file_path || c.id}` : base(c);
+    byLabel.set(label.toLowerCase(), c.id);
+    options.push(new Option(label));
+  }
+  list.replaceChildren(...options);
+  return {
+    labels: options.map((o) => o.value),
+    resolve: (text) => {
+      const t = String(text || '').trim();
+      if (!t) return '';
+      return byLabel.get(t.toLowerCase()) ?? names.get(t.toLowerCase()) ?? null;
+    },
+  };
+}
+
 /** A screen's display name. */
 export const screenName = (s) => String((s instanceof Y.Map && s.get('name')) || 'Untitled');
 

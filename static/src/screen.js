@@ -2,7 +2,7 @@
 // as a tree (any depth), their prop values, the edges that start at their events, and the screens
 // that lead here — all live. Esc returns to the canvas with this screen selected.
 import {
-  Y, connectLive, watchComponents, instancesOf, missingProps, newInstance, deleteScreen, people, colorFor, screenName, h,
+  Y, connectLive, watchComponents, componentChoices, instancesOf, missingProps, newInstance, deleteScreen, people, colorFor, screenName, h,
 } from './live.js';
 import { moveInstance, movesOf, renderSchematic, shownDefault } from './schematic.js';
 
@@ -26,9 +26,11 @@ export function startScreen(el) {
   let gone = false;
 
   const components = watchComponents(el, () => {
+    choices = componentChoices(components);
     render();
     status.textContent = 'A component changed; this screen shows its new spec.';
   });
+  let choices = componentChoices(components);
   const live = connectLive(el, {
     presence: { user: me, screen: screenId },
     onChange: render,
@@ -301,15 +303,25 @@ export function startScreen(el) {
   }
 
   function placeForm(inst, name, id) {
-    const select = h('select', { id });
-    for (const c of components.byId.values()) if (c.placeable !== false) select.append(new Option(c.name, c.id));
+    // One shared list of choices (live.js): typing filters it, however many components there are.
+    const field = h('input', { id, list: 'component-choices', autocomplete: 'off', maxlength: 300 });
+    if (choices.labels.length === 1) field.value = choices.labels[0];
     const form = h('form', { class: 'inline-form' },
-      h('label', { for: id, text: `Place inside ${name}` }), select,
+      h('label', { for: id, text: `Place inside ${name}` }), field,
       h('button', { type: 'submit', class: 'secondary', text: 'Place' }));
     form.addEventListener('submit', (e) => {
       e.preventDefault();
+      const componentId = choices.resolve(field.value);
+      if (!componentId) {
+        field.setAttribute('aria-invalid', 'true');
+        status.textContent = field.value.trim()
+          ? `No component is called ${field.value.trim()}: pick one from the list.` : 'Type the name of the component to place.';
+        field.focus();
+        return;
+      }
       let children = inst.get('children');
-      const placed = newInstance(select.value);
+      const placed = newInstance(componentId);
+      const label = field.value.trim();
       live.doc.transact(() => {
         if (!(children instanceof Y.Array)) {
           children = new Y.Array();
@@ -317,7 +329,7 @@ export function startScreen(el) {
         }
         children.push([placed]);
       });
-      status.textContent = `Placed ${select.options[select.selectedIndex].text} inside ${name}.`;
+      status.textContent = `Placed ${label} inside ${name}.`;
     });
     return form;
   }

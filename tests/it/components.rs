@@ -240,3 +240,99 @@ async fn the_project_page_form_opens_the_new_spec_in_the_editor() {
     let r = viewer.post_form("/projects/ds/components", &[("csrf_token", csrf.as_str()), ("name", "Nope")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_large_component_list_is_searched_filtered_and_paged() {
+    let roots = tempfile::tempdir().unwrap();
+    let root = roots.path().canonicalize().unwrap();
+    let repo = root.join("big");
+    std::fs::create_dir_all(repo.join("Design_system")).unwrap();
+    for i in 0..230 {
+        // Every 50th spec is broken (no frontmatter): listed, with its problem.
+        let text = if i % 50 == 0 {
+            format!("# Widget {i:03}\n")
+        } else {
+            format!("---\nid: 00000000-0000-4000-8000-{i:012}\nname: Widget {i:03}\n---\n# Widget {i:03}\n")
+        };
+        std::fs::write(repo.join(format!("Design_system/W{i:03}.md")), text).unwrap();
+    }
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    let app = TestApp::start_with(&[("ARNO_GIT_LOCAL_ROOTS", root.to_str().unwrap())]).await;
+    let (_, admin) = app.user_with_token("root@example.com", OrgRole::Admin).await;
+    let body = json!({"name": "Big", "repository": {"provider": "local", "path": repo}});
+    let r = api(Method::POST, &app.url("/api/v1/projects"), Some(&admin), Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut browsers = vec![];
+    for (email, role) in [("m@example.com", "maker"), ("v@example.com", "viewer")] {
+        let user = app.create_user(email, PASSWORD, OrgRole::Member).await;
+        let url = app.url(&format!("/api/v1/projects/big/members/{}", user.id));
+        assert!(api(Method::PUT, &url, Some(&admin), Some(json!({"role": role}))).await.status.is_success());
+        let mut b = Browser::new(&app.url(""));
+        assert_eq!(b.login(email, PASSWORD).await.status, StatusCode::SEE_OTHER);
+        browsers.push(b);
+    }
+    let [mut maker, mut viewer]: [Browser; 2] = browsers.try_into().ok().unwrap();
+    let page = maker.get("/projects/big").await;
+    let fields = [("csrf_token", page.csrf()), ("name", "Zebra".into())];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(maker.post_form("/projects/big/components", &fields).await.status, StatusCode::SEE_OTHER);
+    let rows = |p: &crate::support::Page| {
+        p.html().select(&scraper::Selector::parse("#components tbody tr").unwrap()).count()
+    };
+
+    // The first page: 100 rows, where it is, a way on; the problems counted over all pages.
+    let page = viewer.get("/projects/big").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(rows(&page), 100);
+    assert_eq!(page.select_text("#components caption").as_deref(), Some("230 component spec(s), showing 1–100"));
+    assert_eq!(page.select_text(".pager [aria-current=page]").as_deref(), Some("Page 1 of 3"));
+    assert_eq!(page.select_attr(".pager a[rel=next]", "href").as_deref(), Some("/projects/big?page=2#components-title"));
+    assert!(page.select_attr(".pager a[rel=prev]", "href").is_none());
+    assert_eq!(page.select_text("#broken-count").as_deref().map(|t| t.starts_with("5 spec(s)")), Some(true));
+    assert!(page.select_attr("#component-q", "name").is_some(), "a search for a list this long");
+
+    // The last page, and page numbers past it or malformed: the nearest real page.
+    let last = viewer.get("/projects/big?page=3").await;
+    assert_eq!(rows(&last), 30);
+    assert!(last.select_text("#components tbody").unwrap().contains("Widget 229"));
+    for odd in ["?page=99", "?page=-4", "?page=x", "?page=99999999999999999999999"] {
+        let p = viewer.get(&format!("/projects/big{odd}")).await;
+        assert_eq!(p.status, StatusCode::OK, "{odd}");
+        assert!(rows(&p) > 0, "{odd}");
+    }
+
+    // A search (ignoring case, name or file) and the filters; links keep them.
+    let found = viewer.get("/projects/big?q=WIDGET+01").await;
+    assert_eq!(rows(&found), 10, "Widget 010–019");
+    assert_eq!(found.select_text("#components caption").as_deref(), Some("10 of 230 component spec(s)"));
+    assert_eq!(found.select_attr("#component-q", "value").as_deref(), Some("WIDGET 01"));
+    let by_file = viewer.get("/projects/big?q=W22").await;
+    assert_eq!(rows(&by_file), 10);
+    let broken = viewer.get("/projects/big?show=problems").await;
+    assert_eq!(rows(&broken), 5);
+    let none = viewer.get("/projects/big?q=%3Cscript%3Enothing").await;
+    assert_eq!(none.status, StatusCode::OK);
+    assert!(none.select_text("#no-match").unwrap().contains("<script>nothing"), "{}", none.text);
+    assert!(!none.text.contains("<script>nothing"), "the search is escaped");
+    let paged = viewer.get("/projects/big?q=widget&page=2").await;
+    assert_eq!(
+        paged.select_attr(".pager a[rel=prev]", "href").as_deref(),
+        Some("/projects/big?q=widget#components-title")
+    );
+
+    // "Your unmerged changes": the author's new component; nothing for the Viewer.
+    let yours = maker.get("/projects/big?show=yours").await;
+    assert_eq!(rows(&yours), 1);
+    assert!(yours.select_text("#components tbody").unwrap().contains("Zebra"));
+    assert_eq!(yours.select_text("#components caption").as_deref(), Some("1 of 231 component spec(s)"));
+    assert!(viewer.get("/projects/big?show=yours").await.select_text("#no-match").is_some());
+    // A short list has no search form.
+    let f = setup().await;
+    let mut small = Browser::new(&f.app.url(""));
+    assert_eq!(small.login("m@example.com", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let page = small.get("/projects/ds").await;
+    assert!(page.select_attr("#component-q", "name").is_none());
+    assert!(page.select_text(".pager").is_none());
+}
