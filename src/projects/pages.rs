@@ -378,7 +378,8 @@ pub async fn create_component(
                 other => other.to_string(),
             });
             let (project, grant) = on.into_parts();
-            let mut response = project_page_with(&state, &auth, &project, grant.role(), None, None, form, &Default::default()).await?;
+            let mut response =
+                project_page_with(&state, &auth, &project, grant.role(), None, None, form, &Default::default()).await?;
             *response.status_mut() = status;
             Ok(response)
         }

@@ -278,9 +278,8 @@ async fn a_large_component_list_is_searched_filtered_and_paged() {
     let fields = [("csrf_token", page.csrf()), ("name", "Zebra".into())];
     let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(maker.post_form("/projects/big/components", &fields).await.status, StatusCode::SEE_OTHER);
-    let rows = |p: &crate::support::Page| {
-        p.html().select(&scraper::Selector::parse("#components tbody tr").unwrap()).count()
-    };
+    let rows =
+        |p: &crate::support::Page| p.html().select(&scraper::Selector::parse("#components tbody tr").unwrap()).count();
 
     // The first page: 100 rows, where it is, a way on; the problems counted over all pages.
     let page = viewer.get("/projects/big").await;
@@ -288,7 +287,10 @@ async fn a_large_component_list_is_searched_filtered_and_paged() {
     assert_eq!(rows(&page), 100);
     assert_eq!(page.select_text("#components caption").as_deref(), Some("230 component spec(s), showing 1–100"));
     assert_eq!(page.select_text(".pager [aria-current=page]").as_deref(), Some("Page 1 of 3"));
-    assert_eq!(page.select_attr(".pager a[rel=next]", "href").as_deref(), Some("/projects/big?page=2#components-title"));
+    assert_eq!(
+        page.select_attr(".pager a[rel=next]", "href").as_deref(),
+        Some("/projects/big?page=2#components-title")
+    );
     assert!(page.select_attr(".pager a[rel=prev]", "href").is_none());
     assert_eq!(page.select_text("#broken-count").as_deref().map(|t| t.starts_with("5 spec(s)")), Some(true));
     assert!(page.select_attr("#component-q", "name").is_some(), "a search for a list this long");
