@@ -9,12 +9,13 @@
 
 use askama::Template;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::impact::{self, Impact};
 use super::model::Project;
@@ -164,11 +165,53 @@ pub struct DeleteSpec {
     pub confirmed_impact: bool,
 }
 
-/// `DELETE /api/v1/projects/{id}/specs/{*path}`: delete the component (see docs/api.md).
+/// The same fields in the query, for clients that send no body with `DELETE`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// As `base_version` in the body.
+    base_version: Option<String>,
+    /// As `session_id` in the body.
+    session_id: Option<String>,
+    /// As `confirmed_impact` in the body: `true` or `false`.
+    confirmed_impact: Option<String>,
+}
+
+impl DeleteQuery {
+    fn is_empty(&self) -> bool {
+        self.base_version.is_none() && self.session_id.is_none() && self.confirmed_impact.is_none()
+    }
+
+    /// The deletion the request asks for: from its body or from its query, never from both.
+    fn with_body(self, body: Option<DeleteSpec>) -> AppResult<DeleteSpec> {
+        match body {
+            Some(_) if !self.is_empty() => {
+                Err(AppError::validation("send the deletion's fields in the JSON body or in the query, not both"))
+            }
+            Some(body) => Ok(body),
+            None => {
+                let Some(base) = self.base_version else {
+                    return Err(AppError::field("base_version", "is required (in a JSON body or as ?base_version=)"));
+                };
+                let base_version = base.parse().map_err(|_| AppError::field("base_version", "is a version number"))?;
+                let confirmed_impact = match self.confirmed_impact.as_deref() {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(_) => return Err(AppError::field("confirmed_impact", "is true or false")),
+                };
+                Ok(DeleteSpec { base_version, session_id: self.session_id.unwrap_or_default(), confirmed_impact })
+            }
+        }
+    }
+}
+
+/// `DELETE /api/v1/projects/{id}/specs/{*path}`: delete the component (see docs/api.md). The
+/// fields come in a JSON body or, for clients that send none with `DELETE`, in the query.
 #[utoipa::path(delete, path = "/api/v1/projects/{id}/specs/{*path}", tag = "specs",
     security(("token" = []), ("session" = [])),
-    params(("id" = String, Path, description = "Project id or slug"), ("path" = String, Path, description = "Spec path")),
-    request_body = DeleteSpec,
+    params(("id" = String, Path, description = "Project id or slug"), ("path" = String, Path, description = "Spec path"),
+        DeleteQuery),
+    request_body(content = Option<DeleteSpec>, description = "Or the same fields in the query"),
     responses((status = 200, description = "`{\"version\",\"deleted\":true,\"impact\"}`"),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "`conflict` (details: current_version) or `impact` (details: the impact, to confirm)")))]
@@ -177,9 +220,12 @@ pub async fn delete_spec(
     ApiUser(auth): ApiUser,
     ctx: RequestContext,
     Path((id, path)): Path<(String, String)>,
-    ApiJson(body): ApiJson<DeleteSpec>,
+    query: Result<Query<DeleteQuery>, QueryRejection>,
+    body: Option<ApiJson<DeleteSpec>>,
 ) -> AppResult<Response> {
     let file = super::specs_api::spec_file(&path)?;
+    let Query(query) = query.map_err(|e| AppError::validation(e.body_text()))?;
+    let body = query.with_body(body.map(|ApiJson(b)| b))?;
     let on = super::specs_api::editable(&state, &auth, &ctx, &id, "spec.delete").await?;
     let origin = Origin::from(&ctx);
     let outcome =

@@ -560,17 +560,18 @@ pub async fn sync_from_git(
 
 /// For the GDPR export: the versions a user saved (without the design content itself).
 pub async fn of_user(conn: &mut AnyConnection, user_id: &str) -> AppResult<Vec<serde_json::Value>> {
-    let rows: Vec<(String, String, i64, String, String, i64)> = sqlx::query_as(
-        "SELECT project_id, path, version, kind, content_sha, saved_at FROM spec_versions WHERE saved_by = $1 ORDER BY saved_at",
+    let rows: Vec<(String, String, i64, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT project_id, path, version, kind, content_sha, saved_at, deleted FROM spec_versions \
+         WHERE saved_by = $1 ORDER BY saved_at",
     )
     .bind(user_id)
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(project_id, path, version, kind, sha, at)| {
+        .map(|(project_id, path, version, kind, sha, at, deleted)| {
             serde_json::json!({"project_id": project_id, "path": path, "version": version, "kind": kind,
-                               "content_sha": sha, "saved_at": rfc3339(at)})
+                               "deleted": deleted != 0, "content_sha": sha, "saved_at": rfc3339(at)})
         })
         .collect())
 }

@@ -50,6 +50,18 @@ async fn deleting_a_placed_component_is_confirmed_audited_and_undoable() {
     }
     let r = api(Method::DELETE, &spec("Design_system/Nope.md"), Some(&w.maker), Some(body(1))).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // The fields in the query (for clients that send no body with DELETE): malformed or doubled.
+    for q in ["", "?session_id=d1", "?base_version=x&session_id=d1", "?base_version=1&confirmed_impact=yes"] {
+        let r = api(Method::DELETE, &format!("{url}{q}"), Some(&w.maker), None).await;
+        assert_eq!(
+            (r.status, r.json()["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("validation")),
+            "{q}: {}",
+            r.text
+        );
+    }
+    let r = api(Method::DELETE, &format!("{url}?base_version={version}"), Some(&w.maker), Some(body(version))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "both a body and a query: {}", r.text);
 
     // Placed on four screens: refused until confirmed, listing every instance and edge.
     let r = api(Method::DELETE, &url, Some(&w.maker), Some(body(version))).await;
@@ -68,6 +80,11 @@ async fn deleting_a_placed_component_is_confirmed_audited_and_undoable() {
     );
     let now = api(Method::GET, &url, Some(&w.maker), None).await.json();
     assert_eq!((now["version"].as_i64(), &now["deleted"]), (Some(version), &json!(false)), "nothing written");
+
+    // The same answer with the fields in the query.
+    let r = api(Method::DELETE, &format!("{url}?base_version={version}&session_id=d1"), Some(&w.maker), None).await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (StatusCode::CONFLICT, Some("impact")), "{}", r.text);
+    assert_eq!(r.json()["details"]["impact"], *impact);
 
     // A stale base is a conflict; then the confirmed deletion, audited with its counts.
     let stale = json!({"base_version": version - 1, "session_id": "other", "confirmed_impact": true});
@@ -89,6 +106,17 @@ async fn deleting_a_placed_component_is_confirmed_audited_and_undoable() {
     assert_eq!((&now["deleted"], now["content"].as_str()), (&json!(true), Some("")));
     let history = api(Method::GET, &spec("Design_system/Button.md/versions"), Some(&w.maker), None).await.json();
     assert_eq!((&history[0]["deleted"], history[0]["label"].as_str()), (&json!(true), Some("deleted")));
+    // The deleter's personal-data export says which of their versions are deletions.
+    let export = api(Method::GET, &w.app.url("/api/v1/me/export"), Some(&w.maker), None).await.json();
+    let mine: Vec<(i64, bool)> = export["spec_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["path"] == "Design_system/Button.md")
+        .map(|v| (v["version"].as_i64().unwrap(), v["deleted"].as_bool().unwrap()))
+        .collect();
+    assert!(mine.contains(&(version + 1, true)), "{mine:?}");
+    assert!(mine.iter().all(|&(v, d)| d == (v == version + 1)), "{mine:?}");
     // Deleting again: a conflict with the deletion.
     let again = json!({"base_version": version + 1, "session_id": "d1", "confirmed_impact": true});
     assert_eq!(api(Method::DELETE, &url, Some(&w.maker), Some(again)).await.status, StatusCode::CONFLICT);
