@@ -11,6 +11,7 @@ import {
   BOX_W, HEADER_H, ROW_H, MAX_ROWS, DETAIL_ZOOM, boxHeight, visibleRect, intersects, zoomAt, fitView, reveal,
   borderPoint, findRoom, clampZoom,
 } from './view.js';
+import { farView } from './farview.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const node = (name, attrs = {}, text) => {
@@ -142,16 +143,14 @@ export function startCanvas(el) {
       live.screens.forEach((s, id) => { if (s instanceof Y.Map) items.set(id, describe(id, s)); });
       dirtyAll = false;
       dirty.clear();
-      nodes.forEach((n) => n.remove());
-      nodes.clear();
+      for (const id of [...nodes.keys()]) dropNode(id);
       return true;
     }
     if (!dirty.size) return false;
     for (const id of dirty) {
       const s = live.screens.get(id);
       if (s instanceof Y.Map) items.set(id, describe(id, s)); else items.delete(id);
-      const n = nodes.get(id);
-      if (n) { n.remove(); nodes.delete(id); }
+      dropNode(id);
     }
     dirty.clear();
     return true;
@@ -169,18 +168,22 @@ export function startCanvas(el) {
   const edgeLayer = node('g', { class: 'edges', 'aria-hidden': 'true' });
   const screenLayer = node('g', { class: 'screens' });
   const presenceLayer = node('g', { class: 'presence', 'aria-hidden': 'true' });
-  // Far out, the many boxes, edges and names are drawn as a few paths (one element each, however
-  // many screens); only the focused and selected screens are elements of their own.
-  const farLayer = node('g', { class: 'far-layer', 'aria-hidden': 'true' });
-  const farEdges = node('path', { class: 'far-edges' });
-  const farBoxes = node('path', { class: 'far-boxes' });
-  const farStale = node('path', { class: 'far-boxes stale' });
-  const farNames = node('g', { class: 'far-names' });
-  farLayer.append(farEdges, farBoxes, farStale, farNames);
-  viewport.append(farLayer, edgeLayer, screenLayer, presenceLayer);
+  // Far out, boxes, edges and names are a bitmap behind the SVG (farview.js); only the focused
+  // and selected screens are elements of their own.
+  viewport.append(edgeLayer, screenLayer, presenceLayer);
   svg.append(defs, viewport);
+  const far = farView(svg);
 
   const nodes = new Map(); // screen id → its <g>, while visible
+  let refocus = null; // a focused screen whose node was replaced: focused again in the same frame
+  const redraw = new Set(); // screens to draw again at the next frame (their nodes kept till then)
+  function dropNode(id) {
+    const n = nodes.get(id);
+    if (!n) return;
+    if (n === document.activeElement) refocus = id;
+    n.remove();
+    nodes.delete(id);
+  }
   let edgesDirty = true;
   let screensDirty = true;
   let presenceDirty = true;
@@ -283,21 +286,13 @@ export function startCanvas(el) {
   }
 
   /** Far out, names are about 11 px on the screen. */
-  const farFont = () => Math.max(14, 11 / view.k);
+  const farFont = (k = view.k) => Math.max(14, 11 / k);
 
-  function clearFar() {
-    for (const p of [farEdges, farBoxes, farStale]) p.removeAttribute('d');
-    farNames.replaceChildren();
-  }
-
-  /** The far view: boxes, edges and (when still readable) names, as a few paths. */
-  function drawFar(visible, area) {
-    const boxes = [];
-    const stale = [];
-    for (const i of visible) (i.stale ? stale : boxes).push(`M${i.x} ${i.y}h${i.w}v${i.h}h${-i.w}z`);
-    farBoxes.setAttribute('d', boxes.join('') || 'M0 0');
-    farStale.setAttribute('d', stale.join('') || 'M0 0');
-    const lines = [];
+  /** What the far view paints of the workflow's rectangle `r` at zoom `k`. */
+  function farScene(r, k) {
+    const shown = [];
+    for (const i of items.values()) if (intersects(r, i.x, i.y, i.w, i.h)) shown.push(i);
+    const segments = [];
     live.edges.forEach((e) => {
       if (!(e instanceof Y.Map)) return;
       const from = items.get((e.get('from') || {}).screen_id);
@@ -305,18 +300,16 @@ export function startCanvas(el) {
       if (!from || !to || from === to) return;
       const [x0, y0] = [Math.min(from.x, to.x), Math.min(from.y, to.y)];
       const [x1, y1] = [Math.max(from.x + from.w, to.x + to.w), Math.max(from.y + from.h, to.y + to.h)];
-      if (!intersects(area, x0, y0, x1 - x0, y1 - y0)) return;
+      if (!intersects(r, x0, y0, x1 - x0, y1 - y0)) return;
       const a = borderPoint(from, to);
       const b = borderPoint(to, from);
-      lines.push(`M${Math.round(a.x)} ${Math.round(a.y)}L${Math.round(b.x)} ${Math.round(b.y)}`);
+      segments.push([a.x, a.y, b.x, b.y]);
     });
-    farEdges.setAttribute('d', lines.join('') || 'M0 0');
     // Names only while they can be read (about 9 px and more on the screen).
-    farNames.replaceChildren();
-    if (view.k >= 0.2) {
-      const fits = Math.max(3, Math.floor((BOX_W - 16) / (0.6 * farFont())));
-      for (const i of visible) farNames.append(node('text', { x: i.x + 8, y: i.y + 6 }, clip((i.stale ? '⚠ ' : '') + i.name, fits)));
-    }
+    const font = farFont(k);
+    const fits = Math.max(3, Math.floor((BOX_W - 16) / (0.6 * font)));
+    const labels = k >= 0.2 ? shown.map((i) => clip((i.stale ? '⚠ ' : '') + i.name, fits)) : null;
+    return { items: shown, segments, labels, font };
   }
 
   /** The screen under a point of the workflow (far view hit-testing), the topmost. */
@@ -364,16 +357,15 @@ export function startCanvas(el) {
     }
     if (focusPending && items.has(current)) view = reveal(view, items.get(current), width, height);
     viewport.setAttribute('transform', `translate(${view.tx},${view.ty}) scale(${view.k})`);
-    zoomLabel.textContent = `${Math.round(view.k * 100)} %`;
-    svg.dataset.zoom = String(view.k);
-    // Far out, names are drawn at a size readable at this zoom.
-    svg.style.setProperty('--far-font', `${farFont()}px`);
-    // Strokes keep their width on the screen (cheaper than vector-effect on large paths).
-    svg.style.setProperty('--far-stroke', `${1.5 / view.k}px`);
-    svg.style.setProperty('--far-line', `${1 / view.k}px`);
-    const lod = view.k < DETAIL_ZOOM ? 'far' : 'near';
     const zoomed = view.k !== drawnK;
     drawnK = view.k;
+    if (zoomed) {
+      zoomLabel.textContent = `${Math.round(view.k * 100)} %`;
+      svg.dataset.zoom = String(view.k);
+      // Far out, names are drawn at a size readable at this zoom.
+      svg.style.setProperty('--far-font', `${farFont()}px`);
+    }
+    const lod = view.k < DETAIL_ZOOM ? 'far' : 'near';
     persist();
     // Presence: cursors are redrawn alone; changed selections redraw the screens they outline.
     let outlines = null;
@@ -386,25 +378,31 @@ export function startCanvas(el) {
     } else if (zoomed) {
       drawPresence();
     }
+    // Far out, the bitmap follows the view (and is painted again when it needs to be).
+    if (lod === 'far') {
+      if (changed || edgesDirty || lod !== lastLod) far.invalidate();
+      far.show(view, width, height, farScene);
+    } else {
+      far.hide();
+    }
     // Panning inside what is drawn already: only the transform moves.
     const inner = visibleRect(view, width, height);
     if (!changed && !edgesDirty && !screensDirty && !outlines && lod === lastLod && !focusPending && contains(drawnArea, inner)) return;
     screensDirty = false;
     if (lod !== lastLod) {
-      nodes.forEach((n) => n.remove());
-      nodes.clear();
+      for (const id of [...nodes.keys()]) dropNode(id);
       lastLod = lod;
     }
     if (outlines) {
       // Redraw the screens whose outlines changed.
       for (const id of new Set([...outlines.keys(), ...selectors.keys()])) {
-        if (String(outlines.get(id)) !== String(selectors.get(id))) { const n = nodes.get(id); if (n) { n.remove(); nodes.delete(id); } }
+        if (String(outlines.get(id)) !== String(selectors.get(id))) dropNode(id);
       }
       selectors = outlines;
     }
     if (changed || edgesDirty) {
       const next = outgoingCounts();
-      for (const [id, n] of nodes) if ((next.get(id) || 0) !== (outgoing.get(id) || 0)) { n.remove(); nodes.delete(id); }
+      for (const id of [...nodes.keys()]) if ((next.get(id) || 0) !== (outgoing.get(id) || 0)) dropNode(id);
       outgoing = next;
     }
     // Only what is visible, with a margin (and the focused screen, so focus never falls off).
@@ -413,14 +411,14 @@ export function startCanvas(el) {
     for (const item of items.values()) if (intersects(area, item.x, item.y, item.w, item.h)) visible.push(item);
     const want = new Set();
     if (lod === 'far') {
-      drawFar(visible, area);
       for (const id of selected) if (items.has(id) && intersects(area, items.get(id).x, items.get(id).y, BOX_W, items.get(id).h)) want.add(id);
     } else {
-      clearFar();
       for (const item of visible) want.add(item.id);
     }
     if (current && items.has(current)) want.add(current);
-    for (const [id, n] of nodes) if (!want.has(id)) { n.remove(); nodes.delete(id); }
+    for (const id of redraw) dropNode(id);
+    redraw.clear();
+    for (const id of [...nodes.keys()]) if (!want.has(id)) dropNode(id);
     for (const id of want) {
       if (nodes.has(id)) continue;
       const n = screenNode(items.get(id), lod);
@@ -434,7 +432,10 @@ export function startCanvas(el) {
     if (focusPending && nodes.has(current)) {
       focusPending = false;
       nodes.get(current).focus();
+    } else if (refocus && nodes.has(refocus) && document.activeElement === document.body) {
+      nodes.get(refocus).focus({ preventScroll: true });
     }
+    refocus = null;
     svg.dataset.drawn = String(lod === 'far' ? visible.length : nodes.size);
   }
 
@@ -480,7 +481,8 @@ export function startCanvas(el) {
     live.provider.awareness.setLocalStateField('selection', [...selected].slice(0, 100));
   }
   function redrawScreens(ids) {
-    for (const id of ids) { const n = nodes.get(id); if (n) { n.remove(); nodes.delete(id); } }
+    // Replaced at the next frame, not now: a key pressed meanwhile still reaches the focused one.
+    for (const id of ids) redraw.add(id);
     screensDirty = true;
     schedule();
   }
@@ -582,6 +584,8 @@ export function startCanvas(el) {
       selected.clear();
       redrawScreens(was);
       announceSelection();
+      // Back to the canvas, even if the screen was still to be focused at the next frame.
+      focusPending = false;
       svg.focus();
     } else if ((ev.key === 'Delete' || ev.key === 'Backspace') && canEdit) {
       ev.preventDefault();

@@ -6,89 +6,32 @@
 // and while zooming. Prints Markdown for docs/performance.md.
 //
 // Environment: ARNO_BIN (a release build), CHROMIUM; SCREENS (2000), INSTANCES (10), FRAMES (300).
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
-import { tmpdir, cpus } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { cpus } from 'node:os';
+import {
+  Y, startBench, createAdmin, signIn, call as callAs, uuid, widgetSpec, stats as durations, liveWorkflow,
+} from './bench-lib.mjs';
 
-const yjsRequire = createRequire(new URL('../yjs/package.json', import.meta.url));
-const Y = yjsRequire('yjs');
-const { WebsocketProvider } = yjsRequire('y-websocket');
-const WS = yjsRequire('ws');
-
-const BIN = process.env.ARNO_BIN;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENS = Number(process.env.SCREENS || 2000);
 const INSTANCES = Number(process.env.INSTANCES || 10);
 const FRAMES = Number(process.env.FRAMES || 240);
 const COMPONENTS = 20;
-if (!BIN) throw new Error('set ARNO_BIN');
 
-const freePort = () => new Promise((resolve, reject) => {
-  const s = createServer();
-  s.once('error', reject);
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
-
-const dataRoot = mkdtempSync(join(tmpdir(), 'arno-bench-canvas-'));
-const [port, metricsPort] = [await freePort(), await freePort()];
-const base = `http://127.0.0.1:${port}`;
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ARNO_')));
-Object.assign(env, {
-  ARNO_CONFIG: '', ARNO_DATA_DIR: join(dataRoot, 'data'), ARNO_LISTEN: `127.0.0.1:${port}`,
-  ARNO_METRICS_LISTEN: `127.0.0.1:${metricsPort}`, ARNO_LOG: 'warn',
-});
-const server = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-const setupUrl = await new Promise((resolve, reject) => {
-  let buf = '';
-  server.stdout.on('data', (chunk) => {
-    buf += chunk;
-    const m = buf.match(/(http:\/\/\S+\/setup\?token=[A-Za-z0-9_-]+)/);
-    if (m) resolve(m[1]);
-  });
-  server.once('exit', (code) => reject(new Error(`arno exited with ${code}`)));
-});
-
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] });
+const { base, setupUrl, browser, close } = await startBench('canvas');
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  await page.goto(setupUrl);
-  await page.getByLabel('E-mail address').fill('bench@example.com');
-  await page.getByLabel('Full name').fill('Bench Mark');
-  await page.getByLabel('Password').fill('correct horse battery staple');
-  await page.getByRole('button', { name: 'Create administrator' }).click();
-  await page.waitForURL(`${base}/`);
+  const page = await createAdmin(context, setupUrl, base);
 
   // A project with COMPONENTS components, each with a text-editable label.
-  const call = (method, path, body) => page.evaluate(async ([m, p, b]) => {
-    const csrf = document.querySelector('input[name=csrf_token]').value;
-    const r = await fetch(p, { method: m, headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf }, body: b && JSON.stringify(b) });
-    if (!r.ok) throw new Error(`${m} ${p}: ${r.status} ${await r.text()}`);
-    return r.json();
-  }, [method, path, body]);
+  const call = (method, path, body) => callAs(page, method, path, body);
   const project = await call('POST', '/api/v1/projects', { name: 'Bench' });
-  const uuid = (n, k) => `${String(k).padStart(8, '0')}-0000-4000-8000-${String(n).padStart(12, '0')}`;
   const components = [];
   for (let c = 0; c < COMPONENTS; c++) {
-    const id = uuid(c, 1);
-    const label = uuid(c, 2);
-    const text = `---\nid: ${id}\nname: Widget ${c}\n---\n# Widget ${c}\n\n<!-- arno:props v1 -->\n| id | name | type | default | textEditable |\n|---|---|---|---|---|\n| ${label} | label | string | "x" | true |\n<!-- /arno:props -->\n\n<!-- arno:events v1 -->\n| id | name |\n|---|---|\n| ${uuid(c, 3)} | onClick |\n<!-- /arno:events -->\n`;
-    await call('PUT', `/api/v1/projects/${project.id}/specs/Design_system/Widget${c}.md`, { content: text, base_version: 0, session_id: 'bench' });
-    components.push({ id, label, click: uuid(c, 3) });
+    await call('PUT', `/api/v1/projects/${project.id}/specs/Design_system/Widget${c}.md`, { content: widgetSpec(c), base_version: 0, session_id: 'bench' });
+    components.push({ id: uuid(c, 1), label: uuid(c, 2), click: uuid(c, 3) });
   }
 
   // The workflow, written by a stock Yjs client in batches of 100 screens.
-  const { ticket } = await call('POST', `/api/v1/projects/${project.id}/workflow/ticket`);
-  const doc = new Y.Doc();
-  const provider = new WebsocketProvider(`${base.replace('http', 'ws')}/api/v1/workflow`, project.id, doc,
-    { WebSocketPolyfill: WS, params: { ticket }, disableBc: true, resyncInterval: -1 });
-  await new Promise((resolve) => provider.once('sync', resolve));
-  const screens = doc.getMap('screens');
-  const edges = doc.getArray('edges');
+  const { doc, screens, edges, flush, close: closeLive } = await liveWorkflow(page, base, project.id);
   const columns = Math.ceil(Math.sqrt(SCREENS * 1.6));
   const written = Date.now();
   for (let b = 0; b < SCREENS; b += 100) {
@@ -127,12 +70,10 @@ try {
         }
       }
     });
-    while (provider.ws && provider.ws.bufferedAmount > 0) await new Promise((r) => setTimeout(r, 20));
+    await flush();
   }
   const docBytes = Y.encodeStateAsUpdate(doc).length;
-  // The server has it all once a fresh client syncs to the same size.
-  await new Promise((r) => setTimeout(r, 1500));
-  provider.destroy();
+  await closeLive();
   const seedSeconds = (Date.now() - written) / 1000;
   if (process.env.BENCH_KEEP) {
     console.log(`KEEP ${base} ${project.slug}`);
@@ -142,11 +83,7 @@ try {
   // A fresh browser tab (no saved viewport): the first picture, with everything in view.
   const fresh = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const view = await fresh.newPage();
-  await view.goto(`${base}/login`);
-  await view.getByLabel('E-mail address').fill('bench@example.com');
-  await view.getByLabel('Password').fill('correct horse battery staple');
-  await view.getByLabel('Password').press('Enter');
-  await view.waitForURL(`${base}/`);
+  await signIn(view, base);
   const firstPicture = [];
   const serverPicture = [];
   for (let run = 0; run < 3; run++) {
@@ -180,11 +117,7 @@ try {
     };
     requestAnimationFrame(step);
   }), [FRAMES, kind]);
-  const stats = ({ out: xs, drawn }) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
-    return { drawn, p50: q(0.5), p95: q(0.95), max: s[s.length - 1], under20: s.filter((x) => x < 20).length / s.length };
-  };
+  const stats = ({ out, drawn }) => ({ drawn, ...durations(out) });
   if (process.env.BENCH_SHOTS) await view.screenshot({ path: `${process.env.BENCH_SHOTS}/canvas-all.png` });
   const far = stats(await frames('pan'));
   await view.locator('#canvas').focus();
@@ -215,7 +148,5 @@ try {
   await fresh.close();
   await context.close();
 } finally {
-  await browser.close();
-  server.kill('SIGTERM');
-  rmSync(dataRoot, { recursive: true, force: true });
+  await close();
 }

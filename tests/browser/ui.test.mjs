@@ -688,7 +688,7 @@ test('the canvas pans, zooms, selects and moves several screens, and keeps its v
   await page.locator('#workflow-status', { hasText: /Showing all \d+ screens/ }).waitFor();
   // The buttons do the same.
   await page.getByRole('button', { name: 'Zoom in' }).click();
-  assert.notEqual(await zoom(), '100 %');
+  await page.waitForFunction(() => document.getElementById('zoom-level').textContent !== '100 %');
 
   // Enter goes to a screen; Ctrl+A selects all; Shift+arrow moves them together.
   await page.locator('svg#canvas').focus();
@@ -918,6 +918,31 @@ test('a new Maker builds a screen from a new component with the keyboard; an Edi
   await page.goto(`${base}/projects/shop`);
   const merged = await page.locator('#components tr', { hasText: 'Promo banner' }).textContent();
   assert.doesNotMatch(merged, /\bnew\b/);
+
+  // What an edit would break, asked before it is made: removing the headline lists both screens.
+  await page.goto(`${base}/projects/shop/edit/${specPath}`);
+  await page.locator('#prop-0-remove').focus();
+  await key('Enter');
+  await page.waitForURL(/\/edit\//);
+  await page.locator('#save').focus();
+  await key('Enter');
+  await page.locator('#impact-list').waitFor();
+  assert.equal(await focused(), 'impact-title');
+  const impact = await page.locator('#impact-list').textContent();
+  // The three banners on Landing store a headline; the one on Thanks keeps the default.
+  assert.match(impact, /Removing the prop headline/);
+  assert.equal(impact.match(/Landing: stores/g).length, 3, impact);
+  assert.doesNotMatch(impact, /Thanks/);
+  await axeCheck(page, 'editor asking to confirm what a change breaks');
+  // Deleting the component: the same screens, and the edge from its event.
+  await page.goto(`${base}/projects/shop/delete/${specPath}`);
+  const leftWithout = await page.locator('#impact-list').textContent();
+  assert.match(leftWithout, /Landing, its onDismiss edge to Thanks/);
+  await axeCheck(page, 'delete confirmation with what it breaks');
+  await page.locator('#cancel').focus();
+  await key('Enter');
+  await page.waitForURL(/\/edit\//);
+  assert.match(show(`main:${specPath}`), /\| headline \|/, 'nothing was saved or deleted');
   for (const b of [mia, ed, fresh]) {
     assert.deepEqual(b.problems, []);
     await b.context.close();
