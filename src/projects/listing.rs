@@ -20,6 +20,12 @@ pub struct ListQuery {
     pub show: String,
     #[serde(default)]
     pub page: String,
+    /// After a deletion or its undo (the page the form redirects to): the file, whose state the
+    /// page then reports — as it is, whatever the link says.
+    #[serde(default)]
+    pub deleted: String,
+    #[serde(default)]
+    pub restored: String,
 }
 
 /// Which rows the list shows.
@@ -165,7 +171,7 @@ mod tests {
     }
 
     fn q(q: &str, show: &str, page: &str) -> ListQuery {
-        ListQuery { q: q.into(), show: show.into(), page: page.into() }
+        ListQuery { q: q.into(), show: show.into(), page: page.into(), ..ListQuery::default() }
     }
 
     #[test]

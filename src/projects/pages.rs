@@ -284,6 +284,7 @@ async fn project_page_with(
     let catalog = super::catalog::catalog(&mut conn, &project.id, &auth.user.id).await?;
     let components: Vec<ComponentItem> = catalog.entries.iter().map(|e| item(&project.slug, e)).collect();
     let others_new: Vec<ComponentItem> = catalog.others_new.iter().map(|p| pending_item(&project.slug, p)).collect();
+    let report = report.or_else(|| done_report(&components, list));
     let activity = super::writeback::recent_activity(&mut conn, &project.id, 5).await?;
     drop(conn);
     let facts = project.facts(role);
@@ -308,6 +309,22 @@ async fn project_page_with(
         error,
     })?;
     Ok((status, html).into_response())
+}
+
+/// What the page reports after the delete form redirected to it (`?deleted=` or `?restored=`):
+/// only what is true of the file now, so a link made up by someone else says nothing false.
+fn done_report(components: &[ComponentItem], list: &super::listing::ListQuery) -> Option<String> {
+    let find = |path: &str| components.iter().find(|c| !path.is_empty() && c.file_path == path);
+    if let Some(c) = find(&list.deleted).filter(|c| c.deleted) {
+        return Some(format!(
+            "Deleted {}. It will be removed from your session branch; others see it until your change request is \
+             merged. Undo delete brings it back.",
+            c.file_path
+        ));
+    }
+    find(&list.restored)
+        .filter(|c| !c.deleted)
+        .map(|c| format!("{} is back: the version before its deletion is current again.", c.file_path))
 }
 
 /// `GET /projects/{slug}`

@@ -341,8 +341,15 @@ pub struct DeleteForm {
     confirm_impact: bool,
 }
 
+/// `303 See Other` to the project page, which reports what became of `path`.
+fn done(project: &Project, what: &str, path: &str) -> Response {
+    let path: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+    axum::response::Redirect::to(&format!("/projects/{}?{what}={path}", project.slug)).into_response()
+}
+
 /// `POST /projects/{slug}/delete/{*path}`: `action=delete` (from the confirmation page) or
-/// `action=undo` (restore the version before the deletion); the project page follows.
+/// `action=undo` (restore the version before the deletion); the project page follows (by a
+/// redirect when it went through).
 pub async fn submit(
     State(state): State<AppState>,
     PageUser(auth): PageUser,
@@ -361,13 +368,8 @@ pub async fn submit(
             let outcome =
                 delete_as(&state, &auth, &origin, &on, &path, form.base_version, &session, form.confirm_impact).await?;
             match outcome {
-                Removal::Deleted { version, .. } => {
-                    let report = format!(
-                        "Deleted {path} as version {version}. It will be removed from your session branch; others \
-                         see it until your change request is merged. Undo delete brings it back."
-                    );
-                    super::pages::project_page(&state, &auth, project, role, Some(report), None).await
-                }
+                // Post/redirect/get: a reload shows the page again instead of deleting again.
+                Removal::Deleted { .. } => Ok(done(project, "deleted", &path)),
                 Removal::Unconfirmed(impact) => {
                     let current = current_of(&state, project, &path).await?.ok_or(AppError::NotFound)?;
                     let notice = "Since you opened this page the component was placed on screens: check the list.";
@@ -388,10 +390,7 @@ pub async fn submit(
             }
         }
         "undo" => match undo_as(&state, &auth, &origin, &on, &path, &session).await? {
-            Some((v, n)) => {
-                let report = format!("{path} is back: version {n} restored as version {v}.");
-                super::pages::project_page(&state, &auth, project, role, Some(report), None).await
-            }
+            Some(_) => Ok(done(project, "restored", &path)),
             None => {
                 let error = format!("{path} is not deleted: nothing to undo.");
                 super::pages::project_page(&state, &auth, project, role, None, Some(error)).await

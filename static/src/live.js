@@ -51,7 +51,9 @@ export function connectLive(el, { presence, onChange, onPresence, onStatus, onRe
 /** The project's components by id, from the page, then re-read whenever a spec changes. */
 export function watchComponents(el, onChange) {
   const project = el.dataset.project;
-  const components = { byId: new Map(JSON.parse(el.dataset.components || '[]').map((c) => [c.id, c])) };
+  // The page carries them as JSON (a non-executable script element: no escaping of quotes).
+  const data = document.getElementById('workflow-components');
+  const components = { byId: new Map(JSON.parse((data && data.textContent) || '[]').map((c) => [c.id, c])) };
   const refresh = async () => {
     try {
       const r = await fetch(`/api/v1/projects/${project}/workflow/components`, { credentials: 'same-origin' });

@@ -10,6 +10,7 @@ import { cpus } from 'node:os';
 import {
   Y, startBench, createAdmin, signIn, call as callAs, uuid, widgetSpec, stats as durations, liveWorkflow,
 } from './bench-lib.mjs';
+import { measureExcalidraw } from './peer/bench-peer.mjs';
 
 const SCREENS = Number(process.env.SCREENS || 2000);
 const INSTANCES = Number(process.env.INSTANCES || 10);
@@ -132,20 +133,31 @@ try {
   if (process.env.BENCH_SHOTS) await view.screenshot({ path: `${process.env.BENCH_SHOTS}/canvas-100.png` });
   const near = stats(await frames('pan'));
 
+  await fresh.close();
+  // The peer, in the same browser and run: Excalidraw with the same boxes and arrows (peer/).
+  const peer = await measureExcalidraw(browser, { screens: SCREENS, frames: FRAMES });
+
   const f = (x) => x.toFixed(1);
   const pct = (x) => `${Math.round(x * 100)} %`;
   console.log(`Canvas — ${SCREENS} screens, ${SCREENS * INSTANCES} instances, ${SCREENS - 1} edges `
-    + `(${(docBytes / 1048576).toFixed(1)} MiB of Yjs document), headless Chromium ${browser.version()}, ${cpus().length} cores\n`);
-  console.log('| | p50 | p95 | max | frames under 20 ms |');
+    + `(${(docBytes / 1048576).toFixed(1)} MiB of Yjs document), headless Chromium ${browser.version()}, ${cpus().length} cores; `
+    + `beside it Excalidraw (${SCREENS} labelled boxes, ${SCREENS - 1} arrows)\n`);
+  console.log('| | Arno p50 / p95 / max | Arno under 20 ms | Excalidraw p50 / p95 / max | Excalidraw under 20 ms |');
   console.log('|---|---|---|---|---|');
-  for (const [name, s] of [[`pan, all in view (up to ${far.drawn} boxes drawn)`, far], [`zoom, all in view (up to ${farZoom.drawn})`, farZoom], [`pan at 100 % (up to ${near.drawn} boxes drawn)`, near]]) {
-    console.log(`| ${name} | ${f(s.p50)} ms | ${f(s.p95)} ms | ${f(s.max)} ms | ${pct(s.under20)} |`);
+  const cell = (x) => `${f(x.p50)} / ${f(x.p95)} / ${f(x.max)} ms`;
+  for (const [name, a, e] of [[`pan, all in view (Arno: up to ${far.drawn} boxes drawn)`, far, peer.far],
+    [`zoom, all in view`, farZoom, peer.farZoom],
+    [`pan at 100 % (Arno: up to ${near.drawn} boxes drawn)`, near, peer.near]]) {
+    console.log(`| ${name} | ${cell(a)} | ${pct(a.under20)} | ${cell(e)} | ${pct(e.under20)} |`);
   }
   const ms = (xs) => xs.map((x) => `${Math.round(x)} ms`).join(', ');
   console.log(`\nFirst picture of the whole workflow, the server's (first contentful paint, fresh tab, 3 runs): ${ms(serverPicture)}.`);
   console.log(`The live canvas drawn (navigation to its first frame): ${ms(firstPicture)}.`);
+  console.log(`Excalidraw, the whole scene drawn (navigation to ready, 3 runs): ${ms(peer.firstPicture)}; first contentful paint ${ms(peer.fcp)}.`);
+  console.log(`Excalidraw's zoom during the zoom run: ${Math.round(peer.farZoom.zoom[0] * 100)}–${Math.round(peer.farZoom.zoom[1] * 100)} % `
+    + `(it stops at 10 % when zooming out); frames whose view moved: ${peer.far.moved}, ${peer.farZoom.moved}, ${peer.near.moved} of ${peer.far.frames}.`);
   console.log(`Writing the workflow over the WebSocket (batches of 100 screens): ${f(seedSeconds)} s.`);
-  await fresh.close();
+  if (peer.outside.length) throw new Error(`Excalidraw fetched from outside this machine: ${peer.outside.join(', ')}`);
   await context.close();
 } finally {
   await close();

@@ -162,8 +162,11 @@ async fn deleting_a_placed_component_is_confirmed_audited_and_undoable() {
             &[("csrf_token", csrf.as_str()), ("action", "undo")],
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert!(r.text.contains("is back"), "{}", r.text);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let back = r.header("location").unwrap();
+    assert_eq!(back, "/projects/flows?restored=Design_system%2FButton.md");
+    let r = m1.get(&back).await;
+    assert!(r.select_text("#scan-report").is_some_and(|t| t.contains("is back")), "{}", r.text);
     let now = api(Method::GET, &url, Some(&w.maker), None).await.json();
     assert_eq!(
         (&now["deleted"], now["content"].as_str()),
@@ -208,9 +211,16 @@ async fn deleting_a_placed_component_is_confirmed_audited_and_undoable() {
         ("session_id", session.as_str()),
         ("confirm_impact", "true"),
     ];
+    // A link that says it was deleted while it is not reports nothing.
+    let forged = m1.get("/projects/flows?deleted=Design_system%2FButton.md").await;
+    assert!(!forged.text.contains("Deleted Design_system"), "{}", forged.text);
     let r = m1.post_form("/projects/flows/delete/Design_system/Button.md", &fields).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "a reload does not post again: {}", r.text);
+    let r = m1.get(&r.header("location").unwrap()).await;
     assert!(r.select_text("#components").unwrap().contains("deleted by you"));
+    assert!(r.text.contains("Deleted Design_system/Button.md."), "{}", r.text);
+    let forged = m1.get("/projects/flows?restored=Design_system%2FButton.md").await;
+    assert!(!forged.text.contains("is back"), "{}", forged.text);
     // The same form again (a double submit): deleted already, nothing new written.
     let before = api(Method::GET, &spec("Design_system/Button.md/versions"), Some(&w.maker), None).await.json();
     let r = m1.post_form("/projects/flows/delete/Design_system/Button.md", &fields).await;
