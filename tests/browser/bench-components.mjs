@@ -39,7 +39,8 @@ const { base, setupUrl, browser, close } = await startBench('components', (dataR
   return { ARNO_GIT_LOCAL_ROOTS: roots };
 });
 try {
-  const admin = await createAdmin(await browser.newContext(), setupUrl, base);
+  const adminContext = await browser.newContext();
+  const admin = await createAdmin(adminContext, setupUrl, base);
   const started = Date.now();
   const project = await call(admin, 'POST', '/api/v1/projects', { name: 'Big', repository: { provider: 'local', path: bare } });
   const scanSeconds = (Date.now() - started) / 1000;
@@ -69,7 +70,8 @@ try {
   await live.close();
 
   // A fresh tab, signed in; each page RUNS times (the first with cold caches).
-  const tab = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  const tabContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const tab = await tabContext.newPage();
   await signIn(tab, base);
   const measure = async (path, ready) => {
     const runs = [];
@@ -113,6 +115,8 @@ try {
     const ready = runs[0].ready === null ? '—' : range(pick('ready'));
     console.log(`| ${name} | ${range(pick('ttfb'))} | ${range(pick('fcp'))} | ${range(pick('dom'))} | ${ready} | ${(median(pick('bytes')) / 1024).toFixed(0)} KiB |`);
   }
+  await tabContext.close();
+  await adminContext.close();
   console.log(`\nConnecting the repository (first scan of ${COMPONENTS} specs, inside the create call): ${scanSeconds.toFixed(2)} s.`);
 } finally {
   await close();

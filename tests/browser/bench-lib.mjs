@@ -122,6 +122,8 @@ export async function liveWorkflow(page, base, projectId) {
     // Durable before it is acknowledged; a moment for the last batch to be stored.
     await new Promise((r) => setTimeout(r, 1500));
     provider.destroy();
+    // Its awareness keeps a timer until the document goes.
+    doc.destroy();
   };
   return { doc, screens: doc.getMap('screens'), edges: doc.getArray('edges'), flush, close };
 }
