@@ -61,6 +61,7 @@ pub fn api() -> ApiRouter {
         .merge(auth::routes::api())
         .merge(auth::gdpr::api())
         .merge(auth::device::api())
+        .merge(crate::git::connections_api::api())
         .merge(crate::audit::routes::api())
         .merge(crate::projects::routes::api())
         .merge(crate::projects::specs_api::api())

@@ -6,6 +6,9 @@
 //! ids, cursors and typed errors (`rate_limited` with a retry time, `conflict` when a branch moved)
 //! rather than in gix types.
 
+pub mod connections;
+pub mod connections_api;
+pub mod github;
 pub mod local;
 
 use futures_util::future::BoxFuture;

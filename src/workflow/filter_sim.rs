@@ -78,7 +78,9 @@ impl Client {
     }
 }
 
-fn base_doc() -> Vec<u8> {
+/// The document both this test and the socket fuzz target (`fuzz.rs`) start from: two screens,
+/// nested instances of two components, an edge.
+pub(super) fn base_doc() -> Vec<u8> {
     let doc = Doc::with_client_id(1);
     let screens = doc.get_or_insert_map("screens");
     let edges = doc.get_or_insert_array("edges");

@@ -16,41 +16,18 @@ use yrs::sync::protocol::{Message, SyncMessage};
 use yrs::sync::{Awareness, AwarenessUpdate};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Array, ArrayPrelim, Doc, Map, MapPrelim, MapRef, ReadTxn, StateVector, Text, TextPrelim, Transact, Update};
+use yrs::{Doc, Map, MapPrelim, ReadTxn, StateVector, Text, TextPrelim, Transact, Update};
 
 use super::filter::{self, Verdict};
 use super::structs;
 use super::ws::{End, presence_as_recorded, read_frame};
 use crate::fuzz::{self, Rng, Target};
 
-fn instance(txn: &mut yrs::TransactionMut, map: &MapRef, component: &str) {
-    map.insert(txn, "component_id", component);
-    let props = map.insert(txn, "props", MapPrelim::default());
-    props.insert(txn, "label", "Buy");
-    props.insert(txn, "size", "m");
-}
-
-/// The room's document every input is tried against: two screens, nested instances, an edge.
+/// The room's document every input is tried against (the filter test's: two screens, nested
+/// instances, an edge).
 fn base() -> &'static [u8] {
     static BASE: OnceLock<Vec<u8>> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let doc = Doc::with_client_id(1);
-        let screens = doc.get_or_insert_map("screens");
-        let edges = doc.get_or_insert_array("edges");
-        let mut txn = doc.transact_mut();
-        for s in ["home", "cart"] {
-            let screen = screens.insert(&mut txn, s, MapPrelim::default());
-            screen.insert(&mut txn, "name", s);
-            let root = screen.insert(&mut txn, "root", MapPrelim::default());
-            instance(&mut txn, &root, "button");
-            let children = root.insert(&mut txn, "children", ArrayPrelim::default());
-            let child = children.push_back(&mut txn, MapPrelim::default());
-            instance(&mut txn, &child, "button");
-        }
-        edges.push_back(&mut txn, MapPrelim::from([("from".to_owned(), yrs::In::from("home"))]));
-        drop(txn);
-        doc.transact().encode_state_as_update_v1(&StateVector::default())
-    })
+    BASE.get_or_init(super::filter_sim::base_doc)
 }
 
 fn room() -> Doc {

@@ -948,3 +948,71 @@ test('a new Maker builds a screen from a new component with the keyboard; an Edi
     await b.context.close();
   }
 });
+
+test('a design system of 150 components: searched, filtered and paged with the keyboard', async () => {
+  // A second repository on the appliance's disk, as developers committed it.
+  const work = join(dataRoot, 'catalog-work');
+  mkdirSync(join(work, '.arno'), { recursive: true });
+  writeFileSync(join(work, '.arno/config.json'), '{"version": 1}\n');
+  mkdirSync(join(work, 'Design_system/forms'), { recursive: true });
+  const hex = (n) => String(n).padStart(12, '0');
+  for (let i = 0; i < 150; i++) {
+    const name = i % 10 === 0 ? `Date picker ${i}` : `Widget ${i}`;
+    const folder = i % 10 === 0 ? 'Design_system/forms' : 'Design_system';
+    writeFileSync(join(work, `${folder}/C${String(i).padStart(3, '0')}.md`),
+      `---\nid: 00000000-0000-4000-8000-${hex(i)}\nname: ${name}\n---\n# ${name}\n`);
+  }
+  const gitEnv = { ...process.env, GIT_AUTHOR_NAME: 'Dev', GIT_AUTHOR_EMAIL: 'dev@example.com', GIT_COMMITTER_NAME: 'Dev',
+    GIT_COMMITTER_EMAIL: 'dev@example.com', GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' };
+  for (const args of [['init', '-q', '-b', 'main'], ['add', '.'], ['commit', '-q', '-m', 'Catalog']]) {
+    execFileSync('git', ['-C', work, ...args], { env: gitEnv });
+  }
+  const bare = join(dataRoot, 'repos', 'catalog.git');
+  execFileSync('git', ['clone', '-q', '--bare', work, bare], { env: gitEnv });
+
+  const b = await newPage();
+  const { page } = b;
+  await signIn(page);
+  await page.goto(`${base}/projects`);
+  await page.getByLabel('Name', { exact: true }).fill('Catalog');
+  await page.getByLabel(/Existing repository/).fill(bare);
+  await page.getByRole('button', { name: 'Create project' }).click();
+  await page.waitForURL(`${base}/projects/catalog`);
+  const caption = () => page.locator('#components caption').textContent();
+  assert.equal(await caption(), '150 component spec(s), showing 1–100');
+  assert.equal(await page.locator('#components tbody tr').count(), 100);
+  await axeCheck(page, 'project with a search and pages of components');
+
+  // Next page, by the keyboard: the pager's links.
+  await page.locator('.pager a[rel=next]').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/page=2/);
+  assert.equal(await caption(), '150 component spec(s), showing 101–150');
+  assert.equal(await page.locator('.pager [aria-current=page]').textContent(), 'Page 2 of 2');
+
+  // A search: typed, Enter; every match on one page, the search kept in the field.
+  await page.locator('#component-q').focus();
+  await page.keyboard.type('date PICKER');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/q=date\+PICKER/);
+  assert.equal(await caption(), '15 of 150 component spec(s)');
+  assert.equal(await page.locator('#component-q').inputValue(), 'date PICKER');
+  assert.equal(await page.locator('.pager').count(), 0);
+  await axeCheck(page, 'project with the components filtered');
+  // By file too; nothing found says so, with the way back.
+  await page.locator('#component-q').fill('forms/C14');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/q=forms%2FC14/);
+  assert.equal(await caption(), '1 of 150 component spec(s)');
+  await page.locator('#component-q').fill('no such thing');
+  await page.keyboard.press('Enter');
+  await page.locator('#no-match').waitFor();
+  assert.match(await page.locator('#no-match').textContent(), /No component matches “no such thing”/);
+  await axeCheck(page, 'project with no component matching');
+  await page.getByRole('link', { name: 'Show all 150' }).focus();
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`${base}/projects/catalog#components-title`);
+  assert.equal(await caption(), '150 component spec(s), showing 1–100');
+  assert.deepEqual(b.problems, []);
+  await b.context.close();
+});

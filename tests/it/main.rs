@@ -16,6 +16,7 @@ mod deletion;
 mod device;
 mod gdpr;
 mod git;
+mod git_connections;
 mod impact;
 mod oidc;
 mod ops;

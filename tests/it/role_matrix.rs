@@ -174,7 +174,8 @@ fn call_for(
         .replace("{user_id}", &target.0.id)
         .replace("{token_id}", &target.1)
         .replace("{id}", &target.0.id)
-        .replace("{handle}/{action}", &format!("{maker_handle}/close"));
+        .replace("{handle}/{action}", &format!("{maker_handle}/close"))
+        .replace("{name}", "matrix");
     let name = format!("Created {n}");
     let (body, form): (Option<Value>, Vec<(&str, String)>) = match path {
         "/api/v1/projects" => (Some(json!({"name": name})), vec![]),
@@ -202,6 +203,10 @@ fn call_for(
                 ("session_id", "m".into()),
             ],
         ),
+        "/api/v1/admin/git/connections" => {
+            (Some(crate::git_connections::new_connection(&format!("matrix-{n}"))), vec![])
+        }
+        "/api/v1/admin/git/connections/{name}" if method == "PATCH" => (Some(json!({"app_id": "7"})), vec![]),
         "/api/v1/projects/{id}/comments" => (Some(json!({"path": SPEC, "body": "And?"})), vec![]),
         "/api/v1/projects/{id}/comments/{comment_id}/replies" => (Some(json!({"body": "Because."})), vec![]),
         "/api/v1/projects/{id}/workflow/snapshots" => (Some(json!({"label": "v2"})), vec![]),
