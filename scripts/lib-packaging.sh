@@ -39,7 +39,7 @@ packaging_venv() {
     echo "==> installing the packaging tools into $PKG_VENV" >&2
     rm -rf "$PKG_VENV"
     python3 -m venv "$PKG_VENV"
-    "$PKG_VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-packaging.txt >&2
+    scripts/pip-install "$PKG_VENV" scripts/requirements-packaging.txt
     touch "$PKG_VENV/.installed-$hash"
   fi
 }
