@@ -15,6 +15,7 @@ CREATE TABLE git_connections (
     updated_at            BIGINT NOT NULL,
     secrets_rotated_at    BIGINT NOT NULL
 );
--- The connection a project's repository is reached through (none for local repositories).
-ALTER TABLE projects ADD COLUMN git_connection TEXT;
+-- The connection a project's repository is reached through (none for local repositories); a
+-- connection in use cannot be deleted, even by a deletion racing an assignment.
+ALTER TABLE projects ADD COLUMN git_connection TEXT REFERENCES git_connections (name);
 CREATE INDEX projects_git_connection ON projects (git_connection);

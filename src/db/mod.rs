@@ -254,6 +254,17 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `e` is a foreign-key violation (PostgreSQL 23503, SQLite 787).
+pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation)
+                || d.code().is_some_and(|c| c == "23503" || c == "787")
+        }
+        _ => false,
+    }
+}
+
 /// A stored time as RFC 3339 UTC with milliseconds, e.g. `2026-11-22T02:27:50.123Z`.
 pub fn rfc3339(ms: i64) -> String {
     // Clamp to 1970..=9999 so formatting can never panic, whatever a caller passes.

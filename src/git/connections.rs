@@ -12,7 +12,7 @@ use sqlx::AnyConnection;
 use url::Url;
 
 use crate::auth::access::{Administer, OrgGrant};
-use crate::db::{is_unique_violation, now_ms, rfc3339};
+use crate::db::{is_foreign_key_violation, is_unique_violation, now_ms, rfc3339};
 use crate::error::AppError;
 use crate::keys::Keys;
 
@@ -129,7 +129,7 @@ pub enum ConnectionError {
     Exists(String),
     #[error("no such connection")]
     NotFound,
-    #[error("projects use this connection: {}", .0.join(", "))]
+    #[error("projects use this connection")]
     InUse(Vec<String>),
     #[error("the connection's secrets cannot be opened with this instance key")]
     Unreadable,
@@ -213,11 +213,38 @@ pub fn parse_private_key(pem: &str) -> std::result::Result<rsa::RsaPrivateKey, S
     Ok(key)
 }
 
+/// The largest CA bundle kept (a few hundred certificates).
+const MAX_CA_BUNDLE_BYTES: usize = 1 << 20;
+
+/// Certificates only: every PEM block a `CERTIFICATE` that parses, nothing else but blank lines
+/// (a private key pasted with them would otherwise be kept in the clear).
 fn check_ca_bundle(pem: &str) -> Result<()> {
-    let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-        .map_err(|_| invalid("ca_bundle", "is not a bundle of PEM certificates"))?;
-    if certs.is_empty() || !pem.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(invalid("ca_bundle", "holds no certificate"));
+    if pem.len() > MAX_CA_BUNDLE_BYTES {
+        return Err(invalid("ca_bundle", "is larger than 1 MiB"));
+    }
+    let mut inside = false;
+    let mut blocks = 0;
+    for line in pem.lines().map(str::trim) {
+        match (inside, line) {
+            (false, "") => {}
+            (false, "-----BEGIN CERTIFICATE-----") => inside = true,
+            (true, "-----END CERTIFICATE-----") => {
+                inside = false;
+                blocks += 1;
+            }
+            (true, l)
+                if !l.starts_with("-----") && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) => {}
+            _ => {
+                return Err(invalid(
+                    "ca_bundle",
+                    "holds only PEM certificates (BEGIN CERTIFICATE blocks), nothing else",
+                ));
+            }
+        }
+    }
+    let parsed = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map(|c| c.len()).unwrap_or(0);
+    if inside || blocks == 0 || parsed != blocks {
+        return Err(invalid("ca_bundle", "is not a bundle of PEM certificates"));
     }
     Ok(())
 }
@@ -288,6 +315,10 @@ const COLUMNS: &str = "name, provider, api_url, app_id, client_id, private_key_s
                        ca_bundle, created_at, updated_at, secrets_rotated_at";
 
 async fn row(conn: &mut AnyConnection, name: &str) -> Result<Option<Row>> {
+    // A name no connection can have (a NUL byte would be an error on PostgreSQL) is none.
+    if !valid_name(name) {
+        return Ok(None);
+    }
     Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM git_connections WHERE name = $1"))
         .bind(name)
         .fetch_optional(conn)
@@ -363,7 +394,10 @@ pub async fn create(
     get(conn, &name).await
 }
 
-/// Change a connection; a new private key or webhook secret is a rotation.
+/// Change a connection; a new private key or webhook secret is a rotation. Only the columns
+/// that change are written, in one statement (concurrent changes of different fields both
+/// stay). Where the key is used — the host, the CAs trusted for it — changes only with the key
+/// given again: whoever redirects it must hold it.
 pub async fn update(
     conn: &mut AnyConnection,
     keys: &Keys,
@@ -373,70 +407,79 @@ pub async fn update(
 ) -> Result<Connection> {
     let current = row(conn, name).await?.ok_or(ConnectionError::NotFound)?;
     let provider = Provider::parse(&current.provider).unwrap_or(Provider::GitHub);
-    let api_url = match &change.api_url {
-        Some(u) => api_urls(provider, u)?.0,
-        None => current.api_url.clone(),
-    };
+    if (change.api_url.is_some() || change.ca_bundle.is_some()) && change.private_key.is_none() {
+        return Err(invalid(
+            "private_key",
+            "is required with a new api_url or ca_bundle: the key goes only where it was given for",
+        ));
+    }
+    let mut sets: Vec<(&str, Option<String>)> = vec![];
+    if let Some(u) = &change.api_url {
+        sets.push(("api_url", Some(api_urls(provider, u)?.0)));
+    }
     if let Some(a) = &change.app_id {
         check_app_id(a)?;
+        sets.push(("app_id", Some(a.clone())));
     }
-    if let Some(Some(c)) = &change.client_id {
-        check_client_id(c)?;
+    if let Some(c) = &change.client_id {
+        if let Some(c) = c {
+            check_client_id(c)?;
+        }
+        sets.push(("client_id", c.clone()));
     }
-    let private_key = match &change.private_key {
-        Some(pem) => {
-            parse_private_key(pem).map_err(|m| invalid("private_key", m))?;
-            keys.seal(&purpose(name, "private_key"), pem.trim())
+    if let Some(pem) = &change.private_key {
+        parse_private_key(pem).map_err(|m| invalid("private_key", m))?;
+        sets.push(("private_key_sealed", Some(keys.seal(&purpose(name, "private_key"), pem.trim()))));
+    }
+    if let Some(secret) = &change.webhook_secret {
+        check_webhook_secret(secret)?;
+        sets.push(("webhook_secret_sealed", Some(keys.seal(&purpose(name, "webhook_secret"), secret))));
+    }
+    if let Some(bundle) = &change.ca_bundle {
+        if let Some(pem) = bundle {
+            check_ca_bundle(pem)?;
         }
-        None => current.private_key_sealed.clone(),
-    };
-    let webhook_secret = match &change.webhook_secret {
-        Some(s) => {
-            check_webhook_secret(s)?;
-            keys.seal(&purpose(name, "webhook_secret"), s)
-        }
-        None => current.webhook_secret_sealed.clone(),
-    };
-    if let Some(Some(pem)) = &change.ca_bundle {
-        check_ca_bundle(pem)?;
+        sets.push(("ca_bundle", bundle.clone()));
     }
     let now = now_ms();
-    sqlx::query(
-        "UPDATE git_connections SET api_url = $2, app_id = $3, client_id = $4, private_key_sealed = $5, \
-         webhook_secret_sealed = $6, ca_bundle = $7, updated_at = $8, secrets_rotated_at = $9 WHERE name = $1",
-    )
-    .bind(name)
-    .bind(&api_url)
-    .bind(change.app_id.as_ref().unwrap_or(&current.app_id))
-    .bind(change.client_id.clone().unwrap_or(current.client_id.clone()))
-    .bind(&private_key)
-    .bind(&webhook_secret)
-    .bind(change.ca_bundle.clone().unwrap_or(current.ca_bundle.clone()))
-    .bind(now)
-    .bind(if change.rotates() { now } else { current.secrets_rotated_at })
-    .execute(&mut *conn)
-    .await?;
+    let mut sql = String::from("UPDATE git_connections SET updated_at = $2");
+    if change.rotates() {
+        sql.push_str(", secrets_rotated_at = $2");
+    }
+    for (i, (column, _)) in sets.iter().enumerate() {
+        sql.push_str(&format!(", {column} = ${}", i + 3));
+    }
+    sql.push_str(" WHERE name = $1");
+    let mut query = sqlx::query(&sql).bind(name).bind(now);
+    for (_, value) in sets {
+        query = query.bind(value);
+    }
+    query.execute(&mut *conn).await?;
     get(conn, name).await
 }
 
-/// The projects that use a connection (their names), archived ones included.
+/// The projects that use a connection (their slugs), archived ones included.
 pub async fn users_of(conn: &mut AnyConnection, name: &str) -> Result<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT name FROM projects WHERE git_connection = $1 ORDER BY name")
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT slug FROM projects WHERE git_connection = $1 ORDER BY slug")
         .bind(name)
         .fetch_all(conn)
         .await?;
     Ok(rows.into_iter().map(|(n,)| n).collect())
 }
 
-/// Delete a connection no project uses (checked in the same transaction).
+/// Delete a connection no project uses: checked first, to name them, and held by the
+/// database's foreign key against a project assigned meanwhile.
 pub async fn delete(conn: &mut AnyConnection, _admin: &OrgGrant<Administer>, name: &str) -> Result<()> {
     row(conn, name).await?.ok_or(ConnectionError::NotFound)?;
     let users = users_of(conn, name).await?;
     if !users.is_empty() {
         return Err(ConnectionError::InUse(users));
     }
-    sqlx::query("DELETE FROM git_connections WHERE name = $1").bind(name).execute(conn).await?;
-    Ok(())
+    match sqlx::query("DELETE FROM git_connections WHERE name = $1").bind(name).execute(&mut *conn).await {
+        // Assigned meanwhile (the transaction is spoilt on PostgreSQL: no further query).
+        Err(e) if is_foreign_key_violation(&e) => Err(ConnectionError::InUse(vec![])),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
 }
 
 #[cfg(test)]

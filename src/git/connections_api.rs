@@ -90,10 +90,12 @@ pub async fn create(
     State(state): State<AppState>,
     ApiUser(auth): ApiUser,
     ctx: RequestContext,
-    ApiJson(body): ApiJson<CreateConnection>,
+    body: Result<ApiJson<CreateConnection>, AppError>,
 ) -> AppResult<Response> {
     let origin = Origin::from(&ctx);
+    // Who asks first: a refusal is audited whatever the body.
     let grant = admin(&state, &auth, &origin, "git.connection.create").await?;
+    let ApiJson(body) = body?;
     let new = NewConnection {
         name: body.name,
         provider: body.provider,
@@ -156,10 +158,11 @@ pub async fn update(
     ApiUser(auth): ApiUser,
     ctx: RequestContext,
     Path(name): Path<String>,
-    ApiJson(body): ApiJson<ChangeConnection>,
+    body: Result<ApiJson<ChangeConnection>, AppError>,
 ) -> AppResult<Json<Connection>> {
     let origin = Origin::from(&ctx);
     let grant = admin(&state, &auth, &origin, "git.connection.update").await?;
+    let ApiJson(body) = body?;
     let change = ConnectionChange {
         api_url: body.api_url,
         app_id: body.app_id,
@@ -189,7 +192,7 @@ pub async fn update(
     security(("token" = []), ("session" = [])),
     params(("name" = String, Path, description = "Connection name")),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "Projects use it (details: projects)")))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "Projects use it (details: projects, their slugs)")))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiUser(auth): ApiUser,
@@ -213,12 +216,18 @@ pub async fn delete(
                 .target("git_connection", &name)
                 .intent(json!({"reason": "in_use", "projects": projects}));
             audit::record_alone(&state.db, event).await?;
-            let body = json!({
-                "code": "conflict",
-                "message": format!("projects use this connection: {}", projects.join(", ")),
-                "details": {"projects": projects},
-                "trace_id": crate::http::context::current().map(|c| c.trace_id),
-            });
+            let message = if projects.is_empty() {
+                "a project was given this connection meanwhile; it is in use".to_owned()
+            } else {
+                format!("projects use this connection: {}", projects.join(", "))
+            };
+            let body = ErrorBody {
+                code: "conflict",
+                message,
+                details: Some(json!({"projects": projects})),
+                retry_after_ms: None,
+                trace_id: crate::http::context::current().map(|c| c.trace_id),
+            };
             Ok((StatusCode::CONFLICT, Json(body)).into_response())
         }
         Err(e) => Err(e.into()),

@@ -88,10 +88,13 @@ impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for ApiJson<T> 
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, AppError> {
+        // Over HTTP/2 a body may come without a length header: what the body itself says counts.
+        use axum::body::HttpBody as _;
         let h = req.headers();
         let empty = !h.contains_key(CONTENT_TYPE)
             && !h.contains_key(TRANSFER_ENCODING)
-            && h.get(CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0");
+            && h.get(CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
+            && req.body().size_hint().exact() == Some(0);
         if empty {
             return Ok(None);
         }

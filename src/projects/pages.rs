@@ -322,9 +322,7 @@ fn done_report(components: &[ComponentItem], list: &super::listing::ListQuery) -
             c.file_path
         ));
     }
-    find(&list.restored)
-        .filter(|c| !c.deleted)
-        .map(|c| format!("{} is back: the version before its deletion is current again.", c.file_path))
+    find(&list.restored).filter(|c| !c.deleted).map(|c| format!("{} is in the list again (not deleted).", c.file_path))
 }
 
 /// `GET /projects/{slug}`

@@ -342,9 +342,11 @@ pub struct DeleteForm {
 }
 
 /// `303 See Other` to the project page, which reports what became of `path`.
+/// A path too long for a Location header that proxies pass (8 KiB buffers) is left out.
 fn done(project: &Project, what: &str, path: &str) -> Response {
     let path: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
-    axum::response::Redirect::to(&format!("/projects/{}?{what}={path}", project.slug)).into_response()
+    let query = if path.len() <= 2048 { format!("?{what}={path}") } else { String::new() };
+    axum::response::Redirect::to(&format!("/projects/{}{query}", project.slug)).into_response()
 }
 
 /// `POST /projects/{slug}/delete/{*path}`: `action=delete` (from the confirmation page) or

@@ -10,6 +10,8 @@ const MARGIN = 0.25;
 const RESCALE = 1.6;
 /** Painted again this long after the view last moved (sharp text, the margin refilled). */
 const SETTLE_MS = 140;
+/** The most pixels the bitmap has (Safari draws nothing in a larger canvas). */
+const MAX_PIXELS = 16e6;
 
 const cssVar = (el, name, fallback) => getComputedStyle(el).getPropertyValue(name).trim() || fallback;
 
@@ -42,10 +44,11 @@ export function farView(svg) {
   };
 
   function paint(view, width, height, scene) {
-    const dpr = window.devicePixelRatio || 1;
     const mx = Math.round(width * MARGIN);
     const my = Math.round(height * MARGIN);
     const [cw, ch] = [width + 2 * mx, height + 2 * my];
+    // Sharp on high-density screens, within what every browser paints (about 16 Mpx a canvas).
+    const dpr = Math.min(window.devicePixelRatio || 1, Math.sqrt(MAX_PIXELS / (cw * ch)));
     if (bitmap.width !== Math.round(cw * dpr) || bitmap.height !== Math.round(ch * dpr)) {
       bitmap.width = Math.round(cw * dpr);
       bitmap.height = Math.round(ch * dpr);
@@ -78,7 +81,7 @@ export function farView(svg) {
       ctx.fillStyle = colors.text;
       items.forEach((i, n) => ctx.fillText(labels[n], i.x + 8, i.y + 6));
     }
-    painted = { ...view, mx, my, width, height };
+    painted = { ...view, mx, my, width, height, dpr: window.devicePixelRatio || 1 };
     stale = false;
   }
 
@@ -93,6 +96,8 @@ export function farView(svg) {
   /** Whether the view shows anything the bitmap does not hold (or holds too coarsely). */
   function outgrown(view, width, height) {
     if (!painted || painted.width !== width || painted.height !== height) return true;
+    // Moved to a screen of another pixel density: painted again, sharp there.
+    if (painted.dpr !== (window.devicePixelRatio || 1)) return true;
     const s = view.k / painted.k;
     if (s > RESCALE || s < 1 / RESCALE) return true;
     // The visible rectangle, in the bitmap's pixels: inside it (the margin may be used up)?

@@ -264,7 +264,22 @@ async fn every_mutating_route_writes_exactly_one_record() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 17, "spec.delete"));
     expect(&mut covered, ("DELETE", "/api/v1/projects/{id}/specs/{*path}"));
-    let before = before + 12;
+    // Git connections: create, change, delete, one record each.
+    let conns = "/api/v1/admin/git/connections";
+    let body = crate::git_connections::new_connection("ghes");
+    let r = b.json(Method::POST, conns, &body, &h).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 18, "git.connection.create"));
+    expect(&mut covered, ("POST", "/api/v1/admin/git/connections"));
+    let r = b.json(Method::PATCH, &format!("{conns}/ghes"), &json!({"app_id": "42"}), &h).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 19, "git.connection.update"));
+    expect(&mut covered, ("PATCH", "/api/v1/admin/git/connections/{name}"));
+    let r = b.request(Method::DELETE, &format!("{conns}/ghes"), &h, None, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 20, "git.connection.delete"));
+    expect(&mut covered, ("DELETE", "/api/v1/admin/git/connections/{name}"));
+    let before = count(&app).await;
 
     let mut conn = app.state.db.pool().acquire().await.unwrap();
     let dave_token = arno::auth::tokens::create(&mut conn, &dave.id, "d", None).await.unwrap().1;
@@ -272,7 +287,7 @@ async fn every_mutating_route_writes_exactly_one_record() {
     app.exec(&format!("UPDATE projects SET visibility = 'private' WHERE id = '{pid}'")).await;
     let r = api(Method::POST, &app.url(&format!("/api/v1/projects/{pid}/setup")), Some(&dave_token), None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(count(&app).await, before + 6);
+    assert_eq!(count(&app).await, before + 1);
     let (action, outcome, actor) = last(&app).await;
     assert_eq!(
         (action.as_str(), outcome.as_str(), actor.as_deref()),

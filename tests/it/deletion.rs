@@ -166,7 +166,7 @@ async fn deleting_a_placed_component_is_confirmed_audited_and_undoable() {
     let back = r.header("location").unwrap();
     assert_eq!(back, "/projects/flows?restored=Design_system%2FButton.md");
     let r = m1.get(&back).await;
-    assert!(r.select_text("#scan-report").is_some_and(|t| t.contains("is back")), "{}", r.text);
+    assert!(r.select_text("#scan-report").is_some_and(|t| t.contains("is in the list again")), "{}", r.text);
     let now = api(Method::GET, &url, Some(&w.maker), None).await.json();
     assert_eq!(
         (&now["deleted"], now["content"].as_str()),
@@ -220,7 +220,7 @@ async fn deleting_a_placed_component_is_confirmed_audited_and_undoable() {
     assert!(r.select_text("#components").unwrap().contains("deleted by you"));
     assert!(r.text.contains("Deleted Design_system/Button.md."), "{}", r.text);
     let forged = m1.get("/projects/flows?restored=Design_system%2FButton.md").await;
-    assert!(!forged.text.contains("is back"), "{}", forged.text);
+    assert!(!forged.text.contains("in the list again"), "{}", forged.text);
     // The same form again (a double submit): deleted already, nothing new written.
     let before = api(Method::GET, &spec("Design_system/Button.md/versions"), Some(&w.maker), None).await.json();
     let r = m1.post_form("/projects/flows/delete/Design_system/Button.md", &fields).await;

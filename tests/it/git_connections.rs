@@ -54,6 +54,11 @@ async fn only_admins_manage_connections_and_bad_input_writes_nothing() {
         }
     }
     assert_eq!(api(Method::POST, &url, None, Some(new_connection("ghes"))).await.status, StatusCode::UNAUTHORIZED);
+    // A malformed body from someone who may not is a refusal (audited), not a validation error.
+    let before = app.refusals(&format!("actor_id = '{}'", member.id)).await;
+    let r = api(Method::POST, &url, Some(&member_token), Some(json!({"junk": true}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(app.refusals(&format!("actor_id = '{}'", member.id)).await, before + 1);
     assert!(app.refusals(&format!("actor_id = '{}' AND action LIKE 'git.connection.%'", member.id)).await >= 4);
     assert_eq!(count(&app).await, 0);
 
@@ -70,6 +75,8 @@ async fn only_admins_manage_connections_and_bad_input_writes_nothing() {
         (with(new_connection("ghes"), "private_key", json!(SHORT_KEY)), "private_key"),
         (with(new_connection("ghes"), "webhook_secret", json!("short")), "webhook_secret"),
         (with(new_connection("ghes"), "ca_bundle", json!("-----BEGIN CERTIFICATE-----\nAAAA\n")), "ca_bundle"),
+        (with(new_connection("ghes"), "ca_bundle", json!(format!("{CA}{KEY}"))), "ca_bundle"),
+        (with(new_connection("ghes"), "ca_bundle", json!(format!("{CA}junk\u{0}\n"))), "ca_bundle"),
     ];
     for (body, field) in cases {
         let r = api(Method::POST, &url, Some(&admin), Some(body)).await;
@@ -160,9 +167,17 @@ async fn secrets_are_sealed_rotated_and_never_shown_and_used_connections_stay() 
         json!({"fields": ["webhook_secret"], "rotated": ["webhook_secret"]})
     );
     // Other changes are not rotations; null removes the CA bundle; an empty change is refused.
-    let r = api(Method::PATCH, &one("ghes"), Some(&admin), Some(json!({"ca_bundle": null, "app_id": "77"}))).await;
+    // Where the key goes changes only with the key: no one redirects a key they do not hold.
+    for change in [json!({"api_url": "https://elsewhere.example/api/v3"}), json!({"ca_bundle": CA})] {
+        let r = api(Method::PATCH, &one("ghes"), Some(&admin), Some(change)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert!(r.text.contains("private_key"), "{}", r.text);
+    }
+    let change = json!({"ca_bundle": null, "app_id": "77", "private_key": KEY});
+    let r = api(Method::PATCH, &one("ghes"), Some(&admin), Some(change)).await;
     assert_eq!((r.json()["ca_bundle"].as_bool(), r.json()["app_id"].as_str()), (Some(false), Some("77")), "{}", r.text);
     let rotated_at = r.json()["secrets_rotated_at"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let r = api(Method::PATCH, &one("ghes"), Some(&admin), Some(json!({"client_id": null}))).await;
     assert_eq!((&r.json()["client_id"], &r.json()["secrets_rotated_at"]), (&Value::Null, &rotated_at));
     assert_eq!(api(Method::PATCH, &one("ghes"), Some(&admin), Some(json!({}))).await.status, StatusCode::BAD_REQUEST);
@@ -179,7 +194,7 @@ async fn secrets_are_sealed_rotated_and_never_shown_and_used_connections_stay() 
     app.exec(&format!("UPDATE projects SET git_connection = 'ghes' WHERE id = '{project}'")).await;
     let r = api(Method::DELETE, &one("ghes"), Some(&admin), None).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
-    assert_eq!(r.json()["details"]["projects"], json!(["Shop"]));
+    assert_eq!(r.json()["details"]["projects"], json!(["shop"]));
     assert!(app.refusals("action = 'git.connection.delete'").await >= 1);
     assert_eq!(count(&app).await, 2);
     app.exec(&format!("UPDATE projects SET git_connection = NULL WHERE id = '{project}'")).await;
