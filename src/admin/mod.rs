@@ -19,8 +19,8 @@ use crate::http::RequestContext;
 use crate::http::api::PageForm;
 use crate::ui::{PageContext, render};
 
-/// The administrator's grant for the console, or an audited refusal.
-async fn require_admin(
+/// The administrator's grant for the console (and the admin API), or an audited refusal.
+pub(crate) async fn require_admin(
     state: &AppState,
     auth: &Authenticated,
     ctx: &RequestContext,

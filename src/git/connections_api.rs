@@ -12,10 +12,10 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::connections::{self, Connection, ConnectionChange, ConnectionError, NewConnection};
+use crate::admin::require_admin;
 use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
-use crate::auth::access::{self, Administer, OrgGrant};
-use crate::auth::{ApiUser, Authenticated};
+use crate::auth::ApiUser;
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::RequestContext;
 use crate::http::api::ApiJson;
@@ -24,23 +24,6 @@ pub fn api() -> crate::http::api::ApiRouter {
     crate::http::api::ApiRouter::new()
         .routes(utoipa_axum::routes!(list, create))
         .routes(utoipa_axum::routes!(update, delete))
-}
-
-/// The Admin's grant, or an audited refusal of `action`.
-async fn admin(
-    state: &AppState,
-    auth: &Authenticated,
-    origin: &Origin,
-    action: &str,
-) -> AppResult<OrgGrant<Administer>> {
-    match access::decide_org::<Administer>(&auth.user) {
-        Ok(grant) => Ok(grant),
-        Err(reason) => {
-            let event = Event::new(action, Outcome::Denied, Actor::of(auth), origin).intent(json!({"reason": reason}));
-            audit::record_alone(&state.db, event).await?;
-            Err(AppError::forbidden("git connections are managed by administrators"))
-        }
-    }
 }
 
 /// `GET /api/v1/admin/git/connections`
@@ -52,7 +35,7 @@ pub async fn list(
     ApiUser(auth): ApiUser,
     ctx: RequestContext,
 ) -> AppResult<Json<Vec<Connection>>> {
-    admin(&state, &auth, &Origin::from(&ctx), "git.connection.read").await?;
+    require_admin(&state, &auth, &ctx, "git.connection.read").await?;
     let mut conn = state.db.pool().acquire().await?;
     Ok(Json(connections::list(&mut conn).await?))
 }
@@ -94,7 +77,7 @@ pub async fn create(
 ) -> AppResult<Response> {
     let origin = Origin::from(&ctx);
     // Who asks first: a refusal is audited whatever the body.
-    let grant = admin(&state, &auth, &origin, "git.connection.create").await?;
+    let grant = require_admin(&state, &auth, &ctx, "git.connection.create").await?;
     let ApiJson(body) = body?;
     let new = NewConnection {
         name: body.name,
@@ -161,7 +144,7 @@ pub async fn update(
     body: Result<ApiJson<ChangeConnection>, AppError>,
 ) -> AppResult<Json<Connection>> {
     let origin = Origin::from(&ctx);
-    let grant = admin(&state, &auth, &origin, "git.connection.update").await?;
+    let grant = require_admin(&state, &auth, &ctx, "git.connection.update").await?;
     let ApiJson(body) = body?;
     let change = ConnectionChange {
         api_url: body.api_url,
@@ -200,7 +183,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> AppResult<Response> {
     let origin = Origin::from(&ctx);
-    let grant = admin(&state, &auth, &origin, "git.connection.delete").await?;
+    let grant = require_admin(&state, &auth, &ctx, "git.connection.delete").await?;
     let mut tx = state.db.begin().await?;
     match connections::delete(&mut tx, &grant, &name).await {
         Ok(()) => {
