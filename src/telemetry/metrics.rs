@@ -55,6 +55,8 @@ impl Metrics {
             Box::new(crate::workflow::ROOM_BYTES.clone()),
             Box::new(crate::projects::specs_api::SAVE_DURATION.clone()),
             Box::new(crate::audit::stream::LAG_SECONDS.clone()),
+            Box::new(crate::git::github::client::REQUESTS_TOTAL.clone()),
+            Box::new(crate::git::github::client::RATE_LIMIT_REMAINING.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }

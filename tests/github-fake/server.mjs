@@ -361,6 +361,7 @@ route("GET", "/repos/{owner}/{repo}/git/ref/{ref}", TOKEN, ({ repo, params }) =>
 });
 
 route("POST", "/repos/{owner}/{repo}/git/refs", TOKEN, ({ repo, body }) => {
+  if (G.isEmpty(repo.dir)) return emptyRepo();
   if (!/^refs\/[^/]+\/.+/.test(body.ref)) return error(422, "Reference name must start with 'refs/' and have at least two slashes.");
   if (!G.isSha(body.sha) || G.objectType(repo.dir, body.sha) !== "commit") return error(422, "Object does not exist");
   if (!G.updateRef(repo.dir, body.ref, body.sha, null)) return error(422, "Reference already exists");
@@ -384,6 +385,7 @@ route("GET", "/repos/{owner}/{repo}/git/commits/{commit_sha}", TOKEN, ({ repo, p
 });
 
 route("POST", "/repos/{owner}/{repo}/git/commits", TOKEN, ({ repo, body }) => {
+  if (G.isEmpty(repo.dir)) return emptyRepo();
   if (G.objectType(repo.dir, body.tree) !== "tree") return error(422, "Tree SHA does not exist");
   for (const p of body.parents || []) if (G.objectType(repo.dir, p) !== "commit") return error(422, "Parent SHA does not exist or is not a commit object");
   const t = iso(now());
@@ -404,6 +406,7 @@ route("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}", TOKEN, ({ repo, param
 });
 
 route("POST", "/repos/{owner}/{repo}/git/trees", TOKEN, ({ repo, body }) => {
+  if (G.isEmpty(repo.dir)) return emptyRepo();
   let files = [];
   if (body.base_tree) {
     const baseTree = G.treeOf(repo.dir, body.base_tree);
@@ -449,6 +452,7 @@ route("GET", "/repos/{owner}/{repo}/git/blobs/{file_sha}", TOKEN, ({ repo, param
 });
 
 route("POST", "/repos/{owner}/{repo}/git/blobs", TOKEN, ({ repo, body }) => {
+  if (G.isEmpty(repo.dir)) return emptyRepo();
   if (body.encoding && !["utf-8", "base64"].includes(body.encoding)) return error(422, "encoding must be utf-8 or base64");
   const bytes = body.encoding === "base64" ? Buffer.from(body.content, "base64") : Buffer.from(body.content, "utf8");
   const sha = G.writeBlob(repo.dir, bytes);

@@ -1,5 +1,8 @@
 //! The GitHub provider (github.com and Enterprise Server), reached through a GitHub App that a
-//! connection names (docs/github.md). This part: the App's own credential, the JWT it signs its
-//! requests for installation tokens with.
+//! connection names (docs/github.md): the App's JWT ([`app`]), one connection's HTTP client with
+//! its token cache and rate governor ([`client`]), and [`provider::GitHubProvider`], the
+//! [`crate::git::GitProvider`] for one repository.
 
 pub mod app;
+pub mod client;
+pub mod provider;
