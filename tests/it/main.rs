@@ -18,6 +18,7 @@ mod fake_github;
 mod gdpr;
 mod git;
 mod git_connections;
+mod github;
 mod impact;
 mod oidc;
 mod ops;
