@@ -93,7 +93,11 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             "managed repository paths are now stored relative to the data directory"
         );
     }
-    let repos = Arc::new(crate::projects::Repos::new(&config.data_dir).context("resolving the data directory")?);
+    let keys = Arc::new(Keys::derive(&secret));
+    let hosted = Arc::new(crate::git::hosted::HostedClients::new(db.clone(), keys.clone()));
+    let repos = Arc::new(
+        crate::projects::Repos::new(&config.data_dir).context("resolving the data directory")?.with_hosted(hosted),
+    );
     let storage = Storage::from_config(&config).await?;
     let (api_router, mut openapi) = api().split();
     openapi.openapi = utoipa::openapi::OpenApiVersion::Version31;
@@ -114,7 +118,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         db,
         storage,
         metrics: Metrics::new(),
-        keys: Arc::new(Keys::derive(&secret)),
+        keys,
         openapi: Arc::new(serde_json::to_value(&openapi).context("serialising the OpenAPI document")?),
         repos,
         events: crate::projects::events::Bus::default(),

@@ -167,6 +167,8 @@ pub async fn update(
         .intent(json!({"fields": fields, "rotated": rotated}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    // Its client (key, host, CA bundle) is rebuilt on next use.
+    state.repos.forget_connection(&changed.name);
     Ok(Json(changed))
 }
 
@@ -191,6 +193,7 @@ pub async fn delete(
                 .target("git_connection", &name);
             audit::record(&mut tx, event).await?;
             tx.commit().await?;
+            state.repos.forget_connection(&name);
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         Err(ConnectionError::InUse(projects)) => {

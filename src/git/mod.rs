@@ -1,14 +1,16 @@
 //! Git providers: where a project's repository lives.
 //!
-//! [`GitProvider`] is the one interface the rest of Arno uses. This release has the **local**
-//! provider ([`local::LocalProvider`], gix, a repository on the appliance's disk); GitHub and
-//! GitLab implement the same trait over their REST APIs, which is why the trait speaks in provider
-//! ids, cursors and typed errors (`rate_limited` with a retry time, `conflict` when a branch moved)
-//! rather than in gix types.
+//! [`GitProvider`] is the one interface the rest of Arno uses: the **local** provider
+//! ([`local::LocalProvider`], gix, a repository on the appliance's disk) and **GitHub**
+//! ([`github::provider::GitHubProvider`], REST and GraphQL through a GitHub App) implement it,
+//! GitLab will, which is why the trait speaks in provider ids, cursors and typed errors
+//! (`rate_limited` with a retry time, `conflict` when a branch moved) rather than in gix types.
+//! One trait-level test suite (tests/it/provider_suite.rs) runs against every provider.
 
 pub mod connections;
 pub mod connections_api;
 pub mod github;
+pub mod hosted;
 pub mod local;
 
 use futures_util::future::BoxFuture;
@@ -235,10 +237,26 @@ pub trait GitProvider: Send + Sync {
     /// A file's bytes at `commit`; `NotFound` if there is no such file (or it lies beyond the limits).
     fn read_file<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Vec<u8>>>;
 
+    /// Many files' bytes at `commit`, in the order asked; `NotFound` if one is missing. Hosted
+    /// providers override it to read in batches (GitHub: GraphQL, a hundred-odd blobs a query).
+    fn read_files<'a>(&'a self, commit: &'a str, paths: &'a [String]) -> BoxFuture<'a, GitResult<Vec<Vec<u8>>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(paths.len());
+            for path in paths {
+                out.push(self.read_file(commit, path).await?);
+            }
+            Ok(out)
+        })
+    }
+
     /// Create `name` at `from` (a commit id); `Conflict` if it exists.
     fn create_branch<'a>(&'a self, name: &'a str, from: &'a str) -> BoxFuture<'a, GitResult<()>>;
 
-    /// Commit a set of changes on a branch (see [`CommitRequest`]).
+    /// Commit a set of changes on a branch (see [`CommitRequest`]). An empty `parent` starts the
+    /// branch with a commit of its own (a new repository's first commit). Weaker on GitHub: a
+    /// repository without any commit takes none through the API (`Invalid`); and the branch is
+    /// moved with `force: false` after its head was read again, so only a rewind in the
+    /// milliseconds between that read and the move goes unseen.
     fn commit(&self, request: CommitRequest) -> BoxFuture<'_, GitResult<CommitInfo>>;
 
     /// Paths that differ between two commits, in path order, `limit` per page; as with
@@ -260,6 +278,11 @@ pub trait GitProvider: Send + Sync {
     /// Merge a commit into a branch (see [`MergeRequest`]); returns the branch's new head.
     /// Nothing to merge is `Invalid`, irreconcilable changes are `MergeConflict`, a moved branch
     /// is `Conflict`, a merge commit that would have to merge paths beyond the limits is `Limit`.
+    ///
+    /// Weaker on GitHub: the merge commit is GitHub's (its author is the App, not
+    /// `request.author`), GitHub checks the branch head only as Arno read it just before (a push
+    /// in between is merged into, not refused), and a conflict names the paths both sides
+    /// changed, since GitHub does not say which of them conflict.
     fn merge(&self, request: MergeRequest) -> BoxFuture<'_, GitResult<CommitInfo>>;
 
     /// The newest commit reachable from `commit` that changed `path`.

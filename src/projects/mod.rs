@@ -48,6 +48,8 @@ pub struct Repos {
     /// The data directory, absolute: managed repositories' paths are relative to it.
     data_dir: PathBuf,
     open: Mutex<HashMap<String, Arc<dyn GitProvider>>>,
+    /// Clients of hosted-provider connections (GitHub); `None` where the caller has no database.
+    hosted: Option<Arc<crate::git::hosted::HostedClients>>,
 }
 
 impl std::fmt::Debug for Repos {
@@ -59,7 +61,54 @@ impl std::fmt::Debug for Repos {
 
 impl Repos {
     pub fn new(data_dir: &Path) -> std::io::Result<Repos> {
-        Ok(Repos { data_dir: std::path::absolute(data_dir)?, open: Mutex::default() })
+        Ok(Repos { data_dir: std::path::absolute(data_dir)?, open: Mutex::default(), hosted: None })
+    }
+
+    /// With the clients that reach hosted repositories (GitHub projects).
+    pub fn with_hosted(mut self, hosted: Arc<crate::git::hosted::HostedClients>) -> Repos {
+        self.hosted = Some(hosted);
+        self
+    }
+
+    pub fn hosted(&self) -> Option<&Arc<crate::git::hosted::HostedClients>> {
+        self.hosted.as_ref()
+    }
+
+    /// Forget a connection's client and every repository opened through any connection (they
+    /// reopen on next use), after the connection changed or went away.
+    pub fn forget_connection(&self, name: &str) {
+        if let Some(hosted) = &self.hosted {
+            hosted.forget(name);
+        }
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, p| p.kind() == "local");
+    }
+
+    /// The GitHub repository `owner/name` through connection `connection`, for a new project
+    /// (the errors name the request's fields).
+    pub async fn open_github(&self, connection: &str, repository: &str) -> AppResult<Arc<dyn GitProvider>> {
+        let hosted = self.hosted.as_ref().ok_or_else(|| AppError::Internal(anyhow::anyhow!("no hosted clients")))?;
+        crate::git::github::provider::split_repository(repository)
+            .map_err(|_| AppError::field("repository.repository", "is owner/name, as in the repository's GitHub URL"))?;
+        let client = match hosted.get(connection).await {
+            Ok(c) => c,
+            Err(GitError::NotFound(_)) => {
+                return Err(AppError::field("repository.connection", "names no git connection (see /admin/git)"));
+            }
+            Err(e) => return Err(git_error(e)),
+        };
+        match crate::git::github::provider::GitHubProvider::connect(client, repository).await {
+            Ok(p) => Ok(Arc::new(p)),
+            Err(GitError::NotFound(_)) => Err(AppError::field(
+                "repository.repository",
+                "is not a repository the connection's GitHub App is installed on (install the App on it first)",
+            )),
+            Err(e) => Err(git_error(e)),
+        }
+    }
+
+    /// Remember the provider a new project was created with.
+    pub fn remember(&self, project_id: &str, provider: Arc<dyn GitProvider>) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).insert(project_id.to_owned(), provider);
     }
 
     /// Where a project's repository is on this appliance.
@@ -83,6 +132,23 @@ impl Repos {
                     opened
                         .map_err(|e| AppError::Upstream(format!("the project's repository cannot be opened: {e}")))?,
                 )
+            }
+            "github" => {
+                let connection = project.git_connection.as_deref().unwrap_or_default();
+                let hosted =
+                    self.hosted.as_ref().ok_or_else(|| AppError::Internal(anyhow::anyhow!("no hosted clients")))?;
+                let client = hosted.get(connection).await.map_err(|e| {
+                    AppError::Upstream(format!("the project's git connection {connection:?} cannot be used: {e}"))
+                })?;
+                let provider = crate::git::github::provider::GitHubProvider::connect(client, &project.repo_path)
+                    .await
+                    .map_err(|e| match e {
+                        GitError::NotFound(m) => {
+                            AppError::Upstream(format!("the project's repository cannot be reached: {m}"))
+                        }
+                        other => git_error(other),
+                    })?;
+                Arc::new(provider)
             }
             other => return Err(AppError::Internal(anyhow::anyhow!("unknown git provider {other}"))),
         };
@@ -227,6 +293,8 @@ pub enum RepositoryChoice {
     NewLocal,
     /// An existing repository on the appliance, under `ARNO_GIT_LOCAL_ROOTS` (Admins only).
     ExistingLocal(String),
+    /// A GitHub repository (`owner/name`) the App of `connection` is installed on.
+    GitHub { connection: String, repository: String },
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +396,9 @@ pub async fn create(
         }
     }
     let id = uuid::Uuid::now_v7().to_string();
+    if let RepositoryChoice::GitHub { connection, repository } = &new.repository {
+        return create_hosted(db, repos, auth, origin, id, name, slug, new.visibility, connection, repository).await;
+    }
     let (repo_path, managed) = match &new.repository {
         RepositoryChoice::ExistingLocal(raw) => {
             if !access::holds_org::<access::Administer>(&auth.user) {
@@ -343,6 +414,7 @@ pub async fn create(
             (path, false)
         }
         RepositoryChoice::NewLocal => (repos.data_dir.join(managed_repo_path(&id)), true),
+        RepositoryChoice::GitHub { .. } => unreachable!("handled above"),
     };
     let repo_path = std::path::absolute(&repo_path).map_err(|e| AppError::Internal(e.into()))?;
     if managed {
@@ -363,6 +435,7 @@ pub async fn create(
         // Managed: relative to the data directory, which may move (a restore elsewhere).
         repo_path: if managed { managed_repo_path(&id) } else { repo_path.display().to_string() },
         repo_managed: managed,
+        git_connection: None,
         default_branch: None,
         scanned_commit: None,
         config_json: None,
@@ -399,6 +472,80 @@ pub async fn create(
     tracing::info!(event_type = "project_created", project_id = %id, "project created");
     // The first scan's failure is shown on the project; creating it still succeeded.
     let provider = repos.get(&project).await?;
+    if let Err(e) = scan::refresh(db, provider.as_ref(), &project).await {
+        tracing::warn!(event_type = "scan_failed", project_id = %id, error = %e, "first scan failed");
+    }
+    let mut conn = db.pool().acquire().await?;
+    store::find(&mut conn, &id).await?.ok_or(AppError::NotFound)
+}
+
+/// A project on a GitHub repository: the App must reach it, and no other project may have it
+/// (webhooks and reconciliation find the project by repository). Scanned at once; without an
+/// `.arno/config.json` it stays pending setup until the onboarding pull request is merged.
+#[allow(clippy::too_many_arguments)]
+async fn create_hosted(
+    db: &Db,
+    repos: &Repos,
+    auth: &Authenticated,
+    origin: &Origin,
+    id: String,
+    name: String,
+    slug: String,
+    visibility: Visibility,
+    connection: &str,
+    repository: &str,
+) -> AppResult<Project> {
+    let provider = repos.open_github(connection, repository).await?;
+    {
+        let mut conn = db.pool().acquire().await?;
+        if let Some(other) = store::find_by_repository(&mut conn, "github", connection, repository).await? {
+            return Err(AppError::Conflict(format!(
+                "the repository {repository} is already the project {:?}; open that one",
+                other
+            )));
+        }
+    }
+    let now = now_ms();
+    let project = Project {
+        id: id.clone(),
+        slug,
+        name,
+        owner_id: Some(auth.user.id.clone()),
+        visibility,
+        state: ProjectState::PendingSetup,
+        size_bytes: 0,
+        quota_bytes: None,
+        audit_retention_ms: None,
+        provider: "github".into(),
+        repo_path: repository.to_owned(),
+        repo_managed: false,
+        git_connection: Some(connection.to_owned()),
+        default_branch: None,
+        scanned_commit: None,
+        config_json: None,
+        config_present: false,
+        scan_error: None,
+        scanned_at: None,
+        created_at: now,
+        updated_at: now,
+        last_activity_at: now,
+    };
+    let mut tx = db.begin().await?;
+    store::insert(&mut tx, &project).await?;
+    store::set_member(&mut tx, &id, &auth.user.id, ProjectRole::Maker).await?;
+    let event = Event::new("project.create", Outcome::Allowed, Actor::of(auth), origin)
+        .project(&id)
+        .target("project", &id)
+        .intent(json!({
+            "visibility": project.visibility.as_str(),
+            "repository": "github",
+            "connection": connection,
+            "full_name": repository,
+        }));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    tracing::info!(event_type = "project_created", project_id = %id, provider = "github", "project created");
+    repos.remember(&id, provider.clone());
     if let Err(e) = scan::refresh(db, provider.as_ref(), &project).await {
         tracing::warn!(event_type = "scan_failed", project_id = %id, error = %e, "first scan failed");
     }

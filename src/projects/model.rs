@@ -57,6 +57,9 @@ pub struct Project {
     /// Read it through [`Project::repo_dir`].
     pub repo_path: String,
     pub repo_managed: bool,
+    /// The hosted-provider connection (`git_connections.name`) of a GitHub project, whose
+    /// `repo_path` is then `owner/name`.
+    pub git_connection: Option<String>,
     pub default_branch: Option<String>,
     pub scanned_commit: Option<String>,
     pub config_json: Option<String>,

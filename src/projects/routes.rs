@@ -106,11 +106,15 @@ pub(crate) fn project_view(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RepositoryInput {
-    /// `local`.
+    /// `local` or `github`.
     pub provider: String,
-    /// An existing repository on the appliance (Admins only; must be under `ARNO_GIT_LOCAL_ROOTS`).
-    /// Without it Arno creates a new repository.
+    /// `local`: an existing repository on the appliance (Admins only; must be under
+    /// `ARNO_GIT_LOCAL_ROOTS`). Without it Arno creates a new repository.
     pub path: Option<String>,
+    /// `github`: the git connection (its name in `/admin/git`) whose App reaches the repository.
+    pub connection: Option<String>,
+    /// `github`: `owner/name`.
+    pub repository: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -139,12 +143,21 @@ pub async fn list_projects(State(state): State<AppState>, ApiUser(auth): ApiUser
 pub(crate) fn repository_choice(input: Option<RepositoryInput>) -> AppResult<RepositoryChoice> {
     match input {
         None => Ok(RepositoryChoice::NewLocal),
-        Some(r) if r.provider != "local" => Err(AppError::field(
-            "repository.provider",
-            "only `local` is available in this release (GitHub and GitLab are coming)",
-        )),
-        Some(RepositoryInput { path: None, .. }) => Ok(RepositoryChoice::NewLocal),
-        Some(RepositoryInput { path: Some(p), .. }) => Ok(RepositoryChoice::ExistingLocal(p)),
+        Some(RepositoryInput { provider, path, connection, repository }) => match provider.as_str() {
+            "local" if connection.is_some() || repository.is_some() => {
+                Err(AppError::field("repository", "a local repository takes only `path`"))
+            }
+            "local" => Ok(path.map_or(RepositoryChoice::NewLocal, RepositoryChoice::ExistingLocal)),
+            "github" if path.is_some() => {
+                Err(AppError::field("repository.path", "a GitHub repository takes `connection` and `repository`"))
+            }
+            "github" => match (connection, repository) {
+                (Some(connection), Some(repository)) => Ok(RepositoryChoice::GitHub { connection, repository }),
+                (None, _) => Err(AppError::field("repository.connection", "is required for a GitHub repository")),
+                (_, None) => Err(AppError::field("repository.repository", "is required (owner/name)")),
+            },
+            _ => Err(AppError::field("repository.provider", "is `local` or `github` (GitLab is coming)")),
+        },
     }
 }
 

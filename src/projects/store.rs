@@ -8,7 +8,7 @@ use crate::error::{AppError, AppResult};
 
 const COLUMNS: &str = "id, slug, name, owner_id, visibility, state, size_bytes, quota_bytes, audit_retention_ms, \
     provider, repo_path, repo_managed, default_branch, scanned_commit, config_json, config_present, scan_error, scanned_at, created_at, \
-    updated_at, last_activity_at";
+    updated_at, last_activity_at, git_connection";
 
 #[derive(sqlx::FromRow)]
 struct ProjectRow {
@@ -33,6 +33,7 @@ struct ProjectRow {
     created_at: i64,
     updated_at: i64,
     last_activity_at: i64,
+    git_connection: Option<String>,
 }
 
 impl ProjectRow {
@@ -60,8 +61,27 @@ impl ProjectRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             last_activity_at: self.last_activity_at,
+            git_connection: self.git_connection,
         })
     }
+}
+
+/// The slug of the project on a hosted repository, if one is.
+pub async fn find_by_repository(
+    conn: &mut AnyConnection,
+    provider: &str,
+    connection: &str,
+    repository: &str,
+) -> AppResult<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT slug FROM projects WHERE provider = $1 AND git_connection = $2 AND lower(repo_path) = lower($3)",
+    )
+    .bind(provider)
+    .bind(connection)
+    .bind(repository)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(slug,)| slug))
 }
 
 /// Managed repositories (`repo_managed`) by project id, with their stored paths.
@@ -77,7 +97,7 @@ pub async fn set_repo_path(conn: &mut AnyConnection, id: &str, repo_path: &str) 
 pub async fn insert(conn: &mut AnyConnection, p: &Project) -> AppResult<()> {
     let result = sqlx::query(&format!(
         "INSERT INTO projects ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, $21)"
+         $16, $17, $18, $19, $20, $21, $22)"
     ))
     .bind(&p.id)
     .bind(&p.slug)
@@ -100,6 +120,7 @@ pub async fn insert(conn: &mut AnyConnection, p: &Project) -> AppResult<()> {
     .bind(p.created_at)
     .bind(p.updated_at)
     .bind(p.last_activity_at)
+    .bind(&p.git_connection)
     .execute(conn)
     .await;
     match result {

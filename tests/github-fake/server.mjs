@@ -25,7 +25,7 @@ let base = "";
 const state = {
   installations: new Map(), // id → { id, account, repos: Set, suspended }
   tokens: new Map(), // token → { installation, expires }
-  repos: new Map(), // "owner/name" → { id, owner, name, dir, installation }
+  repos: new Map(), // "owner/name" (lower case: GitHub's names are case-insensitive) → { id, owner, name, dir, installation }
   pulls: new Map(), // "owner/name" → [pull]
   faults: [], // { method, path (RegExp source), status, headers, body, times }
   log: [],
@@ -302,7 +302,7 @@ function pullSimple(repo, p) {
 // --- REST handlers --------------------------------------------------------------------------------
 
 function repoOf(params, inst) {
-  const repo = state.repos.get(`${params.owner}/${params.repo}`);
+  const repo = state.repos.get(`${params.owner}/${params.repo}`.toLowerCase());
   if (!repo || !inst || repo.installation !== inst.id) return null;
   return repo;
 }
@@ -328,7 +328,7 @@ route("POST", "/app/installations/{installation_id}/access_tokens", JWT, ({ para
 });
 
 route("GET", "/repos/{owner}/{repo}/installation", JWT, ({ params }) => {
-  const repo = state.repos.get(`${params.owner}/${params.repo}`);
+  const repo = state.repos.get(`${params.owner}/${params.repo}`.toLowerCase());
   const inst = repo && state.installations.get(repo.installation);
   if (!inst || inst.removed) return notFound();
   return reply(200, installation(inst));
@@ -579,7 +579,7 @@ async function handleGraphql(req, raw, inst) {
   }
   const result = await graphql(body, {
     repository: (ownerLogin, name) => {
-      const repo = state.repos.get(`${ownerLogin}/${name}`);
+      const repo = state.repos.get(`${ownerLogin}/${name}`.toLowerCase());
       return repo && repo.installation === inst.id ? repo : null;
     },
   });
@@ -697,7 +697,7 @@ function control(method, pathname, body) {
     G.init(dir, default_branch);
     if (!state.installations.has(instId)) state.installations.set(instId, { id: instId, account: o, suspended: false, removed: false });
     const id = 100000 + state.repos.size;
-    state.repos.set(`${o}/${name}`, { id, owner: o, name, dir, installation: instId });
+    state.repos.set(`${o}/${name}`.toLowerCase(), { id, owner: o, name, dir, installation: instId });
     return reply(201, { dir, id });
   }
   if (method === "POST" && pathname === "/_fake/faults") {
@@ -720,7 +720,7 @@ function control(method, pathname, body) {
   }
   const pull = /^\/_fake\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)\/merge$/.exec(pathname);
   if (pull && method === "POST") {
-    const repo = state.repos.get(`${pull[1]}/${pull[2]}`);
+    const repo = state.repos.get(`${pull[1]}/${pull[2]}`.toLowerCase());
     const p = repo && findPull(repo, pull[3]);
     if (!p) return notFound();
     const baseSha = G.refSha(repo.dir, `refs/heads/${p.base}`);

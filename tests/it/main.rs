@@ -19,6 +19,7 @@ mod gdpr;
 mod git;
 mod git_connections;
 mod github;
+mod github_projects;
 mod impact;
 mod oidc;
 mod ops;

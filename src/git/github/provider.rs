@@ -32,8 +32,11 @@ use crate::git::{
 /// Arno commits on behalf of a user: the user is the author, Arno the committer.
 pub const COMMITTER_NAME: &str = "Arno";
 pub const COMMITTER_EMAIL: &str = "arno@localhost";
-/// Blobs per GraphQL query (GitHub allows 500,000 nodes; a query's size is what bounds it).
-pub const GRAPHQL_BATCH: usize = 100;
+/// Blobs per GraphQL query (GitHub allows 500,000 nodes; a query's size is what bounds it):
+/// a first scan of 2,000 specs is 8 queries.
+pub const GRAPHQL_BATCH: usize = 250;
+/// Text per GraphQL answer, about (sizes from the tree listing).
+pub const GRAPHQL_BATCH_BYTES: u64 = 4 << 20;
 /// Tree listings kept per repository.
 const LISTINGS_KEPT: usize = 8;
 
@@ -305,12 +308,34 @@ impl GitHubProvider {
     /// endpoint for what GraphQL does not give whole (binary or truncated). Unknown ids are
     /// left out of the answer.
     pub async fn read_blobs(&self, ids: &[ObjectId]) -> GitResult<HashMap<ObjectId, Vec<u8>>> {
+        let sized: Vec<(ObjectId, u64)> = ids.iter().map(|id| (id.clone(), 0)).collect();
+        self.read_blobs_sized(&sized).await
+    }
+
+    /// [`Self::read_blobs`] with the sizes a listing gave: a batch holds at most
+    /// [`GRAPHQL_BATCH`] blobs and about [`GRAPHQL_BATCH_BYTES`] of text.
+    async fn read_blobs_sized(&self, ids: &[(ObjectId, u64)]) -> GitResult<HashMap<ObjectId, Vec<u8>>> {
         let mut out = HashMap::with_capacity(ids.len());
-        let mut wanted: Vec<&str> = ids.iter().map(String::as_str).filter(|id| is_commit_id(id)).collect();
+        let mut wanted: Vec<(&str, u64)> =
+            ids.iter().map(|(id, size)| (id.as_str(), *size)).filter(|(id, _)| is_commit_id(id)).collect();
         wanted.sort_unstable();
         wanted.dedup();
+        let mut batches: Vec<Vec<&str>> = vec![];
+        let mut bytes = 0;
+        for (id, size) in wanted {
+            match batches.last_mut() {
+                Some(batch) if batch.len() < GRAPHQL_BATCH && bytes + size <= GRAPHQL_BATCH_BYTES => {
+                    batch.push(id);
+                    bytes += size;
+                }
+                _ => {
+                    batches.push(vec![id]);
+                    bytes = size;
+                }
+            }
+        }
         let mut whole_by_rest = Vec::new();
-        for batch in wanted.chunks(GRAPHQL_BATCH) {
+        for batch in &batches {
             let mut query =
                 String::from("query($owner: String!, $name: String!) { repository(owner: $owner, name: $name) {");
             for (i, id) in batch.iter().enumerate() {
@@ -669,6 +694,25 @@ impl GitProvider for GitHubProvider {
                 return Err(GitError::NotFound(format!("file {path}")));
             };
             self.blob(&listing.files[at].sha).await
+        }
+        .boxed()
+    }
+
+    fn read_files<'a>(&'a self, commit: &'a str, paths: &'a [String]) -> BoxFuture<'a, GitResult<Vec<Vec<u8>>>> {
+        async move {
+            let listing = self.listing(commit_id(commit)?).await?;
+            let mut ids = Vec::with_capacity(paths.len());
+            for path in paths {
+                let Ok(at) = listing.files.binary_search_by(|e| e.path.as_str().cmp(path)) else {
+                    return Err(GitError::NotFound(format!("file {path}")));
+                };
+                ids.push((listing.files[at].sha.clone(), listing.files[at].size));
+            }
+            let blobs = self.read_blobs_sized(&ids).await?;
+            ids.iter()
+                .zip(paths)
+                .map(|((id, _), path)| blobs.get(id).cloned().ok_or_else(|| GitError::NotFound(format!("file {path}"))))
+                .collect()
         }
         .boxed()
     }

@@ -1,0 +1,149 @@
+//! Projects on GitHub repositories, end to end against the fake GitHub: an Admin connects the
+//! App, a Maker creates a project from a repository the App is installed on, Arno scans it in a
+//! handful of requests, and saves reach the Maker's session branch on GitHub as commits authored
+//! by them — with every request checked against GitHub's published descriptions.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use arno::auth::OrgRole;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::fake_github::{APP_ID, FakeGitHub, KEY_PEM};
+use crate::git::git;
+use crate::support::{TestApp, api};
+use crate::writeback::BUTTON;
+
+pub struct GitHubWorld {
+    pub app: TestApp,
+    pub fake: FakeGitHub,
+    /// The fake's bare repository behind `acme/design-system`.
+    pub bare: PathBuf,
+    pub admin: String,
+    pub maker: String,
+    _tmp: tempfile::TempDir,
+}
+
+/// An instance, the fake GitHub with `acme/design-system` (Button on `main`, with or without an
+/// `.arno/config.json`), a connection `corp` to it, an Admin and a Maker by token.
+pub async fn github_world(with_config: bool) -> Option<GitHubWorld> {
+    let fake = FakeGitHub::start()?;
+    let bare = fake.repo("acme", "design-system", 7).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("Design_system")).unwrap();
+    std::fs::write(work.join("Design_system/Button.md"), BUTTON).unwrap();
+    if with_config {
+        std::fs::create_dir_all(work.join(".arno")).unwrap();
+        std::fs::write(work.join(".arno/config.json"), arno::specs::RepoConfig::default().to_file()).unwrap();
+    }
+    git(tmp.path(), &["init", "-q", "-b", "main", work.to_str().unwrap()]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "init"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let app = TestApp::start_with(&[("ARNO_WRITEBACK_DEBOUNCE_SECS", "1")]).await;
+    let (_, admin) = app.user_with_token("root@example.com", OrgRole::Admin).await;
+    let (_, maker) = app.user_with_token("m1@example.com", OrgRole::Member).await;
+    let connection = json!({
+        "name": "corp", "provider": "github", "api_url": format!("{}/api/v3", fake.origin),
+        "app_id": APP_ID, "private_key": KEY_PEM, "webhook_secret": "It's a Secret to Everybody",
+    });
+    let r = api(Method::POST, &app.url("/api/v1/admin/git/connections"), Some(&admin), Some(connection)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    Some(GitHubWorld { app, fake, bare, admin, maker, _tmp: tmp })
+}
+
+/// Wait until `handle`'s session branch has everything committed.
+pub async fn committed(w: &GitHubWorld, handle: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = api(Method::GET, &w.app.url("/api/v1/projects/ds/changes"), Some(&w.admin), None).await;
+        let branch = r.json()["branches"].as_array().unwrap().iter().find(|b| b["user_handle"] == handle).cloned();
+        if let Some(b) = branch.filter(|b| b["state"] == "committed" && b["pending_files"] == 0) {
+            return b;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never written back to GitHub: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn github_project(repository: &str) -> Value {
+    json!({"name": "Design system", "slug": "ds",
+           "repository": {"provider": "github", "connection": "corp", "repository": repository}})
+}
+
+#[tokio::test]
+async fn a_maker_creates_a_project_from_a_github_repository_and_bad_requests_write_nothing() {
+    let Some(w) = github_world(true).await else { return };
+    let url = w.app.url("/api/v1/projects");
+    let projects = || async {
+        sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM projects").fetch_one(w.app.state.db.pool()).await.unwrap().0
+    };
+    // Refused, each naming its field, and nothing written.
+    for (body, field) in [
+        (json!({"name": "x", "repository": {"provider": "github", "repository": "acme/design-system"}}), "repository.connection"),
+        (json!({"name": "x", "repository": {"provider": "github", "connection": "corp"}}), "repository.repository"),
+        (json!({"name": "x", "repository": {"provider": "github", "connection": "nope", "repository": "acme/design-system"}}), "repository.connection"),
+        (json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "acme/other"}}), "repository.repository"),
+        (json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "a/b/c"}}), "repository.repository"),
+        (json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "../x"}}), "repository.repository"),
+        (json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "acme/design-system", "path": "/tmp"}}), "repository.path"),
+        (json!({"name": "x", "repository": {"provider": "gitlab", "connection": "corp", "repository": "acme/design-system"}}), "repository.provider"),
+    ] {
+        let r = api(Method::POST, &url, Some(&w.maker), Some(body.clone())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.json()["details"]["field"], field, "{body}: {}", r.text);
+    }
+    assert_eq!(projects().await, 0);
+
+    let r = api(Method::POST, &url, Some(&w.maker), Some(github_project("acme/design-system"))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let p = r.json();
+    assert_eq!(p["state"], "active", "{p}");
+    // The same repository twice is refused (webhooks find the project by repository).
+    let again = json!({"name": "Again", "repository": {"provider": "github", "connection": "corp", "repository": "ACME/design-system"}});
+    let r = api(Method::POST, &url, Some(&w.maker), Some(again)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(projects().await, 1);
+
+    let r = api(Method::GET, &w.app.url("/api/v1/projects/ds/components"), Some(&w.maker), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let list = r.json();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Button"]);
+    let audit: (String,) = sqlx::query_as("SELECT intent FROM audit_events WHERE action = 'project.create' AND outcome = 'allowed'")
+        .fetch_one(w.app.state.db.pool())
+        .await
+        .unwrap();
+    let intent: Value = serde_json::from_str(&audit.0).unwrap();
+    assert_eq!((intent["repository"].as_str(), intent["full_name"].as_str()), (Some("github"), Some("acme/design-system")));
+
+    // The connection is in use now: deleting it is refused, naming the project.
+    let r = api(Method::DELETE, &w.app.url("/api/v1/admin/git/connections/corp"), Some(&w.admin), None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json()["details"]["projects"], json!(["ds"]));
+    w.fake.assert_clean().await;
+}
+
+#[tokio::test]
+async fn saves_reach_the_makers_session_branch_on_github() {
+    let Some(w) = github_world(true).await else { return };
+    let r = api(Method::POST, &w.app.url("/api/v1/projects"), Some(&w.maker), Some(github_project("acme/design-system"))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let url = w.app.url("/api/v1/projects/ds/specs/Design_system/Button.md");
+    let current = api(Method::GET, &url, Some(&w.maker), None).await.json();
+    let edited = BUTTON.replace("A button.", "A button, edited in Arno.");
+    let body = json!({"content": edited, "base_version": current["version"], "session_id": "tab"});
+    let r = api(Method::PUT, &url, Some(&w.maker), Some(body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    committed(&w, "m1").await;
+    // One commit on the session branch, authored by the Maker and committed by Arno.
+    assert_eq!(git(&w.bare, &["rev-list", "--count", "main..arno/m1"]), "1");
+    assert_eq!(git(&w.bare, &["log", "-1", "--format=%an <%ae>|%cn", "arno/m1"]), "Ada Lovelace <m1@example.com>|Arno");
+    assert_eq!(git(&w.bare, &["show", "arno/m1:Design_system/Button.md"]) + "\n", edited);
+    assert_eq!(git(&w.bare, &["show", "main:Design_system/Button.md"]) + "\n", BUTTON, "main untouched");
+    git(&w.bare, &["fsck", "--strict", "--no-progress"]);
+    w.fake.assert_clean().await;
+}
