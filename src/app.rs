@@ -174,6 +174,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/health", get(telemetry::health))
         .route("/ready", get(telemetry::ready))
         .route("/static/{file}", get(ui::static_file))
+        .route("/downloads/arno", get(ui::download_binary))
         .route("/api/v1/workflow/{project_id}", get(crate::workflow::ws::connect))
         .route("/audit", get(crate::audit::console::audit_page))
         .route("/audit/verify", post(crate::audit::console::verify_page))
@@ -267,6 +268,8 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             crate::workflow::compact::prune_backups(&state, state.config.workflow_backup_retention).await?;
             let origin = crate::audit::Origin::system();
             crate::projects::archive_idle(&state.db, crate::db::now_ms()).await?;
+            let after = state.config.git_onboarding_archive_after;
+            crate::projects::onboarding::archive_stale(&state.db, crate::db::now_ms(), after).await?;
             let holds = crate::projects::audit_holds(&state.db, state.config.audit_retention).await?;
             crate::audit::retention::purge(&state.db, state.config.audit_retention, &holds, &origin).await.map(|_| ())
         }

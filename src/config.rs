@@ -93,6 +93,7 @@ const SETTINGS: &[Setting] = &[
     secret("audit.stream_token", "ARNO_AUDIT_STREAM_TOKEN"),
     s("audit.stream_max_lag", "ARNO_AUDIT_STREAM_MAX_LAG"),
     s("git.local_roots", "ARNO_GIT_LOCAL_ROOTS"),
+    s("git.onboarding_archive_after", "ARNO_GIT_ONBOARDING_ARCHIVE_AFTER"),
     s("projects.quota", "ARNO_PROJECTS_QUOTA"),
     s("auth.local_login", "ARNO_AUTH_LOCAL_LOGIN"),
     s("scim.provider", "ARNO_SCIM_PROVIDER"),
@@ -175,6 +176,9 @@ pub struct Config {
     pub scim_provider: Option<String>,
     /// Quiet time after a user's last save before it is committed to their session branch.
     pub writeback_debounce: Duration,
+    /// A GitHub project still pending setup this long after its onboarding pull request was
+    /// opened (unmerged) is archived.
+    pub git_onboarding_archive_after: Duration,
     /// The first retry of a failed job waits this long; each further one twice as long (≤ 10 min).
     pub jobs_retry_base: Duration,
     /// After this many attempts a job is failed (and says why).
@@ -425,6 +429,7 @@ fn effective_default(key: &str, c: &Config) -> String {
         "projects.quota" => format!("{} bytes", c.projects_quota),
         "auth.local_login" => c.local_login.to_string(),
         "writeback.debounce_secs" => c.writeback_debounce.as_secs().to_string(),
+        "git.onboarding_archive_after" => humantime::format_duration(c.git_onboarding_archive_after).to_string(),
         "jobs.retry_base" => humantime::format_duration(c.jobs_retry_base).to_string(),
         "jobs.max_attempts" => c.jobs_max_attempts.to_string(),
         "workflow.max_message_bytes" => format!("{} bytes", c.workflow_max_message_bytes),
@@ -644,6 +649,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
             .map_err(|m| err(name("writeback.debounce_secs"), m))?,
     );
     let jobs_retry_base = duration("jobs.retry_base", "5s")?;
+    let git_onboarding_archive_after = duration("git.onboarding_archive_after", "30days")?;
     let jobs_max_attempts =
         parse_num(get("jobs.max_attempts"), 8, 1, 100).map_err(|m| err(name("jobs.max_attempts"), m))?;
     let bytes_setting = |key: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
@@ -705,6 +711,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         scim_provider: get("scim.provider").map(str::to_owned).filter(|s| !s.is_empty()),
         writeback_debounce,
         jobs_retry_base,
+        git_onboarding_archive_after,
         jobs_max_attempts,
         workflow_max_message_bytes,
         workflow_max_document_bytes,

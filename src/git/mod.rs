@@ -211,6 +211,67 @@ pub enum GitError {
 
 pub type GitResult<T> = Result<T, GitError>;
 
+/// A pull (or merge) request's state on the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PullState {
+    Open,
+    Merged,
+    Closed,
+}
+
+impl PullState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullState::Open => "open",
+            PullState::Merged => "merged",
+            PullState::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PullState> {
+        Some(match s {
+            "open" => PullState::Open,
+            "merged" => PullState::Merged,
+            "closed" => PullState::Closed,
+            _ => return None,
+        })
+    }
+}
+
+/// A pull request as the provider has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PullRequest {
+    pub number: u64,
+    /// Where people review it (the provider's web page).
+    pub url: String,
+    pub state: PullState,
+    /// The head branch's commit the pull request shows.
+    pub head_sha: String,
+    pub title: String,
+}
+
+/// Open a pull request from `branch` into `base`.
+#[derive(Debug, Clone)]
+pub struct NewPull {
+    pub branch: String,
+    pub base: String,
+    pub title: String,
+    pub body: String,
+}
+
+/// Review on the provider: what hosted providers add to a repository (GitHub pull requests,
+/// GitLab merge requests). Merging stays on the provider, with its reviews and protections.
+pub trait Reviews: Send + Sync {
+    /// The open pull request from `branch`, if there is one.
+    fn open_pull_for<'a>(&'a self, branch: &'a str) -> BoxFuture<'a, GitResult<Option<PullRequest>>>;
+    /// Open one; when the provider says one is open for the branch already, that one.
+    fn open_pull(&self, new: NewPull) -> BoxFuture<'_, GitResult<PullRequest>>;
+    /// A new title and description.
+    fn update_pull<'a>(&'a self, number: u64, title: &'a str, body: &'a str) -> BoxFuture<'a, GitResult<PullRequest>>;
+    fn pull(&self, number: u64) -> BoxFuture<'_, GitResult<PullRequest>>;
+}
+
 /// The operations Arno needs from a repository. All methods are cheap to call concurrently;
 /// blocking implementations run off the async runtime.
 pub trait GitProvider: Send + Sync {
@@ -287,6 +348,12 @@ pub trait GitProvider: Send + Sync {
 
     /// The newest commit reachable from `commit` that changed `path`.
     fn last_commit<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Option<CommitInfo>>>;
+
+    /// Pull requests, where the provider has them (not the local provider: Arno's own change
+    /// requests serve there).
+    fn reviews(&self) -> Option<&dyn Reviews> {
+        None
+    }
 }
 
 /// A git branch name Arno accepts (`git check-ref-format --branch` rules, conservatively).

@@ -15,6 +15,7 @@ pub mod events;
 pub mod impact;
 pub mod listing;
 pub mod model;
+pub mod onboarding;
 pub mod pages;
 pub mod removal;
 pub mod routes;
@@ -87,8 +88,9 @@ impl Repos {
     /// (the errors name the request's fields).
     pub async fn open_github(&self, connection: &str, repository: &str) -> AppResult<Arc<dyn GitProvider>> {
         let hosted = self.hosted.as_ref().ok_or_else(|| AppError::Internal(anyhow::anyhow!("no hosted clients")))?;
-        crate::git::github::provider::split_repository(repository)
-            .map_err(|_| AppError::field("repository.repository", "is owner/name, as in the repository's GitHub URL"))?;
+        crate::git::github::provider::split_repository(repository).map_err(|_| {
+            AppError::field("repository.repository", "is owner/name, as in the repository's GitHub URL")
+        })?;
         let client = match hosted.get(connection).await {
             Ok(c) => c,
             Err(GitError::NotFound(_)) => {
@@ -592,6 +594,12 @@ pub async fn setup(
 ) -> AppResult<scan::ScanReport> {
     if project.state != ProjectState::PendingSetup || project.config_present {
         return Err(AppError::Conflict("the project is already set up".into()));
+    }
+    if project.provider != "local" {
+        return Err(AppError::Conflict(
+            "a GitHub repository is set up by a pull request: open it with POST …/onboarding (or on the project page)"
+                .into(),
+        ));
     }
     let content = RepoConfig::default().to_file().into_bytes();
     ensure_room(config, project, content.len())?;

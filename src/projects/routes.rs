@@ -30,8 +30,55 @@ pub fn api() -> ApiRouter {
         .routes(routes!(put_member, delete_member))
         .routes(routes!(scan_project))
         .routes(routes!(setup_project))
+        .routes(routes!(onboarding_status, open_onboarding))
         .routes(routes!(list_components, super::authoring::create_component))
         .routes(routes!(get_component))
+}
+
+/// `GET /api/v1/projects/{id}/onboarding`: a GitHub project's detected paths and its onboarding
+/// pull request.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/onboarding", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    responses((status = 200, body = super::onboarding::Onboarding), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Not a GitHub project")))]
+pub async fn onboarding_status(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> AppResult<Json<super::onboarding::Onboarding>> {
+    let (project, _) = super::authorize::<View>(&state.db, &auth, &Origin::from(&ctx), &id, "project.view").await?;
+    Ok(Json(super::onboarding::status(&state.db, &state.repos, &project).await?))
+}
+
+/// `POST /api/v1/projects/{id}/onboarding`: open the pull request that adds `.arno/config.json`
+/// (paths as given, else detected) and the `arno lint` check workflow.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/onboarding", tag = "projects",
+    security(("token" = []), ("session" = [])),
+    params(("id" = String, Path, description = "Project id or slug")),
+    request_body = super::onboarding::SetupPaths,
+    responses((status = 201, body = super::onboarding::PullRecord), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Set up already, a pull request open already, or not a GitHub project"),
+        (status = 502, body = ErrorBody, description = "GitHub failed")))]
+pub async fn open_onboarding(
+    State(state): State<AppState>,
+    ApiUser(auth): ApiUser,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    body: Result<Option<ApiJson<super::onboarding::SetupPaths>>, AppError>,
+) -> AppResult<(StatusCode, Json<super::onboarding::PullRecord>)> {
+    let origin = Origin::from(&ctx);
+    // Who asks first: a refusal is audited whatever the body.
+    let (project, grant) = super::authorize::<Setup>(&state.db, &auth, &origin, &id, "project.onboarding").await?;
+    let paths = body?
+        .map(|ApiJson(p)| p)
+        .unwrap_or(super::onboarding::SetupPaths { components_md: None, components_code: None });
+    let public_url = state.config.public_url.as_str();
+    let record =
+        super::onboarding::open(&state.db, public_url, &state.repos, &auth, &origin, &project, &grant, paths).await?;
+    Ok((StatusCode::CREATED, Json(record)))
 }
 
 #[derive(Serialize, ToSchema)]

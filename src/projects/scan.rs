@@ -185,8 +185,7 @@ async fn read_repository(db: &Db, provider: &dyn GitProvider, project: &Project)
     let mut rows = Vec::with_capacity(changed.len());
     if let Some(commit) = &head.commit {
         // One batch read (a hosted provider reads in a few requests what changed).
-        let wanted: Vec<String> =
-            changed.iter().filter(|f| f.size <= MAX_SPEC_BYTES).map(|f| f.path.clone()).collect();
+        let wanted: Vec<String> = changed.iter().filter(|f| f.size <= MAX_SPEC_BYTES).map(|f| f.path.clone()).collect();
         let mut read = provider.read_files(commit, &wanted).await?.into_iter();
         for file in &changed {
             let bytes = if file.size > MAX_SPEC_BYTES { None } else { read.next() };

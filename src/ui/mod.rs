@@ -55,6 +55,37 @@ pub async fn static_file(Path(file): Path<String>) -> Result<Response, AppError>
     Ok(response)
 }
 
+/// `GET /downloads/arno`: the `arno` executable this server runs, for CI runners (the
+/// onboarding pull request's check fetches it here, so an air-gapped runner needs no internet).
+/// Public: the binary holds no secret, and the same file ships in the .deb and the image.
+pub async fn download_binary() -> Result<Response, AppError> {
+    use futures_util::StreamExt as _;
+    use tokio::io::AsyncReadExt as _;
+    let path = std::env::current_exe().map_err(|e| AppError::Internal(e.into()))?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| AppError::Internal(e.into()))?;
+    let length = file.metadata().await.map_err(|e| AppError::Internal(e.into()))?.len();
+    let chunks = futures_util::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    })
+    .boxed();
+    let mut response = axum::body::Body::from_stream(chunks).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"arno\""));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-arno-version", HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
+    Ok(response)
+}
+
 pub struct UserView {
     pub name: String,
     pub handle: String,

@@ -262,7 +262,7 @@ function pullRequest(repo, p) {
     ref,
     sha: G.refSha(repo.dir, `refs/heads/${ref}`) || p.head_sha,
     user: owner(repo.owner),
-    repo: repository(repo, false),
+    repo: repository(repo, true),
   });
   Object.assign(r, {
     id: p.id,

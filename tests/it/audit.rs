@@ -294,6 +294,15 @@ async fn every_mutating_route_writes_exactly_one_record() {
         ("project.setup", "denied", Some(dave.id.as_str()))
     );
     expect(&mut covered, ("POST", "/api/v1/projects/{id}/setup"));
+    // The onboarding pull request (a GitHub project's setup): refused to a stranger, audited
+    // once; opening one is audited in tests/it/github_projects.rs against the fake GitHub.
+    let before = count(&app).await;
+    let r = api(Method::POST, &app.url(&format!("/api/v1/projects/{pid}/onboarding")), Some(&dave_token), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(count(&app).await, before + 1);
+    let (action, outcome, _) = last(&app).await;
+    assert_eq!((action.as_str(), outcome.as_str()), ("project.onboarding", "denied"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/onboarding"));
 
     // Refused writes are recorded too: CSRF, unknown bearer tokens.
     let before = count(&app).await;

@@ -82,14 +82,35 @@ async fn a_maker_creates_a_project_from_a_github_repository_and_bad_requests_wri
     };
     // Refused, each naming its field, and nothing written.
     for (body, field) in [
-        (json!({"name": "x", "repository": {"provider": "github", "repository": "acme/design-system"}}), "repository.connection"),
+        (
+            json!({"name": "x", "repository": {"provider": "github", "repository": "acme/design-system"}}),
+            "repository.connection",
+        ),
         (json!({"name": "x", "repository": {"provider": "github", "connection": "corp"}}), "repository.repository"),
-        (json!({"name": "x", "repository": {"provider": "github", "connection": "nope", "repository": "acme/design-system"}}), "repository.connection"),
-        (json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "acme/other"}}), "repository.repository"),
-        (json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "a/b/c"}}), "repository.repository"),
-        (json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "../x"}}), "repository.repository"),
-        (json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "acme/design-system", "path": "/tmp"}}), "repository.path"),
-        (json!({"name": "x", "repository": {"provider": "gitlab", "connection": "corp", "repository": "acme/design-system"}}), "repository.provider"),
+        (
+            json!({"name": "x", "repository": {"provider": "github", "connection": "nope", "repository": "acme/design-system"}}),
+            "repository.connection",
+        ),
+        (
+            json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "acme/other"}}),
+            "repository.repository",
+        ),
+        (
+            json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "a/b/c"}}),
+            "repository.repository",
+        ),
+        (
+            json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "../x"}}),
+            "repository.repository",
+        ),
+        (
+            json!({"name": "x", "repository": {"provider": "github", "connection": "corp", "repository": "acme/design-system", "path": "/tmp"}}),
+            "repository.path",
+        ),
+        (
+            json!({"name": "x", "repository": {"provider": "gitlab", "connection": "corp", "repository": "acme/design-system"}}),
+            "repository.provider",
+        ),
     ] {
         let r = api(Method::POST, &url, Some(&w.maker), Some(body.clone())).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
@@ -112,12 +133,16 @@ async fn a_maker_creates_a_project_from_a_github_repository_and_bad_requests_wri
     let list = r.json();
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Button"]);
-    let audit: (String,) = sqlx::query_as("SELECT intent FROM audit_events WHERE action = 'project.create' AND outcome = 'allowed'")
-        .fetch_one(w.app.state.db.pool())
-        .await
-        .unwrap();
+    let audit: (String,) =
+        sqlx::query_as("SELECT intent FROM audit_events WHERE action = 'project.create' AND outcome = 'allowed'")
+            .fetch_one(w.app.state.db.pool())
+            .await
+            .unwrap();
     let intent: Value = serde_json::from_str(&audit.0).unwrap();
-    assert_eq!((intent["repository"].as_str(), intent["full_name"].as_str()), (Some("github"), Some("acme/design-system")));
+    assert_eq!(
+        (intent["repository"].as_str(), intent["full_name"].as_str()),
+        (Some("github"), Some("acme/design-system"))
+    );
 
     // The connection is in use now: deleting it is refused, naming the project.
     let r = api(Method::DELETE, &w.app.url("/api/v1/admin/git/connections/corp"), Some(&w.admin), None).await;
@@ -129,7 +154,9 @@ async fn a_maker_creates_a_project_from_a_github_repository_and_bad_requests_wri
 #[tokio::test]
 async fn saves_reach_the_makers_session_branch_on_github() {
     let Some(w) = github_world(true).await else { return };
-    let r = api(Method::POST, &w.app.url("/api/v1/projects"), Some(&w.maker), Some(github_project("acme/design-system"))).await;
+    let r =
+        api(Method::POST, &w.app.url("/api/v1/projects"), Some(&w.maker), Some(github_project("acme/design-system")))
+            .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let url = w.app.url("/api/v1/projects/ds/specs/Design_system/Button.md");
     let current = api(Method::GET, &url, Some(&w.maker), None).await.json();
@@ -146,4 +173,124 @@ async fn saves_reach_the_makers_session_branch_on_github() {
     assert_eq!(git(&w.bare, &["show", "main:Design_system/Button.md"]) + "\n", BUTTON, "main untouched");
     git(&w.bare, &["fsck", "--strict", "--no-progress"]);
     w.fake.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_repository_without_config_is_set_up_by_an_onboarding_pull_request() {
+    let Some(w) = github_world(false).await else { return };
+    let r =
+        api(Method::POST, &w.app.url("/api/v1/projects"), Some(&w.maker), Some(github_project("acme/design-system")))
+            .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["state"], "pending_setup");
+    let (viewer_user, viewer) = w.app.user_with_token("v@example.com", OrgRole::Member).await;
+    let url = w.app.url(&format!("/api/v1/projects/ds/members/{}", viewer_user.id));
+    assert!(api(Method::PUT, &url, Some(&w.maker), Some(json!({"role": "viewer"}))).await.status.is_success());
+    let (_, outsider) = w.app.user_with_token("o@example.com", OrgRole::Member).await;
+
+    let onboarding = w.app.url("/api/v1/projects/ds/onboarding");
+    let status = api(Method::GET, &onboarding, Some(&viewer), None).await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    let s = status.json();
+    assert_eq!((s["components_md"].as_str(), s["pull_request"].is_null()), (Some("Design_system/"), true), "{s}");
+
+    // Refused: a Viewer, an outsider, bad paths, a malformed body; nothing is opened.
+    let r = api(Method::POST, &onboarding, Some(&viewer), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = api(Method::POST, &onboarding, Some(&outsider), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    for (body, field) in
+        [(json!({"components_md": "../up/"}), "components_md"), (json!({"components_code": "a//b"}), "components_code")]
+    {
+        let r = api(Method::POST, &onboarding, Some(&w.maker), Some(body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert_eq!(r.json()["details"]["field"], field);
+    }
+    let r = api(Method::POST, &onboarding, Some(&w.maker), Some(json!({"paths": 1}))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(git(&w.bare, &["branch", "--list", "arno/setup"]).is_empty(), "nothing opened");
+    // The default branch is never written for a GitHub project.
+    let r = api(Method::POST, &w.app.url("/api/v1/projects/ds/setup"), Some(&w.maker), None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+
+    let r = api(Method::POST, &onboarding, Some(&w.maker), None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let pull = r.json();
+    assert_eq!(
+        (pull["branch"].as_str(), pull["state"].as_str(), pull["number"].as_i64()),
+        (Some("arno/setup"), Some("open"), Some(1))
+    );
+    assert!(pull["url"].as_str().unwrap().ends_with("/acme/design-system/pull/1"), "{pull}");
+    let config = git(&w.bare, &["show", "arno/setup:.arno/config.json"]);
+    assert!(config.contains("\"componentsMd\": \"Design_system/\""), "{config}");
+    let workflow = git(&w.bare, &["show", "arno/setup:.github/workflows/arno-check.yml"]);
+    assert!(workflow.contains("lint ."), "{workflow}");
+    assert!(
+        workflow.contains(&format!("{}/downloads/arno", w.app.state.config.public_url.as_str().trim_end_matches('/')))
+    );
+    assert_eq!(git(&w.bare, &["log", "-1", "--format=%an|%cn", "arno/setup"]), "Ada Lovelace|Arno");
+    assert!(
+        git(&w.bare, &["ls-tree", "-r", "--name-only", "main"]).lines().all(|l| !l.starts_with(".arno")),
+        "main untouched"
+    );
+    let pulls = w.fake.control(Method::GET, "pulls", json!(null)).await;
+    let opened = &pulls["acme/design-system"][0];
+    assert_eq!(
+        (opened["title"].as_str(), opened["base"].as_str(), opened["head"].as_str()),
+        (Some("Set up Arno"), Some("main"), Some("arno/setup"))
+    );
+    assert!(opened["body"].as_str().unwrap().contains("/projects/ds"), "links back to Arno");
+    let again = api(Method::POST, &onboarding, Some(&w.maker), None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert!(again.text.contains("/pull/1"), "{}", again.text);
+    let audit: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'project.onboarding' AND outcome = 'allowed'")
+            .fetch_one(w.app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(audit.0, 1);
+
+    // Merged on GitHub; the next scan finds the config and the project is active.
+    w.fake.control(Method::POST, "repos/acme/design-system/pulls/1/merge", json!({})).await;
+    let r = api(Method::POST, &w.app.url("/api/v1/projects/ds/scan"), Some(&w.maker), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["state"], "active");
+    w.fake.assert_clean().await;
+}
+
+#[tokio::test]
+async fn an_onboarding_pull_request_left_unmerged_archives_the_project() {
+    let Some(w) = github_world(false).await else { return };
+    let r =
+        api(Method::POST, &w.app.url("/api/v1/projects"), Some(&w.maker), Some(github_project("acme/design-system")))
+            .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = api(Method::POST, &w.app.url("/api/v1/projects/ds/onboarding"), Some(&w.maker), None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let day = 24 * 3600 * 1000;
+    let after = w.app.state.config.git_onboarding_archive_after;
+    assert_eq!(after, Duration::from_secs(30 * 86_400), "30 days by default");
+    let now = arno::db::now_ms();
+    assert_eq!(arno::projects::onboarding::archive_stale(&w.app.state.db, now + 29 * day, after).await.unwrap(), 0);
+    assert_eq!(arno::projects::onboarding::archive_stale(&w.app.state.db, now + 31 * day, after).await.unwrap(), 1);
+    let p = api(Method::GET, &w.app.url("/api/v1/projects/ds"), Some(&w.maker), None).await.json();
+    assert_eq!(p["state"], "archived");
+    let reason: (String,) = sqlx::query_as("SELECT intent FROM audit_events WHERE action = 'project.archive'")
+        .fetch_one(w.app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(reason.0.contains("unmerged for 30 days"), "{}", reason.0);
+}
+
+#[tokio::test]
+async fn ci_runners_download_the_arno_binary_from_the_instance() {
+    let app = TestApp::start().await;
+    let r = reqwest::get(app.url("/downloads/arno")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    let length: u64 = r.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, length);
+    assert_eq!(&bytes[..4], b"\x7fELF", "an executable");
+    assert_eq!(length, std::fs::metadata(std::env::current_exe().unwrap()).unwrap().len());
 }
