@@ -93,6 +93,9 @@ async fn run_one(state: &AppState, owner: &str, job: Job) {
     let result = match job.kind.as_str() {
         crate::projects::writeback::JOB_KIND => crate::projects::writeback::run(state, &job).await,
         crate::workflow::compact::JOB_KIND => crate::workflow::compact::run(state, &job).await,
+        crate::projects::pulls::JOB_KIND => {
+            crate::projects::pulls::run(&state.db, &state.repos, state.config.public_url.as_str(), &job).await
+        }
         other => Err(JobError::Fatal(format!("unknown job kind {other:?}"))),
     };
     match result {

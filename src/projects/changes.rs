@@ -83,6 +83,9 @@ pub struct ChangeRequest {
     pub skipped_paths: usize,
     /// Whether the default branch can simply move to the branch's head.
     pub can_fast_forward: bool,
+    /// On a hosted repository (GitHub): the branch's pull request, as Arno last saw it. Merging
+    /// happens there (reviews, CODEOWNERS, branch protection), not in Arno.
+    pub pull_request: Option<super::onboarding::PullRecord>,
 }
 
 impl ChangeRequest {
@@ -165,7 +168,20 @@ async fn load_change(state: &AppState, project: &Project, handle: &str, with_dif
             }
         }
     }
-    Ok(ChangeRequest { branch, default_branch: default.name, head, base, files, skipped_paths, can_fast_forward })
+    let pull_request = {
+        let mut conn = state.db.pool().acquire().await?;
+        super::onboarding::pull_for_branch(&mut conn, &project.id, &branch.branch).await?
+    };
+    Ok(ChangeRequest {
+        branch,
+        default_branch: default.name,
+        head,
+        base,
+        files,
+        skipped_paths,
+        can_fast_forward,
+        pull_request,
+    })
 }
 
 /// Merge a session branch into the default branch; returns the default branch's new head.
@@ -178,6 +194,13 @@ pub async fn merge(
     mode: MergeMode,
 ) -> AppResult<String> {
     let project = on.project();
+    if project.git_connection.is_some() {
+        return Err(AppError::Conflict(
+            "this repository is on GitHub: merge the branch's pull request there (reviews, CODEOWNERS and branch \
+             protection apply)"
+                .into(),
+        ));
+    }
     let sb = {
         let mut conn = state.db.pool().acquire().await?;
         writeback::branch_of(&mut conn, &project.id, handle).await?.ok_or(AppError::NotFound)?
@@ -579,7 +602,8 @@ async fn change_page(
     let status = if error.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
     let html = render(&ChangePage {
         page: PageContext::for_user(auth, &state.keys.csrf),
-        can_merge: access::decide::<MergeChanges>(&auth.user, &facts).is_ok(),
+        // A hosted repository merges on the provider (its reviews and protections apply).
+        can_merge: access::decide::<MergeChanges>(&auth.user, &facts).is_ok() && project.git_connection.is_none(),
         is_owner: change.branch.user_handle == auth.user.handle
             && access::decide::<EditSpecs>(&auth.user, &facts).is_ok(),
         project: project.clone(),

@@ -17,6 +17,7 @@ pub mod listing;
 pub mod model;
 pub mod onboarding;
 pub mod pages;
+pub mod pulls;
 pub mod removal;
 pub mod routes;
 pub mod scan;

@@ -510,6 +510,11 @@ async fn recorded(
                 .target("branch", branch)
                 .intent(json!({"on_behalf_of": user.id, "commit": head, "files": files.len()}));
             audit::record(&mut tx, event).await?;
+            // A hosted repository reviews the branch in a pull request, opened or updated by a
+            // job of its own (exactly when the commit is recorded).
+            if project.git_connection.is_some() {
+                super::pulls::schedule(&mut tx, &project.id, &user.id, branch).await?;
+            }
         }
         tx.commit().await?;
         AppResult::Ok(state_now)

@@ -294,3 +294,86 @@ async fn ci_runners_download_the_arno_binary_from_the_instance() {
     assert_eq!(&bytes[..4], b"\x7fELF", "an executable");
     assert_eq!(length, std::fs::metadata(std::env::current_exe().unwrap()).unwrap().len());
 }
+
+#[tokio::test]
+async fn the_first_push_of_a_session_branch_opens_a_pull_request_and_later_ones_update_it() {
+    let Some(w) = github_world(true).await else { return };
+    let r =
+        api(Method::POST, &w.app.url("/api/v1/projects"), Some(&w.maker), Some(github_project("acme/design-system")))
+            .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let url = w.app.url("/api/v1/projects/ds/specs/Design_system/Button.md");
+    let save = |text: String| {
+        let (url, maker) = (url.clone(), w.maker.clone());
+        async move {
+            let current = api(Method::GET, &url, Some(&maker), None).await.json();
+            let body = json!({"content": text, "base_version": current["version"], "session_id": "tab"});
+            let r = api(Method::PUT, &url, Some(&maker), Some(body)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        }
+    };
+    save(BUTTON.replace("A button.", "A button, once.")).await;
+    committed(&w, "m1").await;
+    let pull = wait_for_pull(&w, |p| p["head"] == "arno/m1").await;
+    assert_eq!((pull["base"].as_str(), pull["state"].as_str()), (Some("main"), Some("open")));
+    assert_eq!(pull["title"], "Arno: Button.md by Ada Lovelace");
+    let body = pull["body"].as_str().unwrap();
+    assert!(body.contains("- `Design_system/Button.md` (changed)"), "{body}");
+    assert!(body.contains("/projects/ds/changes/m1"), "{body}");
+
+    // A second push: the same pull request, its description brought up to date.
+    let r = api(
+        Method::POST,
+        &w.app.url("/api/v1/projects/ds/components"),
+        Some(&w.maker),
+        Some(json!({"name": "Card", "description": "A card."})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    committed(&w, "m1").await;
+    let pull = wait_for_pull(&w, |p| p["body"].as_str().unwrap_or("").contains("Card.md")).await;
+    assert_eq!(pull["number"], 1, "updated, not a second one");
+    assert_eq!(pull["title"], "Arno: 2 specs by Ada Lovelace");
+    let pulls = w.fake.control(Method::GET, "pulls", json!(null)).await;
+    assert_eq!(pulls["acme/design-system"].as_array().unwrap().len(), 1);
+
+    // The change request shows it, and merging happens on GitHub, not in Arno.
+    let r = api(Method::GET, &w.app.url("/api/v1/projects/ds/changes/m1"), Some(&w.maker), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let change = r.json();
+    assert_eq!(
+        (change["pull_request"]["number"].as_i64(), change["pull_request"]["state"].as_str()),
+        (Some(1), Some("open")),
+        "{change}"
+    );
+    let r = api(
+        Method::POST,
+        &w.app.url("/api/v1/projects/ds/changes/m1/merge"),
+        Some(&w.maker),
+        Some(json!({"mode": "merge_commit"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    let audit: (i64, i64) = sqlx::query_as(
+        "SELECT SUM(CASE WHEN action = 'pull_request.open' THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN action = 'pull_request.update' THEN 1 ELSE 0 END) FROM audit_events",
+    )
+    .fetch_one(w.app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(audit, (1, 1));
+    w.fake.assert_clean().await;
+}
+
+async fn wait_for_pull(w: &GitHubWorld, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pulls = w.fake.control(Method::GET, "pulls", json!(null)).await;
+        if let Some(p) = pulls["acme/design-system"].as_array().and_then(|l| l.iter().find(|p| wanted(p))) {
+            return p.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no such pull request: {pulls}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
