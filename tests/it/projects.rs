@@ -216,7 +216,8 @@ async fn a_new_local_repository_is_created_and_active() {
         (json!({"name": ""}), StatusCode::BAD_REQUEST, "name"),
         (json!({"name": "Y", "colour": "red"}), StatusCode::BAD_REQUEST, "colour"),
         (json!({"name": "Y", "visibility": "secret"}), StatusCode::BAD_REQUEST, "visibility"),
-        (json!({"name": "Y", "repository": {"provider": "github"}}), StatusCode::BAD_REQUEST, "local"),
+        (json!({"name": "Y", "repository": {"provider": "github"}}), StatusCode::BAD_REQUEST, "repository.connection"),
+        (json!({"name": "Y", "repository": {"provider": "svn"}}), StatusCode::BAD_REQUEST, "repository.provider"),
         (
             json!({"name": "Y", "repository": {"provider": "local", "path": "/etc"}}),
             StatusCode::FORBIDDEN,
