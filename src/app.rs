@@ -175,6 +175,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/ready", get(telemetry::ready))
         .route("/static/{file}", get(ui::static_file))
         .route("/downloads/arno", get(ui::download_binary))
+        .route("/api/v1/webhooks/github/{connection}", post(crate::git::webhooks::receive_github))
         .route("/api/v1/workflow/{project_id}", get(crate::workflow::ws::connect))
         .route("/audit", get(crate::audit::console::audit_page))
         .route("/audit/verify", post(crate::audit::console::verify_page))
@@ -248,10 +249,17 @@ fn metrics_router(metrics: Metrics) -> Router {
 /// Housekeeping that keeps tables small; runs until shutdown.
 async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
+    let mut first = true;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
+        }
+        if std::mem::take(&mut first) {
+            // Webhook deliveries made while this instance was down.
+            if let Err(e) = crate::projects::sync::missed_deliveries(&state).await {
+                tracing::warn!(event_type = "missed_deliveries_failed", error = %e, "could not look for missed webhook deliveries");
+            }
         }
         let idle = state.config.session_idle_timeout;
         let result = async {
@@ -265,6 +273,7 @@ async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             // few minutes contradicts a signature made before it.
             crate::audit::checkpoint(&state.db, &state.keys.audit).await?;
             crate::jobs::sweep(&mut conn).await?;
+            crate::git::webhooks::prune(&mut conn, crate::db::now_ms()).await?;
             crate::workflow::compact::prune_backups(&state, state.config.workflow_backup_retention).await?;
             let origin = crate::audit::Origin::system();
             crate::projects::archive_idle(&state.db, crate::db::now_ms()).await?;

@@ -12,6 +12,7 @@ pub mod connections_api;
 pub mod github;
 pub mod hosted;
 pub mod local;
+pub mod webhooks;
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;

@@ -44,9 +44,12 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     // Server-to-server endpoints: authenticated by what they carry (a signed logout token, a
-    // SCIM bearer token), never by cookies, so there is nothing to forge.
+    // SCIM bearer token, a webhook's signature), never by cookies, so there is nothing to forge.
     let path = req.uri().path();
-    if (path.starts_with("/auth/oidc/") && path.ends_with("/backchannel-logout")) || path.starts_with("/scim/") {
+    if (path.starts_with("/auth/oidc/") && path.ends_with("/backchannel-logout"))
+        || path.starts_with("/scim/")
+        || path.starts_with("/api/v1/webhooks/")
+    {
         return next.run(req).await;
     }
     let headers = req.headers();

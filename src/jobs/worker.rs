@@ -81,6 +81,9 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = watch_tick.tick() => {
                 crate::projects::changes::watch_default_branches(&state).await;
+                if let Err(e) = crate::projects::sync::reconcile_due(&state).await {
+                    tracing::warn!(event_type = "reconcile_failed", error = %e, "could not schedule reconciliation");
+                }
                 crate::workflow::history::periodic(&state).await;
                 state.rooms.evict_idle();
             }
@@ -96,6 +99,7 @@ async fn run_one(state: &AppState, owner: &str, job: Job) {
         crate::projects::pulls::JOB_KIND => {
             crate::projects::pulls::run(&state.db, &state.repos, state.config.public_url.as_str(), &job).await
         }
+        crate::projects::sync::JOB_KIND => crate::projects::sync::run(state, &job).await,
         other => Err(JobError::Fatal(format!("unknown job kind {other:?}"))),
     };
     match result {

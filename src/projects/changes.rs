@@ -369,11 +369,16 @@ fn report_branch(project: &Project) -> String {
     project.default_branch.clone().unwrap_or_else(|| "default".into())
 }
 
-/// Compare every project's default branch (archived ones excepted) with its last scan; re-scan those that moved
-/// (a push or a merge outside Arno). One replica does each project (a lock), the others skip it.
+/// Compare every local project's default branch (archived ones excepted) with its last scan;
+/// re-scan those that moved (a push or a merge outside Arno). One replica does each project (a
+/// lock), the others skip it. Hosted projects cost requests: webhooks and reconciliation
+/// ([`super::sync`]) watch them instead.
 pub async fn watch_default_branches(state: &AppState) {
     let projects: Vec<(String,)> =
-        match sqlx::query_as("SELECT id FROM projects WHERE state <> 'archived'").fetch_all(state.db.pool()).await {
+        match sqlx::query_as("SELECT id FROM projects WHERE state <> 'archived' AND provider = 'local'")
+            .fetch_all(state.db.pool())
+            .await
+        {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(event_type = "watch_failed", error = %e, "could not list projects to watch");
@@ -387,7 +392,7 @@ pub async fn watch_default_branches(state: &AppState) {
     }
 }
 
-async fn watch_one(state: &AppState, id: &str) -> AppResult<()> {
+pub(crate) async fn watch_one(state: &AppState, id: &str) -> AppResult<()> {
     let project = {
         let mut conn = state.db.pool().acquire().await?;
         store::find(&mut conn, id).await?

@@ -23,6 +23,7 @@ pub mod routes;
 pub mod scan;
 pub mod specs_api;
 pub mod store;
+pub mod sync;
 pub mod writeback;
 
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct Repos {
     open: Mutex<HashMap<String, Arc<dyn GitProvider>>>,
     /// Clients of hosted-provider connections (GitHub); `None` where the caller has no database.
     hosted: Option<Arc<crate::git::hosted::HostedClients>>,
+    /// When each hosted project was last scheduled for reconciliation.
+    reconciled: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Repos {
@@ -63,7 +66,12 @@ impl std::fmt::Debug for Repos {
 
 impl Repos {
     pub fn new(data_dir: &Path) -> std::io::Result<Repos> {
-        Ok(Repos { data_dir: std::path::absolute(data_dir)?, open: Mutex::default(), hosted: None })
+        Ok(Repos {
+            data_dir: std::path::absolute(data_dir)?,
+            open: Mutex::default(),
+            hosted: None,
+            reconciled: Mutex::default(),
+        })
     }
 
     /// With the clients that reach hosted repositories (GitHub projects).
@@ -106,6 +114,25 @@ impl Repos {
                 "is not a repository the connection's GitHub App is installed on (install the App on it first)",
             )),
             Err(e) => Err(git_error(e)),
+        }
+    }
+
+    /// Forget a project's opened repository (it reopens on next use), after it moved.
+    pub fn forget_project(&self, project_id: &str) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(project_id);
+    }
+
+    /// Whether a hosted project is due for reconciliation (at most once per `every` in this
+    /// process; the job queue folds what several replicas schedule).
+    pub fn reconcile_due(&self, project_id: &str, every: std::time::Duration) -> bool {
+        let mut last = self.reconciled.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match last.get(project_id) {
+            Some(at) if now.duration_since(*at) < every => false,
+            _ => {
+                last.insert(project_id.to_owned(), now);
+                true
+            }
         }
     }
 

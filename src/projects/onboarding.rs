@@ -153,6 +153,17 @@ pub async fn pull_of(conn: &mut AnyConnection, project_id: &str, kind: &str) -> 
     .await?)
 }
 
+/// The project's pull requests Arno last saw open.
+pub async fn open_pulls(conn: &mut AnyConnection, project_id: &str) -> AppResult<Vec<PullRecord>> {
+    Ok(sqlx::query_as(
+        "SELECT branch, kind, number, url, state, head_sha, opened_at, updated_at FROM pull_requests \
+         WHERE project_id = $1 AND state = 'open' ORDER BY opened_at",
+    )
+    .bind(project_id)
+    .fetch_all(conn)
+    .await?)
+}
+
 pub async fn pull_for_branch(
     conn: &mut AnyConnection,
     project_id: &str,

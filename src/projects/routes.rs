@@ -83,8 +83,14 @@ pub async fn open_onboarding(
 
 #[derive(Serialize, ToSchema)]
 pub struct RepositoryView {
-    /// `local` (GitHub and GitLab in a later release).
+    /// `local` or `github`.
     pub provider: String,
+    /// A hosted repository's git connection (see `/api/v1/admin/git/connections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// A hosted repository's name there (`owner/name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
     pub default_branch: Option<String>,
     /// The commit the component cache reflects.
     pub scanned_commit: Option<String>,
@@ -134,9 +140,11 @@ pub(crate) fn project_view(
         my_role,
         repository: RepositoryView {
             provider: p.provider.clone(),
+            connection: p.git_connection.clone(),
+            repository: p.git_connection.as_ref().map(|_| p.repo_path.clone()),
             default_branch: p.default_branch.clone(),
             scanned_commit: p.scanned_commit.clone(),
-            path: access::holds_org::<access::Administer>(&auth.user)
+            path: (p.git_connection.is_none() && access::holds_org::<access::Administer>(&auth.user))
                 .then(|| state.repos.dir_of(p).display().to_string()),
         },
         quota: super::quota(&state.config, p),

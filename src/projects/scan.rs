@@ -74,6 +74,11 @@ pub async fn scan(
             "error": report.error.is_some(),
         }));
     audit::record_alone(db, event).await?;
+    if provider.reviews().is_some() {
+        // "Refresh now" on a hosted project also brings its pull requests' state back.
+        let mut conn = db.pool().acquire().await?;
+        super::sync::schedule(&mut conn, &project.id, true).await?;
+    }
     Ok(report)
 }
 

@@ -33,7 +33,8 @@ const state = {
   tokenLifetime: 3600,
   treeLimit: 100000,
   rate: new Map(), // installation → { remaining, reset }
-  deliveries: [],
+  deliveries: [], // what GET /app/hook/deliveries lists
+  hook: null, // { url, secret }: where the App's webhook deliveries go
 };
 
 const DOCS = "https://docs.github.com/rest";
@@ -689,8 +690,126 @@ async function handleApi(req, res, url, pathname, raw) {
   return done(reply(result.status, result.body, { ...headers, ...result.headers }));
 }
 
+// --- Webhook deliveries ----------------------------------------------------------------------
+
+// Deliver `payload` as GitHub does (JSON body, X-GitHub-Event, X-GitHub-Delivery and
+// X-Hub-Signature-256 under the hook's secret) to the configured hook, and list it in
+// /app/hook/deliveries. `offline`: GitHub tried but could not connect (nothing is sent).
+async function deliver(event, payload, { guid = crypto.randomUUID(), offline = false, signature } = {}) {
+  const body = Buffer.from(JSON.stringify(payload));
+  const started = Date.now();
+  let status = 0;
+  let text = "";
+  if (!offline) {
+    if (!state.hook) throw new Error("no hook configured (POST /_fake/hook first)");
+    const sig = signature ?? `sha256=${crypto.createHmac("sha256", state.hook.secret).update(body).digest("hex")}`;
+    const res = await fetch(state.hook.url, {
+      method: "POST",
+      body,
+      headers: {
+        "content-type": "application/json",
+        "user-agent": "GitHub-Hookshot/fake",
+        "x-github-event": event,
+        "x-github-delivery": guid,
+        "x-github-hook-id": "1",
+        "x-github-hook-installation-target-type": "integration",
+        "x-github-hook-installation-target-id": APP_ID,
+        "x-hub-signature-256": sig,
+      },
+    });
+    status = res.status;
+    text = await res.text();
+  }
+  state.deliveries.unshift({
+    id: state.deliveries.length + 1,
+    guid,
+    delivered_at: iso(now()),
+    redelivery: false,
+    duration: (Date.now() - started) / 1000,
+    status: offline ? "failed to connect" : status < 300 ? "OK" : `Invalid HTTP Response: ${status}`,
+    status_code: offline ? 502 : status,
+    event,
+    action: payload.action ?? null,
+    installation_id: payload.installation?.id ?? null,
+    repository_id: payload.repository?.id ?? null,
+    throttled_at: null,
+  });
+  return { status, body: text, guid };
+}
+
+function hookRepository(repo) {
+  return {
+    id: repo.id,
+    node_id: `R_${repo.id}`,
+    name: repo.name,
+    full_name: `${repo.owner}/${repo.name}`,
+    private: true,
+    owner: { login: repo.owner, id: 1, type: "Organization" },
+    default_branch: G.git(repo.dir, ["symbolic-ref", "--short", "HEAD"]).trim(),
+  };
+}
+
+// The push event of `ref` moving from `before` to its head now, built from the repository:
+// commits listed oldest first, at most 20 (as GitHub caps them), head_commit the newest.
+function pushPayload(repo, ref, before) {
+  const after = G.refSha(repo.dir, ref) || "0".repeat(40);
+  const range = /^0+$/.test(before) ? [after] : [`${before}..${after}`];
+  const log = /^0+$/.test(after)
+    ? ""
+    : G.git(repo.dir, ["log", "--reverse", "--format=%H%x00%s%x00%an%x00%ae%x00%cI", ...range]);
+  const commits = log
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [id, message, name, email, timestamp] = line.split("\0");
+      return { id, tree_id: G.treeOf(repo.dir, id), distinct: true, message, timestamp, author: { name, email }, committer: { name, email }, added: [], removed: [], modified: [] };
+    });
+  return {
+    ref,
+    before,
+    after,
+    created: /^0+$/.test(before),
+    deleted: /^0+$/.test(after),
+    forced: false,
+    compare: `${base}/repos/${repo.owner}/${repo.name}/compare/${before.slice(0, 12)}...${after.slice(0, 12)}`,
+    commits: commits.slice(-20),
+    head_commit: commits.at(-1) ?? null,
+    repository: hookRepository(repo),
+    pusher: { name: "octo", email: "octo@example.com" },
+    sender: { login: "octo", id: 2, type: "User" },
+    installation: { id: repo.installation, node_id: `I_${repo.installation}` },
+  };
+}
+
 // Test control.
-function control(method, pathname, body) {
+async function control(method, pathname, body) {
+  if (method === "POST" && pathname === "/_fake/hook") {
+    state.hook = { url: body.url, secret: body.secret };
+    return reply(204);
+  }
+  if (method === "POST" && pathname === "/_fake/deliver") {
+    return reply(200, await deliver(body.event, body.payload, body));
+  }
+  const rename = /^\/_fake\/repos\/([^/]+)\/([^/]+)\/rename$/.exec(pathname);
+  if (rename && method === "POST") {
+    // Renamed on GitHub: the repository answers to its new name only.
+    const key = `${rename[1]}/${rename[2]}`.toLowerCase();
+    const repo = state.repos.get(key);
+    if (!repo) return notFound();
+    state.repos.delete(key);
+    const pulls = state.pulls.get(`${repo.owner}/${repo.name}`);
+    repo.name = body.name;
+    state.repos.set(`${repo.owner}/${repo.name}`.toLowerCase(), repo);
+    if (pulls) state.pulls.set(`${repo.owner}/${repo.name}`, pulls);
+    return reply(200, hookRepository(repo));
+  }
+  const pushEvent = /^\/_fake\/repos\/([^/]+)\/([^/]+)\/push-event$/.exec(pathname);
+  if (pushEvent && method === "POST") {
+    const repo = state.repos.get(`${pushEvent[1]}/${pushEvent[2]}`.toLowerCase());
+    if (!repo) return notFound();
+    const payload = pushPayload(repo, body.ref, body.before);
+    return reply(200, { ...(await deliver("push", payload, body)), commits: payload.commits.length });
+  }
   if (method === "POST" && pathname === "/_fake/repos") {
     const { owner: o, name, default_branch = "main", installation: instId = 1 } = body;
     const dir = path.join(ROOT, o, `${name}.git`);
@@ -731,6 +850,14 @@ function control(method, pathname, body) {
     const sha = G.writeCommit(repo.dir, { tree: merged.tree, parents: [baseSha, headSha], message: `Merge pull request #${p.number}`, author: who, committer: who });
     G.updateRef(repo.dir, `refs/heads/${p.base}`, sha, baseSha);
     Object.assign(p, { state: "closed", merged: now(), merge_commit_sha: sha, updated: now() });
+    if (state.hook && !body.quiet) {
+      // As GitHub: the pull request is closed (merged), and the base branch was pushed.
+      const pr = pullRequest(repo, p);
+      const installation = { id: repo.installation, node_id: `I_${repo.installation}` };
+      const sender = { login: "octo-reviewer", id: 3, type: "User" };
+      await deliver("pull_request", { action: "closed", number: p.number, pull_request: pr, repository: hookRepository(repo), installation, sender });
+      await deliver("push", pushPayload(repo, `refs/heads/${p.base}`, baseSha));
+    }
     return reply(200, { sha });
   }
   if (method === "GET" && pathname === "/_fake/log") return reply(200, state.log);
@@ -749,7 +876,7 @@ const server = http.createServer(async (req, res) => {
     const raw = await readBody(req);
     let pathname = url.pathname;
     if (pathname.startsWith("/_fake/")) {
-      return send(res, control(req.method, pathname, raw.length ? JSON.parse(raw) : {}));
+      return send(res, await control(req.method, pathname, raw.length ? JSON.parse(raw) : {}));
     }
     if (pathname === "/api/graphql") pathname = "/graphql";
     else if (pathname.startsWith("/api/v3/")) pathname = pathname.slice("/api/v3".length);

@@ -33,6 +33,7 @@ mod specs;
 mod storage;
 mod store;
 mod support;
+mod webhooks;
 mod workflow;
 mod writeback;
 mod zero_config;

@@ -691,6 +691,29 @@ impl Reviews for GitHubProvider {
     }
 }
 
+/// The App's most recent webhook deliveries (at most 100, failed ones included): their ids and
+/// when GitHub made them (ms since the epoch; 0 when unreadable).
+pub async fn recent_deliveries(client: &Client) -> GitResult<Vec<(String, i64)>> {
+    let query = [("per_page", "100")];
+    let response = client.call(Auth::App, Method::GET, &["app", "hook", "deliveries"], &query, None).await?;
+    if response.status != 200 {
+        return Err(failure(&response, "the App's webhook deliveries"));
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        guid: String,
+        delivered_at: String,
+    }
+    let items: Vec<Item> = response.json()?;
+    Ok(items
+        .into_iter()
+        .map(|i| {
+            let at = chrono::DateTime::parse_from_rfc3339(&i.delivered_at).map_or(0, |d| d.timestamp_millis());
+            (i.guid, at)
+        })
+        .collect())
+}
+
 /// `owner/name` → its two parts, as GitHub allows them.
 pub fn split_repository(repository: &str) -> GitResult<(&str, &str)> {
     let ok = |s: &str| {
