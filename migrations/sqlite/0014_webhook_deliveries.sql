@@ -7,12 +7,14 @@ CREATE TABLE webhook_deliveries (
     connection  TEXT NOT NULL,
     event       TEXT NOT NULL,
     action      TEXT,
-    repository  TEXT,
+    repository  TEXT,                     -- owner/name (lower case) as Arno knew it
+    renamed_to  TEXT,                     -- a rename or transfer: the new owner/name (lower case)
     hint        TEXT NOT NULL,
     received_at BIGINT NOT NULL,
     handled_at  BIGINT
 );
-CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (connection, handled_at, received_at);
+CREATE INDEX webhook_deliveries_received ON webhook_deliveries (received_at);
+CREATE INDEX webhook_deliveries_renamed ON webhook_deliveries (connection, renamed_to);
 
 -- What each delivery asks of each project it concerns (an installation event concerns every
 -- project of the connection): the project's sync job works through its rows in order and
@@ -22,3 +24,4 @@ CREATE TABLE webhook_work (
     delivery_id TEXT NOT NULL REFERENCES webhook_deliveries (delivery_id) ON DELETE CASCADE,
     PRIMARY KEY (project_id, delivery_id)
 );
+CREATE INDEX webhook_work_delivery ON webhook_work (delivery_id);

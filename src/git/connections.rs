@@ -348,6 +348,13 @@ pub async fn secrets(conn: &mut AnyConnection, keys: &Keys, name: &str) -> Resul
     })
 }
 
+/// The webhook secret of connection `name` alone (`None`: no such connection), for checking a
+/// delivery without opening the App's key.
+pub async fn webhook_secret(conn: &mut AnyConnection, keys: &Keys, name: &str) -> Result<Option<String>> {
+    let Some(r) = row(conn, name).await? else { return Ok(None) };
+    keys.open(&purpose(name, "webhook_secret"), &r.webhook_secret_sealed).map(Some).ok_or(ConnectionError::Unreadable)
+}
+
 /// Create a connection (inside the caller's transaction, with its audit record).
 pub async fn create(
     conn: &mut AnyConnection,

@@ -75,22 +75,59 @@ fn refused(reason: &'static str) -> Response {
         "too_large" => "a delivery over 25 MB",
         "no_delivery_id" => "a delivery without X-GitHub-Delivery",
         "bad_json" => "a body that is not JSON",
+        "unreadable" => "the delivery's body could not be read in time",
         _ => "the signature does not match this connection's webhook secret",
     };
     let status = match reason {
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "no_delivery_id" | "bad_json" => StatusCode::BAD_REQUEST,
+        "no_delivery_id" | "bad_json" | "unreadable" => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNAUTHORIZED,
     };
     (status, axum::Json(json!({"code": "webhook_refused", "message": message}))).into_response()
 }
 
-async fn audit_refusal(state: &AppState, origin: &Origin, connection: &str, reason: &'static str) -> AppResult<()> {
+/// Audited under the connection's name only when it exists (a caller cannot fill the log with
+/// names of its choosing: unknown ones are one target, folded by the damper like the rest).
+async fn audit_refusal(
+    state: &AppState,
+    origin: &Origin,
+    connection: Option<&str>,
+    reason: &'static str,
+) -> AppResult<()> {
     let event = Event::new("webhook.refused", Outcome::Denied, Actor::Anonymous, origin)
-        .target("git_connection", connection)
+        .target("git_connection", connection.unwrap_or("(unknown)"))
         .intent(json!({"reason": reason}));
     audit::record_alone(&state.db, event).await?;
     Ok(())
+}
+
+/// Bodies read at once (each up to 25 MB), and how long one may take to arrive.
+const CONCURRENT_READS: usize = 8;
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn reads() -> &'static tokio::sync::Semaphore {
+    static READS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    READS.get_or_init(|| tokio::sync::Semaphore::new(CONCURRENT_READS))
+}
+
+/// A well-formed `sha256=<64 hex digits>` signature header.
+fn well_formed(signature: &str) -> bool {
+    signature.strip_prefix("sha256=").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The body, up to `limit` bytes (`too_large` beyond; `unreadable` when the client fails).
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, &'static str> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut raw = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| "unreadable")?;
+        if raw.len() + chunk.len() > limit {
+            return Err("too_large");
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    Ok(raw)
 }
 
 /// `POST /api/v1/webhooks/github/{connection}`
@@ -103,25 +140,47 @@ pub async fn receive_github(
 ) -> AppResult<Response> {
     let origin = Origin::from(&ctx);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let Ok(raw) = axum::body::to_bytes(body, MAX_DELIVERY_BYTES).await else {
-        audit_refusal(&state, &origin, &connection, "too_large").await?;
-        return Ok(refused("too_large"));
-    };
-    // The connection's secret; an unknown connection is refused exactly as a bad signature.
+    // Everything that can be decided without the body first: which connection, a signature of
+    // the right shape, a declared length within GitHub's limit.
     let secret = if super::connections::valid_name(&connection) {
         let mut conn = state.db.pool().acquire().await?;
-        super::connections::secrets(&mut conn, &state.keys, &connection).await.ok().map(|s| s.webhook_secret)
+        super::connections::webhook_secret(&mut conn, &state.keys, &connection).await.map_err(|e| match e {
+            super::connections::ConnectionError::Db(e) => AppError::from(e),
+            other => AppError::Unavailable(format!("the connection's webhook secret cannot be read: {other}")),
+        })?
     } else {
         None
     };
-    let signed = match (&secret, header("x-hub-signature-256")) {
-        (Some(secret), Some(signature)) => signature_valid(secret.as_bytes(), &raw, signature),
-        _ => false,
-    };
-    if !signed {
+    let known = secret.is_some().then_some(connection.as_str());
+    let signature = header("x-hub-signature-256").filter(|s| well_formed(s)).map(str::to_owned);
+    if secret.is_none() || signature.is_none() {
         let reason = if secret.is_none() { "unknown_connection" } else { "bad_signature" };
-        audit_refusal(&state, &origin, &connection, reason).await?;
+        audit_refusal(&state, &origin, known, reason).await?;
         return Ok(refused(reason));
+    }
+    let declared = header("content-length").and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_DELIVERY_BYTES as u64) {
+        audit_refusal(&state, &origin, known, "too_large").await?;
+        return Ok(refused("too_large"));
+    }
+    let raw = {
+        let _permit = reads().acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        match tokio::time::timeout(READ_TIMEOUT, read_limited(body, MAX_DELIVERY_BYTES)).await {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(reason)) => {
+                audit_refusal(&state, &origin, known, reason).await?;
+                return Ok(refused(reason));
+            }
+            Err(_) => {
+                audit_refusal(&state, &origin, known, "unreadable").await?;
+                return Ok(refused("unreadable"));
+            }
+        }
+    };
+    let secret = secret.unwrap_or_default();
+    if !signature.as_deref().is_some_and(|sig| signature_valid(secret.as_bytes(), &raw, sig)) {
+        audit_refusal(&state, &origin, known, "bad_signature").await?;
+        return Ok(refused("bad_signature"));
     }
     let delivery = header("x-github-delivery")
         .filter(|d| !d.is_empty() && d.len() <= 100 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
@@ -145,18 +204,28 @@ pub async fn receive_github(
 /// a delivery already there.
 async fn store(state: &AppState, connection: &str, delivery: &str, event: &str, hint: &Value) -> AppResult<bool> {
     let repository = hint["previous"].as_str().or(hint["repository"].as_str()).map(str::to_owned);
+    let renamed_to =
+        hint["previous"].as_str().and(hint["repository"].as_str()).map(str::to_owned).filter(|_| event == "repository");
+    let now = now_ms();
     let mut tx = state.db.begin().await?;
+    // A delivery found missing at start (see `sync::missed_deliveries`) and delivered after all
+    // replaces its placeholder.
     let inserted = sqlx::query(
-        "INSERT INTO webhook_deliveries (delivery_id, connection, event, action, repository, hint, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (delivery_id) DO NOTHING",
+        "INSERT INTO webhook_deliveries (delivery_id, connection, event, action, repository, renamed_to, hint, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (delivery_id) DO UPDATE SET connection = excluded.connection, event = excluded.event, \
+           action = excluded.action, repository = excluded.repository, renamed_to = excluded.renamed_to, \
+           hint = excluded.hint, received_at = excluded.received_at, handled_at = NULL \
+         WHERE webhook_deliveries.event = 'missed'",
     )
     .bind(delivery)
     .bind(connection)
     .bind(event)
     .bind(hint["action"].as_str())
     .bind(&repository)
+    .bind(&renamed_to)
     .bind(hint.to_string())
-    .bind(now_ms())
+    .bind(now)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -164,25 +233,31 @@ async fn store(state: &AppState, connection: &str, delivery: &str, event: &str, 
         tx.rollback().await?;
         return Ok(false);
     }
-    // Installation events concern every project of the connection; the others, one repository.
+    // Installation events concern every project of the connection; the others the projects of
+    // their repository — known by its name, or by the name a rename not yet applied gives it.
     let projects: Vec<(String,)> =
-        match repository.as_deref() {
-            Some(repo) if !matches!(event, "installation" | "installation_repositories") => sqlx::query_as(
-                "SELECT id FROM projects WHERE git_connection = $1 AND lower(repo_path) = $2 AND state <> 'archived'",
-            )
-            .bind(connection)
-            .bind(repo)
-            .fetch_all(&mut *tx)
-            .await?,
-            _ => {
+        match (event, repository.as_deref()) {
+            ("installation" | "installation_repositories", _) => {
                 sqlx::query_as("SELECT id FROM projects WHERE git_connection = $1 AND state <> 'archived'")
                     .bind(connection)
                     .fetch_all(&mut *tx)
                     .await?
             }
+            (_, Some(repo)) => sqlx::query_as(
+                "SELECT id FROM projects WHERE git_connection = $1 AND state <> 'archived' AND (lower(repo_path) = $2 \
+                 OR id IN (SELECT w.project_id FROM webhook_work w \
+                           JOIN webhook_deliveries d ON d.delivery_id = w.delivery_id \
+                           WHERE d.connection = $1 AND d.renamed_to = $2))",
+            )
+            .bind(connection)
+            .bind(repo)
+            .fetch_all(&mut *tx)
+            .await?,
+            // About no repository (an organisation, the App's own settings…): nothing to do.
+            (_, None) => vec![],
         };
     for (project_id,) in &projects {
-        sqlx::query("INSERT INTO webhook_work (project_id, delivery_id) VALUES ($1, $2)")
+        sqlx::query("INSERT INTO webhook_work (project_id, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(project_id)
             .bind(delivery)
             .execute(&mut *tx)
@@ -193,7 +268,7 @@ async fn store(state: &AppState, connection: &str, delivery: &str, event: &str, 
         // About nothing Arno follows: kept only to recognise a redelivery.
         sqlx::query("UPDATE webhook_deliveries SET handled_at = $2 WHERE delivery_id = $1")
             .bind(delivery)
-            .bind(now_ms())
+            .bind(now)
             .execute(&mut *tx)
             .await?;
     }

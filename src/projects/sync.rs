@@ -45,12 +45,17 @@ struct Payload {
     reconcile: bool,
 }
 
-/// Schedule the project's sync (one pending job per project; a later call moves it).
+/// Schedule the project's sync (one pending job per project and kind of run — deliveries, or
+/// reconciliation, which also refreshes every open pull request — so that neither replaces the
+/// other; a later call moves it).
 pub async fn schedule(conn: &mut sqlx::AnyConnection, project_id: &str, reconcile: bool) -> AppResult<()> {
-    let key = format!("sync:{project_id}");
+    schedule_at(conn, project_id, reconcile, now_ms()).await
+}
+
+async fn schedule_at(conn: &mut sqlx::AnyConnection, project_id: &str, reconcile: bool, run_at: i64) -> AppResult<()> {
+    let key = format!("{}:{project_id}", if reconcile { "reconcile" } else { "sync" });
     let payload = json!(Payload { project_id: project_id.into(), reconcile });
-    jobs::enqueue(conn, &NewJob { kind: JOB_KIND, dedup_key: Some(&key), payload, run_at: now_ms(), max_attempts: 8 })
-        .await
+    jobs::enqueue(conn, &NewJob { kind: JOB_KIND, dedup_key: Some(&key), payload, run_at, max_attempts: 8 }).await
 }
 
 /// What a run did (for the log and the tests).
@@ -71,11 +76,13 @@ pub async fn run(state: &AppState, job: &Job) -> Result<(), JobError> {
         .await
         .map_err(JobError::retry)?
     else {
-        // Another run of this project is under way; this one follows it.
-        return Err(JobError::Retry {
-            error: "another sync of this project is running".into(),
-            after: Some(Duration::from_secs(2)),
-        });
+        // Another run of this project is under way: this one follows it, without spending an
+        // attempt.
+        let mut conn = state.db.pool().acquire().await.map_err(|e| JobError::retry(AppError::from(e)))?;
+        schedule_at(&mut conn, &payload.project_id, payload.reconcile, now_ms() + 2_000)
+            .await
+            .map_err(JobError::retry)?;
+        return Ok(());
     };
     let result = sync(state, &payload.project_id, payload.reconcile).await;
     if let Err(e) = lock.release(&state.db).await {
@@ -145,42 +152,39 @@ async fn sync(state: &AppState, project_id: &str, reconcile: bool) -> Result<Syn
     };
     outcome.deliveries = deliveries.len();
     let mut project = project;
-    // What the deliveries say, applied in order; `blocked` once the repository cannot be read.
-    let mut blocked: Option<String> = None;
+    // What the deliveries say, applied in order. Claims that the repository became unreachable
+    // are only suspicions until the head read below fails (an uninstalled installation may be
+    // another account's).
+    let mut suspect: Option<&'static str> = None;
     let mut pulls: Vec<i64> = vec![];
     for d in &deliveries {
         let hint: Value = serde_json::from_str(&d.hint).unwrap_or(Value::Null);
         let action = hint["action"].as_str().unwrap_or_default();
-        let repository = project.repo_path.to_ascii_lowercase();
         match (d.event.as_str(), action) {
             ("repository", "renamed" | "transferred") => {
                 if let Some(new_name) = hint["new_full_name"].as_str().filter(|n| n.contains('/')) {
                     moved(state, &project, new_name).await?;
                     project.repo_path = new_name.to_owned();
-                    blocked = None;
                 }
             }
-            ("repository", "deleted") => blocked = Some("the repository was deleted on GitHub".into()),
+            ("repository", "deleted") => suspect = Some("the repository was deleted on GitHub"),
             ("repository", "archived") => {
-                blocked = Some("the repository was archived on GitHub: it is read-only until unarchived".into())
+                let mut conn = state.db.pool().acquire().await?;
+                let note =
+                    "the repository was archived on GitHub: it is read-only, write-back fails until it is unarchived";
+                super::writeback::activity(&mut conn, &project.id, None, "repository.archived", note, None, None)
+                    .await?;
             }
-            ("repository", "unarchived") => blocked = None,
             ("installation", "deleted") => {
-                blocked = Some("the GitHub App was uninstalled from the repository's account".into())
+                suspect = Some("the GitHub App was uninstalled from the repository's account")
             }
-            ("installation", "suspend") => blocked = Some("the GitHub App's installation was suspended".into()),
-            ("installation", "unsuspend" | "created" | "new_permissions_accepted") => {
-                state.repos.forget_connection(project.git_connection.as_deref().unwrap_or_default());
-                blocked = None;
-            }
+            ("installation", "suspend") => suspect = Some("the GitHub App's installation was suspended"),
             ("installation_repositories", "removed") => {
-                let listed =
-                    hint["removed"].as_array().is_some_and(|l| l.iter().any(|r| r.as_str() == Some(&repository)));
-                if listed {
-                    blocked = Some("the repository was removed from the GitHub App's installation".into());
+                let repository = project.repo_path.to_ascii_lowercase();
+                if hint["removed"].as_array().is_some_and(|l| l.iter().any(|r| r.as_str() == Some(&repository))) {
+                    suspect = Some("the repository was removed from the GitHub App's installation");
                 }
             }
-            ("installation_repositories", "added") => blocked = None,
             ("pull_request", _) => pulls.extend(hint["pull"].as_i64()),
             ("push", _) => {
                 let branch = hint["ref"].as_str().and_then(|r| r.strip_prefix("refs/heads/")).unwrap_or_default();
@@ -192,17 +196,10 @@ async fn sync(state: &AppState, project_id: &str, reconcile: bool) -> Result<Syn
             }
             _ => {}
         }
-    }
-    if let Some(reason) = &blocked {
-        let mut tx = state.db.begin().await?;
-        if project.scan_error.as_deref() != Some(reason) {
-            store::record_scan_error(&mut tx, &project.id, reason).await?;
-            super::writeback::activity(&mut tx, &project.id, None, "repository.unavailable", reason, None, None)
-                .await?;
+        if matches!(d.event.as_str(), "installation" | "installation_repositories" | "repository") {
+            // Access may have changed: a new token and a fresh look at the repository.
+            state.repos.forget_connection(project.git_connection.as_deref().unwrap_or_default());
         }
-        handled(&mut tx, &project.id, &deliveries).await?;
-        tx.commit().await?;
-        return Ok(outcome);
     }
     // Pull requests whose state may have changed.
     let open: Vec<PullRecord> = {
@@ -220,18 +217,34 @@ async fn sync(state: &AppState, project_id: &str, reconcile: bool) -> Result<Syn
         Err(AppError::Upstream(reason) | AppError::Conflict(reason)) => {
             // The repository cannot be reached (uninstalled, removed, gone): say why, keep
             // everything, and reconnect next time.
-            let mut conn = state.db.pool().acquire().await?;
-            store::record_scan_error(&mut conn, &project.id, &reason).await?;
+            let reason = suspect.map_or(reason.clone(), |s| format!("{s} ({reason})"));
+            let mut tx = state.db.begin().await?;
+            if project.scan_error.as_deref() != Some(reason.as_str()) {
+                store::record_scan_error(&mut tx, &project.id, &reason).await?;
+                super::writeback::activity(&mut tx, &project.id, None, "repository.unavailable", &reason, None, None)
+                    .await?;
+            }
+            handled(&mut tx, &project.id, &deliveries).await?;
+            tx.commit().await?;
             state.repos.forget_project(&project.id);
+            return Ok(outcome);
         }
         Err(AppError::RateLimited { retry_after_ms }) => return Err(SyncError::RateLimited(retry_after_ms)),
         Err(e) => return Err(e.into()),
     }
-    let after = {
+    let fresh = {
         let mut conn = state.db.pool().acquire().await?;
-        store::find(&mut conn, &project.id).await?.and_then(|p| p.scanned_commit)
+        store::find(&mut conn, &project.id).await?
     };
-    outcome.rescanned = after != before;
+    outcome.rescanned = fresh.as_ref().and_then(|p| p.scanned_commit.clone()) != before;
+    if let Some(fresh) = fresh.filter(|p| p.scan_error.is_some() && !outcome.rescanned) {
+        // Reachable again (reinstalled, unsuspended, added back) with the head where it was: a
+        // scan says what holds now, clearing what no longer does.
+        let provider = state.repos.get(&fresh).await?;
+        let report = super::scan::refresh(&state.db, provider.as_ref(), &fresh).await?;
+        super::changes::announce_scan(state, &fresh, &report).await?;
+        outcome.rescanned = true;
+    }
     let mut tx = state.db.begin().await?;
     handled(&mut tx, &project.id, &deliveries).await?;
     tx.commit().await?;
@@ -384,7 +397,8 @@ pub async fn missed_deliveries(state: &AppState) -> AppResult<usize> {
         let mut conn = state.db.pool().acquire().await?;
         let mut missed = 0;
         for (guid, delivered_at) in &guids {
-            if *delivered_at < since {
+            // Too old to tell (pruned from the inbox), or so recent it may still be on its way.
+            if *delivered_at < since || *delivered_at > now_ms() - 60_000 {
                 continue;
             }
             let known: Option<(String,)> =

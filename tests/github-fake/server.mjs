@@ -695,7 +695,7 @@ async function handleApi(req, res, url, pathname, raw) {
 // Deliver `payload` as GitHub does (JSON body, X-GitHub-Event, X-GitHub-Delivery and
 // X-Hub-Signature-256 under the hook's secret) to the configured hook, and list it in
 // /app/hook/deliveries. `offline`: GitHub tried but could not connect (nothing is sent).
-async function deliver(event, payload, { guid = crypto.randomUUID(), offline = false, signature } = {}) {
+async function deliver(event, payload, { guid = crypto.randomUUID(), offline = false, signature, ago = 0 } = {}) {
   const body = Buffer.from(JSON.stringify(payload));
   const started = Date.now();
   let status = 0;
@@ -723,7 +723,7 @@ async function deliver(event, payload, { guid = crypto.randomUUID(), offline = f
   state.deliveries.unshift({
     id: state.deliveries.length + 1,
     guid,
-    delivered_at: iso(now()),
+    delivered_at: iso(now() - ago),
     redelivery: false,
     duration: (Date.now() - started) / 1000,
     status: offline ? "failed to connect" : status < 300 ? "OK" : `Invalid HTTP Response: ${status}`,

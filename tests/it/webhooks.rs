@@ -112,7 +112,11 @@ async fn githubs_example_deliveries_are_verified_stored_once_and_forgeries_refus
         ("repository", Some("edited")),
     ] {
         n += 1;
-        let payload = example(&all, event, action);
+        let mut payload = example(&all, event, action);
+        if event == "push" {
+            // GitHub's example, about the project's repository.
+            payload["repository"]["full_name"] = json!("acme/design-system");
+        }
         let r = deliver(&w, event, &format!("example-{n}"), &payload).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{event} {action:?}: {:?}", r.body);
         assert_eq!(r.body["duplicate"], false);
@@ -122,6 +126,9 @@ async fn githubs_example_deliveries_are_verified_stored_once_and_forgeries_refus
     assert_eq!(count(&w, "SELECT COUNT(*) FROM webhook_deliveries").await, 6, "pings are not stored");
     drained(&w).await;
     assert_eq!(count(&w, "SELECT COUNT(*) FROM webhook_deliveries WHERE handled_at IS NULL").await, 0);
+    // The push and the installation events reached the project's sync; the rest concern
+    // repositories Arno does not follow.
+    assert!(count(&w, "SELECT COUNT(*) FROM jobs WHERE kind = 'sync' AND state = 'done'").await >= 1);
 
     // A redelivery (GitHub keeps the id) is recognised and stored once.
     let push = example(&all, "push", None);
@@ -152,8 +159,16 @@ async fn githubs_example_deliveries_are_verified_stored_once_and_forgeries_refus
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(count(&w, "SELECT COUNT(*) FROM webhook_deliveries WHERE delivery_id LIKE 'forged%'").await, 0);
+    // Unknown connections of any name are one target: a flood of names is no flood of records.
+    for i in 0..50 {
+        let r = post(&w, &format!("made-up-{i}"), "push", "forged-3", body.clone(), &good).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
     let refusals = count(&w, "SELECT COUNT(*) FROM audit_events WHERE action = 'webhook.refused'").await;
-    assert!((1..=3).contains(&refusals), "a flood of forgeries is folded, not {refusals} records");
+    assert_eq!(refusals, 2, "one record per kind (bad signature on corp, unknown connection), the rest counted");
+    let targets =
+        count(&w, "SELECT COUNT(DISTINCT target_id) FROM audit_events WHERE action = 'webhook.refused'").await;
+    assert_eq!(targets, 2);
 
     // Oversized (GitHub caps deliveries at 25 MB), without an id, or not JSON: refused, nothing stored.
     let huge = vec![b' '; (25 << 20) + 1];
@@ -236,6 +251,10 @@ async fn an_ide_push_reaches_open_editors_through_the_webhook_whatever_the_order
         assert_eq!(sent["status"], 202, "{sent}");
         if attempt == 0 {
             assert_eq!(sent["commits"], 20, "GitHub caps a push payload's commits at 20");
+            // The delivery alone brought the project to the new head (reconciliation is 10
+            // minutes away).
+            drained(&w).await;
+            assert_eq!(project(&w).await["repository"]["scanned_commit"].as_str(), Some(after.as_str()));
         }
         if let Some(ev) =
             crate::spec_editor::next_event(&mut stream, &mut buffer, "default_updated", Duration::from_secs(5)).await
@@ -303,6 +322,16 @@ async fn a_merged_pull_request_a_renamed_repository_and_an_uninstalled_app() {
     let moved = count(&w, "SELECT COUNT(*) FROM audit_events WHERE action = 'project.repository_moved'").await;
     assert_eq!(moved, 1);
 
+    // Another account's installation removed: a hint only, this project still reads its repository.
+    let elsewhere = json!({
+        "action": "deleted",
+        "installation": {"id": 99, "account": {"login": "other", "id": 9, "type": "Organization"}},
+        "sender": {"login": "octo", "id": 2, "type": "User"},
+    });
+    w.fake.control(Method::POST, "deliver", json!({"event": "installation", "payload": elsewhere})).await;
+    drained(&w).await;
+    assert!(project(&w).await["scan_error"].is_null());
+
     // The App uninstalled: the project says why and keeps everything.
     let components = count(&w, "SELECT COUNT(*) FROM components").await;
     w.fake.control(Method::PATCH, "installations/7", json!({"removed": true})).await;
@@ -317,6 +346,18 @@ async fn a_merged_pull_request_a_renamed_repository_and_an_uninstalled_app() {
     let p = project(&w).await;
     assert!(p["scan_error"].as_str().is_some_and(|e| e.contains("uninstalled")), "{p}");
     assert_eq!(count(&w, "SELECT COUNT(*) FROM components").await, components, "nothing lost");
+    // Installed again: the message goes at once.
+    w.fake.control(Method::PATCH, "installations/7", json!({"removed": false})).await;
+    let installed = json!({
+        "action": "created",
+        "installation": {"id": 7, "account": {"login": "acme", "id": 1, "type": "Organization"}},
+        "repositories": [{"id": 100000, "name": "brand-system", "full_name": "acme/brand-system", "private": true}],
+        "sender": {"login": "octo", "id": 2, "type": "User"},
+    });
+    w.fake.control(Method::POST, "deliver", json!({"event": "installation", "payload": installed})).await;
+    drained(&w).await;
+    let p = project(&w).await;
+    assert!(p["scan_error"].is_null(), "{p}");
     w.fake.assert_clean().await;
 }
 
@@ -333,7 +374,7 @@ async fn deliveries_missed_while_arno_was_down_are_caught_at_start() {
         .control(
             Method::POST,
             "repos/acme/design-system/push-event",
-            json!({"ref": "refs/heads/main", "before": before, "offline": true}),
+            json!({"ref": "refs/heads/main", "before": before, "offline": true, "ago": 120}),
         )
         .await;
     assert_eq!(sent["status"], 0);
@@ -344,5 +385,13 @@ async fn deliveries_missed_while_arno_was_down_are_caught_at_start() {
     assert_eq!(project(&w).await["repository"]["scanned_commit"].as_str(), Some(after.as_str()));
     // Caught once: the next start finds nothing missed.
     assert_eq!(arno::projects::sync::missed_deliveries(&w.app.state).await.unwrap(), 0);
+    // Redelivered by hand after all (same id): handled, not taken for a repeat.
+    let guid = sent["guid"].as_str().unwrap();
+    let again = json!({"ref": "refs/heads/main", "before": before, "guid": guid});
+    let redelivered = w.fake.control(Method::POST, "repos/acme/design-system/push-event", again).await;
+    assert_eq!(redelivered["status"], 202);
+    let answer: Value = serde_json::from_str(redelivered["body"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["duplicate"], false, "{answer}");
+    drained(&w).await;
     w.fake.assert_clean().await;
 }
