@@ -2,6 +2,8 @@
 //! search, identities, sessions and tokens, deactivation, org roles. Admins only; every refusal
 //! and every change is audited.
 
+pub mod git;
+
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -89,15 +89,27 @@ pub async fn create(
         webhook_secret: body.webhook_secret,
         ca_bundle: body.ca_bundle,
     };
+    let created = create_connection(&state, &auth, &origin, &grant, new).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Create a connection, audited (the API and the console).
+pub(crate) async fn create_connection(
+    state: &AppState,
+    auth: &crate::auth::Authenticated,
+    origin: &Origin,
+    grant: &crate::auth::access::OrgGrant<crate::auth::access::Administer>,
+    new: NewConnection,
+) -> AppResult<Connection> {
     let mut tx = state.db.begin().await?;
-    let created = connections::create(&mut tx, &state.keys, &grant, new).await?;
-    let event = Event::new("git.connection.create", Outcome::Allowed, Actor::of(&auth), &origin)
+    let created = connections::create(&mut tx, &state.keys, grant, new).await?;
+    let event = Event::new("git.connection.create", Outcome::Allowed, Actor::of(auth), origin)
         .target("git_connection", &created.name)
         .intent(json!({"provider": created.provider, "api_url": created.api_url, "app_id": created.app_id,
                        "client_id": created.client_id, "ca_bundle": created.ca_bundle}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    Ok(created)
 }
 
 /// `null` and absent are different in a change: absent keeps, `null` removes.
@@ -154,22 +166,34 @@ pub async fn update(
         webhook_secret: body.webhook_secret,
         ca_bundle: body.ca_bundle,
     };
+    Ok(Json(update_connection(&state, &auth, &origin, &grant, &name, &change).await?))
+}
+
+/// Change (rotate) a connection, audited with the fields changed; its client is rebuilt.
+pub(crate) async fn update_connection(
+    state: &AppState,
+    auth: &crate::auth::Authenticated,
+    origin: &Origin,
+    grant: &crate::auth::access::OrgGrant<crate::auth::access::Administer>,
+    name: &str,
+    change: &ConnectionChange,
+) -> AppResult<Connection> {
     let fields = change.fields();
     if fields.is_empty() {
         return Err(AppError::validation("nothing to change: send at least one field"));
     }
     let mut tx = state.db.begin().await?;
-    let changed = connections::update(&mut tx, &state.keys, &grant, &name, &change).await?;
+    let changed = connections::update(&mut tx, &state.keys, grant, name, change).await?;
     let rotated: Vec<&str> =
         fields.iter().copied().filter(|f| matches!(*f, "private_key" | "webhook_secret")).collect();
-    let event = Event::new("git.connection.update", Outcome::Allowed, Actor::of(&auth), &origin)
+    let event = Event::new("git.connection.update", Outcome::Allowed, Actor::of(auth), origin)
         .target("git_connection", &changed.name)
         .intent(json!({"fields": fields, "rotated": rotated}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     // Its client (key, host, CA bundle) is rebuilt on next use.
     state.repos.forget_connection(&changed.name);
-    Ok(Json(changed))
+    Ok(changed)
 }
 
 /// `DELETE /api/v1/admin/git/connections/{name}`: refused while projects use it, naming them.
@@ -186,22 +210,9 @@ pub async fn delete(
 ) -> AppResult<Response> {
     let origin = Origin::from(&ctx);
     let grant = require_admin(&state, &auth, &ctx, "git.connection.delete").await?;
-    let mut tx = state.db.begin().await?;
-    match connections::delete(&mut tx, &grant, &name).await {
-        Ok(()) => {
-            let event = Event::new("git.connection.delete", Outcome::Allowed, Actor::of(&auth), &origin)
-                .target("git_connection", &name);
-            audit::record(&mut tx, event).await?;
-            tx.commit().await?;
-            state.repos.forget_connection(&name);
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        Err(ConnectionError::InUse(projects)) => {
-            tx.rollback().await?;
-            let event = Event::new("git.connection.delete", Outcome::Denied, Actor::of(&auth), &origin)
-                .target("git_connection", &name)
-                .intent(json!({"reason": "in_use", "projects": projects}));
-            audit::record_alone(&state.db, event).await?;
+    match delete_connection(&state, &auth, &origin, &grant, &name).await? {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(projects) => {
             let message = if projects.is_empty() {
                 "a project was given this connection meanwhile; it is in use".to_owned()
             } else {
@@ -215,6 +226,35 @@ pub async fn delete(
                 trace_id: crate::http::context::current().map(|c| c.trace_id),
             };
             Ok((StatusCode::CONFLICT, Json(body)).into_response())
+        }
+    }
+}
+
+/// Delete a connection, audited; `Some(projects)` (refused, audited too) while projects use it.
+pub(crate) async fn delete_connection(
+    state: &AppState,
+    auth: &crate::auth::Authenticated,
+    origin: &Origin,
+    grant: &crate::auth::access::OrgGrant<crate::auth::access::Administer>,
+    name: &str,
+) -> AppResult<Option<Vec<String>>> {
+    let mut tx = state.db.begin().await?;
+    match connections::delete(&mut tx, grant, name).await {
+        Ok(()) => {
+            let event = Event::new("git.connection.delete", Outcome::Allowed, Actor::of(auth), origin)
+                .target("git_connection", name);
+            audit::record(&mut tx, event).await?;
+            tx.commit().await?;
+            state.repos.forget_connection(name);
+            Ok(None)
+        }
+        Err(ConnectionError::InUse(projects)) => {
+            tx.rollback().await?;
+            let event = Event::new("git.connection.delete", Outcome::Denied, Actor::of(auth), origin)
+                .target("git_connection", name)
+                .intent(json!({"reason": "in_use", "projects": projects}));
+            audit::record_alone(&state.db, event).await?;
+            Ok(Some(projects))
         }
         Err(e) => Err(e.into()),
     }

@@ -16,7 +16,11 @@ pub struct HostedClients {
     db: Db,
     keys: Arc<Keys>,
     clients: Mutex<HashMap<String, Arc<Client>>>,
+    /// The last answer of [`HostedClients::reachable`], and when it was asked.
+    reached: Mutex<Option<(std::time::Instant, Reached)>>,
 }
+
+type Reached = Vec<(String, Result<Vec<super::github::provider::Installation>, String>)>;
 
 impl std::fmt::Debug for HostedClients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -26,7 +30,7 @@ impl std::fmt::Debug for HostedClients {
 
 impl HostedClients {
     pub fn new(db: Db, keys: Arc<Keys>) -> HostedClients {
-        HostedClients { db, keys, clients: Mutex::default() }
+        HostedClients { db, keys, clients: Mutex::default(), reached: Mutex::default() }
     }
 
     /// The client of connection `name` (`NotFound` when there is none).
@@ -56,6 +60,38 @@ impl HostedClients {
     /// Drop the client of a connection that changed or went away.
     pub fn forget(&self, name: &str) {
         self.clients.lock().expect("clients lock").remove(name);
+        self.reached.lock().expect("reached lock").take();
+    }
+
+    /// What each connection reaches (its App's installations and their repositories), asked of
+    /// GitHub with at most `timeout` per connection unless an answer younger than `max_age` is
+    /// at hand; a connection that cannot be asked says why.
+    pub async fn reachable(&self, timeout: std::time::Duration, max_age: std::time::Duration) -> GitResult<Reached> {
+        if let Some((at, reached)) = self.reached.lock().expect("reached lock").as_ref()
+            && at.elapsed() < max_age
+        {
+            return Ok(reached.clone());
+        }
+        let database = |e: crate::error::AppError| GitError::Upstream(format!("database: {e}"));
+        let names: Vec<String> = {
+            let mut conn = self.db.pool().acquire().await.map_err(|e| database(e.into()))?;
+            let listed = connections::list(&mut conn).await.map_err(|e| database(e.into()))?;
+            listed.into_iter().map(|c| c.name).collect()
+        };
+        let lookups = names.into_iter().map(|name| async move {
+            let listed = async {
+                let client = self.get(&name).await.map_err(|e| e.to_string())?;
+                super::github::provider::installations(&client).await.map_err(|e| e.to_string())
+            };
+            let result = match tokio::time::timeout(timeout, listed).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("GitHub did not answer within {} seconds", timeout.as_secs())),
+            };
+            (name, result)
+        });
+        let reached = futures_util::future::join_all(lookups).await;
+        *self.reached.lock().expect("reached lock") = Some((std::time::Instant::now(), reached.clone()));
+        Ok(reached)
     }
 
     /// The clients built so far (the console shows their rate-limit state).

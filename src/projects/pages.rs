@@ -39,6 +39,10 @@ struct ProjectsPage {
     is_admin: bool,
     error: Option<String>,
     form: CreateForm,
+    /// GitHub repositories the connections' Apps reach, by installation.
+    github: Vec<RepoGroup>,
+    /// Connections that could not be asked, and why.
+    github_unreachable: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -51,6 +55,18 @@ pub struct CreateForm {
     visibility: String,
     #[serde(default)]
     repository_path: String,
+    /// `new`, `github` or `path` (empty: `path` when one is given, else `new`).
+    #[serde(default)]
+    source: String,
+    /// `connection/owner/name`.
+    #[serde(default)]
+    github_repository: String,
+}
+
+pub struct RepoGroup {
+    pub label: String,
+    /// (`connection/owner/name`, `owner/name`)
+    pub options: Vec<(String, String)>,
 }
 
 async fn projects_page(
@@ -73,21 +89,47 @@ async fn projects_page(
             role: role.map_or("—", ProjectRole::label),
         })
         .collect();
+    let can_create = access::holds_org::<access::CreateProject>(&auth.user);
+    let mut github = vec![];
+    let mut github_unreachable = vec![];
+    if let (true, Some(hosted)) = (can_create, state.repos.hosted()) {
+        let timeout = crate::admin::git::LIST_TIMEOUT;
+        let reached = match hosted.reachable(timeout, std::time::Duration::from_secs(60)).await {
+            Ok(r) => r,
+            Err(e) => vec![("connections".into(), Err(e.to_string()))],
+        };
+        for (connection, result) in reached {
+            match result {
+                Ok(installations) => {
+                    for i in installations.into_iter().filter(|i| !i.suspended && !i.repositories.is_empty()) {
+                        github.push(RepoGroup {
+                            label: format!("{} — {connection}", i.account),
+                            options: i.repositories.into_iter().map(|r| (format!("{connection}/{r}"), r)).collect(),
+                        });
+                    }
+                }
+                Err(e) => github_unreachable.push(format!("{connection}: {e}")),
+            }
+        }
+    }
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let html = render(&ProjectsPage {
         page: PageContext::for_user(auth, &state.keys.csrf),
         projects,
-        can_create: access::holds_org::<access::CreateProject>(&auth.user),
+        can_create,
         is_admin: access::holds_org::<access::Administer>(&auth.user),
         error,
         form,
+        github,
+        github_unreachable,
     })?;
     Ok((status, html).into_response())
 }
 
 /// `GET /projects`
 pub async fn list(State(state): State<AppState>, PageUser(auth): PageUser) -> AppResult<Response> {
-    projects_page(&state, &auth, None, CreateForm { visibility: "private".into(), ..Default::default() }).await
+    let form = CreateForm { visibility: "private".into(), source: "new".into(), ..Default::default() };
+    projects_page(&state, &auth, None, form).await
 }
 
 /// `POST /projects`
@@ -104,9 +146,18 @@ pub async fn create(
         name: form.name.clone(),
         slug: Some(form.slug.trim()).filter(|s| !s.is_empty()).map(str::to_owned),
         visibility,
-        repository: match form.repository_path.trim() {
-            "" => RepositoryChoice::NewLocal,
-            path => RepositoryChoice::ExistingLocal(path.to_owned()),
+        repository: match (form.source.as_str(), form.repository_path.trim()) {
+            ("github", _) => match form.github_repository.split_once('/') {
+                Some((connection, repository)) => {
+                    RepositoryChoice::GitHub { connection: connection.to_owned(), repository: repository.to_owned() }
+                }
+                None => return projects_page(&state, &auth, Some("Choose a GitHub repository.".into()), form).await,
+            },
+            ("path", "") => {
+                return projects_page(&state, &auth, Some("Enter the repository's path.".into()), form).await;
+            }
+            ("new", _) | ("", "") => RepositoryChoice::NewLocal,
+            (_, path) => RepositoryChoice::ExistingLocal(path.to_owned()),
         },
     };
     match super::create(&state.db, &state.config, &state.repos, &auth, &Origin::from(&ctx), new).await {

@@ -185,7 +185,9 @@ function installation(inst) {
   const i = dotcom.example("installation");
   return Object.assign(i, {
     id: inst.id,
-    account: owner(inst.account),
+    // GitHub's description inlines the account here as allOf [simple-user, enterprise] (both at
+    // once), so the fake's account carries the enterprise fields too.
+    account: { ...owner(inst.account), name: inst.account, slug: inst.account.toLowerCase(), created_at: iso(0), updated_at: iso(0) },
     repository_selection: "selected",
     access_tokens_url: `${base}/app/installations/${inst.id}/access_tokens`,
     repositories_url: `${base}/installation/repositories`,
@@ -341,7 +343,10 @@ route("GET", "/installation/repositories", TOKEN, ({ inst, query }) => {
   const all = [...state.repos.values()].filter((r) => r.installation === inst.id);
   const perPage = Number(query.per_page || 30);
   const page = Number(query.page || 1);
-  const items = all.slice((page - 1) * perPage, page * perPage).map((r) => repository(r, false));
+  // This list's items are GitHub's full "repository" shape, which requires a few more fields.
+  const items = all
+    .slice((page - 1) * perPage, page * perPage)
+    .map((r) => ({ ...repository(r, false), forks: 0, open_issues: 0, watchers: 0, license: null }));
   const headers = {};
   if (page * perPage < all.length) {
     headers.link = `<${base}/installation/repositories?per_page=${perPage}&page=${page + 1}>; rel="next"`;

@@ -4,6 +4,7 @@
 //! `scripts/test`) turns a missing service into a failure instead of a skip.
 
 mod admin;
+mod admin_git;
 mod api;
 mod attacks;
 mod audit;

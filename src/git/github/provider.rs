@@ -691,6 +691,82 @@ impl Reviews for GitHubProvider {
     }
 }
 
+/// An installation of the App as the console and the New project form show it.
+#[derive(Debug, Clone)]
+pub struct Installation {
+    pub id: u64,
+    pub account: String,
+    pub suspended: bool,
+    /// `owner/name`, at most [`LISTED_REPOSITORIES`].
+    pub repositories: Vec<String>,
+    /// More than were listed.
+    pub truncated: bool,
+}
+
+/// Repositories listed per installation.
+pub const LISTED_REPOSITORIES: usize = 500;
+
+/// The App's installations and the repositories each reaches.
+pub async fn installations(client: &Client) -> GitResult<Vec<Installation>> {
+    #[derive(Deserialize)]
+    struct Account {
+        login: String,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        id: u64,
+        account: Option<Account>,
+        suspended_at: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Repo {
+        full_name: String,
+    }
+    #[derive(Deserialize)]
+    struct Repos {
+        repositories: Vec<Repo>,
+    }
+    let response = client.call(Auth::App, Method::GET, &["app", "installations"], &[("per_page", "100")], None).await?;
+    if response.status != 200 {
+        return Err(failure(&response, "the App's installations"));
+    }
+    let items: Vec<Item> = response.json()?;
+    let mut out = vec![];
+    for item in items {
+        let suspended = item.suspended_at.is_some();
+        let mut repositories = vec![];
+        let mut truncated = false;
+        if !suspended {
+            let mut url = client.url(&["installation", "repositories"], &[("per_page", "100")]);
+            loop {
+                let page = client.send(Auth::Installation(item.id), Method::GET, url, None, false).await?;
+                if page.status != 200 {
+                    return Err(failure(&page, "an installation's repositories"));
+                }
+                let listed: Repos = page.json()?;
+                repositories.extend(listed.repositories.into_iter().map(|r| r.full_name));
+                match page.next_page() {
+                    Some(_) if repositories.len() >= LISTED_REPOSITORIES => {
+                        truncated = true;
+                        break;
+                    }
+                    Some(next) => url = client.same_host(&next)?,
+                    None => break,
+                }
+            }
+        }
+        repositories.sort_by_key(|r| r.to_ascii_lowercase());
+        out.push(Installation {
+            id: item.id,
+            account: item.account.map(|a| a.login).unwrap_or_default(),
+            suspended,
+            repositories,
+            truncated,
+        });
+    }
+    Ok(out)
+}
+
 /// The App's most recent webhook deliveries (at most 100, failed ones included): their ids and
 /// when GitHub made them (ms since the epoch; 0 when unreadable).
 pub async fn recent_deliveries(client: &Client) -> GitResult<Vec<(String, i64)>> {
