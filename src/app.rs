@@ -187,6 +187,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/projects/{slug}", get(crate::projects::pages::show))
         .route("/projects/{slug}/scan", post(crate::projects::pages::scan))
         .route("/projects/{slug}/setup", post(crate::projects::pages::setup))
+        .route("/projects/{slug}/onboarding", post(crate::projects::pages::onboarding))
         .route(
             "/projects/{slug}/members",
             get(crate::projects::pages::members).post(crate::projects::pages::set_member),

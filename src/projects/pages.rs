@@ -156,7 +156,8 @@ pub async fn create(
             ("path", "") => {
                 return projects_page(&state, &auth, Some("Enter the repository's path.".into()), form).await;
             }
-            ("new", _) | ("", "") => RepositoryChoice::NewLocal,
+            // A path typed in wins over the default choice of a new repository.
+            (_, "") => RepositoryChoice::NewLocal,
             (_, path) => RepositoryChoice::ExistingLocal(path.to_owned()),
         },
     };
@@ -216,6 +217,12 @@ struct ProjectPage {
     quota: QuotaView,
     can_scan: bool,
     can_setup: bool,
+    /// On a hosted provider (GitHub): set up by pull request, merged there.
+    hosted: bool,
+    /// A hosted project not set up yet: the detected paths and the set-up pull request.
+    onboarding: Option<super::onboarding::Onboarding>,
+    /// May open the set-up pull request (none open yet).
+    can_open_onboarding: bool,
     /// The page of the component list asked for (search, filter, page).
     list: super::listing::Page<ComponentItem>,
     /// Components others are creating (not on the default branch, not the reader's).
@@ -339,8 +346,21 @@ async fn project_page_with(
     let activity = super::writeback::recent_activity(&mut conn, &project.id, 5).await?;
     drop(conn);
     let facts = project.facts(role);
+    let hosted = project.git_connection.is_some();
+    let onboarding = if hosted && !project.config_present {
+        // Asked of GitHub (the tree, for the paths): a page that cannot ask still shows the rest.
+        super::onboarding::status(&state.db, &state.repos, project).await.ok()
+    } else {
+        None
+    };
+    let can_setup = access::decide::<Setup>(&auth.user, &facts).is_ok() && !project.config_present;
+    let can_open_onboarding =
+        can_setup && onboarding.as_ref().is_some_and(|o| o.pull_request.as_ref().is_none_or(|p| p.state == "closed"));
     let status = if error.is_some() { StatusCode::CONFLICT } else { StatusCode::OK };
     let html = render(&ProjectPage {
+        hosted,
+        onboarding,
+        can_open_onboarding,
         page: PageContext::for_user(auth, &state.keys.csrf),
         role: role.map_or("none", ProjectRole::label),
         state_label: project.state.label(),
@@ -348,7 +368,7 @@ async fn project_page_with(
         archived: project.state == ProjectState::Archived,
         quota: quota_view(&super::quota(&state.config, project)),
         can_scan: access::decide::<Scan>(&auth.user, &facts).is_ok(),
-        can_setup: access::decide::<Setup>(&auth.user, &facts).is_ok() && !project.config_present,
+        can_setup,
         can_create_component: access::holds::<EditSpecs>(&auth.user, &facts),
         new_component,
         broken: components.iter().filter(|c| c.error.is_some()).count(),
@@ -497,6 +517,47 @@ pub async fn setup(
             Ok(response)
         }
         Err(e @ AppError::Conflict(_)) => {
+            project_page(&state, &auth, &fresh, grant.role(), None, Some(e.to_string())).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct OnboardingForm {
+    #[serde(default)]
+    components_md: String,
+    #[serde(default)]
+    components_code: String,
+}
+
+/// `POST /projects/{slug}/onboarding`: open the set-up pull request of a GitHub project.
+pub async fn onboarding(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path(slug): Path<String>,
+    PageForm(form): PageForm<OnboardingForm>,
+) -> AppResult<Response> {
+    let origin = Origin::from(&ctx);
+    let (project, grant) = super::authorize::<Setup>(&state.db, &auth, &origin, &slug, "project.onboarding").await?;
+    let paths = super::onboarding::SetupPaths {
+        components_md: Some(form.components_md.trim().to_owned()).filter(|p| !p.is_empty()),
+        components_code: Some(form.components_code.trim().to_owned()).filter(|p| !p.is_empty()),
+    };
+    let public_url = state.config.public_url.as_str();
+    let result =
+        super::onboarding::open(&state.db, public_url, &state.repos, &auth, &origin, &project, &grant, paths).await;
+    let fresh = reload(&state, &project.id).await?;
+    match result {
+        Ok(pull) => {
+            let report = format!(
+                "Set-up pull request #{} opened on GitHub. The project becomes active once it is merged there.",
+                pull.number
+            );
+            project_page(&state, &auth, &fresh, grant.role(), Some(report), None).await
+        }
+        Err(e @ (AppError::Validation { .. } | AppError::Conflict(_) | AppError::Upstream(_))) => {
             project_page(&state, &auth, &fresh, grant.role(), None, Some(e.to_string())).await
         }
         Err(e) => Err(e),

@@ -1016,3 +1016,66 @@ test('a design system of 150 components: searched, filtered and paged with the k
   assert.deepEqual(b.problems, []);
   await b.context.close();
 });
+
+test('an Admin connects a GitHub App in the console and creates a project from one of its repositories, by keyboard', async () => {
+  // The fake GitHub (tests/github-fake), with one repository the App is installed on.
+  const fakeDir = new URL('../github-fake/', import.meta.url).pathname;
+  const keyPath = new URL('../fixtures/github-app-key.pem', import.meta.url).pathname;
+  const fake = spawn('node', [join(fakeDir, 'server.mjs')], {
+    env: { ...process.env, PORT: '0', ROOT: mkdtempSync(join(tmpdir(), 'arno-gh-')), APP_ID: '4711', APP_KEY: keyPath },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const origin = await new Promise((resolve, reject) => {
+      let buf = '';
+      fake.stdout.on('data', (c) => {
+        buf += c;
+        const m = buf.match(/READY (\S+)/);
+        if (m) resolve(m[1]);
+      });
+      fake.once('exit', (code) => reject(new Error(`the fake exited with ${code}`)));
+    });
+    const made = await (await fetch(`${origin}/_fake/repos`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ owner: 'acme', name: 'brand-system', installation: 7 }),
+    })).json();
+    execFileSync('git', ['-C', repoPath, 'push', '-q', made.dir, 'main']);
+
+    const { page, problems, context } = await newPage();
+    await signIn(page);
+    await page.goto(`${base}/admin`);
+    await page.getByRole('link', { name: 'Git connections' }).click();
+    await page.waitForURL(`${base}/admin/git`);
+    await page.locator('#no-connections').waitFor();
+    await axeCheck(page, 'git connections, none yet');
+
+    // The form, with the keyboard.
+    await page.getByLabel('Name', { exact: true }).fill('github-corp');
+    await page.getByLabel('API URL').fill(`${origin}/api/v3`);
+    await page.getByLabel('App id').fill('4711');
+    await page.getByLabel('Private key (PEM)').fill(readFileSync(keyPath, 'utf8'));
+    await page.getByLabel('Webhook secret').fill('a long random webhook secret');
+    await page.getByLabel('Webhook secret').press('Enter');
+    await page.locator('#git-notice').waitFor();
+    const card = await page.locator('#conn-github-corp').textContent();
+    assert.match(card, /acme\/brand-system/, 'the repositories the App reaches');
+    assert.match(card, /\/api\/v1\/webhooks\/github\/github-corp/, 'the webhook URL to give GitHub');
+    assert.doesNotMatch(await page.content(), /BEGIN|a long random webhook secret/, 'secrets are not shown back');
+    await axeCheck(page, 'git connections, one connected');
+
+    // A project from that repository, chosen in the New project form.
+    await page.goto(`${base}/projects`);
+    await page.getByLabel('Name', { exact: true }).fill('Brand');
+    await page.getByLabel('A GitHub repository').check();
+    await page.getByLabel('GitHub repository', { exact: true }).selectOption('github-corp/acme/brand-system');
+    await axeCheck(page, 'new project from GitHub');
+    await page.getByRole('button', { name: 'Create project' }).press('Enter');
+    await page.waitForURL(`${base}/projects/brand`);
+    assert.match(await page.content(), /Button/, 'scanned from GitHub');
+    await axeCheck(page, 'project on GitHub');
+    assert.deepEqual(problems, [], 'no CSP violations, script errors or third-party requests');
+    await context.close();
+  } finally {
+    fake.kill('SIGTERM');
+  }
+});

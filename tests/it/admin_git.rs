@@ -158,3 +158,41 @@ async fn a_maker_picks_a_github_repository_in_the_new_project_form() {
     assert!(project.text.contains("Button"), "scanned from GitHub: {}", project.text);
     w.fake.assert_clean().await;
 }
+
+#[tokio::test]
+async fn a_github_project_without_config_is_set_up_from_its_page() {
+    let Some(w) = github_world(false).await else { return };
+    let created = crate::support::api(
+        reqwest::Method::POST,
+        &w.app.url("/api/v1/projects"),
+        Some(&w.maker),
+        Some(crate::github_projects::github_project("acme/design-system")),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let mut maker = Browser::new(&w.app.base);
+    maker.login("m1@example.com", PASSWORD).await;
+    let page = maker.get("/projects/ds").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.select_text("#onboarding").is_some(), "{}", page.text);
+    assert_eq!(page.select_attr("#components_md", "value").as_deref(), Some("Design_system/"), "detected");
+    assert!(!page.text.contains("Add .arno/config.json"), "the default branch is not written on GitHub");
+    let csrf = page.csrf();
+    let r = maker
+        .post_form(
+            "/projects/ds/onboarding",
+            &[("csrf_token", &csrf), ("components_md", "Design_system/"), ("components_code", "src/components/")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.select_text("#scan-report").unwrap().contains("#1"), "{}", r.text);
+    let card = r.select_text("#onboarding").unwrap();
+    assert!(card.contains("is open on GitHub"), "{card}");
+    assert!(r.select_text("#components_md").is_none(), "no second pull request offered");
+    assert!(git_show(&w, "arno/setup:.arno/config.json").contains("src/components/"));
+    w.fake.assert_clean().await;
+}
+
+fn git_show(w: &crate::github_projects::GitHubWorld, what: &str) -> String {
+    crate::git::git(&w.bare, &["show", what])
+}
