@@ -94,6 +94,11 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         );
     }
     let keys = Arc::new(Keys::derive(&secret));
+    let configured = crate::git::connections_config::apply(&db, &keys, &config.git_connections).await?;
+    if !configured.is_empty() {
+        tracing::info!(event_type = "git_connections_configured", connections = ?configured,
+            "git connections written from the configuration file");
+    }
     let hosted = Arc::new(crate::git::hosted::HostedClients::new(db.clone(), keys.clone()));
     let repos = Arc::new(
         crate::projects::Repos::new(&config.data_dir).context("resolving the data directory")?.with_hosted(hosted),

@@ -172,6 +172,8 @@ pub struct Config {
     pub local_login: bool,
     /// OpenID Connect identity providers (`[[oidc]]` tables of the file).
     pub oidc: Vec<crate::auth::oidc::config::OidcProviderConfig>,
+    /// Git connections declared in the file (`[[git.connections]]`), read-only elsewhere.
+    pub git_connections: Vec<crate::git::connections_config::ConfiguredConnection>,
     /// Whose `org_roles` / `project_roles` tables SCIM groups map through (an `[[oidc]]` id).
     pub scim_provider: Option<String>,
     /// Quiet time after a user's last save before it is committed to their session branch.
@@ -232,6 +234,15 @@ impl Config {
             Some(v) => crate::auth::oidc::config::parse(&v, &config_file_name(&config_file))?,
             None => vec![],
         };
+        let git_connections = match file_values
+            .as_mut()
+            .and_then(|t| t.get_mut("git"))
+            .and_then(|g| g.as_table_mut())
+            .and_then(|g| g.remove("connections"))
+        {
+            Some(v) => crate::git::connections_config::parse(&v, &config_file_name(&config_file))?,
+            None => vec![],
+        };
         let mut file_keys: BTreeMap<String, String> = BTreeMap::new();
         if let Some(table) = &file_values {
             flatten("", table, &mut file_keys, &config_file_name(&config_file))?;
@@ -273,6 +284,7 @@ impl Config {
             return Err(err(key, format!("`{id}` is not the id of an [[oidc]] provider")));
         }
         config.oidc = oidc;
+        config.git_connections = git_connections;
         let resolved = SETTINGS
             .iter()
             .map(|s| {
@@ -708,6 +720,7 @@ fn build(values: &BTreeMap<&'static str, (String, Source)>) -> Result<Config, Co
         projects_quota,
         local_login,
         oidc: vec![],
+        git_connections: vec![],
         scim_provider: get("scim.provider").map(str::to_owned).filter(|s| !s.is_empty()),
         writeback_debounce,
         jobs_retry_base,

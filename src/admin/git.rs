@@ -46,6 +46,8 @@ pub struct ConnectionView {
     pub app_id: String,
     pub client_id: String,
     pub ca_bundle: bool,
+    /// Declared in the configuration file: read-only here.
+    pub from_config: bool,
     pub rotated: String,
     pub webhook_url: String,
     pub projects: Vec<String>,
@@ -168,6 +170,7 @@ async fn git_page(
             app_id: c.app_id,
             client_id: c.client_id.unwrap_or_default(),
             ca_bundle: c.ca_bundle,
+            from_config: c.from_config,
             rotated: c.secrets_rotated_at,
             projects: projects.into_iter().map(|(s,)| s).collect(),
             last_delivery: last.map(|(event, action, at)| {

@@ -57,6 +57,8 @@ pub struct Connection {
     pub updated_at: String,
     /// When the private key or the webhook secret was last set.
     pub secrets_rotated_at: String,
+    /// Declared in the configuration file: changed there, not here.
+    pub from_config: bool,
 }
 
 /// A connection's secrets, opened for the adapter that calls the provider. Never printed.
@@ -131,6 +133,8 @@ pub enum ConnectionError {
     NotFound,
     #[error("projects use this connection")]
     InUse(Vec<String>),
+    #[error("connection {0} comes from the configuration file ([[git.connections]]): change it there")]
+    Managed(String),
     #[error("the connection's secrets cannot be opened with this instance key")]
     Unreadable,
     #[error(transparent)]
@@ -141,7 +145,9 @@ impl From<ConnectionError> for AppError {
     fn from(e: ConnectionError) -> Self {
         match e {
             ConnectionError::Invalid { field, message } => AppError::field(field, message),
-            ConnectionError::Exists(_) | ConnectionError::InUse(_) => AppError::Conflict(e.to_string()),
+            ConnectionError::Exists(_) | ConnectionError::InUse(_) | ConnectionError::Managed(_) => {
+                AppError::Conflict(e.to_string())
+            }
             ConnectionError::NotFound => AppError::NotFound,
             ConnectionError::Unreadable => AppError::Internal(anyhow::anyhow!("{e}")),
             ConnectionError::Db(e) => e.into(),
@@ -289,6 +295,7 @@ struct Row {
     created_at: i64,
     updated_at: i64,
     secrets_rotated_at: i64,
+    from_config: i64,
 }
 
 impl Row {
@@ -307,12 +314,13 @@ impl Row {
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
             secrets_rotated_at: rfc3339(self.secrets_rotated_at),
+            from_config: self.from_config != 0,
         }
     }
 }
 
 const COLUMNS: &str = "name, provider, api_url, app_id, client_id, private_key_sealed, webhook_secret_sealed, \
-                       ca_bundle, created_at, updated_at, secrets_rotated_at";
+                       ca_bundle, created_at, updated_at, secrets_rotated_at, from_config";
 
 async fn row(conn: &mut AnyConnection, name: &str) -> Result<Option<Row>> {
     // A name no connection can have (a NUL byte would be an error on PostgreSQL) is none.
@@ -362,6 +370,17 @@ pub async fn create(
     _admin: &OrgGrant<Administer>,
     new: NewConnection,
 ) -> Result<Connection> {
+    insert(conn, keys, new, false).await
+}
+
+/// Check a new connection and store it, sealed; `from_config` for one the configuration file
+/// declares (see [`super::connections_config`]).
+pub(crate) async fn insert(
+    conn: &mut AnyConnection,
+    keys: &Keys,
+    new: NewConnection,
+    from_config: bool,
+) -> Result<Connection> {
     let name = new.name.trim().to_owned();
     if !valid_name(&name) {
         return Err(invalid("name", "is 1 to 63 lower-case letters, digits and dashes, e.g. github-corp"));
@@ -380,8 +399,8 @@ pub async fn create(
     let now = now_ms();
     let done = sqlx::query(
         "INSERT INTO git_connections (name, provider, api_url, app_id, client_id, private_key_sealed, \
-         webhook_secret_sealed, ca_bundle, created_at, updated_at, secrets_rotated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)",
+         webhook_secret_sealed, ca_bundle, created_at, updated_at, secrets_rotated_at, from_config) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10)",
     )
     .bind(&name)
     .bind(provider.as_str())
@@ -392,6 +411,7 @@ pub async fn create(
     .bind(keys.seal(&purpose(&name, "webhook_secret"), &new.webhook_secret))
     .bind(&new.ca_bundle)
     .bind(now)
+    .bind(i64::from(from_config))
     .execute(&mut *conn)
     .await;
     match done {
@@ -399,6 +419,87 @@ pub async fn create(
         other => other?,
     };
     get(conn, &name).await
+}
+
+/// What the configuration file declares for a connection it owns, written over the stored one;
+/// whether anything changed (the fields), compared with what is stored, secrets opened.
+pub(crate) async fn overwrite(conn: &mut AnyConnection, keys: &Keys, new: &NewConnection) -> Result<Vec<&'static str>> {
+    let name = new.name.as_str();
+    let current = row(conn, name).await?.ok_or(ConnectionError::NotFound)?;
+    let provider = Provider::parse(&new.provider).ok_or_else(|| invalid("provider", "is github"))?;
+    let (api_url, _) = api_urls(provider, &new.api_url)?;
+    check_app_id(&new.app_id)?;
+    if let Some(c) = &new.client_id {
+        check_client_id(c)?;
+    }
+    parse_private_key(&new.private_key).map_err(|m| invalid("private_key", m))?;
+    check_webhook_secret(&new.webhook_secret)?;
+    if let Some(pem) = &new.ca_bundle {
+        check_ca_bundle(pem)?;
+    }
+    let open = |field: &str, sealed: &str| keys.open(&purpose(name, field), sealed);
+    let mut changed = vec![];
+    if current.api_url != api_url {
+        changed.push("api_url");
+    }
+    if current.app_id != new.app_id {
+        changed.push("app_id");
+    }
+    if current.client_id != new.client_id {
+        changed.push("client_id");
+    }
+    if open("private_key", &current.private_key_sealed).as_deref() != Some(new.private_key.trim()) {
+        changed.push("private_key");
+    }
+    if open("webhook_secret", &current.webhook_secret_sealed).as_deref() != Some(new.webhook_secret.as_str()) {
+        changed.push("webhook_secret");
+    }
+    if current.ca_bundle != new.ca_bundle {
+        changed.push("ca_bundle");
+    }
+    if changed.is_empty() {
+        return Ok(changed);
+    }
+    let now = now_ms();
+    let rotated = changed.iter().any(|f| matches!(*f, "private_key" | "webhook_secret"));
+    sqlx::query(
+        "UPDATE git_connections SET api_url = $2, app_id = $3, client_id = $4, private_key_sealed = $5, \
+         webhook_secret_sealed = $6, ca_bundle = $7, updated_at = $8, \
+         secrets_rotated_at = CASE WHEN $9 = 1 THEN $8 ELSE secrets_rotated_at END, from_config = 1 WHERE name = $1",
+    )
+    .bind(name)
+    .bind(&api_url)
+    .bind(&new.app_id)
+    .bind(&new.client_id)
+    .bind(keys.seal(&purpose(name, "private_key"), new.private_key.trim()))
+    .bind(keys.seal(&purpose(name, "webhook_secret"), &new.webhook_secret))
+    .bind(&new.ca_bundle)
+    .bind(now)
+    .bind(i64::from(rotated))
+    .execute(&mut *conn)
+    .await?;
+    Ok(changed)
+}
+
+/// The names of the connections the configuration file declared, as stored.
+pub(crate) async fn configured_names(conn: &mut AnyConnection) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM git_connections WHERE from_config <> 0 ORDER BY name").fetch_all(conn).await?;
+    Ok(rows.into_iter().map(|(n,)| n).collect())
+}
+
+/// Whether connection `name` exists and was made in the console or the API.
+pub(crate) async fn made_here(conn: &mut AnyConnection, name: &str) -> Result<bool> {
+    Ok(row(conn, name).await?.is_some_and(|r| r.from_config == 0))
+}
+
+/// Delete a connection the configuration file no longer declares, unless projects use it.
+pub(crate) async fn remove_configured(conn: &mut AnyConnection, name: &str) -> Result<bool> {
+    if !users_of(conn, name).await?.is_empty() {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM git_connections WHERE name = $1 AND from_config <> 0").bind(name).execute(conn).await?;
+    Ok(true)
 }
 
 /// Change a connection; a new private key or webhook secret is a rotation. Only the columns
@@ -413,6 +514,9 @@ pub async fn update(
     change: &ConnectionChange,
 ) -> Result<Connection> {
     let current = row(conn, name).await?.ok_or(ConnectionError::NotFound)?;
+    if current.from_config != 0 {
+        return Err(ConnectionError::Managed(name.to_owned()));
+    }
     let provider = Provider::parse(&current.provider).unwrap_or(Provider::GitHub);
     if (change.api_url.is_some() || change.ca_bundle.is_some()) && change.private_key.is_none() {
         return Err(invalid(
@@ -477,7 +581,9 @@ pub async fn users_of(conn: &mut AnyConnection, name: &str) -> Result<Vec<String
 /// Delete a connection no project uses: checked first, to name them, and held by the
 /// database's foreign key against a project assigned meanwhile.
 pub async fn delete(conn: &mut AnyConnection, _admin: &OrgGrant<Administer>, name: &str) -> Result<()> {
-    row(conn, name).await?.ok_or(ConnectionError::NotFound)?;
+    if row(conn, name).await?.ok_or(ConnectionError::NotFound)?.from_config != 0 {
+        return Err(ConnectionError::Managed(name.to_owned()));
+    }
     let users = users_of(conn, name).await?;
     if !users.is_empty() {
         return Err(ConnectionError::InUse(users));

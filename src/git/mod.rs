@@ -9,6 +9,7 @@
 
 pub mod connections;
 pub mod connections_api;
+pub mod connections_config;
 pub mod github;
 pub mod hosted;
 pub mod local;

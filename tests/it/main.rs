@@ -13,6 +13,7 @@ mod backup;
 mod branch_view;
 mod cli;
 mod components;
+mod configured_connections;
 mod deletion;
 mod device;
 mod fake_github;
