@@ -373,6 +373,22 @@ pub async fn create(
     insert(conn, keys, new, false).await
 }
 
+/// Check every field of a connection (not its name); its provider and normalised API URL.
+fn validate(new: &NewConnection) -> Result<(Provider, String)> {
+    let provider = Provider::parse(&new.provider).ok_or_else(|| invalid("provider", "is github"))?;
+    let (api_url, _) = api_urls(provider, &new.api_url)?;
+    check_app_id(&new.app_id)?;
+    if let Some(c) = &new.client_id {
+        check_client_id(c)?;
+    }
+    parse_private_key(&new.private_key).map_err(|m| invalid("private_key", m))?;
+    check_webhook_secret(&new.webhook_secret)?;
+    if let Some(pem) = &new.ca_bundle {
+        check_ca_bundle(pem)?;
+    }
+    Ok((provider, api_url))
+}
+
 /// Check a new connection and store it, sealed; `from_config` for one the configuration file
 /// declares (see [`super::connections_config`]).
 pub(crate) async fn insert(
@@ -385,17 +401,7 @@ pub(crate) async fn insert(
     if !valid_name(&name) {
         return Err(invalid("name", "is 1 to 63 lower-case letters, digits and dashes, e.g. github-corp"));
     }
-    let provider = Provider::parse(&new.provider).ok_or_else(|| invalid("provider", "is github"))?;
-    let (api_url, _) = api_urls(provider, &new.api_url)?;
-    check_app_id(&new.app_id)?;
-    if let Some(c) = &new.client_id {
-        check_client_id(c)?;
-    }
-    parse_private_key(&new.private_key).map_err(|m| invalid("private_key", m))?;
-    check_webhook_secret(&new.webhook_secret)?;
-    if let Some(pem) = &new.ca_bundle {
-        check_ca_bundle(pem)?;
-    }
+    let (provider, api_url) = validate(&new)?;
     let now = now_ms();
     let done = sqlx::query(
         "INSERT INTO git_connections (name, provider, api_url, app_id, client_id, private_key_sealed, \
@@ -426,17 +432,7 @@ pub(crate) async fn insert(
 pub(crate) async fn overwrite(conn: &mut AnyConnection, keys: &Keys, new: &NewConnection) -> Result<Vec<&'static str>> {
     let name = new.name.as_str();
     let current = row(conn, name).await?.ok_or(ConnectionError::NotFound)?;
-    let provider = Provider::parse(&new.provider).ok_or_else(|| invalid("provider", "is github"))?;
-    let (api_url, _) = api_urls(provider, &new.api_url)?;
-    check_app_id(&new.app_id)?;
-    if let Some(c) = &new.client_id {
-        check_client_id(c)?;
-    }
-    parse_private_key(&new.private_key).map_err(|m| invalid("private_key", m))?;
-    check_webhook_secret(&new.webhook_secret)?;
-    if let Some(pem) = &new.ca_bundle {
-        check_ca_bundle(pem)?;
-    }
+    let (_, api_url) = validate(new)?;
     let open = |field: &str, sealed: &str| keys.open(&purpose(name, field), sealed);
     let mut changed = vec![];
     if current.api_url != api_url {

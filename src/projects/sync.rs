@@ -196,10 +196,13 @@ async fn sync(state: &AppState, project_id: &str, reconcile: bool) -> Result<Syn
             }
             _ => {}
         }
-        if matches!(d.event.as_str(), "installation" | "installation_repositories" | "repository") {
-            // Access may have changed: a new token and a fresh look at the repository.
-            state.repos.forget_connection(project.git_connection.as_deref().unwrap_or_default());
-        }
+    }
+    if deliveries
+        .iter()
+        .any(|d| matches!(d.event.as_str(), "installation" | "installation_repositories" | "repository"))
+    {
+        // Access may have changed: a new token and a fresh look at the repository.
+        state.repos.forget_connection(project.git_connection.as_deref().unwrap_or_default());
     }
     // Pull requests whose state may have changed.
     let open: Vec<PullRecord> = {
