@@ -20,7 +20,7 @@ pub struct HostedClients {
     reached: Mutex<Option<(std::time::Instant, Reached)>>,
 }
 
-type Reached = Vec<(String, Result<Vec<super::github::provider::Installation>, String>)>;
+type Reached = Vec<(String, Result<Vec<super::github::app::Installation>, String>)>;
 
 impl std::fmt::Debug for HostedClients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,7 +81,7 @@ impl HostedClients {
         let lookups = names.into_iter().map(|name| async move {
             let listed = async {
                 let client = self.get(&name).await.map_err(|e| e.to_string())?;
-                super::github::provider::installations(&client).await.map_err(|e| e.to_string())
+                super::github::app::installations(&client).await.map_err(|e| e.to_string())
             };
             let result = match tokio::time::timeout(timeout, listed).await {
                 Ok(r) => r,

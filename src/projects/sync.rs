@@ -389,7 +389,7 @@ pub async fn missed_deliveries(state: &AppState) -> AppResult<usize> {
                 continue;
             }
         };
-        let guids = match crate::git::github::provider::recent_deliveries(&client).await {
+        let guids = match crate::git::github::app::recent_deliveries(&client).await {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(event_type = "missed_deliveries_failed", connection = %name, error = %e, "could not list webhook deliveries");

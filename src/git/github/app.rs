@@ -1,13 +1,21 @@
 //! The GitHub App's JWT (GitHub: "Generating a JSON Web Token for a GitHub App"): RS256 over the
 //! App's private key, issued 60 seconds in the past against clock drift, valid for 9 minutes
 //! (GitHub refuses more than 10), its issuer the App's client id (or, without one, its App id).
-//! It is only ever exchanged for installation tokens; it is never logged or stored.
+//! It is only ever exchanged for installation tokens; it is never logged or stored. With it, the
+//! App's own resources: its installations (and the repositories each reaches) and its recent
+//! webhook deliveries.
 
 use base64::Engine as _;
+use reqwest::Method;
 use rsa::RsaPrivateKey;
 use rsa::pkcs1v15::SigningKey;
 use rsa::signature::{SignatureEncoding as _, Signer as _};
+use serde::Deserialize;
 use sha2::Sha256;
+
+use super::client::{Auth, Client};
+use super::provider::failure;
+use crate::git::GitResult;
 
 /// Seconds before "now" the token says it was issued.
 pub const BACKDATE_SECS: i64 = 60;
@@ -22,6 +30,105 @@ pub fn jwt(issuer: &str, key: &RsaPrivateKey, now: i64) -> String {
     let input = format!("{header}.{}", b64(claims.to_string().as_bytes()));
     let signature = SigningKey::<Sha256>::new(key.clone()).sign(input.as_bytes()).to_bytes();
     format!("{input}.{}", b64(&signature))
+}
+
+/// An installation of the App as the console and the New project form show it.
+#[derive(Debug, Clone)]
+pub struct Installation {
+    pub id: u64,
+    pub account: String,
+    pub suspended: bool,
+    /// `owner/name`, at most [`LISTED_REPOSITORIES`].
+    pub repositories: Vec<String>,
+    /// More than were listed.
+    pub truncated: bool,
+}
+
+/// Repositories listed per installation.
+pub const LISTED_REPOSITORIES: usize = 500;
+
+/// The App's installations and the repositories each reaches.
+pub async fn installations(client: &Client) -> GitResult<Vec<Installation>> {
+    #[derive(Deserialize)]
+    struct Account {
+        login: String,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        id: u64,
+        account: Option<Account>,
+        suspended_at: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Repo {
+        full_name: String,
+    }
+    #[derive(Deserialize)]
+    struct Repos {
+        repositories: Vec<Repo>,
+    }
+    let response = client.call(Auth::App, Method::GET, &["app", "installations"], &[("per_page", "100")], None).await?;
+    if response.status != 200 {
+        return Err(failure(&response, "the App's installations"));
+    }
+    let items: Vec<Item> = response.json()?;
+    let mut out = vec![];
+    for item in items {
+        let suspended = item.suspended_at.is_some();
+        let mut repositories = vec![];
+        let mut truncated = false;
+        if !suspended {
+            let mut url = client.url(&["installation", "repositories"], &[("per_page", "100")]);
+            loop {
+                let page = client.send(Auth::Installation(item.id), Method::GET, url, None, false).await?;
+                if page.status != 200 {
+                    return Err(failure(&page, "an installation's repositories"));
+                }
+                let listed: Repos = page.json()?;
+                repositories.extend(listed.repositories.into_iter().map(|r| r.full_name));
+                match page.next_page() {
+                    Some(_) if repositories.len() >= LISTED_REPOSITORIES => {
+                        truncated = true;
+                        break;
+                    }
+                    Some(next) => url = client.same_host(&next)?,
+                    None => break,
+                }
+            }
+        }
+        repositories.sort_by_key(|r| r.to_ascii_lowercase());
+        out.push(Installation {
+            id: item.id,
+            account: item.account.map(|a| a.login).unwrap_or_default(),
+            suspended,
+            repositories,
+            truncated,
+        });
+    }
+    Ok(out)
+}
+
+/// The App's most recent webhook deliveries (at most 100, failed ones included): their ids and
+/// when GitHub made them (ms since the epoch; 0 when unreadable).
+pub async fn recent_deliveries(client: &Client) -> GitResult<Vec<(String, i64)>> {
+    let query = [("per_page", "100")];
+    let response = client.call(Auth::App, Method::GET, &["app", "hook", "deliveries"], &query, None).await?;
+    if response.status != 200 {
+        return Err(failure(&response, "the App's webhook deliveries"));
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        guid: String,
+        delivered_at: String,
+    }
+    let items: Vec<Item> = response.json()?;
+    Ok(items
+        .into_iter()
+        .map(|i| {
+            let at = chrono::DateTime::parse_from_rfc3339(&i.delivered_at).map_or(0, |d| d.timestamp_millis());
+            (i.guid, at)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use serde_json::json;
 use super::client::{Auth, Client, Response};
 use crate::git::{
     BranchHead, Change, CommitInfo, CommitRequest, DiffEntry, DiffStatus, FileEntry, GitError, GitProvider, GitResult,
-    MAX_TREE_DEPTH, MergeMode, MergeRequest, NewPull, ObjectId, Page, Person, PullRequest, PullState, Reviews, Skipped,
+    MAX_TREE_DEPTH, MergeMode, MergeRequest, ObjectId, Page, Person, Reviews, Skipped,
 };
 
 /// Arno commits on behalf of a user: the user is the author, Arno the committer.
@@ -61,7 +61,7 @@ type Listings = (HashMap<String, Arc<Listing>>, VecDeque<String>);
 
 pub struct GitHubProvider {
     client: Arc<Client>,
-    owner: String,
+    pub(super) owner: String,
     name: String,
     installation: u64,
     listings: Mutex<Listings>,
@@ -112,7 +112,7 @@ fn time_ms(date: &str) -> i64 {
 }
 
 /// What an unexpected answer means.
-fn failure(response: &Response, what: &str) -> GitError {
+pub(super) fn failure(response: &Response, what: &str) -> GitError {
     let message = response.message();
     match response.status {
         401 => GitError::Unauthorized(message),
@@ -165,13 +165,13 @@ impl GitHubProvider {
         Auth::Installation(self.installation)
     }
 
-    async fn get(&self, rest: &[&str], query: &[(&str, &str)]) -> GitResult<Response> {
+    pub(super) async fn get(&self, rest: &[&str], query: &[(&str, &str)]) -> GitResult<Response> {
         let mut segments = vec!["repos", self.owner.as_str(), self.name.as_str()];
         segments.extend_from_slice(rest);
         self.client.call(self.auth(), Method::GET, &segments, query, None).await
     }
 
-    async fn send(&self, method: Method, rest: &[&str], body: serde_json::Value) -> GitResult<Response> {
+    pub(super) async fn send(&self, method: Method, rest: &[&str], body: serde_json::Value) -> GitResult<Response> {
         let mut segments = vec!["repos", self.owner.as_str(), self.name.as_str()];
         segments.extend_from_slice(rest);
         self.client.call(self.auth(), method, &segments, &[], Some(&body)).await
@@ -605,189 +605,6 @@ impl GitHubProvider {
             _ => Err(self.write_failure(&response, "branch")),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct RawPullHead {
-    sha: String,
-}
-
-#[derive(Deserialize)]
-struct RawPull {
-    number: u64,
-    html_url: String,
-    state: String,
-    #[serde(default)]
-    merged_at: Option<String>,
-    title: String,
-    head: RawPullHead,
-}
-
-impl RawPull {
-    fn view(self) -> PullRequest {
-        let state = match (self.state.as_str(), self.merged_at.is_some()) {
-            (_, true) => PullState::Merged,
-            ("open", _) => PullState::Open,
-            _ => PullState::Closed,
-        };
-        PullRequest { number: self.number, url: self.html_url, state, head_sha: self.head.sha, title: self.title }
-    }
-}
-
-impl Reviews for GitHubProvider {
-    fn open_pull_for<'a>(&'a self, branch: &'a str) -> BoxFuture<'a, GitResult<Option<PullRequest>>> {
-        async move {
-            let head = format!("{}:{branch}", self.owner);
-            let response = self.get(&["pulls"], &[("head", &head), ("state", "open"), ("per_page", "1")]).await?;
-            if response.status != 200 {
-                return Err(failure(&response, &format!("pull requests of {branch}")));
-            }
-            let mut pulls: Vec<RawPull> = response.json()?;
-            Ok(if pulls.is_empty() { None } else { Some(pulls.swap_remove(0).view()) })
-        }
-        .boxed()
-    }
-
-    fn open_pull(&self, new: NewPull) -> BoxFuture<'_, GitResult<PullRequest>> {
-        async move {
-            let body = json!({"title": new.title, "head": new.branch, "base": new.base, "body": new.body});
-            let response = self.send(Method::POST, &["pulls"], body).await?;
-            match response.status {
-                201 => Ok(response.json::<RawPull>()?.view()),
-                // "A pull request already exists for owner:branch": that one.
-                422 if String::from_utf8_lossy(&response.body).contains("already exists") => {
-                    self.open_pull_for(&new.branch).await?.ok_or_else(|| {
-                        GitError::Conflict(format!("a pull request for {} exists but is not open", new.branch))
-                    })
-                }
-                _ => Err(failure(&response, &format!("pull request for {}", new.branch))),
-            }
-        }
-        .boxed()
-    }
-
-    fn update_pull<'a>(&'a self, number: u64, title: &'a str, body: &'a str) -> BoxFuture<'a, GitResult<PullRequest>> {
-        async move {
-            let n = number.to_string();
-            let response = self.send(Method::PATCH, &["pulls", &n], json!({"title": title, "body": body})).await?;
-            if response.status != 200 {
-                return Err(failure(&response, &format!("pull request #{number}")));
-            }
-            Ok(response.json::<RawPull>()?.view())
-        }
-        .boxed()
-    }
-
-    fn pull(&self, number: u64) -> BoxFuture<'_, GitResult<PullRequest>> {
-        async move {
-            let n = number.to_string();
-            let response = self.get(&["pulls", &n], &[]).await?;
-            if response.status != 200 {
-                return Err(failure(&response, &format!("pull request #{number}")));
-            }
-            Ok(response.json::<RawPull>()?.view())
-        }
-        .boxed()
-    }
-}
-
-/// An installation of the App as the console and the New project form show it.
-#[derive(Debug, Clone)]
-pub struct Installation {
-    pub id: u64,
-    pub account: String,
-    pub suspended: bool,
-    /// `owner/name`, at most [`LISTED_REPOSITORIES`].
-    pub repositories: Vec<String>,
-    /// More than were listed.
-    pub truncated: bool,
-}
-
-/// Repositories listed per installation.
-pub const LISTED_REPOSITORIES: usize = 500;
-
-/// The App's installations and the repositories each reaches.
-pub async fn installations(client: &Client) -> GitResult<Vec<Installation>> {
-    #[derive(Deserialize)]
-    struct Account {
-        login: String,
-    }
-    #[derive(Deserialize)]
-    struct Item {
-        id: u64,
-        account: Option<Account>,
-        suspended_at: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Repo {
-        full_name: String,
-    }
-    #[derive(Deserialize)]
-    struct Repos {
-        repositories: Vec<Repo>,
-    }
-    let response = client.call(Auth::App, Method::GET, &["app", "installations"], &[("per_page", "100")], None).await?;
-    if response.status != 200 {
-        return Err(failure(&response, "the App's installations"));
-    }
-    let items: Vec<Item> = response.json()?;
-    let mut out = vec![];
-    for item in items {
-        let suspended = item.suspended_at.is_some();
-        let mut repositories = vec![];
-        let mut truncated = false;
-        if !suspended {
-            let mut url = client.url(&["installation", "repositories"], &[("per_page", "100")]);
-            loop {
-                let page = client.send(Auth::Installation(item.id), Method::GET, url, None, false).await?;
-                if page.status != 200 {
-                    return Err(failure(&page, "an installation's repositories"));
-                }
-                let listed: Repos = page.json()?;
-                repositories.extend(listed.repositories.into_iter().map(|r| r.full_name));
-                match page.next_page() {
-                    Some(_) if repositories.len() >= LISTED_REPOSITORIES => {
-                        truncated = true;
-                        break;
-                    }
-                    Some(next) => url = client.same_host(&next)?,
-                    None => break,
-                }
-            }
-        }
-        repositories.sort_by_key(|r| r.to_ascii_lowercase());
-        out.push(Installation {
-            id: item.id,
-            account: item.account.map(|a| a.login).unwrap_or_default(),
-            suspended,
-            repositories,
-            truncated,
-        });
-    }
-    Ok(out)
-}
-
-/// The App's most recent webhook deliveries (at most 100, failed ones included): their ids and
-/// when GitHub made them (ms since the epoch; 0 when unreadable).
-pub async fn recent_deliveries(client: &Client) -> GitResult<Vec<(String, i64)>> {
-    let query = [("per_page", "100")];
-    let response = client.call(Auth::App, Method::GET, &["app", "hook", "deliveries"], &query, None).await?;
-    if response.status != 200 {
-        return Err(failure(&response, "the App's webhook deliveries"));
-    }
-    #[derive(Deserialize)]
-    struct Item {
-        guid: String,
-        delivered_at: String,
-    }
-    let items: Vec<Item> = response.json()?;
-    Ok(items
-        .into_iter()
-        .map(|i| {
-            let at = chrono::DateTime::parse_from_rfc3339(&i.delivered_at).map_or(0, |d| d.timestamp_millis());
-            (i.guid, at)
-        })
-        .collect())
 }
 
 /// `owner/name` → its two parts, as GitHub allows them.
