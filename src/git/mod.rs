@@ -7,6 +7,7 @@
 //! (`rate_limited` with a retry time, `conflict` when a branch moved) rather than in gix types.
 //! One trait-level test suite (tests/it/provider_suite.rs) runs against every provider.
 
+pub mod codeowners;
 pub mod connections;
 pub mod connections_api;
 pub mod connections_config;
@@ -16,7 +17,7 @@ pub mod local;
 pub mod webhooks;
 
 use futures_util::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A commit or blob id as the provider spells it (hex SHA-1 for git).
 pub type ObjectId = String;
@@ -253,6 +254,101 @@ pub struct PullRequest {
     pub title: String,
 }
 
+/// What the checks on a commit say, summed up the way the provider's pull request page does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksState {
+    /// No check has reported on the commit.
+    None,
+    /// Some have not finished, none has failed.
+    Pending,
+    Success,
+    /// At least one failed (or timed out, was cancelled, or needs action).
+    Failure,
+}
+
+/// The checks on a pull request's head commit (GitHub: check runs and commit statuses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Checks {
+    pub state: ChecksState,
+    /// The commit they are about.
+    pub sha: String,
+    pub total: u32,
+    pub failed: u32,
+    pub pending: u32,
+    /// The first failing checks' names (at most [`CHECKS_NAMED`]).
+    pub failing: Vec<String>,
+    /// Kinds of checks the provider would not show Arno (e.g. the App lacks a permission), so
+    /// the summary may be missing some.
+    pub unreadable: Vec<String>,
+}
+
+/// Failing checks named per pull request.
+pub const CHECKS_NAMED: usize = 5;
+
+impl Checks {
+    /// One check's outcome counted in.
+    pub fn count(&mut self, name: &str, outcome: ChecksState) {
+        self.total += 1;
+        match outcome {
+            ChecksState::Failure => {
+                self.failed += 1;
+                if self.failing.len() < CHECKS_NAMED {
+                    self.failing.push(name.to_owned());
+                }
+            }
+            ChecksState::Pending => self.pending += 1,
+            ChecksState::Success | ChecksState::None => {}
+        }
+        self.state = if self.failed > 0 {
+            ChecksState::Failure
+        } else if self.pending > 0 {
+            ChecksState::Pending
+        } else {
+            ChecksState::Success
+        };
+    }
+
+    /// The state as the API spells it (for CSS classes).
+    pub fn state_key(&self) -> &'static str {
+        match self.state {
+            ChecksState::None => "none",
+            ChecksState::Pending => "pending",
+            ChecksState::Success => "success",
+            ChecksState::Failure => "failure",
+        }
+    }
+
+    /// One word for the badge.
+    pub fn state_label(&self) -> &'static str {
+        match self.state {
+            ChecksState::None => "no checks",
+            ChecksState::Pending => "running",
+            ChecksState::Success => "passing",
+            ChecksState::Failure => "failing",
+        }
+    }
+
+    /// What the Changes page and the editor say.
+    pub fn summary(&self) -> String {
+        let mut text = match self.state {
+            ChecksState::None => "no checks have reported".to_owned(),
+            ChecksState::Success => format!("all {} check(s) passed", self.total),
+            ChecksState::Pending => format!("{} of {} check(s) still running", self.pending, self.total),
+            ChecksState::Failure => {
+                format!("{} of {} check(s) failed: {}", self.failed, self.total, self.failing.join(", "))
+            }
+        };
+        if self.state == ChecksState::Failure && self.failed as usize > self.failing.len() {
+            text.push_str(", …");
+        }
+        if !self.unreadable.is_empty() {
+            text.push_str(&format!(" (Arno may not read {}: see docs/github.md)", self.unreadable.join(" or ")));
+        }
+        text
+    }
+}
+
 /// Open a pull request from `branch` into `base`.
 #[derive(Debug, Clone)]
 pub struct NewPull {
@@ -272,6 +368,9 @@ pub trait Reviews: Send + Sync {
     /// A new title and description.
     fn update_pull<'a>(&'a self, number: u64, title: &'a str, body: &'a str) -> BoxFuture<'a, GitResult<PullRequest>>;
     fn pull(&self, number: u64) -> BoxFuture<'_, GitResult<PullRequest>>;
+    /// The checks on commit `sha` (a pull request's head). Kinds of checks the provider refuses
+    /// to show are listed in [`Checks::unreadable`], not an error.
+    fn checks<'a>(&'a self, sha: &'a str) -> BoxFuture<'a, GitResult<Checks>>;
 }
 
 /// The operations Arno needs from a repository. All methods are cheap to call concurrently;

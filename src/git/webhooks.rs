@@ -66,6 +66,9 @@ pub fn hint_of(event: &str, payload: &Value) -> Value {
         "ref": payload["ref"],
         "after": payload["after"],
         "pull": payload["pull_request"]["number"],
+        // The commit a check run, check suite or commit status is about.
+        "sha": payload["check_run"]["head_sha"].as_str().or(payload["check_suite"]["head_sha"].as_str())
+            .or(payload["sha"].as_str()),
         "removed": removed,
     })
 }

@@ -51,6 +51,8 @@ pub struct ChangedFile {
     /// Who last changed it on the branch, and when (RFC 3339).
     pub author: Option<String>,
     pub changed_at: Option<String>,
+    /// Who must review it by the repository's CODEOWNERS on the default branch (empty: nobody).
+    pub owners: Vec<String>,
     #[serde(skip)]
     pub diff: Option<Vec<DiffLine>>,
 }
@@ -86,6 +88,10 @@ pub struct ChangeRequest {
     /// On a hosted repository (GitHub): the branch's pull request, as Arno last saw it. Merging
     /// happens there (reviews, CODEOWNERS, branch protection), not in Arno.
     pub pull_request: Option<super::onboarding::PullRecord>,
+    /// The CODEOWNERS file the owners come from (`null`: the repository has none).
+    pub codeowners_file: Option<String>,
+    /// Why the owners could not be read, if they could not (the page still shows the rest).
+    pub codeowners_problem: Option<String>,
 }
 
 impl ChangeRequest {
@@ -132,6 +138,7 @@ async fn load_change(state: &AppState, project: &Project, handle: &str, with_dif
                         status: d.status,
                         author: None,
                         changed_at: None,
+                        owners: vec![],
                         diff: None,
                     });
                 }
@@ -168,6 +175,20 @@ async fn load_change(state: &AppState, project: &Project, handle: &str, with_dif
             }
         }
     }
+    let (mut codeowners_file, mut codeowners_problem) = (None, None);
+    if let (Some(default_head), false) = (&default.commit, files.is_empty()) {
+        match state.repos.codeowners(&project.id, provider.as_ref(), default_head).await {
+            Ok(file) => {
+                if let Some((path, owners)) = file.as_ref() {
+                    for f in &mut files {
+                        f.owners = owners.owners_of(&f.path).to_vec();
+                    }
+                    codeowners_file = Some(path.clone());
+                }
+            }
+            Err(e) => codeowners_problem = Some(format!("the CODEOWNERS file could not be read: {}", git_error(e))),
+        }
+    }
     let pull_request = {
         let mut conn = state.db.pool().acquire().await?;
         super::onboarding::pull_for_branch(&mut conn, &project.id, &branch.branch).await?
@@ -181,6 +202,8 @@ async fn load_change(state: &AppState, project: &Project, handle: &str, with_dif
         skipped_paths,
         can_fast_forward,
         pull_request,
+        codeowners_file,
+        codeowners_problem,
     })
 }
 

@@ -158,6 +158,11 @@ struct EditorPage {
     editor_js: String,
     /// The caller's session branch, where their saves go.
     writeback: Option<super::writeback::SessionBranch>,
+    /// Its pull request on a hosted repository, as Arno last saw it.
+    pull_request: Option<super::onboarding::PullRecord>,
+    /// Who reviews a change to this spec by the repository's CODEOWNERS (`None`: no file, or it
+    /// could not be read; empty: nobody).
+    owners: Option<Vec<String>>,
     structured: Option<StructuredView>,
     /// Why the structured view cannot show this text.
     unavailable: Option<String>,
@@ -306,11 +311,16 @@ async fn editor_page(
         .await
         .map_err(|e| AppError::Internal(e.into()))?
         .map_err(|e| AppError::Internal(e.into()))?;
-    let (writeback, versions) = {
+    let (writeback, versions, pull_request) = {
         let mut conn = state.db.pool().acquire().await?;
         let writeback = super::writeback::branch_of(&mut conn, &project.id, &auth.user.handle).await?;
-        (writeback, versions::list(&mut conn, &project.id, path).await?)
+        let pull = match &writeback {
+            Some(w) => super::onboarding::pull_for_branch(&mut conn, &project.id, &w.branch).await?,
+            None => None,
+        };
+        (writeback, versions::list(&mut conn, &project.id, path).await?, pull)
     };
+    let owners = owners_of(state, project, path).await;
     let latest = versions.iter().find(|v| v.kind != "backup").filter(|v| v.is_deleted());
     let deleted = latest.is_some() && shown.conflict.is_none();
     let theirs_deleted = latest.is_some() && shown.conflict.is_some();
@@ -329,6 +339,8 @@ async fn editor_page(
     };
     let html = render(&EditorPage {
         writeback,
+        pull_request,
+        owners,
         page: PageContext::for_user(auth, &state.keys.csrf),
         project: project.clone(),
         path: path.to_owned(),
@@ -351,6 +363,20 @@ async fn editor_page(
         delete_href: super::authoring::delete_url(&project.slug, path),
     })?;
     Ok((shown.status, html).into_response())
+}
+
+/// The code owners of `path` on the last scanned default-branch commit; `None` without a
+/// CODEOWNERS file, or when the repository cannot be read just now (the editor works without).
+async fn owners_of(state: &AppState, project: &Project, path: &str) -> Option<Vec<String>> {
+    let commit = project.scanned_commit.as_deref()?;
+    let provider = state.repos.get(project).await.ok()?;
+    match state.repos.codeowners(&project.id, provider.as_ref(), commit).await {
+        Ok(file) => file.as_ref().as_ref().map(|(_, owners)| owners.owners_of(path).to_vec()),
+        Err(e) => {
+            tracing::warn!(project = %project.id, error = %e, "CODEOWNERS could not be read");
+            None
+        }
+    }
 }
 
 fn spec_path(raw: &str) -> AppResult<String> {

@@ -55,7 +55,12 @@ pub struct Repos {
     hosted: Option<Arc<crate::git::hosted::HostedClients>>,
     /// When each hosted project was last scheduled for reconciliation.
     reconciled: Mutex<HashMap<String, std::time::Instant>>,
+    /// Each project's CODEOWNERS, and the default-branch commit it was read from.
+    codeowners: Mutex<HashMap<String, (String, CodeOwnersFile)>>,
 }
+
+/// A repository's CODEOWNERS and where it is, if it has one.
+pub type CodeOwnersFile = Arc<Option<(String, crate::git::codeowners::CodeOwners)>>;
 
 impl std::fmt::Debug for Repos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,6 +76,7 @@ impl Repos {
             open: Mutex::default(),
             hosted: None,
             reconciled: Mutex::default(),
+            codeowners: Mutex::default(),
         })
     }
 
@@ -115,6 +121,23 @@ impl Repos {
             )),
             Err(e) => Err(git_error(e)),
         }
+    }
+
+    /// The project's CODEOWNERS on default-branch commit `commit` (read once per commit).
+    pub async fn codeowners(
+        &self,
+        project_id: &str,
+        provider: &dyn GitProvider,
+        commit: &str,
+    ) -> Result<CodeOwnersFile, GitError> {
+        let cached = self.codeowners.lock().unwrap_or_else(|e| e.into_inner()).get(project_id).cloned();
+        if let Some((_, file)) = cached.filter(|(at, _)| at == commit) {
+            return Ok(file);
+        }
+        let file: CodeOwnersFile = Arc::new(crate::git::codeowners::read(provider, commit).await?);
+        let mut all = self.codeowners.lock().unwrap_or_else(|e| e.into_inner());
+        all.insert(project_id.to_owned(), (commit.to_owned(), file.clone()));
+        Ok(file)
     }
 
     /// Forget a project's opened repository (it reopens on next use), after it moved.

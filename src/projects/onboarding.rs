@@ -38,13 +38,33 @@ pub struct PullRecord {
     /// `open`, `merged` or `closed`.
     pub state: String,
     pub head_sha: Option<String>,
+    /// The checks on `head_sha` when Arno last looked (`null` before it has).
+    #[sqlx(try_from = "Option<String>")]
+    #[schema(value_type = Option<crate::git::Checks>)]
+    pub checks: StoredChecks,
     #[serde(skip)]
     pub opened_at: i64,
     #[serde(skip)]
     pub updated_at: i64,
 }
 
+/// [`crate::git::Checks`] as stored (JSON); unreadable JSON is "not looked yet".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StoredChecks(pub Option<crate::git::Checks>);
+
+impl From<Option<String>> for StoredChecks {
+    fn from(json: Option<String>) -> Self {
+        StoredChecks(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+}
+
 impl PullRecord {
+    /// The checks Arno last read, if they are about the head it knows.
+    pub fn current_checks(&self) -> Option<&crate::git::Checks> {
+        self.checks.0.as_ref().filter(|c| self.head_sha.as_deref() == Some(c.sha.as_str()))
+    }
+
     pub fn opened_text(&self) -> String {
         rfc3339(self.opened_at)
     }
@@ -144,7 +164,7 @@ fn folder(field: &str, raw: &str) -> AppResult<String> {
 
 pub async fn pull_of(conn: &mut AnyConnection, project_id: &str, kind: &str) -> AppResult<Option<PullRecord>> {
     Ok(sqlx::query_as(
-        "SELECT branch, kind, number, url, state, head_sha, opened_at, updated_at FROM pull_requests \
+        "SELECT branch, kind, number, url, state, head_sha, checks, opened_at, updated_at FROM pull_requests \
          WHERE project_id = $1 AND kind = $2 ORDER BY opened_at DESC LIMIT 1",
     )
     .bind(project_id)
@@ -156,7 +176,7 @@ pub async fn pull_of(conn: &mut AnyConnection, project_id: &str, kind: &str) -> 
 /// The project's pull requests Arno last saw open.
 pub async fn open_pulls(conn: &mut AnyConnection, project_id: &str) -> AppResult<Vec<PullRecord>> {
     Ok(sqlx::query_as(
-        "SELECT branch, kind, number, url, state, head_sha, opened_at, updated_at FROM pull_requests \
+        "SELECT branch, kind, number, url, state, head_sha, checks, opened_at, updated_at FROM pull_requests \
          WHERE project_id = $1 AND state = 'open' ORDER BY opened_at",
     )
     .bind(project_id)
@@ -170,7 +190,7 @@ pub async fn pull_for_branch(
     branch: &str,
 ) -> AppResult<Option<PullRecord>> {
     Ok(sqlx::query_as(
-        "SELECT branch, kind, number, url, state, head_sha, opened_at, updated_at FROM pull_requests \
+        "SELECT branch, kind, number, url, state, head_sha, checks, opened_at, updated_at FROM pull_requests \
          WHERE project_id = $1 AND branch = $2",
     )
     .bind(project_id)
@@ -198,6 +218,24 @@ pub async fn save_pull(conn: &mut AnyConnection, project_id: &str, record: &Pull
     .bind(record.updated_at)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// What the checks on a pull request's head said.
+pub async fn set_pull_checks(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    branch: &str,
+    checks: &crate::git::Checks,
+) -> AppResult<()> {
+    let json = serde_json::to_string(checks).map_err(|e| AppError::Internal(e.into()))?;
+    sqlx::query("UPDATE pull_requests SET checks = $3, updated_at = $4 WHERE project_id = $1 AND branch = $2")
+        .bind(project_id)
+        .bind(branch)
+        .bind(json)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -354,6 +392,7 @@ pub async fn open(
         url: pull.url.clone(),
         state: pull.state.as_str().into(),
         head_sha: Some(commit.id.clone()),
+        checks: Default::default(),
         opened_at: now,
         updated_at: now,
     };

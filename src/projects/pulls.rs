@@ -149,6 +149,7 @@ pub async fn sync(
         url: pull.url.clone(),
         state: pull.state.as_str().into(),
         head_sha: Some(pull.head_sha.clone()),
+        checks: Default::default(),
         opened_at: now,
         updated_at: now,
     };

@@ -26,7 +26,7 @@ use crate::app::AppState;
 use crate::audit::{self, Actor, Event, Origin, Outcome};
 use crate::db::now_ms;
 use crate::error::{AppError, AppResult};
-use crate::git::GitError;
+use crate::git::{GitError, PullState};
 use crate::jobs::lock::Lock;
 use crate::jobs::{self, Job, JobError, NewJob};
 
@@ -157,6 +157,8 @@ async fn sync(state: &AppState, project_id: &str, reconcile: bool) -> Result<Syn
     // another account's).
     let mut suspect: Option<&'static str> = None;
     let mut pulls: Vec<i64> = vec![];
+    // Commits whose checks reported.
+    let mut commits: Vec<String> = vec![];
     for d in &deliveries {
         let hint: Value = serde_json::from_str(&d.hint).unwrap_or(Value::Null);
         let action = hint["action"].as_str().unwrap_or_default();
@@ -186,6 +188,7 @@ async fn sync(state: &AppState, project_id: &str, reconcile: bool) -> Result<Syn
                 }
             }
             ("pull_request", _) => pulls.extend(hint["pull"].as_i64()),
+            ("check_run" | "check_suite" | "status", _) => commits.extend(hint["sha"].as_str().map(str::to_owned)),
             ("push", _) => {
                 let branch = hint["ref"].as_str().and_then(|r| r.strip_prefix("refs/heads/")).unwrap_or_default();
                 if let Some(after) = hint["after"].as_str()
@@ -209,7 +212,10 @@ async fn sync(state: &AppState, project_id: &str, reconcile: bool) -> Result<Syn
         let mut conn = state.db.pool().acquire().await?;
         onboarding::open_pulls(&mut conn, &project.id).await?
     };
-    let wanted: Vec<&PullRecord> = open.iter().filter(|p| reconcile || pulls.contains(&p.number)).collect();
+    let wanted: Vec<&PullRecord> = open
+        .iter()
+        .filter(|p| reconcile || pulls.contains(&p.number) || p.head_sha.as_ref().is_some_and(|h| commits.contains(h)))
+        .collect();
     if !wanted.is_empty() {
         outcome.pulls_refreshed = refresh_pulls(state, &project, &wanted).await?;
     }
@@ -308,11 +314,28 @@ async fn refresh_pulls(state: &AppState, project: &Project, pulls: &[&PullRecord
             Err(e) => return Err(SyncError::Other(super::git_error(e))),
         };
         refreshed += 1;
-        if pull.state.as_str() == record.state && record.head_sha.as_deref() == Some(pull.head_sha.as_str()) {
+        // The checks on its head, while it is open (a merged or closed one's no longer matter).
+        let checks = match pull.state {
+            PullState::Open => match reviews.checks(&pull.head_sha).await {
+                Ok(c) => Some(c),
+                Err(GitError::RateLimited { retry_after_ms }) => return Err(SyncError::RateLimited(retry_after_ms)),
+                Err(GitError::NotFound(_)) => None,
+                Err(e) => return Err(SyncError::Other(super::git_error(e))),
+            },
+            _ => None,
+        };
+        let checks_changed = checks.as_ref().is_some_and(|c| record.checks.0.as_ref() != Some(c));
+        if pull.state.as_str() == record.state
+            && record.head_sha.as_deref() == Some(pull.head_sha.as_str())
+            && !checks_changed
+        {
             continue;
         }
         let mut tx = state.db.begin().await?;
         onboarding::set_pull_state(&mut tx, &project.id, &record.branch, pull.state, Some(&pull.head_sha)).await?;
+        if let Some(checks) = checks.as_ref().filter(|_| checks_changed) {
+            onboarding::set_pull_checks(&mut tx, &project.id, &record.branch, checks).await?;
+        }
         if pull.state.as_str() != record.state {
             let summary = format!("pull request #{} is {} on GitHub", pull.number, pull.state.as_str());
             super::writeback::activity(

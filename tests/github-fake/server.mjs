@@ -35,6 +35,7 @@ const state = {
   rate: new Map(), // installation → { remaining, reset }
   deliveries: [], // what GET /app/hook/deliveries lists
   hook: null, // { url, secret }: where the App's webhook deliveries go
+  checks: new Map(), // "owner/name" → { runs: [{ id, sha, name, status, conclusion, at }], statuses: [{ id, sha, context, state, at }] }
 };
 
 const DOCS = "https://docs.github.com/rest";
@@ -196,8 +197,8 @@ function installation(inst) {
     target_id: owner(inst.account).id,
     target_type: "Organization",
     suspended_at: inst.suspended ? iso(now()) : null,
-    permissions: { contents: "write", pull_requests: "write", metadata: "read", workflows: "write" },
-    events: ["push", "pull_request", "repository"],
+    permissions: { contents: "write", pull_requests: "write", metadata: "read", workflows: "write", checks: "read", statuses: "read" },
+    events: ["push", "pull_request", "repository", "check_suite", "status"],
   });
 }
 
@@ -573,6 +574,81 @@ route("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}", TOKEN, ({ repo, para
   return reply(200, pullRequest(repo, p));
 });
 
+// Checks on a commit: check runs (GitHub Actions, other Apps) and commit statuses (older CI).
+function checksOf(repo) {
+  const key = `${repo.owner}/${repo.name}`;
+  if (!state.checks.has(key)) state.checks.set(key, { runs: [], statuses: [] });
+  return state.checks.get(key);
+}
+
+function checkRun(repo, run) {
+  const r = dotcom.example("check-run");
+  const repoUrl = `${base}/repos/${repo.owner}/${repo.name}`;
+  return Object.assign(r, {
+    id: run.id,
+    node_id: `CR_${run.id}`,
+    head_sha: run.sha,
+    name: run.name,
+    external_id: String(run.id),
+    url: `${repoUrl}/check-runs/${run.id}`,
+    html_url: `${base.replace(/\/api\/v3$/, "")}/${repo.owner}/${repo.name}/runs/${run.id}`,
+    details_url: null,
+    status: run.status,
+    conclusion: run.status === "completed" ? run.conclusion : null,
+    started_at: iso(run.at),
+    completed_at: run.status === "completed" ? iso(run.at) : null,
+    output: { title: null, summary: null, text: null, annotations_count: 0, annotations_url: `${repoUrl}/check-runs/${run.id}/annotations` },
+    check_suite: { id: run.id },
+    app: null,
+    pull_requests: [],
+  });
+}
+
+route("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs", TOKEN, ({ repo, params, query }) => {
+  const runs = checksOf(repo).runs.filter((r) => r.sha === params.ref);
+  const perPage = Number(query.per_page || 30);
+  const page = Number(query.page || 1);
+  const items = runs.slice((page - 1) * perPage, page * perPage);
+  const headers = {};
+  if (page * perPage < runs.length) {
+    headers.link = `<${base}/repos/${repo.owner}/${repo.name}/commits/${params.ref}/check-runs?per_page=${perPage}&page=${page + 1}>; rel="next"`;
+  }
+  return reply(200, { total_count: runs.length, check_runs: items.map((r) => checkRun(repo, r)) }, headers);
+});
+
+route("GET", "/repos/{owner}/{repo}/commits/{ref}/status", TOKEN, ({ repo, params }) => {
+  const repoUrl = `${base}/repos/${repo.owner}/${repo.name}`;
+  // The latest status per context, as GitHub combines them.
+  const latest = new Map();
+  for (const st of checksOf(repo).statuses.filter((st) => st.sha === params.ref)) latest.set(st.context, st);
+  const statuses = [...latest.values()].map((st) =>
+    ({
+      id: st.id,
+      node_id: `SC_${st.id}`,
+      state: st.state,
+      context: st.context,
+      description: null,
+      target_url: null,
+      avatar_url: null,
+      url: `${repoUrl}/statuses/${params.ref}`,
+      required: false,
+      created_at: iso(st.at),
+      updated_at: iso(st.at),
+    }),
+  );
+  const states = statuses.map((st) => st.state);
+  const combined = states.some((x) => x === "error" || x === "failure") ? "failure" : states.length && states.every((x) => x === "success") ? "success" : "pending";
+  return reply(200, {
+    state: combined,
+    sha: params.ref,
+    total_count: statuses.length,
+    statuses,
+    repository: repository(repo, false),
+    commit_url: `${repoUrl}/commits/${params.ref}`,
+    url: `${repoUrl}/commits/${params.ref}/status`,
+  });
+});
+
 // --- GraphQL --------------------------------------------------------------------------------------
 
 async function handleGraphql(req, raw, inst) {
@@ -814,6 +890,23 @@ async function control(method, pathname, body) {
     if (!repo) return notFound();
     const payload = pushPayload(repo, body.ref, body.before);
     return reply(200, { ...(await deliver("push", payload, body)), commits: payload.commits.length });
+  }
+  const checks = /^\/_fake\/repos\/([^/]+)\/([^/]+)\/(checks|statuses)$/.exec(pathname);
+  if (checks && method === "POST") {
+    // A check run reported ({ sha, name, status, conclusion }), or a commit status ({ sha, context, state }).
+    const repo = state.repos.get(`${checks[1]}/${checks[2]}`.toLowerCase());
+    if (!repo) return notFound();
+    const c = checksOf(repo);
+    const id = 5000 + c.runs.length + c.statuses.length;
+    if (checks[3] === "checks") {
+      const run = c.runs.find((r) => r.sha === body.sha && r.name === body.name);
+      const next = { id: run?.id ?? id, sha: body.sha, name: body.name, status: body.status || "completed", conclusion: body.conclusion ?? null, at: now() };
+      if (run) Object.assign(run, next);
+      else c.runs.push(next);
+    } else {
+      c.statuses.push({ id, sha: body.sha, context: body.context, state: body.state, at: now() });
+    }
+    return reply(204);
   }
   if (method === "POST" && pathname === "/_fake/repos") {
     const { owner: o, name, default_branch = "main", installation: instId = 1 } = body;

@@ -366,7 +366,7 @@ async fn the_first_push_of_a_session_branch_opens_a_pull_request_and_later_ones_
     w.fake.assert_clean().await;
 }
 
-async fn wait_for_pull(w: &GitHubWorld, wanted: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_for_pull(w: &GitHubWorld, wanted: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let pulls = w.fake.control(Method::GET, "pulls", json!(null)).await;

@@ -22,6 +22,7 @@ mod git;
 mod git_connections;
 mod github;
 mod github_projects;
+mod github_reviews;
 mod impact;
 mod oidc;
 mod ops;

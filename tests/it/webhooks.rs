@@ -51,7 +51,7 @@ async fn deliver(w: &GitHubWorld, event: &str, guid: &str, payload: &Value) -> D
     post(w, "corp", event, guid, body, &signature).await
 }
 
-fn examples() -> Vec<Value> {
+pub fn examples() -> Vec<Value> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/github-fake/node_modules/@octokit/webhooks-examples/api.github.com/index.json"
@@ -59,7 +59,7 @@ fn examples() -> Vec<Value> {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn example(all: &[Value], event: &str, action: Option<&str>) -> Value {
+pub fn example(all: &[Value], event: &str, action: Option<&str>) -> Value {
     let group = all.iter().find(|g| g["name"] == event).unwrap_or_else(|| panic!("no {event} examples"));
     group["examples"]
         .as_array()
@@ -79,12 +79,21 @@ async fn project(w: &GitHubWorld) -> Value {
 }
 
 /// Wait until no delivery is waiting for a project's sync.
-async fn drained(w: &GitHubWorld) {
+pub async fn drained(w: &GitHubWorld) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while count(w, "SELECT COUNT(*) FROM webhook_work").await > 0
         || count(w, "SELECT COUNT(*) FROM jobs WHERE kind = 'sync' AND state IN ('pending', 'running')").await > 0
     {
-        assert!(tokio::time::Instant::now() < deadline, "deliveries never handled");
+        if tokio::time::Instant::now() >= deadline {
+            let jobs: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+                "SELECT kind, state, attempts, last_error FROM jobs WHERE state IN ('pending', 'running')",
+            )
+            .fetch_all(w.app.state.db.pool())
+            .await
+            .unwrap();
+            let violations = w.fake.control(Method::GET, "violations", json!(null)).await;
+            panic!("deliveries never handled; jobs waiting: {jobs:?}; the fake saw: {violations}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -215,7 +224,7 @@ fn ide_push(w: &GitHubWorld, dir: &std::path::Path, commits: usize, text: &str) 
     (before, git(dir, &["rev-parse", "HEAD"]))
 }
 
-async fn hook(w: &GitHubWorld) {
+pub async fn hook(w: &GitHubWorld) {
     let url = w.app.url("/api/v1/webhooks/github/corp");
     w.fake.control(Method::POST, "hook", json!({"url": url, "secret": SECRET})).await;
 }

@@ -60,7 +60,7 @@ struct Listing {
 type Listings = (HashMap<String, Arc<Listing>>, VecDeque<String>);
 
 pub struct GitHubProvider {
-    client: Arc<Client>,
+    pub(super) client: Arc<Client>,
     pub(super) owner: String,
     name: String,
     installation: u64,
@@ -99,7 +99,7 @@ struct RawTree {
     truncated: bool,
 }
 
-fn is_commit_id(s: &str) -> bool {
+pub(super) fn is_commit_id(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -161,7 +161,7 @@ impl GitHubProvider {
         self.installation
     }
 
-    fn auth(&self) -> Auth {
+    pub(super) fn auth(&self) -> Auth {
         Auth::Installation(self.installation)
     }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::provider::{GitHubProvider, failure};
-use crate::git::{GitError, GitResult, NewPull, PullRequest, PullState, Reviews};
+use crate::git::{Checks, ChecksState, GitError, GitResult, NewPull, PullRequest, PullState, Reviews};
 
 #[derive(Deserialize)]
 struct RawPullHead {
@@ -91,5 +91,119 @@ impl Reviews for GitHubProvider {
             Ok(response.json::<RawPull>()?.view())
         }
         .boxed()
+    }
+
+    fn checks<'a>(&'a self, sha: &'a str) -> BoxFuture<'a, GitResult<Checks>> {
+        async move {
+            if !super::provider::is_commit_id(sha) {
+                return Err(GitError::Invalid(format!("{sha:?} is not a commit id")));
+            }
+            let mut checks = Checks {
+                state: ChecksState::None,
+                sha: sha.to_owned(),
+                total: 0,
+                failed: 0,
+                pending: 0,
+                failing: vec![],
+                unreadable: vec![],
+            };
+            self.check_runs(sha, &mut checks).await?;
+            self.commit_statuses(sha, &mut checks).await?;
+            Ok(checks)
+        }
+        .boxed()
+    }
+}
+
+/// Pages of check runs read per commit (100 each).
+const CHECK_RUN_PAGES: usize = 3;
+
+/// A check run's outcome (GitHub: `status` until `completed`, then `conclusion`).
+fn run_outcome(status: &str, conclusion: Option<&str>) -> ChecksState {
+    match (status, conclusion) {
+        ("completed", Some("success" | "neutral" | "skipped")) => ChecksState::Success,
+        ("completed", Some("failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure")) => {
+            ChecksState::Failure
+        }
+        // `stale`: GitHub gave up on a run that never finished; it blocks nothing.
+        ("completed", _) => ChecksState::None,
+        _ => ChecksState::Pending,
+    }
+}
+
+/// A commit status's outcome (`error`, `failure`, `pending`, `success`).
+fn status_outcome(state: &str) -> ChecksState {
+    match state {
+        "success" => ChecksState::Success,
+        "pending" => ChecksState::Pending,
+        _ => ChecksState::Failure,
+    }
+}
+
+impl GitHubProvider {
+    /// The check runs on `sha` (GitHub Actions and other Apps), counted into `checks`.
+    async fn check_runs(&self, sha: &str, checks: &mut Checks) -> GitResult<()> {
+        #[derive(Deserialize)]
+        struct Run {
+            name: String,
+            status: String,
+            conclusion: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Runs {
+            check_runs: Vec<Run>,
+        }
+        let mut response = self.get(&["commits", sha, "check-runs"], &[("per_page", "100")]).await?;
+        for page in 0.. {
+            match response.status {
+                200 => {}
+                // The App has no Checks permission.
+                403 if page == 0 => {
+                    checks.unreadable.push("check runs (Checks: read)".into());
+                    return Ok(());
+                }
+                _ => return Err(failure(&response, &format!("the check runs of {sha}"))),
+            }
+            let runs: Runs = response.json()?;
+            for run in runs.check_runs {
+                checks.count(&run.name, run_outcome(&run.status, run.conclusion.as_deref()));
+            }
+            match response.next_page() {
+                Some(next) if page + 1 < CHECK_RUN_PAGES => {
+                    let url = self.client.same_host(&next)?;
+                    response = self.client.send(self.auth(), Method::GET, url, None, false).await?;
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The commit statuses on `sha` (the latest per context: older CI systems), counted in.
+    async fn commit_statuses(&self, sha: &str, checks: &mut Checks) -> GitResult<()> {
+        #[derive(Deserialize)]
+        struct Status {
+            context: String,
+            state: String,
+        }
+        #[derive(Deserialize)]
+        struct Combined {
+            statuses: Vec<Status>,
+        }
+        let response = self.get(&["commits", sha, "status"], &[("per_page", "100")]).await?;
+        match response.status {
+            200 => {}
+            403 => {
+                checks.unreadable.push("commit statuses (Commit statuses: read)".into());
+                return Ok(());
+            }
+            _ => return Err(failure(&response, &format!("the statuses of {sha}"))),
+        }
+        // With no statuses GitHub's combined state is "pending"; only the statuses count.
+        let combined: Combined = response.json()?;
+        for status in combined.statuses {
+            checks.count(&status.context, status_outcome(&status.state));
+        }
+        Ok(())
     }
 }
