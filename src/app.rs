@@ -62,6 +62,7 @@ pub fn api() -> ApiRouter {
         .merge(auth::gdpr::api())
         .merge(auth::device::api())
         .merge(crate::git::connections_api::api())
+        .merge(crate::projects::github_roles_api::api())
         .merge(crate::audit::routes::api())
         .merge(crate::projects::routes::api())
         .merge(crate::projects::specs_api::api())

@@ -283,6 +283,8 @@ pub(crate) async fn open_session(
         .target("user", user_id)
         .intent(intent);
     audit::record(tx, event).await?;
+    // Roles that come from GitHub are brought up to date as they sign in.
+    crate::projects::github_roles::schedule_for_user(tx, user_id).await?;
     Ok(cookie)
 }
 

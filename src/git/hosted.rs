@@ -51,7 +51,8 @@ impl HostedClients {
             .map_err(|e| GitError::Unauthorized(format!("git connection {name}: the private key {e}")))?;
         let issuer = view.client_id.clone().unwrap_or_else(|| view.app_id.clone());
         let client = Client::new(name, &view.api_url, &view.graphql_url, &issuer, key, secrets.ca_bundle.as_deref())
-            .map_err(|e| GitError::Upstream(format!("git connection {name}: {e}")))?;
+            .map_err(|e| GitError::Upstream(format!("git connection {name}: {e}")))?
+            .with_client_id(view.client_id.clone());
         let client = Arc::new(client);
         self.clients.lock().expect("clients lock").insert(name.to_owned(), client.clone());
         Ok(client)

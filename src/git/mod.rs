@@ -14,6 +14,7 @@ pub mod connections_config;
 pub mod github;
 pub mod hosted;
 pub mod local;
+pub mod logins;
 pub mod webhooks;
 
 use futures_util::future::BoxFuture;
@@ -373,6 +374,57 @@ pub trait Reviews: Send + Sync {
     fn checks<'a>(&'a self, sha: &'a str) -> BoxFuture<'a, GitResult<Checks>>;
 }
 
+/// A person's permission on a repository, highest first (GitHub's base roles; GitLab's access
+/// levels map onto them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RepoPermission {
+    Admin,
+    Maintain,
+    Write,
+    Triage,
+    Read,
+}
+
+impl RepoPermission {
+    pub const ALL: [RepoPermission; 5] = [
+        RepoPermission::Admin,
+        RepoPermission::Maintain,
+        RepoPermission::Write,
+        RepoPermission::Triage,
+        RepoPermission::Read,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoPermission::Admin => "admin",
+            RepoPermission::Maintain => "maintain",
+            RepoPermission::Write => "write",
+            RepoPermission::Triage => "triage",
+            RepoPermission::Read => "read",
+        }
+    }
+}
+
+/// Someone with access to a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collaborator {
+    pub login: String,
+    /// The provider's numeric id of the account.
+    pub id: i64,
+    pub permission: RepoPermission,
+}
+
+/// Who may do what in the repository, as the provider has it (GitHub collaborators, through
+/// teams, the organisation and the enterprise included).
+pub trait Permissions: Send + Sync {
+    /// Everyone with access and their highest permission (at most [`MAX_COLLABORATORS`]).
+    fn collaborators(&self) -> BoxFuture<'_, GitResult<Vec<Collaborator>>>;
+}
+
+/// Collaborators read per repository.
+pub const MAX_COLLABORATORS: usize = 10_000;
+
 /// The operations Arno needs from a repository. All methods are cheap to call concurrently;
 /// blocking implementations run off the async runtime.
 pub trait GitProvider: Send + Sync {
@@ -452,6 +504,11 @@ pub trait GitProvider: Send + Sync {
 
     /// Pull requests, where the provider has them (not the local provider: Arno's own change
     /// requests serve there).
+    /// Repository permissions, where the provider has them (not the local provider).
+    fn permissions(&self) -> Option<&dyn Permissions> {
+        None
+    }
+
     fn reviews(&self) -> Option<&dyn Reviews> {
         None
     }

@@ -84,6 +84,9 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                 if let Err(e) = crate::projects::sync::reconcile_due(&state).await {
                     tracing::warn!(event_type = "reconcile_failed", error = %e, "could not schedule reconciliation");
                 }
+                if let Err(e) = crate::projects::github_roles::schedule_due(&state.db).await {
+                    tracing::warn!(event_type = "role_sync_failed", error = %e, "could not schedule role syncs");
+                }
                 crate::workflow::history::periodic(&state).await;
                 state.rooms.evict_idle();
             }
@@ -100,6 +103,16 @@ async fn run_one(state: &AppState, owner: &str, job: Job) {
             crate::projects::pulls::run(&state.db, &state.repos, state.config.public_url.as_str(), &job).await
         }
         crate::projects::sync::JOB_KIND => crate::projects::sync::run(state, &job).await,
+        crate::projects::github_roles::JOB_KIND => {
+            match crate::projects::github_roles::run(&state.db, &state.repos, &job).await {
+                Ok(Some(project_id)) => {
+                    state.rooms.access_changed(&project_id).await;
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
         other => Err(JobError::Fatal(format!("unknown job kind {other:?}"))),
     };
     match result {

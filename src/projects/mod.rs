@@ -12,6 +12,8 @@ pub mod comments;
 pub mod editor;
 pub mod editor_form;
 pub mod events;
+pub mod github_roles;
+pub mod github_roles_api;
 pub mod impact;
 pub mod listing;
 pub mod model;

@@ -219,7 +219,8 @@ pub async fn members(conn: &mut AnyConnection, project_id: &str) -> AppResult<Ve
         .collect())
 }
 
-/// Insert or change a membership; returns the previous role.
+/// Insert or change a membership by hand (it is then manual: no sync changes it); returns the
+/// previous role.
 pub async fn set_member(
     conn: &mut AnyConnection,
     project_id: &str,
@@ -230,7 +231,8 @@ pub async fn set_member(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO project_members (project_id, user_id, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
-         ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at",
+         ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at, \
+         source = 'manual'",
     )
     .bind(project_id)
     .bind(user_id)
@@ -255,7 +257,8 @@ pub async fn memberships_with_source(
     .await?)
 }
 
-/// Insert or change a membership granted by an identity provider (`source` = `oidc:<id>`).
+/// Insert or change a membership granted by an identity provider (`source` = `oidc:<id>`) or a
+/// git provider's permissions (`github:<connection>`).
 pub async fn set_member_from(
     conn: &mut AnyConnection,
     project_id: &str,

@@ -35,6 +35,10 @@ const state = {
   rate: new Map(), // installation → { remaining, reset }
   deliveries: [], // what GET /app/hook/deliveries lists
   hook: null, // { url, secret }: where the App's webhook deliveries go
+  devices: new Map(), // device_code → { user_code, expires, interval, last_poll, approved: { login, id } | null, denied }
+  userTokens: new Map(), // user access token → { login, id }
+  collaborators: new Map(), // "owner/name" → [{ login, id, role }]
+  deviceInterval: 1,
   checks: new Map(), // "owner/name" → { runs: [{ id, sha, name, status, conclusion, at }], statuses: [{ id, sha, context, state, at }] }
 };
 
@@ -313,6 +317,7 @@ function repoOf(params, inst) {
 
 const JWT = "jwt";
 const TOKEN = "token";
+const USER = "user"; // a user access token from the device flow
 
 route("GET", "/app/installations", JWT, () => reply(200, [...state.installations.values()].filter((i) => !i.removed).map(installation)));
 
@@ -649,6 +654,44 @@ route("GET", "/repos/{owner}/{repo}/commits/{ref}/status", TOKEN, ({ repo, param
   });
 });
 
+// The user behind a user access token, and a repository's collaborators.
+route("GET", "/user", USER, ({ user }) => {
+  const u = dotcom.example("private-user");
+  return reply(200, Object.assign(u, {
+    login: user.login,
+    id: user.id,
+    node_id: `U_${user.id}`,
+    url: `${base}/users/${user.login}`,
+    html_url: `${base.replace(/\/api\/v3$/, "")}/${user.login}`,
+    type: "User",
+    site_admin: false,
+  }));
+});
+
+route("GET", "/repos/{owner}/{repo}/collaborators", TOKEN, ({ repo, query }) => {
+  const all = state.collaborators.get(`${repo.owner}/${repo.name}`.toLowerCase()) || [];
+  const perPage = Number(query.per_page || 30);
+  const page = Number(query.page || 1);
+  const items = all.slice((page - 1) * perPage, page * perPage);
+  const headers = {};
+  if (page * perPage < all.length) {
+    headers.link = `<${base}/repos/${repo.owner}/${repo.name}/collaborators?affiliation=all&per_page=${perPage}&page=${page + 1}>; rel="next"`;
+  }
+  const base5 = { admin: 5, maintain: 4, write: 3, triage: 2, read: 1 };
+  return reply(200, items.map((c) => {
+    const level = base5[c.role] ?? 3; // a custom role carries write
+    const u = owner(c.login);
+    return {
+      ...u,
+      id: c.id,
+      node_id: `U_${c.id}`,
+      type: "User",
+      permissions: { admin: level >= 5, maintain: level >= 4, push: level >= 3, triage: level >= 2, pull: true },
+      role_name: c.role,
+    };
+  }), headers);
+});
+
 // --- GraphQL --------------------------------------------------------------------------------------
 
 async function handleGraphql(req, raw, inst) {
@@ -743,6 +786,12 @@ async function handleApi(req, res, url, pathname, raw) {
     entry.auth = "jwt";
     const problem = checkJwt(req.headers.authorization);
     if (problem) return done(error(401, problem));
+  } else if (r.auth === USER) {
+    entry.auth = "user";
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization || "")?.[1];
+    const who = token && state.userTokens.get(token);
+    if (!who) return done(error(401, "Bad credentials"));
+    context.user = who;
   } else {
     entry.auth = "token";
     if (!inst) return done(error(401, "Bad credentials"));
@@ -862,6 +911,38 @@ function pushPayload(repo, ref, before) {
   };
 }
 
+// The device flow on the web host (GitHub: "Generating a user access token for a GitHub App").
+// GitHub answers these with 200 and an "error" field; with Accept: application/json, in JSON.
+function deviceFlow(pathname, req, raw) {
+  const form = Object.fromEntries(new URLSearchParams(raw.toString("utf8")));
+  if (req.headers.accept !== "application/json") state.violations.push(`${pathname}: Accept is not application/json`);
+  if (req.headers["content-type"] !== "application/x-www-form-urlencoded") state.violations.push(`${pathname}: not a form`);
+  if (form.client_id !== CLIENT_ID) return reply(200, { error: "incorrect_client_credentials", error_description: "The client_id is not valid." });
+  if (pathname === "/login/device/code") {
+    const device_code = crypto.randomBytes(20).toString("hex");
+    const user_code = `${crypto.randomBytes(2).toString("hex").toUpperCase()}-${crypto.randomBytes(2).toString("hex").toUpperCase()}`;
+    state.devices.set(device_code, { user_code, expires: now() + 900, interval: state.deviceInterval, last_poll: 0, approved: null, denied: false });
+    return reply(200, { device_code, user_code, verification_uri: `${base.replace(/\/api\/v3$/, "")}/login/device`, expires_in: 900, interval: state.deviceInterval });
+  }
+  if (form.grant_type !== "urn:ietf:params:oauth:grant-type:device_code") return reply(200, { error: "unsupported_grant_type" });
+  const d = state.devices.get(form.device_code);
+  if (!d) return reply(200, { error: "incorrect_device_code" });
+  if (d.expires <= now()) return reply(200, { error: "expired_token" });
+  const t = Date.now() / 1000;
+  if (t - d.last_poll < d.interval) {
+    d.interval += 5;
+    state.violations.push(`device flow polled sooner than its interval`);
+    return reply(200, { error: "slow_down", interval: d.interval });
+  }
+  d.last_poll = t;
+  if (d.denied) return reply(200, { error: "access_denied" });
+  if (!d.approved) return reply(200, { error: "authorization_pending" });
+  state.devices.delete(form.device_code); // a device code is good for one token
+  const access_token = `ghu_${crypto.randomBytes(18).toString("base64url")}`;
+  state.userTokens.set(access_token, d.approved);
+  return reply(200, { access_token, token_type: "bearer", scope: "" });
+}
+
 // Test control.
 async function control(method, pathname, body) {
   if (method === "POST" && pathname === "/_fake/hook") {
@@ -908,6 +989,20 @@ async function control(method, pathname, body) {
     }
     return reply(204);
   }
+  if (method === "POST" && pathname === "/_fake/device") {
+    // The user entered { user_code } on GitHub and approved as { login, id }, or { deny: true }.
+    const d = [...state.devices.values()].find((x) => x.user_code === body.user_code);
+    if (!d) return notFound();
+    if (body.deny) d.denied = true;
+    else d.approved = { login: body.login, id: body.id };
+    return reply(204);
+  }
+  const collaborators = /^\/_fake\/repos\/([^/]+)\/([^/]+)\/collaborators$/.exec(pathname);
+  if (collaborators && method === "PUT") {
+    // The repository's collaborators: [{ login, id, role }].
+    state.collaborators.set(`${collaborators[1]}/${collaborators[2]}`.toLowerCase(), body);
+    return reply(204);
+  }
   if (method === "POST" && pathname === "/_fake/repos") {
     const { owner: o, name, default_branch = "main", installation: instId = 1 } = body;
     const dir = path.join(ROOT, o, `${name}.git`);
@@ -924,6 +1019,7 @@ async function control(method, pathname, body) {
   if (method === "POST" && pathname === "/_fake/settings") {
     if (body.token_lifetime !== undefined) state.tokenLifetime = body.token_lifetime;
     if (body.tree_limit !== undefined) state.treeLimit = body.tree_limit;
+    if (body.device_interval !== undefined) state.deviceInterval = body.device_interval;
     if (body.expire_tokens) for (const t of state.tokens.values()) t.expires = now() - 1;
     if (body.rate_remaining !== undefined) for (const r of state.rate.values()) r.remaining = body.rate_remaining;
     return reply(204);
@@ -975,6 +1071,9 @@ const server = http.createServer(async (req, res) => {
     let pathname = url.pathname;
     if (pathname.startsWith("/_fake/")) {
       return send(res, await control(req.method, pathname, raw.length ? JSON.parse(raw) : {}));
+    }
+    if (req.method === "POST" && (pathname === "/login/device/code" || pathname === "/login/oauth/access_token")) {
+      return send(res, deviceFlow(pathname, req, raw));
     }
     if (pathname === "/api/graphql") pathname = "/graphql";
     else if (pathname.startsWith("/api/v3/")) pathname = pathname.slice("/api/v3".length);

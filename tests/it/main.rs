@@ -23,6 +23,7 @@ mod git_connections;
 mod github;
 mod github_projects;
 mod github_reviews;
+mod github_roles;
 mod impact;
 mod oidc;
 mod ops;

@@ -52,7 +52,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(10);
 pub const TOKEN_MARGIN_SECS: i64 = 300;
 /// The longest answer read (GitHub's blobs go to 100 MB; Arno reads specs and configuration).
 pub const MAX_BODY: usize = 128 << 20;
-const API_VERSION: &str = "2022-11-28";
+pub(super) const API_VERSION: &str = "2022-11-28";
 
 /// Who a request speaks as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,11 +130,13 @@ pub struct LaneReport {
 
 pub struct Client {
     connection: String,
-    rest: Url,
+    pub(super) rest: Url,
     graphql: Url,
     issuer: String,
+    /// The App's client id, when the connection has one (the device flow needs it).
+    pub(super) client_id: Option<String>,
     key: RsaPrivateKey,
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     tokens: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<Option<Token>>>>>,
     lanes: Mutex<HashMap<u64, Arc<Lane>>>,
 }
@@ -190,11 +192,18 @@ impl Client {
             rest,
             graphql,
             issuer: issuer.to_owned(),
+            client_id: None,
             key,
             http,
             tokens: Mutex::default(),
             lanes: Mutex::default(),
         })
+    }
+
+    /// With the App's client id (for signing users in through the App).
+    pub fn with_client_id(mut self, client_id: Option<String>) -> Client {
+        self.client_id = client_id;
+        self
     }
 
     pub fn connection(&self) -> &str {
@@ -479,7 +488,7 @@ impl Client {
 }
 
 /// A transport error's text without the URL (which carries nothing secret, but keeps logs short).
-fn without_url(e: &reqwest::Error) -> String {
+pub(super) fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -496,7 +505,7 @@ fn without_url(e: &reqwest::Error) -> String {
     if detail.is_empty() { kind.to_owned() } else { format!("{kind} ({detail})") }
 }
 
-async fn read_limited(mut response: reqwest::Response) -> GitResult<bytes::Bytes> {
+pub(super) async fn read_limited(mut response: reqwest::Response) -> GitResult<bytes::Bytes> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()

@@ -5,5 +5,6 @@
 
 pub mod app;
 pub mod client;
+pub mod device;
 pub mod provider;
 pub mod reviews;

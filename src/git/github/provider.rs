@@ -849,6 +849,10 @@ impl GitProvider for GitHubProvider {
         Some(self)
     }
 
+    fn permissions(&self) -> Option<&dyn crate::git::Permissions> {
+        Some(self)
+    }
+
     fn last_commit<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Option<CommitInfo>>> {
         async move {
             let commit = self.resolve_ref(commit).await?;

@@ -1,5 +1,6 @@
 //! Pull requests on GitHub for one repository: [`Reviews`] for [`GitHubProvider`] — finding,
-//! opening and describing them, their state, and the checks on their head commit.
+//! opening and describing them, their state, and the checks on their head commit — and
+//! [`Permissions`]: who may review and write.
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -8,7 +9,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::provider::{GitHubProvider, failure};
-use crate::git::{Checks, ChecksState, GitError, GitResult, NewPull, PullRequest, PullState, Reviews};
+use crate::git::{
+    Checks, ChecksState, Collaborator, GitError, GitResult, MAX_COLLABORATORS, NewPull, Permissions, PullRequest,
+    PullState, RepoPermission, Reviews,
+};
 
 #[derive(Deserialize)]
 struct RawPullHead {
@@ -205,5 +209,84 @@ impl GitHubProvider {
             checks.count(&status.context, status_outcome(&status.state));
         }
         Ok(())
+    }
+}
+
+/// A collaborator's highest permission: GitHub's `role_name` when it is a base role, else (a
+/// custom role) the base permissions it carries.
+fn permission_of(role_name: Option<&str>, admin: bool, maintain: bool, push: bool, triage: bool) -> RepoPermission {
+    match role_name {
+        Some("admin") => RepoPermission::Admin,
+        Some("maintain") => RepoPermission::Maintain,
+        Some("write") => RepoPermission::Write,
+        Some("triage") => RepoPermission::Triage,
+        Some("read") => RepoPermission::Read,
+        _ if admin => RepoPermission::Admin,
+        _ if maintain => RepoPermission::Maintain,
+        _ if push => RepoPermission::Write,
+        _ if triage => RepoPermission::Triage,
+        _ => RepoPermission::Read,
+    }
+}
+
+impl Permissions for GitHubProvider {
+    fn collaborators(&self) -> BoxFuture<'_, GitResult<Vec<Collaborator>>> {
+        async move {
+            #[derive(Deserialize)]
+            struct Perms {
+                admin: bool,
+                #[serde(default)]
+                maintain: bool,
+                push: bool,
+                #[serde(default)]
+                triage: bool,
+            }
+            #[derive(Deserialize)]
+            struct Raw {
+                login: String,
+                id: i64,
+                role_name: Option<String>,
+                permissions: Option<Perms>,
+            }
+            let mut out = vec![];
+            let mut response = self.get(&["collaborators"], &[("affiliation", "all"), ("per_page", "100")]).await?;
+            loop {
+                if response.status != 200 {
+                    return Err(failure(&response, "the repository's collaborators"));
+                }
+                let page: Vec<Raw> = response.json()?;
+                for c in page {
+                    let p =
+                        c.permissions.unwrap_or(Perms { admin: false, maintain: false, push: false, triage: false });
+                    let permission = permission_of(c.role_name.as_deref(), p.admin, p.maintain, p.push, p.triage);
+                    out.push(Collaborator { login: c.login, id: c.id, permission });
+                }
+                match response.next_page() {
+                    Some(next) if out.len() < MAX_COLLABORATORS => {
+                        let url = self.client.same_host(&next)?;
+                        response = self.client.send(self.auth(), Method::GET, url, None, false).await?;
+                    }
+                    _ => break,
+                }
+            }
+            out.truncate(MAX_COLLABORATORS);
+            Ok(out)
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_roles_and_custom_roles() {
+        assert_eq!(permission_of(Some("maintain"), false, true, true, true), RepoPermission::Maintain);
+        assert_eq!(permission_of(Some("read"), false, false, false, false), RepoPermission::Read);
+        // A custom role named by the organisation: its base permissions decide.
+        assert_eq!(permission_of(Some("design-reviewer"), false, false, true, true), RepoPermission::Write);
+        assert_eq!(permission_of(Some("auditor"), false, false, false, false), RepoPermission::Read);
+        assert_eq!(permission_of(None, true, true, true, true), RepoPermission::Admin);
     }
 }
