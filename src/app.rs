@@ -164,6 +164,9 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
         .route("/profile", get(auth::profile::show))
         .route("/profile/tokens", post(auth::profile::create_token))
         .route("/profile/tokens/{id}/revoke", post(auth::profile::revoke_token))
+        .route("/profile/git-logins/{connection}", post(auth::profile::start_link))
+        .route("/profile/git-logins/{connection}/check", post(auth::profile::check_link))
+        .route("/profile/git-logins/{connection}/unlink", post(auth::profile::unlink))
         .route("/admin", get(crate::admin::overview))
         .route("/admin/scim-token", post(crate::admin::scim_token))
         .route("/admin/users", get(crate::admin::list))
@@ -199,6 +202,7 @@ fn router(state: AppState, api: Router<AppState>) -> Router {
             get(crate::projects::pages::members).post(crate::projects::pages::set_member),
         )
         .route("/projects/{slug}/members/{user_id}/remove", post(crate::projects::pages::remove_member))
+        .route("/projects/{slug}/members/github", post(crate::projects::pages::github_roles))
         .route("/projects/{slug}/components", post(crate::projects::pages::create_component))
         .route("/projects/{slug}/components/{component_id}", get(crate::projects::pages::component))
         .route(

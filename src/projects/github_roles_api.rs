@@ -111,24 +111,35 @@ pub async fn unlink(
     Path(connection): Path<String>,
 ) -> AppResult<StatusCode> {
     let origin = Origin::from(&ctx);
+    unlink_and_sync(&state, &auth, &origin, &connection).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Unlink (404 when nothing was linked) and sync the projects the account counted in.
+pub async fn unlink_and_sync(
+    state: &AppState,
+    auth: &crate::auth::model::Authenticated,
+    origin: &Origin,
+    connection: &str,
+) -> AppResult<()> {
     let mut conn = state.db.pool().acquire().await?;
     // The projects to sync are those the account counted in before it goes.
     let projects: Vec<(String,)> = sqlx::query_as(
         "SELECT s.project_id FROM project_role_sync s JOIN projects p ON p.id = s.project_id \
          WHERE p.git_connection = $1",
     )
-    .bind(&connection)
+    .bind(connection)
     .fetch_all(&mut *conn)
     .await?;
     drop(conn);
-    if !logins::unlink(&state.db, &auth, &origin, &connection).await? {
+    if !logins::unlink(&state.db, auth, origin, connection).await? {
         return Err(AppError::NotFound);
     }
     let mut conn = state.db.pool().acquire().await?;
     for (id,) in &projects {
         github_roles::schedule(&mut conn, id).await?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// `GET /api/v1/projects/{id}/github-roles`: the mapping and its last sync (404 without one).

@@ -700,7 +700,14 @@ pub async fn set_member(
         .intent(json!({"role": role.as_str(), "previous_role": previous.map(|r| r.as_str())}));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
-    let member = Member { user_id: user.id, name: user.name, handle: user.handle, email: user.email, role };
+    let member = Member {
+        user_id: user.id,
+        name: user.name,
+        handle: user.handle,
+        email: user.email,
+        role,
+        source: "manual".into(),
+    };
     Ok((member, previous.is_none()))
 }
 

@@ -138,6 +138,22 @@ pub struct Member {
     pub handle: String,
     pub email: String,
     pub role: ProjectRole,
+    /// Where the membership comes from: `manual` (given by hand), `oidc:<provider>` (the
+    /// identity provider's groups), `github:<connection>` (repository permissions).
+    pub source: String,
+}
+
+impl Member {
+    /// What the members page says about `source`.
+    pub fn source_label(&self) -> &'static str {
+        if self.source.starts_with("github:") {
+            "from GitHub"
+        } else if self.source.starts_with("oidc:") {
+            "from sign-in groups"
+        } else {
+            "by hand"
+        }
+    }
 }
 
 /// A cached spec as stored.

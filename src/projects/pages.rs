@@ -584,6 +584,27 @@ struct MembersPage {
     roles: Vec<(&'static str, &'static str)>,
     message: Option<String>,
     error: Option<String>,
+    /// On a GitHub project: whether roles come from GitHub, and how.
+    github_roles: Option<GitHubRolesView>,
+}
+
+/// The members page's "Roles from GitHub" card.
+pub struct GitHubRolesView {
+    pub sync: Option<super::github_roles::RoleSync>,
+    /// `(permission, its label)` in order, highest first.
+    pub permissions: Vec<(&'static str, &'static str)>,
+    /// The mapping shown in the form (the defaults before there is one).
+    pub roles: super::github_roles::RoleMap,
+}
+
+fn permission_label(p: crate::git::RepoPermission) -> &'static str {
+    match p {
+        crate::git::RepoPermission::Admin => "Admin",
+        crate::git::RepoPermission::Maintain => "Maintain",
+        crate::git::RepoPermission::Write => "Write",
+        crate::git::RepoPermission::Triage => "Triage",
+        crate::git::RepoPermission::Read => "Read",
+    }
 }
 
 async fn members_page(
@@ -596,6 +617,14 @@ async fn members_page(
 ) -> AppResult<Response> {
     let mut conn = state.db.pool().acquire().await?;
     let members = store::members(&mut conn, &project.id).await?;
+    let github_roles = if project.provider == "github" {
+        let sync = super::github_roles::get(&mut conn, project).await?;
+        let roles = sync.as_ref().map(|s| s.roles).unwrap_or_default();
+        let permissions = crate::git::RepoPermission::ALL.iter().map(|p| (p.as_str(), permission_label(*p))).collect();
+        Some(GitHubRolesView { sync, permissions, roles })
+    } else {
+        None
+    };
     let facts = project.facts(role);
     let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
     let html = render(&MembersPage {
@@ -606,6 +635,7 @@ async fn members_page(
         roles: ProjectRole::ALL.iter().map(|r| (r.as_str(), r.label())).collect(),
         message,
         error: error.map(|(_, m)| m),
+        github_roles,
     })?;
     Ok((status, html).into_response())
 }
@@ -726,4 +756,83 @@ pub async fn component(
         edit_href,
         delete_href,
     })
+}
+
+#[derive(Deserialize)]
+pub struct GitHubRolesForm {
+    #[serde(default)]
+    admin: String,
+    #[serde(default)]
+    maintain: String,
+    #[serde(default)]
+    write: String,
+    #[serde(default)]
+    triage: String,
+    #[serde(default)]
+    read: String,
+    /// `save`, `sync` or `stop`.
+    #[serde(default)]
+    action: String,
+}
+
+/// `POST /projects/{slug}/members/github`: take roles from GitHub (save the mapping), sync now,
+/// or stop.
+pub async fn github_roles(
+    State(state): State<AppState>,
+    PageUser(auth): PageUser,
+    ctx: RequestContext,
+    Path(slug): Path<String>,
+    PageForm(form): PageForm<GitHubRolesForm>,
+) -> AppResult<Response> {
+    let origin = Origin::from(&ctx);
+    let on = super::authorize_on::<ManageMembers>(&state.db, &auth, &origin, &slug, "project.role_sync.set").await?;
+    let (project, role) = (on.project().clone(), on.grant().role());
+    let result = match form.action.as_str() {
+        "stop" => super::github_roles::disable(&state.db, &auth, &origin, on.grant(), &project)
+            .await
+            .map(|_| "Roles no longer come from GitHub; the memberships it gave stay, as manual ones.".to_owned()),
+        "sync" => {
+            let mut conn = state.db.pool().acquire().await?;
+            super::github_roles::schedule(&mut conn, &project.id)
+                .await
+                .map(|_| "Syncing with GitHub now; reload in a moment.".to_owned())
+        }
+        _ => {
+            let pick = |raw: &str| -> Result<Option<ProjectRole>, String> {
+                match raw {
+                    "none" => Ok(None),
+                    other => {
+                        ProjectRole::parse(other).map(Some).ok_or_else(|| "Choose a role for each permission.".into())
+                    }
+                }
+            };
+            let roles = (|| -> Result<super::github_roles::RoleMap, String> {
+                Ok(super::github_roles::RoleMap {
+                    admin: pick(&form.admin)?,
+                    maintain: pick(&form.maintain)?,
+                    write: pick(&form.write)?,
+                    triage: pick(&form.triage)?,
+                    read: pick(&form.read)?,
+                })
+            })();
+            match roles {
+                Err(m) => {
+                    let error = Some((StatusCode::BAD_REQUEST, m));
+                    return members_page(&state, &auth, &project, role, None, error).await;
+                }
+                Ok(roles) => {
+                    super::github_roles::set(&state.db, &auth, &origin, on.grant(), &project, roles).await.map(|_| {
+                        "Roles now come from GitHub for members who linked their GitHub account; syncing now.".into()
+                    })
+                }
+            }
+        }
+    };
+    match result {
+        Ok(m) => members_page(&state, &auth, &project, role, Some(m), None).await,
+        Err(AppError::Conflict(m)) => {
+            members_page(&state, &auth, &project, role, None, Some((StatusCode::CONFLICT, m))).await
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -197,9 +197,11 @@ pub async fn members(conn: &mut AnyConnection, project_id: &str) -> AppResult<Ve
         handle: String,
         email: String,
         role: String,
+        source: String,
     }
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT m.user_id, u.name, u.handle, u.email, m.role FROM project_members m JOIN users u ON u.id = m.user_id \
+        "SELECT m.user_id, u.name, u.handle, u.email, m.role, m.source FROM project_members m \
+         JOIN users u ON u.id = m.user_id \
          WHERE m.project_id = $1 ORDER BY u.name, u.handle",
     )
     .bind(project_id)
@@ -214,6 +216,7 @@ pub async fn members(conn: &mut AnyConnection, project_id: &str) -> AppResult<Ve
                 name: r.name,
                 handle: r.handle,
                 email: r.email,
+                source: r.source,
             })
         })
         .collect())

@@ -207,6 +207,8 @@ fn call_for(
             (Some(crate::git_connections::new_connection(&format!("matrix-{n}"))), vec![])
         }
         "/api/v1/admin/git/connections/{name}" if method == "PATCH" => (Some(json!({"app_id": "7"})), vec![]),
+        "/api/v1/projects/{id}/github-roles" if method == "PUT" => (Some(json!({})), vec![]),
+        "/projects/{slug}/members/github" => (None, vec![("action", "sync".into())]),
         "/api/v1/projects/{id}/comments" => (Some(json!({"path": SPEC, "body": "And?"})), vec![]),
         "/api/v1/projects/{id}/comments/{comment_id}/replies" => (Some(json!({"body": "Because."})), vec![]),
         "/api/v1/projects/{id}/workflow/snapshots" => (Some(json!({"label": "v2"})), vec![]),
