@@ -1053,6 +1053,7 @@ test('an Admin connects a GitHub App in the console and creates a project from o
     await page.getByLabel('Name', { exact: true }).fill('github-corp');
     await page.getByLabel('API URL').fill(`${origin}/api/v3`);
     await page.getByLabel('App id').fill('4711');
+    await page.getByLabel('Client id').fill('Iv1.fake');
     await page.getByLabel('Private key (PEM)').fill(readFileSync(keyPath, 'utf8'));
     await page.getByLabel('Webhook secret').fill('a long random webhook secret');
     await page.getByLabel('Webhook secret').press('Enter');
@@ -1073,6 +1074,34 @@ test('an Admin connects a GitHub App in the console and creates a project from o
     await page.waitForURL(`${base}/projects/brand`);
     assert.match(await page.content(), /Button/, 'scanned from GitHub');
     await axeCheck(page, 'project on GitHub');
+
+    // The Admin links their GitHub account on their profile, approving on (the fake) GitHub.
+    const control = (path, body, method = 'POST') => fetch(`${origin}/_fake/${path}`, {
+      method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+    await control('settings', { device_interval: 1 });
+    await page.goto(`${base}/profile`);
+    await page.getByRole('button', { name: 'Link a GitHub account on github-corp' }).press('Enter');
+    const code = (await page.locator('#user-code-github-corp').textContent()).trim();
+    assert.match(await page.locator('#git-account-github-corp').textContent(), /\/login\/device/, 'where to enter the code');
+    await axeCheck(page, 'profile, linking a GitHub account');
+    await control('device', { user_code: code, login: 'octo-admin', id: 77 });
+    await page.waitForTimeout(1100);
+    await page.getByRole('button', { name: 'I have approved it' }).press('Enter');
+    await page.locator('#profile-message').waitFor();
+    assert.match(await page.locator('#git-account-github-corp').textContent(), /linked as\s+octo-admin/);
+    await axeCheck(page, 'profile, GitHub account linked');
+
+    // Roles from GitHub on the project's Members page: Read gives no role here.
+    await control('repos/acme/brand-system/collaborators', [{ login: 'octo-admin', id: 77, role: 'admin' }], 'PUT');
+    await page.goto(`${base}/projects/brand/members`);
+    await page.locator('#github-roles').waitFor();
+    await page.getByLabel('Read', { exact: true }).selectOption('none');
+    await page.getByRole('button', { name: 'Take roles from GitHub' }).press('Enter');
+    await page.locator('#members-message').waitFor();
+    assert.match(await page.locator('#members').textContent(), /by hand/, 'the creator stays a Maker by hand');
+    assert.equal(await page.getByLabel('Read', { exact: true }).inputValue(), 'none');
+    await axeCheck(page, 'members, roles from GitHub');
     assert.deepEqual(problems, [], 'no CSP violations, script errors or third-party requests');
     await context.close();
   } finally {

@@ -91,6 +91,27 @@ async fn admins_see_what_a_connection_reaches_and_manage_connections_by_form() {
     let rotations = audit(&w, "git.connection.update", "allowed").await;
     assert!(rotations.iter().any(|i| i.contains("\"rotated\":[\"webhook_secret\"]")), "{rotations:?}");
 
+    // A client id added later (so members can link GitHub accounts), a CA bundle added (with the
+    // key again: it only goes where it was given for) and removed.
+    let ca = include_str!("../fixtures/internal-ca.pem");
+    let r = admin
+        .post_form(
+            "/admin/git/connections/second",
+            &[("csrf_token", &csrf), ("client_id", "Iv23liSecond"), ("ca_bundle", ca), ("private_key", KEY_PEM)],
+        )
+        .await;
+    let notice = r.select_text("#git-notice").unwrap_or_else(|| panic!("{:?}", r.select_text("#git-error")));
+    assert!(notice.contains("client_id") && notice.contains("ca_bundle"), "{}", r.text);
+    assert!(r.select_text("#conn-second").unwrap().contains("Iv23liSecond"), "{}", r.text);
+    let r = admin
+        .post_form(
+            "/admin/git/connections/second",
+            &[("csrf_token", &csrf), ("remove_ca_bundle", "1"), ("private_key", KEY_PEM)],
+        )
+        .await;
+    assert!(r.select_text("#git-notice").unwrap().contains("ca_bundle"), "{}", r.text);
+    assert!(!r.text.contains("Remove the CA bundle"), "nothing left to remove: {}", r.text);
+
     // Deleting: refused while a project uses it, naming it; done otherwise.
     let created = crate::support::api(
         reqwest::Method::POST,
