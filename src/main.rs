@@ -269,6 +269,18 @@ fn config_check(loaded: &arno::config::Loaded) -> ExitCode {
             if p.strict { ", strict" } else { "" }
         );
     }
+    for c in &loaded.config.git_connections {
+        // Never the private key or the webhook secret: only where they come from.
+        println!(
+            "# [[git.connections]] {} ({}): {}, App {}{}, private key and webhook secret set (not shown){}",
+            c.name,
+            c.provider,
+            c.api_url,
+            c.app_id,
+            c.client_id.as_deref().map(|id| format!(", client {id}")).unwrap_or_default(),
+            if c.ca_bundle.is_some() { ", own CA bundle" } else { "" }
+        );
+    }
     println!("# configuration is valid");
     ExitCode::SUCCESS
 }

@@ -45,8 +45,13 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
     std::fs::write(&secret_file, "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t-xyz\n").unwrap();
     std::fs::write(
         &toml,
+        format!(
         "listen = \"127.0.0.1:7100\"\nmetrics_listen = \"127.0.0.1:7101\"\nbogus = 1\n\
-         [[oidc]]\nid = \"corp\"\nissuer = \"https://idp.example\"\nclient_id = \"arno\"\nclient_secret = \"oidc-s3cr3t\"\n",
+         [[oidc]]\nid = \"corp\"\nissuer = \"https://idp.example\"\nclient_id = \"arno\"\nclient_secret = \"oidc-s3cr3t\"\n\
+         [[git.connections]]\nname = \"github-corp\"\napi_url = \"https://ghe.corp.example/api/v3\"\napp_id = \"42\"\n\
+         client_id = \"Iv23liCorp\"\nwebhook_secret = \"hook-s3cr3t-long-enough\"\nprivate_key = \"\"\"\n{}\"\"\"\n",
+        include_str!("../fixtures/github-app-key.pem")
+        ),
     )
     .unwrap();
     let out = arno(
@@ -74,6 +79,14 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
     assert!(stdout.lines().any(|l| l.starts_with("ARNO_SECRET_KEY ") && l.contains("[redacted]")), "{stdout}");
     assert!(!stdout.contains("s3cr3t") && !stdout.contains("pw-in-url"), "{stdout}");
     assert!(stdout.contains("# [[oidc]] corp \"corp\": issuer https://idp.example/, client arno"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "# [[git.connections]] github-corp (github): https://ghe.corp.example/api/v3, App 42, client Iv23liCorp, \
+             private key and webhook secret set (not shown)"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hook-s3cr3t") && !stdout.contains("BEGIN"), "{stdout}");
     assert!(stderr.contains("ARNO_TYPO"), "{stderr}");
     assert!(stderr.contains("`bogus`"), "{stderr}");
 }
