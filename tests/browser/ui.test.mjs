@@ -1102,6 +1102,45 @@ test('an Admin connects a GitHub App in the console and creates a project from o
     assert.match(await page.locator('#members').textContent(), /by hand/, 'the creator stays a Maker by hand');
     assert.equal(await page.getByLabel('Read', { exact: true }).inputValue(), 'none');
     await axeCheck(page, 'members, roles from GitHub');
+
+    // CODEOWNERS on main; a save reaches arno/ada and its pull request; CI reports on it.
+    const clone = mkdtempSync(join(tmpdir(), 'arno-gh-clone-'));
+    execFileSync('git', ['clone', '-q', made.dir, clone]);
+    mkdirSync(join(clone, '.github'), { recursive: true });
+    writeFileSync(join(clone, '.github/CODEOWNERS'), '* @acme/everyone\n/Design_system/ @acme/design\n');
+    execFileSync('git', ['-C', clone, 'add', '.']);
+    execFileSync('git', ['-C', clone, '-c', 'user.name=Ivy', '-c', 'user.email=ivy@example.com', 'commit', '-q', '-m', 'owners']);
+    execFileSync('git', ['-C', clone, 'push', '-q', 'origin', 'HEAD:main']);
+    await page.goto(`${base}/projects/brand/edit/Design_system/Button.md?view=source`);
+    await page.locator('#content').focus();
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type('Reviewed by the design team.\n');
+    await page.getByRole('button', { name: 'Save' }).press('Enter');
+    await page.locator('#editor-message').waitFor();
+    let pull;
+    for (const deadline = Date.now() + 20_000; !pull; await page.waitForTimeout(300)) {
+      const pulls = await (await fetch(`${origin}/_fake/pulls`)).json();
+      pull = (pulls['acme/brand-system'] || []).find((p) => p.head === 'arno/ada');
+      assert.ok(Date.now() < deadline, 'no pull request for arno/ada');
+    }
+    await control('repos/acme/brand-system/checks', { sha: pull.head_sha, name: 'build', status: 'completed', conclusion: 'success' });
+    await control('repos/acme/brand-system/checks', { sha: pull.head_sha, name: 'visual tests', status: 'completed', conclusion: 'failure' });
+    // Scan now also refreshes pull requests (reconciliation).
+    await page.goto(`${base}/projects/brand`);
+    await page.getByRole('button', { name: 'Scan now' }).press('Enter');
+    await page.waitForLoadState('load');
+    for (const deadline = Date.now() + 20_000; ; await page.waitForTimeout(300)) {
+      await page.goto(`${base}/projects/brand/changes/ada`);
+      if (/failed/.test(await page.locator('#pull-checks').textContent().catch(() => ''))) break;
+      assert.ok(Date.now() < deadline, 'the checks never reached the change request');
+    }
+    assert.match(await page.locator('#pull-checks').textContent(), /1 of 2 check\(s\) failed: visual tests/);
+    assert.match(await page.locator('#files').textContent(), /@acme\/design/, 'code owners beside the file');
+    await axeCheck(page, 'change request on GitHub with checks and code owners');
+    await page.goto(`${base}/projects/brand/edit/Design_system/Button.md`);
+    assert.match(await page.locator('#editor-owners').textContent(), /@acme\/design/);
+    assert.match(await page.locator('#editor-pull').textContent(), /failing/);
+    await axeCheck(page, 'editor on GitHub with its pull request');
     assert.deepEqual(problems, [], 'no CSP violations, script errors or third-party requests');
     await context.close();
   } finally {
