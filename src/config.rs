@@ -5,6 +5,8 @@
 //! default. Loading produces a typed [`Config`] plus the resolved value and source of every
 //! setting, so `arno config check` can show exactly what is in effect without printing secrets.
 
+pub mod fields;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;

@@ -50,8 +50,8 @@ pub fn parse(value: &toml::Value, file: &str) -> Result<Vec<ConfiguredConnection
         let toml::Value::Table(t) = item else {
             return Err(err(format!("git.connections[{index}]"), "must be a table"));
         };
-        let key = |k: &str| format!("git.connections[{index}].{k}");
-        const KNOWN: &[&str] = &[
+        let f = crate::config::fields::Fields::new(t, format!("git.connections[{index}]"));
+        f.only(&[
             "name",
             "provider",
             "api_url",
@@ -63,56 +63,28 @@ pub fn parse(value: &toml::Value, file: &str) -> Result<Vec<ConfiguredConnection
             "webhook_secret_file",
             "ca_bundle",
             "ca_bundle_file",
-        ];
-        if let Some(unknown) = t.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(err(key(unknown), format!("unknown key (known: {})", KNOWN.join(", "))));
-        }
-        let string = |k: &str| -> Result<Option<String>, ConfigError> {
-            match t.get(k) {
-                None => Ok(None),
-                Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(err(key(k), "must be a string")),
-            }
-        };
-        let required = |k: &str| string(k)?.filter(|s| !s.trim().is_empty()).ok_or_else(|| err(key(k), "is required"));
-        // A value, or a file holding it (`_file`: secrets mounted by Kubernetes or systemd).
-        let value_or_file = |k: &str| -> Result<Option<String>, ConfigError> {
-            let file_key = format!("{k}_file");
-            match (string(k)?, string(&file_key)?) {
-                (Some(_), Some(_)) => Err(err(key(k), format!("set either {k} or {file_key}, not both"))),
-                (Some(v), None) => Ok(Some(v)),
-                (None, Some(path)) => {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| err(key(&file_key), format!("cannot read {path}: {e}")))?;
-                    let v = text.trim_end_matches(['\n', '\r']).to_owned();
-                    if v.is_empty() {
-                        return Err(err(key(&file_key), format!("{path} is empty")));
-                    }
-                    Ok(Some(v))
-                }
-                (None, None) => Ok(None),
-            }
-        };
-        let name = required("name")?;
+        ])?;
+        let name = f.required("name")?;
         if !connections::valid_name(&name) {
-            return Err(err(key("name"), "is 1 to 63 lower-case letters, digits and dashes, e.g. github-corp"));
+            return Err(f.err("name", "is 1 to 63 lower-case letters, digits and dashes, e.g. github-corp"));
         }
         if out.iter().any(|c| c.name == name) {
-            return Err(err(key("name"), format!("`{name}` is declared twice")));
+            return Err(f.err("name", format!("`{name}` is declared twice")));
         }
-        let private_key = value_or_file("private_key")?
-            .ok_or_else(|| err(key("private_key"), "is required (or private_key_file)"))?;
-        let webhook_secret = value_or_file("webhook_secret")?
-            .ok_or_else(|| err(key("webhook_secret"), "is required (or webhook_secret_file)"))?;
+        let private_key =
+            f.value_or_file("private_key")?.ok_or_else(|| f.err("private_key", "is required (or private_key_file)"))?;
+        let webhook_secret = f
+            .value_or_file("webhook_secret")?
+            .ok_or_else(|| f.err("webhook_secret", "is required (or webhook_secret_file)"))?;
         out.push(ConfiguredConnection {
             name,
-            provider: string("provider")?.unwrap_or_else(|| "github".into()),
-            api_url: required("api_url")?,
-            app_id: required("app_id")?,
-            client_id: string("client_id")?.filter(|c| !c.trim().is_empty()),
+            provider: f.string("provider")?.unwrap_or_else(|| "github".into()),
+            api_url: f.required("api_url")?,
+            app_id: f.required("app_id")?,
+            client_id: f.string("client_id")?.filter(|c| !c.trim().is_empty()),
             private_key: Secret::new(private_key),
             webhook_secret: Secret::new(webhook_secret),
-            ca_bundle: value_or_file("ca_bundle")?,
+            ca_bundle: f.value_or_file("ca_bundle")?,
         });
     }
     Ok(out)

@@ -47,34 +47,23 @@ pub fn parse(value: &toml::Value, file: &str) -> Result<Vec<OidcProviderConfig>,
         let toml::Value::Table(t) = item else {
             return Err(err(format!("oidc[{index}]"), "must be a table"));
         };
-        let key = |k: &str| format!("oidc[{index}].{k}");
-        let string = |k: &str| -> Result<Option<String>, ConfigError> {
-            match t.get(k) {
-                None => Ok(None),
-                Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(err(key(k), "must be a string")),
-            }
-        };
-        let required = |k: &str| string(k)?.filter(|s| !s.trim().is_empty()).ok_or_else(|| err(key(k), "is required"));
-        for name in t.keys() {
-            const KNOWN: &[&str] = &[
-                "id",
-                "name",
-                "issuer",
-                "client_id",
-                "client_secret",
-                "client_secret_file",
-                "scopes",
-                "groups_claim",
-                "strict",
-                "assume_email_verified",
-                "org_roles",
-                "project_roles",
-            ];
-            if !KNOWN.contains(&name.as_str()) {
-                return Err(err(key(name), format!("unknown key (known: {})", KNOWN.join(", "))));
-            }
-        }
+        let f = crate::config::fields::Fields::new(t, format!("oidc[{index}]"));
+        let key = |k: &str| f.key(k);
+        let (string, required) = (|k: &str| f.string(k), |k: &str| f.required(k));
+        f.only(&[
+            "id",
+            "name",
+            "issuer",
+            "client_id",
+            "client_secret",
+            "client_secret_file",
+            "scopes",
+            "groups_claim",
+            "strict",
+            "assume_email_verified",
+            "org_roles",
+            "project_roles",
+        ])?;
         let id = required("id")?;
         if !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') || id.len() > 32
         {
@@ -90,22 +79,10 @@ pub fn parse(value: &toml::Value, file: &str) -> Result<Vec<OidcProviderConfig>,
             return Err(err(key("issuer"), "must be an https:// URL without query or fragment"));
         }
         let client_id = required("client_id")?;
-        let client_secret = match (string("client_secret")?, string("client_secret_file")?) {
-            (Some(_), Some(_)) => {
-                return Err(err(key("client_secret"), "set either client_secret or client_secret_file, not both"));
-            }
-            (Some(s), None) => Secret::new(s),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| err(key("client_secret_file"), format!("cannot read {path}: {e}")))?;
-                let value = text.trim_end_matches(['\n', '\r']).to_owned();
-                if value.is_empty() {
-                    return Err(err(key("client_secret_file"), format!("{path} is empty")));
-                }
-                Secret::new(value)
-            }
-            (None, None) => return Err(err(key("client_secret"), "is required (or client_secret_file)")),
-        };
+        let client_secret = Secret::new(
+            f.value_or_file("client_secret")?
+                .ok_or_else(|| err(key("client_secret"), "is required (or client_secret_file)"))?,
+        );
         let scopes = match t.get("scopes") {
             None => vec!["openid".into(), "email".into(), "profile".into()],
             Some(toml::Value::Array(a)) => a
@@ -118,11 +95,7 @@ pub fn parse(value: &toml::Value, file: &str) -> Result<Vec<OidcProviderConfig>,
             return Err(err(key("scopes"), "must include `openid`"));
         }
         let groups_claim = string("groups_claim")?.unwrap_or_else(|| "groups".into());
-        let flag = |k: &str| match t.get(k) {
-            None => Ok(false),
-            Some(toml::Value::Boolean(b)) => Ok(*b),
-            Some(_) => Err(err(key(k), "must be true or false")),
-        };
+        let flag = |k: &str| f.flag(k);
         let strict = flag("strict")?;
         let assume_email_verified = flag("assume_email_verified")?;
         let mut org_roles = BTreeMap::new();
