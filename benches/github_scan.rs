@@ -13,23 +13,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use arno::audit::{Actor, Origin};
+use arno::audit::Origin;
 use arno::config::Config;
 use arno::git::github::client::{Auth, Client};
 use arno::projects::{self, NewProject, RepositoryChoice, Visibility};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-const APP_ID: &str = "4711";
+mod common;
 
-fn spec(i: usize, label: &str) -> String {
-    format!(
-        "---\nid: {:08x}-0000-4000-8000-{:012x}\nname: Component {i}\n---\n# Component {i}\n\nSome prose about \
-         component {i}.\n\n<!-- arno:props v1 -->\n| id | name | type | default | textEditable |\n|---|---|---|---|---|\n\
-         | {:08x}-0001-4000-8000-000000000001 | label | string | \"{label}\" | true |\n<!-- /arno:props -->\n",
-        i, i, i
-    )
-}
+use common::spec;
+
+const APP_ID: &str = "4711";
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git").current_dir(dir).args(args).output().expect("git runs");
@@ -99,7 +94,7 @@ impl Fake {
 }
 
 fn main() -> anyhow::Result<()> {
-    let files: usize = std::env::var("BENCH_SCAN_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let files = common::scan_files();
     let specs = files / 5;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -136,23 +131,7 @@ fn main() -> anyhow::Result<()> {
         let app = arno::app::build(config).await?;
         let state = app.state.clone();
         let origin = Origin::system();
-        let new_user = arno::auth::NewLocalUser {
-            email: "admin@example.com",
-            name: "Admin",
-            password: "a long enough password".into(),
-            org_role: arno::auth::OrgRole::Admin,
-        };
-        let admin = arno::auth::create_local_user(&state.db, new_user, Actor::System, &origin)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let secret = {
-            let mut conn = state.db.pool().acquire().await?;
-            arno::auth::tokens::create(&mut conn, &admin.id, "bench", None).await.map_err(|e| anyhow::anyhow!("{e}"))?.1
-        };
-        let auth = arno::auth::extract::bearer_user(&state.db, &secret)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .ok_or_else(|| anyhow::anyhow!("the bench token does not authenticate"))?;
+        let auth = common::admin(&state.db).await?;
         let grant = arno::auth::access::decide_org::<arno::auth::access::Administer>(&auth.user)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let key_pem = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github-app-key.pem"))?;

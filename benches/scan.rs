@@ -13,22 +13,12 @@ use arno::git::local::LocalProvider;
 use arno::git::{Change, CommitRequest, GitProvider, Person};
 use arno::projects::{self, NewProject, RepositoryChoice, Visibility};
 
-fn spec(i: usize, label: &str) -> String {
-    format!(
-        "---\nid: {:08x}-0000-4000-8000-{:012x}\nname: Component {i}\n---\n# Component {i}\n\nSome prose about \
-         component {i}, with *emphasis* and a [link](https://example.com).\n\n<!-- arno:props v1 -->\n\
-         | id | name | type | default | textEditable |\n|---|---|---|---|---|\n\
-         | {:08x}-0001-4000-8000-000000000001 | label | string | \"{label}\" | true |\n\
-         | {:08x}-0002-4000-8000-000000000002 | size | 'sm' \\| 'md' | 'md' | false |\n\
-         | {:08x}-0003-4000-8000-000000000003 | disabled | boolean | false | false |\n<!-- /arno:props -->\n\n\
-         <!-- arno:events v1 -->\n| id | name | payload |\n|---|---|---|\n\
-         | {:08x}-0004-4000-8000-000000000004 | onClick | MouseEvent |\n<!-- /arno:events -->\n",
-        i, i, i, i, i, i
-    )
-}
+mod common;
+
+use common::spec;
 
 fn main() -> anyhow::Result<()> {
-    let files: usize = std::env::var("BENCH_SCAN_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let files = common::scan_files();
     let specs = files / 5;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -73,27 +63,7 @@ fn main() -> anyhow::Result<()> {
         let app = arno::app::build(config).await?;
         let state = app.state.clone();
         let origin = Origin::system();
-        let admin = arno::auth::create_local_user(
-            &state.db,
-            arno::auth::NewLocalUser {
-                email: "admin@example.com",
-                name: "Admin",
-                password: "a long enough password".into(),
-                org_role: arno::auth::OrgRole::Admin,
-            },
-            Actor::System,
-            &origin,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let secret = {
-            let mut conn = state.db.pool().acquire().await?;
-            arno::auth::tokens::create(&mut conn, &admin.id, "bench", None).await.map_err(|e| anyhow::anyhow!("{e}"))?.1
-        };
-        let auth = arno::auth::extract::bearer_user(&state.db, &secret)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .ok_or_else(|| anyhow::anyhow!("the bench token does not authenticate"))?;
+        let auth = common::admin(&state.db).await?;
 
         // First scan (inside create): every spec read and parsed.
         let started = Instant::now();

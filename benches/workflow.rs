@@ -15,6 +15,8 @@
 //! Arno appends every update to its database (fsync) before passing it on; the Node server keeps
 //! the document in memory only.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -83,25 +85,7 @@ async fn arno(data: &std::path::Path) -> anyhow::Result<Server> {
     if fresh {
         let config = arno::config::Config::load(&env).map_err(|e| anyhow::anyhow!("{e}"))?.config;
         let app = arno::app::build(config).await?;
-        let admin = arno::auth::create_local_user(
-            &app.state.db,
-            arno::auth::NewLocalUser {
-                email: "bench@example.com",
-                name: "Bench",
-                password: "a long enough password".into(),
-                org_role: arno::auth::OrgRole::Admin,
-            },
-            arno::audit::Actor::System,
-            &arno::audit::Origin::system(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut conn = app.state.db.pool().acquire().await?;
-        let token = arno::auth::tokens::create(&mut conn, &admin.id, "bench", None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .1;
-        drop(conn);
+        let (_, token) = common::admin_token(&app.state.db, "bench@example.com").await?;
         app.state.db.close().await;
         std::fs::write(&token_file, &token)?;
     }

@@ -5,9 +5,10 @@
 //!
 //! Run: `cargo bench --bench writeback` (figures go to docs/performance.md).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use arno::audit::{Actor, Origin};
 use arno::config::Config;
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -55,17 +56,7 @@ fn main() -> anyhow::Result<()> {
         let app = arno::app::build(config).await?;
         let state = app.state.clone();
         tokio::spawn(arno::app::serve(app, listener, metrics, std::future::pending()));
-        let admin = arno::auth::create_local_user(
-            &state.db,
-            arno::auth::NewLocalUser { email: "a@example.com", name: "A", password: "a long enough password".into(), org_role: arno::auth::OrgRole::Admin },
-            Actor::System,
-            &Origin::system(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut conn = state.db.pool().acquire().await?;
-        let token = arno::auth::tokens::create(&mut conn, &admin.id, "bench", None).await.map_err(|e| anyhow::anyhow!("{e}"))?.1;
-        drop(conn);
+        let (_, token) = common::admin_token(&state.db, "a@example.com").await?;
         let http = reqwest::Client::new();
         let r = http.post(format!("{base}/api/v1/projects")).bearer_auth(&token).json(&serde_json::json!({"name": "Bench"})).send().await?;
         anyhow::ensure!(r.status().is_success(), "project: {}", r.status());
