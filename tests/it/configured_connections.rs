@@ -74,6 +74,14 @@ async fn connections_from_the_configuration_file_are_read_only_and_follow_the_fi
     assert!(r.text.contains("configuration file"), "{}", r.text);
     let r = api(Method::DELETE, &url, Some(&admin), None).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    // The console shows it without forms to change or delete it, and says where it is managed.
+    let mut browser = crate::support::Browser::new(&app.base);
+    browser.login("root@example.com", "a long enough password").await;
+    let page = browser.get("/admin/git").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.select_text("#conn-corp-managed").is_some_and(|t| t.contains("configuration file")), "{}", page.text);
+    assert!(!page.text.contains("/admin/git/connections/corp/delete"), "no delete form: {}", page.text);
+    assert!(!page.text.contains("action=\"/admin/git/connections/corp\""), "no change form: {}", page.text);
 
     // The file's secret rotated: the next start writes it, audited as the system's change.
     std::fs::write(dir.path().join("webhook-secret"), "second secret from a file").unwrap();
