@@ -318,10 +318,14 @@ pub async fn check(
 
 async fn forget_flow(db: &Db, user_id: &str, connection: &str) -> Result<()> {
     let mut conn = db.pool().acquire().await.map_err(AppError::from)?;
+    delete_flow(&mut conn, user_id, connection).await
+}
+
+async fn delete_flow(conn: &mut AnyConnection, user_id: &str, connection: &str) -> Result<()> {
     sqlx::query("DELETE FROM git_login_flows WHERE user_id = $1 AND connection = $2")
         .bind(user_id)
         .bind(connection)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     Ok(())
 }
@@ -365,11 +369,7 @@ async fn link(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM git_login_flows WHERE user_id = $1 AND connection = $2")
-        .bind(user_id)
-        .bind(connection)
-        .execute(&mut *tx)
-        .await?;
+    delete_flow(&mut tx, user_id, connection).await?;
     // A login is a name, not a secret; the audit record carries it so an Auditor can tell whose
     // account was linked.
     let event = Event::new("user.git_login.link", Outcome::Allowed, Actor::of(auth), origin)
@@ -396,11 +396,7 @@ pub async fn unlink(db: &Db, auth: &Authenticated, origin: &Origin, connection: 
         .bind(connection)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM git_login_flows WHERE user_id = $1 AND connection = $2")
-        .bind(user_id)
-        .bind(connection)
-        .execute(&mut *tx)
-        .await?;
+    delete_flow(&mut tx, user_id, connection).await?;
     let removed = done.rows_affected() > 0;
     if removed {
         let event = Event::new("user.git_login.unlink", Outcome::Allowed, Actor::of(auth), origin)
