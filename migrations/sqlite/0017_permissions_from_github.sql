@@ -30,6 +30,8 @@ CREATE TABLE project_role_sync (
     project_id TEXT PRIMARY KEY NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
     roles      TEXT NOT NULL,
     synced_at  BIGINT,
+    -- When a sync last started, done or not: the hourly round waits an hour from it.
+    attempted_at BIGINT,
     last_error TEXT,
     updated_at BIGINT NOT NULL
 );

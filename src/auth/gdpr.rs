@@ -64,6 +64,7 @@ pub async fn erase(
     sessions::delete_for_user(&mut tx, user_id).await?;
     tokens::delete_for_user(&mut tx, user_id).await?;
     crate::projects::end_memberships(&mut tx, user_id).await?;
+    crate::git::logins::forget_user(&mut tx, user_id).await?;
     // Their comments lose text and author; spec versions stay (the project's design) but forget who saved them.
     crate::projects::comments::erase_user(&mut tx, user_id).await?;
     crate::specs::versions::forget_user(&mut tx, user_id).await?;
@@ -203,6 +204,7 @@ pub async fn export_me(
     let records = audit::records_of_actor(&mut conn, &user.id).await?;
     let spec_versions = crate::specs::versions::of_user(&mut conn, &user.id).await?;
     let comments = crate::projects::comments::of_user(&mut conn, &user.id).await?;
+    let git_logins = crate::git::logins::list(&mut conn, &user.id).await?;
     let pending: Vec<serde_json::Value> = crate::projects::writeback::pending_of(&mut conn, &user.id)
         .await?
         .into_iter()
@@ -225,6 +227,7 @@ pub async fn export_me(
         "memberships": crate::projects::memberships_of(&state.db, &auth.user.id).await?,
         "spec_versions": spec_versions,
         "comments": comments,
+        "git_logins": git_logins,
         "pending_writebacks": pending,
         "audit_records": records,
     });

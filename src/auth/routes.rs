@@ -284,7 +284,8 @@ pub(crate) async fn open_session(
         .intent(intent);
     audit::record(tx, event).await?;
     // Roles that come from GitHub are brought up to date as they sign in.
-    crate::projects::github_roles::schedule_for_user(tx, user_id).await?;
+    crate::projects::github_roles::schedule_for_user(tx, user_id, crate::projects::github_roles::SIGN_IN_SYNC_AFTER_MS)
+        .await?;
     Ok(cookie)
 }
 

@@ -13,6 +13,8 @@ use super::{GitError, GitProvider, GitResult};
 
 /// Where GitHub looks, in order.
 pub const GITHUB_LOCATIONS: [&str; 3] = [".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS"];
+/// Segments a pattern may have (deeper ones are skipped as unreadable).
+const MAX_SEGMENTS: usize = 64;
 /// GitHub ignores a larger file.
 pub const MAX_BYTES: usize = 3 << 20;
 
@@ -107,6 +109,10 @@ fn parse_line(raw: &str) -> Line {
     let anchored = trimmed.starts_with('/') || trimmed.contains('/');
     let mut segments: Vec<String> =
         trimmed.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    segments.dedup_by(|a, b| a == "**" && b == "**");
+    if segments.len() > MAX_SEGMENTS {
+        return Line::Unreadable;
+    }
     if segments.is_empty() {
         // `/` alone owns everything.
         segments.push("**".into());
@@ -144,22 +150,36 @@ impl Rule {
     }
 }
 
-/// Segments against segments, `**` standing for zero or more of them.
+/// Segments against segments, `**` standing for zero or more of them (a trailing `**` for one
+/// or more). Dynamic programming, so patterns with many `**` cost `patterns × path`, not more.
 fn glob_segments(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            if rest.is_empty() {
-                // A trailing `**` needs something inside.
-                return !path.is_empty();
+    let (p, n) = (pattern.len(), path.len());
+    // at[j]: the pattern's first i segments match the path's first j.
+    let mut at = vec![false; n + 1];
+    at[0] = true;
+    for (i, seg) in pattern.iter().enumerate() {
+        let mut next = vec![false; n + 1];
+        if seg == "**" {
+            let last = i + 1 == p;
+            let mut reached = false;
+            for j in 0..=n {
+                // Zero or more segments (one or more when it ends the pattern).
+                if last {
+                    next[j] = reached;
+                    reached |= at[j];
+                } else {
+                    reached |= at[j];
+                    next[j] = reached;
+                }
             }
-            (0..=path.len()).any(|skip| glob_segments(rest, &path[skip..]))
+        } else {
+            for j in 1..=n {
+                next[j] = at[j - 1] && glob(seg.as_bytes(), path[j - 1].as_bytes());
+            }
         }
-        Some((first, rest)) => match path.split_first() {
-            Some((name, tail)) => glob(first.as_bytes(), name.as_bytes()) && glob_segments(rest, tail),
-            None => false,
-        },
+        at = next;
     }
+    at[n]
 }
 
 /// One segment: `*` any run of characters, `?` one; everything else itself.
@@ -274,6 +294,17 @@ apps/ @octocat
         let odd = CodeOwners::parse("\u{feff}*\t@a\r\n  \n/\t@root\n***/x @x\n");
         assert_eq!(owners(&odd, "anything"), ["@root"]);
         assert_eq!(owners(&odd, "a/x"), ["@x"]);
+    }
+
+    #[test]
+    fn patterns_full_of_stars_cost_little() {
+        let hostile = format!("{}x @x\n{}y @y\n", "**/a/".repeat(30), "*/".repeat(70));
+        let f = CodeOwners::parse(&hostile);
+        assert_eq!(f.skipped_lines, [2], "too deep a pattern is skipped");
+        let path = ["a"; 200].join("/");
+        let started = std::time::Instant::now();
+        assert!(f.owners_of(&path).is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -474,6 +474,9 @@ pub(crate) async fn overwrite(conn: &mut AnyConnection, keys: &Keys, new: &NewCo
     .bind(i64::from(rotated))
     .execute(&mut *conn)
     .await?;
+    if changed.contains(&"api_url") {
+        super::logins::forget_connection(conn, name).await?;
+    }
     Ok(changed)
 }
 
@@ -494,7 +497,11 @@ pub(crate) async fn remove_configured(conn: &mut AnyConnection, name: &str) -> R
     if !users_of(conn, name).await?.is_empty() {
         return Ok(false);
     }
-    sqlx::query("DELETE FROM git_connections WHERE name = $1 AND from_config <> 0").bind(name).execute(conn).await?;
+    sqlx::query("DELETE FROM git_connections WHERE name = $1 AND from_config <> 0")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    super::logins::forget_connection(conn, name).await?;
     Ok(true)
 }
 
@@ -562,6 +569,10 @@ pub async fn update(
         query = query.bind(value);
     }
     query.execute(&mut *conn).await?;
+    if change.api_url.is_some() {
+        // Another GitHub, maybe: its account ids are other people.
+        super::logins::forget_connection(conn, name).await?;
+    }
     get(conn, name).await
 }
 
@@ -587,7 +598,8 @@ pub async fn delete(conn: &mut AnyConnection, _admin: &OrgGrant<Administer>, nam
     match sqlx::query("DELETE FROM git_connections WHERE name = $1").bind(name).execute(&mut *conn).await {
         // Assigned meanwhile (the transaction is spoilt on PostgreSQL: no further query).
         Err(e) if is_foreign_key_violation(&e) => Err(ConnectionError::InUse(vec![])),
-        other => other.map(|_| ()).map_err(Into::into),
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(super::logins::forget_connection(conn, name).await?),
     }
 }
 

@@ -98,6 +98,8 @@ impl From<LoginError> for AppError {
 
 type Result<T> = std::result::Result<T, LoginError>;
 
+/// The longest wait between two polls of a flow.
+const MAX_INTERVAL_SECS: i64 = 120;
 /// A flow with more time left than this is shown again instead of asking GitHub for a new code.
 const REUSE_WHILE_MS: i64 = 60_000;
 
@@ -171,13 +173,15 @@ pub async fn pending(conn: &mut AnyConnection, user_id: &str) -> std::result::Re
     Ok(rows.iter().map(FlowRow::view).collect())
 }
 
-/// `(user id, login in lower case, GitHub id)` of every account linked on `connection`.
+/// `(user id, login in lower case, GitHub id)` of every account linked on `connection` by a user
+/// who is not deactivated.
 pub async fn linked_on(
     conn: &mut AnyConnection,
     connection: &str,
 ) -> std::result::Result<Vec<(String, String, i64)>, AppError> {
     Ok(sqlx::query_as(
-        "SELECT user_id, login_lower, provider_user_id FROM user_git_logins WHERE connection = $1 ORDER BY user_id",
+        "SELECT l.user_id, l.login_lower, l.provider_user_id FROM user_git_logins l JOIN users u ON u.id = l.user_id \
+         WHERE l.connection = $1 AND u.disabled_at IS NULL ORDER BY l.user_id",
     )
     .bind(connection)
     .fetch_all(conn)
@@ -220,8 +224,16 @@ pub async fn start(
         }
     }
     let code = client.device_code().await.map_err(LoginError::Git)?;
+    // Users are sent where this says: only to the connection's own GitHub.
+    let web = client.web_url("/");
+    let uri_ok = url::Url::parse(&code.verification_uri).is_ok_and(|u| u.origin() == web.origin());
+    if !uri_ok {
+        return Err(LoginError::Git(GitError::Upstream(
+            "GitHub's device flow named a verification address on another host".into(),
+        )));
+    }
     let expires_at = now + i64::try_from(code.expires_in.min(3_600)).unwrap_or(900) * 1000;
-    let interval = i64::try_from(code.interval.clamp(1, 120)).unwrap_or(5);
+    let interval = i64::try_from(code.interval).unwrap_or(5).clamp(1, MAX_INTERVAL_SECS);
     let row = FlowRow {
         connection: connection.to_owned(),
         device_code_sealed: keys.seal(&purpose(user_id, connection), &code.device_code),
@@ -275,6 +287,25 @@ pub async fn check(
     if now < row.next_poll_at {
         return Ok(LinkOutcome::Pending { pending: row.view() });
     }
+    // Claim this poll: of checks that arrive together (tabs, replicas, a script), one asks
+    // GitHub; the others are answered "pending" without asking.
+    let claimed = {
+        let mut conn = db.pool().acquire().await.map_err(AppError::from)?;
+        sqlx::query(
+            "UPDATE git_login_flows SET next_poll_at = $3 WHERE user_id = $1 AND connection = $2 AND next_poll_at <= $4",
+        )
+        .bind(user_id)
+        .bind(connection)
+        .bind(now + row.interval_secs * 1000)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1
+    };
+    if !claimed {
+        return Ok(LinkOutcome::Pending { pending: row.view() });
+    }
     let device_code = keys
         .open(&purpose(user_id, connection), &row.device_code_sealed)
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a device code cannot be opened with this instance key")))?;
@@ -283,19 +314,26 @@ pub async fn check(
         Err(GitError::NotFound(_)) => return Err(LoginError::NoConnection),
         Err(e) => return Err(LoginError::Git(e)),
     };
-    // The next check waits its interval, whatever happens to this one.
-    let mut interval = row.interval_secs;
     let answer = client.device_poll(&device_code).await;
-    if let Ok(DevicePoll::SlowDown(secs)) = &answer {
-        interval = i64::try_from(*secs).unwrap_or(interval).clamp(interval + 5, 120);
-    }
+    // The next poll waits the interval from now (after the answer), longer when GitHub says so.
+    let (interval, wait_ms) = match &answer {
+        Ok(DevicePoll::SlowDown(secs)) => {
+            let asked = i64::try_from(*secs).unwrap_or(MAX_INTERVAL_SECS);
+            let interval = asked.max(row.interval_secs + 5).min(MAX_INTERVAL_SECS);
+            (interval, interval * 1000)
+        }
+        Err(GitError::RateLimited { retry_after_ms }) => {
+            (row.interval_secs, i64::try_from(*retry_after_ms).unwrap_or(60_000).max(row.interval_secs * 1000))
+        }
+        _ => (row.interval_secs, row.interval_secs * 1000),
+    };
     let mut conn = db.pool().acquire().await.map_err(AppError::from)?;
     sqlx::query(
         "UPDATE git_login_flows SET next_poll_at = $3, interval_secs = $4 WHERE user_id = $1 AND connection = $2",
     )
     .bind(user_id)
     .bind(connection)
-    .bind(now + interval * 1000)
+    .bind(now_ms() + wait_ms)
     .bind(interval)
     .execute(&mut *conn)
     .await?;
@@ -349,14 +387,9 @@ async fn link(
             .await?;
     if holder.as_ref().is_some_and(|(u,)| u != user_id) {
         drop(tx);
-        forget_flow(db, user_id, connection).await?;
-        let event = Event::new("user.git_login.link", Outcome::Denied, Actor::of(auth), origin)
-            .target("git_connection", connection)
-            .intent(json!({"reason": "linked_to_another_user"}));
-        audit::record_alone(db, event).await?;
-        return Err(LoginError::Taken(login.to_owned()));
+        return refuse_taken(db, auth, origin, connection, login).await;
     }
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO user_git_logins (user_id, connection, login, login_lower, provider_user_id, linked_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, connection) DO UPDATE SET login = excluded.login, \
          login_lower = excluded.login_lower, provider_user_id = excluded.provider_user_id, linked_at = excluded.linked_at",
@@ -368,7 +401,15 @@ async fn link(
     .bind(provider_user_id)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
+    .await;
+    match inserted {
+        // Someone else linked the account between the look above and this write.
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            drop(tx);
+            return refuse_taken(db, auth, origin, connection, login).await;
+        }
+        other => other?,
+    };
     delete_flow(&mut tx, user_id, connection).await?;
     // A login is a name, not a secret; the audit record carries it so an Auditor can tell whose
     // account was linked.
@@ -386,8 +427,22 @@ async fn link(
     Ok(LinkOutcome::Linked { login })
 }
 
-/// Unlink the caller's account on `connection` (and forget a flow waiting there); whether
-/// there was one. Memberships it granted go at the next sync.
+async fn refuse_taken(
+    db: &Db,
+    auth: &Authenticated,
+    origin: &Origin,
+    connection: &str,
+    login: &str,
+) -> Result<LinkOutcome> {
+    forget_flow(db, &auth.user.id, connection).await?;
+    let event = Event::new("user.git_login.link", Outcome::Denied, Actor::of(auth), origin)
+        .target("git_connection", connection)
+        .intent(json!({"reason": "linked_to_another_user"}));
+    audit::record_alone(db, event).await?;
+    Err(LoginError::Taken(login.to_owned()))
+}
+
+/// Unlink the caller's account on `connection`; whether there was one. Memberships it granted go at the next sync.
 pub async fn unlink(db: &Db, auth: &Authenticated, origin: &Origin, connection: &str) -> Result<bool> {
     let user_id = auth.user.id.as_str();
     let mut tx = db.begin().await?;
@@ -396,7 +451,8 @@ pub async fn unlink(db: &Db, auth: &Authenticated, origin: &Origin, connection: 
         .bind(connection)
         .execute(&mut *tx)
         .await?;
-    delete_flow(&mut tx, user_id, connection).await?;
+    // A waiting flow stays (it expires by itself): deleting it would let a loop of start and
+    // unlink ask GitHub for code after code.
     let removed = done.rows_affected() > 0;
     if removed {
         let event = Event::new("user.git_login.unlink", Outcome::Allowed, Actor::of(auth), origin)
@@ -405,4 +461,21 @@ pub async fn unlink(db: &Db, auth: &Authenticated, origin: &Origin, connection: 
     }
     tx.commit().await?;
     Ok(removed)
+}
+
+/// Forget every account linked on `connection` and every flow waiting there (the connection is
+/// gone, or now points at another GitHub, where the ids mean other people).
+pub async fn forget_connection(conn: &mut AnyConnection, connection: &str) -> sqlx::Result<()> {
+    for table in ["user_git_logins", "git_login_flows"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE connection = $1")).bind(connection).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Forget a user's linked accounts and waiting flows (their erasure).
+pub async fn forget_user(conn: &mut AnyConnection, user_id: &str) -> std::result::Result<(), AppError> {
+    for table in ["user_git_logins", "git_login_flows"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1")).bind(user_id).execute(&mut *conn).await?;
+    }
+    Ok(())
 }

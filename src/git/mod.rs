@@ -502,13 +502,13 @@ pub trait GitProvider: Send + Sync {
     /// The newest commit reachable from `commit` that changed `path`.
     fn last_commit<'a>(&'a self, commit: &'a str, path: &'a str) -> BoxFuture<'a, GitResult<Option<CommitInfo>>>;
 
-    /// Pull requests, where the provider has them (not the local provider: Arno's own change
-    /// requests serve there).
     /// Repository permissions, where the provider has them (not the local provider).
     fn permissions(&self) -> Option<&dyn Permissions> {
         None
     }
 
+    /// Pull requests, where the provider has them (not the local provider: Arno's own change
+    /// requests serve there).
     fn reviews(&self) -> Option<&dyn Reviews> {
         None
     }

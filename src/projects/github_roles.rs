@@ -26,6 +26,10 @@ use crate::jobs::{self, Job, JobError, NewJob};
 pub const JOB_KIND: &str = "role_sync";
 /// How often every mapped project is synced.
 pub const SYNC_EVERY_MS: i64 = 3_600_000;
+/// A sign-in syncs a project only if its last sync started longer ago than this.
+const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+const BUSY: std::time::Duration = std::time::Duration::from_secs(5);
+pub const SIGN_IN_SYNC_AFTER_MS: i64 = 300_000;
 
 /// The role each repository permission gives (`null`: none — no membership from GitHub).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -203,13 +207,16 @@ pub async fn schedule(conn: &mut AnyConnection, project_id: &str) -> AppResult<(
 }
 
 /// Schedule the sync of every mapped project on a connection where `user_id` linked an account
-/// (at sign-in and on linking: their roles may have changed since the last hourly sync).
-pub async fn schedule_for_user(conn: &mut AnyConnection, user_id: &str) -> AppResult<usize> {
+/// and whose last sync started over `min_age_ms` ago (at sign-in: their roles may have changed
+/// since the hourly sync; on linking, at once).
+pub async fn schedule_for_user(conn: &mut AnyConnection, user_id: &str, min_age_ms: i64) -> AppResult<usize> {
     let ids: Vec<(String,)> = sqlx::query_as(
         "SELECT s.project_id FROM project_role_sync s JOIN projects p ON p.id = s.project_id \
-         JOIN user_git_logins l ON l.connection = p.git_connection AND l.user_id = $1 ORDER BY s.project_id",
+         JOIN user_git_logins l ON l.connection = p.git_connection AND l.user_id = $1 \
+         WHERE COALESCE(s.attempted_at, 0) < $2 ORDER BY s.project_id",
     )
     .bind(user_id)
+    .bind(now_ms() - min_age_ms)
     .fetch_all(&mut *conn)
     .await?;
     for (id,) in &ids {
@@ -218,11 +225,12 @@ pub async fn schedule_for_user(conn: &mut AnyConnection, user_id: &str) -> AppRe
     Ok(ids.len())
 }
 
-/// Schedule every mapped project not synced within the hour (the worker's watch tick).
+/// Schedule every mapped project whose last sync started over an hour ago (the worker's watch
+/// tick); a failed one is retried by the job queue's back-off, not by this.
 pub async fn schedule_due(db: &Db) -> AppResult<usize> {
     let mut conn = db.pool().acquire().await?;
     let ids: Vec<(String,)> = sqlx::query_as(
-        "SELECT project_id FROM project_role_sync WHERE synced_at IS NULL OR synced_at < $1 ORDER BY project_id",
+        "SELECT project_id FROM project_role_sync WHERE COALESCE(attempted_at, 0) < $1 ORDER BY project_id",
     )
     .bind(now_ms() - SYNC_EVERY_MS)
     .fetch_all(&mut *conn)
@@ -261,6 +269,14 @@ pub async fn sync(db: &Db, repos: &Repos, project: &Project) -> Result<SyncRepor
     let source = source_of(&connection);
     let apply = async {
         let mut tx = db.begin().await?;
+        // Stopped (or changed) while GitHub was asked: this sync's view is stale.
+        let still: Option<(String,)> = sqlx::query_as("SELECT roles FROM project_role_sync WHERE project_id = $1")
+            .bind(&project.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if still.map(|(r,)| serde_json::from_str::<RoleMap>(&r).ok()) != Some(Some(roles)) {
+            return AppResult::Ok(SyncReport::default());
+        }
         let linked = crate::git::logins::linked_on(&mut tx, &connection).await?;
         let current: Vec<(String, String, String)> =
             sqlx::query_as("SELECT user_id, role, source FROM project_members WHERE project_id = $1")
@@ -288,7 +304,10 @@ pub async fn sync(db: &Db, repos: &Repos, project: &Project) -> Result<SyncRepor
             if now.is_some_and(|(r, _)| r == role.as_str()) {
                 continue;
             }
-            store::set_member_from(&mut tx, &project.id, user_id, role, &source).await?;
+            if !store::set_member_from(&mut tx, &project.id, user_id, role, &source).await? {
+                report.left_alone += 1;
+                continue;
+            }
             let event = Event::new("project.member.set", Outcome::Allowed, Actor::System, &origin)
                 .project(&project.id)
                 .target("user", user_id)
@@ -305,7 +324,9 @@ pub async fn sync(db: &Db, repos: &Repos, project: &Project) -> Result<SyncRepor
         // account was unlinked.
         for (user_id, (role, src)) in &current {
             if *src == source && !wanted.contains_key(user_id.as_str()) {
-                store::remove_member(&mut tx, &project.id, user_id).await?;
+                if !store::remove_member_from(&mut tx, &project.id, user_id, &source).await? {
+                    continue;
+                }
                 let event = Event::new("project.member.remove", Outcome::Allowed, Actor::System, &origin)
                     .project(&project.id)
                     .target("user", user_id)
@@ -339,7 +360,27 @@ pub async fn run(db: &Db, repos: &Repos, job: &Job) -> Result<Option<String>, Jo
             None => return Ok(None),
         }
     };
-    match sync(db, repos, &project).await {
+    // One sync of a project at a time; a busy project's job follows the running one.
+    let Some(lock) =
+        crate::jobs::lock::Lock::try_acquire(db, &format!("roles:{}", project.id), LOCK_TTL).await.map_err(retry)?
+    else {
+        return Err(JobError::Retry { error: "another sync of this project is running".into(), after: Some(BUSY) });
+    };
+    let attempted = async {
+        let mut conn = db.pool().acquire().await?;
+        sqlx::query("UPDATE project_role_sync SET attempted_at = $2 WHERE project_id = $1")
+            .bind(&project.id)
+            .bind(now_ms())
+            .execute(&mut *conn)
+            .await?;
+        AppResult::Ok(())
+    };
+    attempted.await.map_err(retry)?;
+    let result = sync(db, repos, &project).await;
+    if let Err(e) = lock.release(db).await {
+        tracing::warn!(event_type = "lock_release_failed", error = %e, "could not release a role-sync lock");
+    }
+    match result {
         Ok(r) if r.granted + r.changed + r.removed > 0 => Ok(Some(project.id)),
         Ok(_) => Ok(None),
         Err(e) => {

@@ -94,7 +94,7 @@ pub async fn check_and_sync(
     let outcome = logins::check(&state.db, &state.keys, hosted(state)?, auth, origin, connection).await?;
     if matches!(outcome, LinkOutcome::Linked { .. }) {
         let mut conn = state.db.pool().acquire().await?;
-        github_roles::schedule_for_user(&mut conn, &auth.user.id).await?;
+        github_roles::schedule_for_user(&mut conn, &auth.user.id, 0).await?;
     }
     Ok(outcome)
 }

@@ -261,19 +261,21 @@ pub async fn memberships_with_source(
 }
 
 /// Insert or change a membership granted by an identity provider (`source` = `oidc:<id>`) or a
-/// git provider's permissions (`github:<connection>`).
+/// git provider's permissions (`github:<connection>`) — never one from another source (given
+/// by hand meanwhile); whether it was written.
 pub async fn set_member_from(
     conn: &mut AnyConnection,
     project_id: &str,
     user_id: &str,
     role: ProjectRole,
     source: &str,
-) -> AppResult<()> {
+) -> AppResult<bool> {
     let now = now_ms();
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO project_members (project_id, user_id, role, created_at, updated_at, source) \
          VALUES ($1, $2, $3, $4, $4, $5) \
-         ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at",
+         ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at \
+         WHERE project_members.source = excluded.source",
     )
     .bind(project_id)
     .bind(user_id)
@@ -282,7 +284,23 @@ pub async fn set_member_from(
     .bind(source)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
+}
+
+/// Remove a membership only if `source` granted it; whether it was removed.
+pub async fn remove_member_from(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    user_id: &str,
+    source: &str,
+) -> AppResult<bool> {
+    let done = sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2 AND source = $3")
+        .bind(project_id)
+        .bind(user_id)
+        .bind(source)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 pub async fn remove_member(conn: &mut AnyConnection, project_id: &str, user_id: &str) -> AppResult<bool> {

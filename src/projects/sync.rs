@@ -319,8 +319,11 @@ async fn refresh_pulls(state: &AppState, project: &Project, pulls: &[&PullRecord
             PullState::Open => match reviews.checks(&pull.head_sha).await {
                 Ok(c) => Some(c),
                 Err(GitError::RateLimited { retry_after_ms }) => return Err(SyncError::RateLimited(retry_after_ms)),
-                Err(GitError::NotFound(_)) => None,
-                Err(e) => return Err(SyncError::Other(super::git_error(e))),
+                // The state still counts; the checks wait for the next refresh.
+                Err(e) => {
+                    tracing::warn!(project = %project.id, error = %e, "the checks of a pull request could not be read");
+                    None
+                }
             },
             _ => None,
         };

@@ -1087,7 +1087,7 @@ test('an Admin connects a GitHub App in the console and creates a project from o
     await axeCheck(page, 'profile, linking a GitHub account');
     await control('device', { user_code: code, login: 'octo-admin', id: 77 });
     await page.waitForTimeout(1100);
-    await page.getByRole('button', { name: 'I have approved it' }).press('Enter');
+    await page.getByRole('button', { name: 'I have approved it on github-corp' }).press('Enter');
     await page.locator('#profile-message').waitFor();
     assert.match(await page.locator('#git-account-github-corp').textContent(), /linked as\s+octo-admin/);
     await axeCheck(page, 'profile, GitHub account linked');

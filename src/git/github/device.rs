@@ -13,14 +13,21 @@ use url::Url;
 use super::client::{API_VERSION, Client, read_limited, without_url};
 use crate::git::{GitError, GitResult};
 
-/// What the user is shown: the code to enter and where.
-#[derive(Debug, Clone, Deserialize)]
+/// What the user is shown: the code to enter and where (and the device code Arno polls with,
+/// which `Debug` does not show).
+#[derive(Clone, Deserialize)]
 pub struct DeviceCode {
     pub device_code: String,
     pub user_code: String,
     pub verification_uri: String,
     pub expires_in: u64,
     pub interval: u64,
+}
+
+impl std::fmt::Debug for DeviceCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCode").field("user_code", &self.user_code).field("expires_in", &self.expires_in).finish()
+    }
 }
 
 /// A GitHub account as `GET /user` names it.

@@ -262,14 +262,20 @@ impl Permissions for GitHubProvider {
                     out.push(Collaborator { login: c.login, id: c.id, permission });
                 }
                 match response.next_page() {
-                    Some(next) if out.len() < MAX_COLLABORATORS => {
+                    // A partial list would read as "everyone else lost access": refuse instead.
+                    Some(_) if out.len() >= MAX_COLLABORATORS => {
+                        return Err(GitError::Limit(format!(
+                            "the repository has more than {MAX_COLLABORATORS} collaborators; Arno takes roles from GitHub \
+                             only up to that"
+                        )));
+                    }
+                    Some(next) => {
                         let url = self.client.same_host(&next)?;
                         response = self.client.send(self.auth(), Method::GET, url, None, false).await?;
                     }
-                    _ => break,
+                    None => break,
                 }
             }
-            out.truncate(MAX_COLLABORATORS);
             Ok(out)
         }
         .boxed()
