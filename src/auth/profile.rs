@@ -180,10 +180,12 @@ fn link_message(result: AppResult<String>) -> AppResult<(Option<String>, Option<
 pub async fn start_link(
     State(state): State<AppState>,
     PageUser(auth): PageUser,
+    ctx: RequestContext,
     Path(connection): Path<String>,
 ) -> AppResult<Response> {
     let hosted = state.repos.hosted().ok_or_else(|| AppError::Internal(anyhow::anyhow!("no hosted clients")))?;
-    let started = crate::git::logins::start(&state.db, &state.keys, hosted, &auth, &connection)
+    let origin = Origin::from(&ctx);
+    let started = crate::git::logins::start(&state.db, &state.keys, hosted, &auth, &origin, &connection)
         .await
         .map_err(AppError::from)
         .map(|p| {

@@ -206,6 +206,7 @@ pub async fn start(
     keys: &Keys,
     hosted: &HostedClients,
     auth: &Authenticated,
+    origin: &Origin,
     connection: &str,
 ) -> Result<PendingLink> {
     let user_id = auth.user.id.as_str();
@@ -261,6 +262,10 @@ pub async fn start(
     .bind(row.next_poll_at)
     .execute(&mut *conn)
     .await?;
+    drop(conn);
+    let event = Event::new("user.git_login.start", Outcome::Allowed, Actor::of(auth), origin)
+        .target("git_connection", connection);
+    audit::record_alone(db, event).await?;
     Ok(row.view())
 }
 

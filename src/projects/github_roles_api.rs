@@ -59,9 +59,11 @@ pub async fn list_logins(State(state): State<AppState>, ApiUser(auth): ApiUser) 
 pub async fn start_link(
     State(state): State<AppState>,
     ApiUser(auth): ApiUser,
+    ctx: RequestContext,
     Path(connection): Path<String>,
 ) -> AppResult<(StatusCode, Json<PendingLink>)> {
-    let pending = logins::start(&state.db, &state.keys, hosted(&state)?, &auth, &connection).await?;
+    let origin = Origin::from(&ctx);
+    let pending = logins::start(&state.db, &state.keys, hosted(&state)?, &auth, &origin, &connection).await?;
     Ok((StatusCode::CREATED, Json(pending)))
 }
 
@@ -217,6 +219,17 @@ pub async fn sync_roles(
     if github_roles::get(&mut conn, on.project()).await?.is_none() {
         return Err(AppError::NotFound);
     }
-    github_roles::schedule(&mut conn, &on.project().id).await?;
+    let mut tx = state.db.begin().await?;
+    github_roles::schedule(&mut tx, &on.project().id).await?;
+    let event = crate::audit::Event::new(
+        "project.role_sync.run",
+        crate::audit::Outcome::Allowed,
+        crate::audit::Actor::of(&auth),
+        &origin,
+    )
+    .project(&on.project().id)
+    .target("project", &on.project().id);
+    crate::audit::record(&mut tx, event).await?;
+    tx.commit().await?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -279,6 +279,39 @@ async fn every_mutating_route_writes_exactly_one_record() {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 20, "git.connection.delete"));
     expect(&mut covered, ("DELETE", "/api/v1/admin/git/connections/{name}"));
+    // Roles from GitHub on a project (made a GitHub one here): set, sync now, stop — one each.
+    let r = b.json(Method::POST, conns, &crate::git_connections::new_connection("roles"), &h).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    app.exec(&format!("UPDATE projects SET provider = 'github', git_connection = 'roles' WHERE id = '{pid}'")).await;
+    let before = count(&app).await;
+    let roles = format!("/api/v1/projects/{pid}/github-roles");
+    let r = b.json(Method::PUT, &roles, &json!({}), &h).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 1, "project.role_sync.set"));
+    expect(&mut covered, ("PUT", "/api/v1/projects/{id}/github-roles"));
+    let r = b.request(Method::POST, &format!("{roles}/sync"), &h, None, None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 2, "project.role_sync.run"));
+    expect(&mut covered, ("POST", "/api/v1/projects/{id}/github-roles/sync"));
+    let r = b.request(Method::DELETE, &roles, &h, None, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 3, "project.role_sync.remove"));
+    expect(&mut covered, ("DELETE", "/api/v1/projects/{id}/github-roles"));
+    app.exec(&format!("UPDATE projects SET provider = 'local', git_connection = NULL WHERE id = '{pid}'")).await;
+    // A linked GitHub account, unlinked: one record. Linking needs GitHub's word, so starting
+    // (`user.git_login.start`) and checking (`user.git_login.link`) are counted in
+    // tests/it/github_roles.rs against the fake GitHub.
+    app.exec(
+        "INSERT INTO user_git_logins (user_id, connection, login, login_lower, provider_user_id, linked_at) \
+         SELECT id, 'roles', 'Octo', 'octo', 9, 0 FROM users WHERE org_role = 'admin' ORDER BY created_at LIMIT 1",
+    )
+    .await;
+    let r = b.request(Method::DELETE, "/api/v1/me/git-logins/roles", &h, None, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!((count(&app).await, last(&app).await.0.as_str()), (before + 4, "user.git_login.unlink"));
+    expect(&mut covered, ("DELETE", "/api/v1/me/git-logins/{connection}"));
+    expect(&mut covered, ("POST", "/api/v1/me/git-logins/{connection}"));
+    expect(&mut covered, ("POST", "/api/v1/me/git-logins/{connection}/check"));
     let before = count(&app).await;
 
     let mut conn = app.state.db.pool().acquire().await.unwrap();

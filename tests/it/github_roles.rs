@@ -197,6 +197,12 @@ async fn roles_come_from_github_permissions_for_linked_accounts_and_leave_manual
     .await
     .unwrap();
     assert!(audit.0 >= 6, "every sync change is audited: {audit:?}");
+    // Each code minted is one record (the one refused for want of a client id is none).
+    let starts: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'user.git_login.start'")
+        .fetch_one(w.app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(starts.0, 5);
     w.fake.assert_clean().await;
 }
 
