@@ -17,161 +17,17 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::live::{self, Server, Socket};
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::{Message as Ws, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::Message as Ws;
 use yrs::sync::protocol::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
 use yrs::{Map, ReadTxn, StateVector, Transact};
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-struct Server {
-    child: Child,
-    ws_url: String,
-    /// A document nobody edits (idle memory with nothing to sync).
-    empty_ws_url: String,
-    token: Option<String>,
-    name: &'static str,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse().ok()))
-        })
-        .flatten()
-        .unwrap_or(0)
-}
-
-async fn wait_http(url: &str) {
-    for _ in 0..300 {
-        if reqwest::get(url).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} never answered");
-}
-
-/// Arno as a separate process, with an admin token and a project; returns the server.
-async fn arno(data: &std::path::Path) -> anyhow::Result<Server> {
-    let port = free_port();
-    let metrics = free_port();
-    let mut env = std::collections::BTreeMap::new();
-    env.insert("ARNO_CONFIG".to_owned(), String::new());
-    env.insert("ARNO_DATA_DIR".to_owned(), data.display().to_string());
-    env.insert("ARNO_LISTEN".to_owned(), format!("127.0.0.1:{port}"));
-    env.insert("ARNO_METRICS_LISTEN".to_owned(), format!("127.0.0.1:{metrics}"));
-    env.insert("ARNO_LOG".to_owned(), "warn".to_owned());
-    env.insert("ARNO_WORKFLOW_AWARENESS_PER_SECOND".to_owned(), "1000".to_owned());
-    // First run of a data directory: an admin with a token, made in-process before the server starts.
-    let token_file = data.join("bench-token");
-    let fresh = !token_file.exists();
-    if fresh {
-        let config = arno::config::Config::load(&env).map_err(|e| anyhow::anyhow!("{e}"))?.config;
-        let app = arno::app::build(config).await?;
-        let (_, token) = common::admin_token(&app.state.db, "bench@example.com").await?;
-        app.state.db.close().await;
-        std::fs::write(&token_file, &token)?;
-    }
-    let token = std::fs::read_to_string(&token_file)?;
-    let child = Command::new(env!("CARGO_BIN_EXE_arno"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(&env)
-        .stdout(Stdio::null())
-        .spawn()?;
-    let base = format!("http://127.0.0.1:{port}");
-    wait_http(&format!("{base}/health")).await;
-    if fresh {
-        let http = reqwest::Client::new();
-        let r = http
-            .post(format!("{base}/api/v1/projects"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"name": "Bench"}))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "project: {}", r.status());
-        let r = http
-            .post(format!("{base}/api/v1/projects"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"name": "Empty"}))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "project: {}", r.status());
-    }
-    Ok(Server {
-        child,
-        ws_url: format!("ws://127.0.0.1:{port}/api/v1/workflow/bench"),
-        empty_ws_url: format!("ws://127.0.0.1:{port}/api/v1/workflow/empty"),
-        token: Some(token),
-        name: "Arno",
-    })
-}
-
-/// The stock Node server (`@y/websocket-server`), in-memory documents.
-async fn node_server() -> anyhow::Result<Option<Server>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/yjs-server");
-    let bin = dir.join("node_modules/.bin/y-websocket-server");
-    if !bin.exists() {
-        eprintln!("skipping the Node comparison: run scripts/bench-workflow (installs benches/yjs-server)");
-        return Ok(None);
-    }
-    let port = free_port();
-    let child = Command::new("node")
-        .arg(bin)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let base = format!("http://127.0.0.1:{port}");
-    wait_http(&base).await;
-    Ok(Some(Server {
-        child,
-        ws_url: format!("ws://127.0.0.1:{port}/bench"),
-        empty_ws_url: format!("ws://127.0.0.1:{port}/empty"),
-        token: None,
-        name: "Node @y/websocket-server",
-    }))
-}
-
 async fn connect(server: &Server) -> anyhow::Result<Socket> {
-    Ok(connect_to(server, &server.ws_url).await?.0)
-}
-
-/// A synced connection, and the size of the document it received.
-async fn connect_to(server: &Server, url: &str) -> anyhow::Result<(Socket, usize)> {
-    let mut request = url.into_client_request()?;
-    if let Some(t) = &server.token {
-        request.headers_mut().insert("authorization", format!("Bearer {t}").parse()?);
-    }
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-    // Sync: ask for everything and wait for the answer.
-    socket.send(Ws::Binary(Message::Sync(SyncMessage::SyncStep1(StateVector::default())).encode_v1().into())).await?;
-    loop {
-        match socket.next().await {
-            Some(Ok(Ws::Binary(b))) if b.first() == Some(&0) && b.get(1) == Some(&1) => return Ok((socket, b.len())),
-            Some(Ok(_)) => {}
-            other => anyhow::bail!("sync failed: {other:?}"),
-        }
-    }
+    Ok(live::connect(server, "bench").await?.0.socket)
 }
 
 /// Count document updates (sync type 2) arriving on a socket, with their arrival times.
@@ -258,17 +114,17 @@ async fn fan_out(server: &Server, readers: usize, flood: usize) -> anyhow::Resul
 }
 
 /// RSS growth per connection for 1,000 idle synced connections, and the document's size.
-async fn idle_memory(server: &Server, url: &str) -> anyhow::Result<(f64, usize)> {
-    let before = rss_kib(server.child.id());
+async fn idle_memory(server: &Server, doc: &str) -> anyhow::Result<(f64, usize)> {
+    let before = server.rss_kib();
     let mut sockets = vec![];
     let mut size = 0;
     for _ in 0..1000 {
-        let (socket, n) = connect_to(server, url).await?;
-        sockets.push(socket);
+        let (client, n) = live::connect(server, doc).await?;
+        sockets.push(client.socket);
         size = n;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_kib(server.child.id());
+    let after = server.rss_kib();
     drop(sockets);
     Ok(((after.saturating_sub(before)) as f64 / 1000.0, size))
 }
@@ -278,8 +134,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let dir = tempfile::tempdir()?;
-        let mut servers = vec![arno(dir.path()).await?];
-        if let Some(node) = node_server().await? {
+        let mut servers = vec![live::arno(dir.path(), None).await?];
+        if let Some(node) = live::y_websocket_server().await? {
             servers.push(node);
         }
         println!("| server | readers | updates/s (flood of {flood}) | fan-out p50 | fan-out p99 |");
@@ -294,15 +150,15 @@ fn main() -> anyhow::Result<()> {
         println!("| server | document | memory per idle connection |");
         println!("|---|---|---|");
         for server in &servers {
-            for url in [&server.empty_ws_url, &server.ws_url] {
-                let (kib, size) = idle_memory(server, url).await?;
+            for doc in ["empty", "bench"] {
+                let (kib, size) = idle_memory(server, doc).await?;
                 println!("| {} | {:.1} KiB | {kib:.1} KiB |", server.name, size as f64 / 1024.0);
             }
         }
         // Cold load: 20,000 stored updates (2,000 screens), then a restart.
         drop(servers);
         let big = tempfile::tempdir()?;
-        let server = arno(big.path()).await?;
+        let server = live::arno(big.path(), None).await?;
         let mut writer = connect(&server).await?;
         let doc = yrs::Doc::new();
         let screens = doc.get_or_insert_map("screens");
@@ -317,7 +173,7 @@ fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(3)).await;
         drop(writer);
         drop(server);
-        let server = arno(big.path()).await?;
+        let server = live::arno(big.path(), None).await?;
         let started = Instant::now();
         let _reader = connect(&server).await?;
         println!();

@@ -2,6 +2,8 @@
 //! benchmarks commit. Each benchmark includes this with `mod common;`.
 #![allow(dead_code)] // each benchmark uses a part
 
+pub mod live;
+
 use arno::audit::{Actor, Origin};
 use arno::db::Db;
 

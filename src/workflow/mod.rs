@@ -16,6 +16,7 @@
 //! and applies it to its own copy of the room, so clients on different replicas see each other.
 
 pub mod compact;
+pub mod fanout;
 pub mod filter;
 #[cfg(test)]
 mod filter_sim;
@@ -29,10 +30,11 @@ pub mod structs;
 pub mod ws;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 use tokio::sync::{broadcast, mpsc, watch};
 use yrs::sync::protocol::{Message, SyncMessage};
@@ -82,11 +84,16 @@ pub struct Limits {
     pub idle_room: Duration,
 }
 
-/// A message for every connection of a room except its origin.
+/// A message for every connection of a room except its origin, encoded once: every connection
+/// sends the same bytes.
 #[derive(Debug)]
 pub struct Outgoing {
     pub origin: u64,
-    pub bytes: Vec<u8>,
+    /// The y-protocols message.
+    pub bytes: Bytes,
+    /// For a document update, the update inside it: a connection that finds several queued
+    /// merges them into one message.
+    pub update: Option<Bytes>,
 }
 
 /// An accepted update on its way to the log.
@@ -135,6 +142,11 @@ pub struct Room {
     /// The document as JSON, for the document state it was made from (what it has seen and
     /// deleted): pages and write-backs read it without converting the document again.
     content_cache: StdMutex<Option<(yrs::Snapshot, Arc<serde_json::Value>)>>,
+    /// Bumped (under the document's lock) whenever the document changes.
+    version: AtomicU64,
+    /// The whole document as a sync step 2 message, for the version it was encoded at: every new
+    /// connection (and every resynchronised one) is sent the same bytes, encoded once.
+    full_state: StdMutex<Option<(u64, Bytes)>>,
 }
 
 impl Room {
@@ -168,6 +180,27 @@ impl Room {
         Ok(value)
     }
 
+    /// The whole document as a sync step 2 message (call with the document's lock held: the
+    /// bytes are those of the document as `awareness` holds it).
+    pub fn full_state(&self, awareness: &Awareness) -> Bytes {
+        let version = self.version.load(Ordering::Acquire);
+        let mut cache = self.full_state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, bytes)) = cache.as_ref()
+            && *v == version
+        {
+            return bytes.clone();
+        }
+        let update = awareness.doc().transact().encode_state_as_update_v1(&yrs::StateVector::default());
+        let bytes = Bytes::from(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1());
+        *cache = Some((version, bytes.clone()));
+        bytes
+    }
+
+    /// The document changed (with its lock held).
+    fn bump(&self) {
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Outgoing>> {
         self.broadcast.subscribe()
     }
@@ -187,13 +220,23 @@ impl Room {
         self.writer.send(p).await.map_err(|_| AppError::Unavailable("the workflow room is closing; reconnect".into()))
     }
 
+    /// A message that is not a document update (presence) for every connection but `origin`.
     fn broadcast_from(&self, origin: u64, bytes: Vec<u8>) {
-        let _ = self.broadcast.send(Arc::new(Outgoing { origin, bytes }));
+        let _ = self.broadcast.send(Arc::new(Outgoing { origin, bytes: bytes.into(), update: None }));
+    }
+
+    /// Applied updates for every connection but `origin`, merged into as few messages as
+    /// [`fanout::merged`] makes of them.
+    fn broadcast_updates<B: AsRef<[u8]>>(&self, origin: u64, updates: &[B]) {
+        for (update, bytes) in fanout::merged(updates) {
+            let _ = self.broadcast.send(Arc::new(Outgoing { origin, bytes, update: Some(update) }));
+        }
     }
 
     /// Apply updates that are already stored (loaded, or announced by another replica).
     async fn apply_stored(&self, updates: Vec<Vec<u8>>, origin: u64) {
         let awareness = self.awareness.lock().await;
+        let mut applied = Vec::with_capacity(updates.len());
         for data in updates {
             match Update::decode_v1(&data) {
                 Ok(u) => {
@@ -201,16 +244,18 @@ impl Room {
                         tracing::warn!(event_type = "workflow_apply_failed", project_id = %self.project_id, error = %e, "a stored update did not apply");
                         continue;
                     }
+                    self.bump();
                     self.bytes.fetch_add(data.len(), Ordering::Relaxed);
                     self.changed.store(true, Ordering::Relaxed);
                     ROOM_BYTES.add(data.len() as i64);
-                    self.broadcast_from(origin, Message::Sync(SyncMessage::Update(data)).encode_v1());
+                    applied.push(data);
                 }
                 Err(e) => {
                     tracing::warn!(event_type = "workflow_apply_failed", project_id = %self.project_id, error = %e, "a stored update did not decode")
                 }
             }
         }
+        self.broadcast_updates(origin, &applied);
     }
 }
 
@@ -393,6 +438,8 @@ impl Rooms {
             idle_since: StdMutex::new(Some(Instant::now())),
             presence_owners: StdMutex::new(HashMap::new()),
             content_cache: StdMutex::new(None),
+            version: AtomicU64::new(0),
+            full_state: StdMutex::new(None),
         });
         tokio::spawn(write_loop(Arc::downgrade(&room), self.db.clone(), self.writeback, self.replica, rx));
         self.rooms.lock().unwrap_or_else(|e| e.into_inner()).insert(project_id.to_owned(), room.clone());
@@ -615,6 +662,8 @@ async fn write_loop(
                             tracing::warn!(event_type = "workflow_apply_failed", project_id = %room.project_id, error = %e, "an accepted update did not apply");
                         }
                     }
+                    drop(txn);
+                    room.bump();
                 }
                 if let Some(max) = ids.iter().max() {
                     room.last_id.fetch_max(*max, Ordering::Relaxed);
@@ -631,6 +680,13 @@ async fn write_loop(
                 if let Err(e) = note_authors(&db, writeback, &room.project_id, &authors, last).await {
                     tracing::warn!(event_type = "workflow_writeback_failed", error = %e, "could not schedule the workflow file's write-back");
                 }
+                // One message for the whole batch: stored in one transaction, it is passed on as
+                // one merged update (its sender, if it has one sender, does not get it back).
+                let origin = batch[0].origin;
+                let origin = if batch.iter().all(|p| p.origin == origin) { origin } else { REMOTE };
+                let datas: Vec<&[u8]> = batch.iter().map(|p| p.data.as_slice()).collect();
+                room.broadcast_updates(origin, &datas);
+                drop(datas);
                 for mut p in batch {
                     if let Some(done) = p.done.take() {
                         let _ = done.send(true);
@@ -640,7 +696,6 @@ async fn write_loop(
                     ROOM_BYTES.add(size as i64);
                     APPLY_SECONDS.observe(p.arrived.elapsed().as_secs_f64());
                     UPDATES_TOTAL.with_label_values(&["accepted"]).inc();
-                    room.broadcast_from(p.origin, Message::Sync(SyncMessage::Update(p.data)).encode_v1());
                 }
             }
             Err(e) => {

@@ -48,7 +48,8 @@ const MAX_MESSAGES_PER_FRAME: usize = 16;
 const MAX_REASON_CHARS: usize = 500;
 /// The role of a connection is looked up again after this long.
 const ROLE_TTL: Duration = Duration::from_secs(15);
-
+/// Queued room messages one connection takes at once (merged into as few frames as it can).
+const MAX_DRAIN: usize = 256;
 #[derive(Deserialize)]
 pub struct ConnectQuery {
     ticket: Option<String>,
@@ -293,11 +294,11 @@ impl Connection {
         if *access.borrow() != self.writer_epoch {
             // Access changed while this connection was being set up.
             if let Err(end) = self.recheck().await {
-                return self.finish(socket, end).await;
+                return self.finish(Some(socket), end).await;
             }
         }
         if *shutdown.borrow() {
-            return self.finish(socket, End::Error(1012, "the server is restarting".into())).await;
+            return self.finish(Some(socket), End::Error(1012, "the server is restarting".into())).await;
         }
         // The server speaks first: its state vector (sync step 1) and who is here.
         let hello = {
@@ -314,10 +315,18 @@ impl Connection {
         let mut end = End::Closed;
         for m in hello {
             if socket.send(WsMessage::Binary(m.into())).await.is_err() {
-                return self.finish(socket, End::Closed).await;
+                return self.finish(Some(socket), End::Closed).await;
             }
         }
+        // One timer for the role's next look, moved only when the role was looked at again.
+        let mut role_due = self.writer_at + ROLE_TTL;
+        let role_timer = tokio::time::sleep_until(tokio::time::Instant::from_std(role_due));
+        tokio::pin!(role_timer);
         loop {
+            if self.writer_at + ROLE_TTL != role_due {
+                role_due = self.writer_at + ROLE_TTL;
+                role_timer.as_mut().reset(tokio::time::Instant::from_std(role_due));
+            }
             tokio::select! {
                 // Revocation and shutdown first: after access changed, not one more message
                 // goes either way before the caller is looked at again.
@@ -330,7 +339,7 @@ impl Connection {
                 }
                 // Sessions expire and go idle, tokens expire, identity providers change roles:
                 // look again every little while even when nothing is sent.
-                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(self.writer_at + ROLE_TTL)) => {
+                _ = &mut role_timer => {
                     if let Err(e) = self.recheck().await {
                         end = e;
                         break;
@@ -351,7 +360,7 @@ impl Connection {
                             Ok(replies) => {
                                 let mut failed = false;
                                 for r in replies {
-                                    if socket.send(WsMessage::Binary(r.into())).await.is_err() {
+                                    if socket.send(WsMessage::Binary(r)).await.is_err() {
                                         failed = true;
                                         break;
                                     }
@@ -373,24 +382,43 @@ impl Connection {
                         break;
                     }
                 },
-                msg = outgoing.recv() => match msg {
-                    Ok(m) if m.origin == self.id => {}
-                    Ok(m) => {
-                        if socket.send(WsMessage::Binary(m.bytes.clone().into())).await.is_err() { break; }
+                msg = outgoing.recv() => {
+                    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+                    let mut queued = vec![];
+                    let mut lagged = false;
+                    match msg {
+                        Ok(m) => queued.push(m),
+                        Err(RecvError::Lagged(_)) => lagged = true,
+                        Err(RecvError::Closed) => break,
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // It fell behind the broadcast (which keeps memory bounded): send it the whole
-                        // document instead (applying known parts again changes nothing). A client
-                        // that does not read at all fills its bounded write buffer and is cut off.
-                        let state = {
-                            let awareness = self.room.awareness.lock().await;
-                            awareness.doc().transact().encode_state_as_update_v1(&yrs::StateVector::default())
-                        };
-                        let resync = Message::Sync(SyncMessage::SyncStep2(state)).encode_v1();
-                        if socket.send(WsMessage::Binary(resync.into())).await.is_err() { break; }
+                    // Whatever else is already queued goes out now too, merged where it can be.
+                    while !lagged && queued.len() < MAX_DRAIN {
+                        match outgoing.try_recv() {
+                            Ok(m) => queued.push(m),
+                            Err(TryRecvError::Lagged(_)) => lagged = true,
+                            Err(_) => break,
+                        }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                },
+                    let frames = if lagged {
+                        // It fell behind the room (which keeps memory bounded): send it the whole
+                        // document instead (applying known parts again changes nothing), the bytes
+                        // every resynchronised connection shares. A client that does not read at
+                        // all fills its bounded write buffer and is cut off.
+                        let awareness = self.room.awareness.lock().await;
+                        vec![self.room.full_state(&awareness)]
+                    } else {
+                        queued.retain(|m| m.origin != self.id);
+                        super::fanout::coalesce(&queued)
+                    };
+                    let mut failed = false;
+                    for f in frames {
+                        if socket.send(WsMessage::Binary(f)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed { break; }
+                }
                 Some(reason) = refused_rx.recv() => {
                     match self.refused(reason).await {
                         Ok(reply) => {
@@ -401,7 +429,7 @@ impl Connection {
                 }
             }
         }
-        self.finish(socket, end).await
+        self.finish(Some(socket), end).await
     }
 
     /// Look at the caller's access again: after an access change anywhere (at once), and before
@@ -450,11 +478,13 @@ impl Connection {
         Ok(())
     }
 
-    async fn finish(mut self, mut socket: WebSocket, end: End) {
+    /// The end of a connection: a closing frame if the socket can still take one, then the
+    /// presence of its people removed.
+    async fn finish(mut self, socket: Option<WebSocket>, end: End) {
         if let Some((count, reason)) = self.unaudited.take() {
             self.audit_refusal(&reason, count).await;
         }
-        if let End::Error(code, reason) = &end {
+        if let (End::Error(code, reason), Some(mut socket)) = (&end, socket) {
             tracing::info!(event_type = "workflow_connection_closed", project_id = %self.room.project_id, code, reason = %reason, "workflow connection closed by the server");
             let reason: String = reason.chars().take(120).collect();
             let _ = socket.send(WsMessage::Close(Some(CloseFrame { code: *code, reason: reason.into() }))).await;
@@ -501,8 +531,8 @@ impl Connection {
         data: &[u8],
         close: &watch::Sender<Option<String>>,
         refused: &mpsc::Sender<String>,
-    ) -> Result<Vec<Vec<u8>>, End> {
-        let mut replies = vec![];
+    ) -> Result<Vec<bytes::Bytes>, End> {
+        let mut replies: Vec<bytes::Bytes> = vec![];
         let messages = read_frame(data).inspect_err(|e| {
             if matches!(e, End::Error(1007, _)) {
                 UPDATES_TOTAL.with_label_values(&["invalid"]).inc();
@@ -517,12 +547,17 @@ impl Connection {
                 Message::Sync(SyncMessage::SyncStep1(sv)) => {
                     step1 = true;
                     let awareness = self.room.awareness.lock().await;
-                    let update = awareness.doc().transact().encode_state_as_update_v1(&sv);
-                    replies.push(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1());
+                    // A new client knows nothing: it gets the bytes every new client gets.
+                    if sv.is_empty() {
+                        replies.push(self.room.full_state(&awareness));
+                    } else {
+                        let update = awareness.doc().transact().encode_state_as_update_v1(&sv);
+                        replies.push(Message::Sync(SyncMessage::SyncStep2(update)).encode_v1().into());
+                    }
                 }
                 Message::Sync(SyncMessage::SyncStep2(data)) | Message::Sync(SyncMessage::Update(data)) => {
                     if let Some(refusal) = self.update(data, close, refused).await? {
-                        replies.push(refusal);
+                        replies.push(refusal.into());
                     }
                 }
                 Message::Awareness(update) => self.awareness(update).await?,
@@ -530,7 +565,7 @@ impl Connection {
                     query = true;
                     let awareness = self.room.awareness.lock().await;
                     if let Ok(update) = awareness.update() {
-                        replies.push(Message::Awareness(update).encode_v1());
+                        replies.push(Message::Awareness(update).encode_v1().into());
                     }
                 }
                 Message::Auth(_) | Message::Custom(..) => {}

@@ -25,6 +25,7 @@ mod github_projects;
 mod github_reviews;
 mod github_roles;
 mod impact;
+mod live_scale;
 mod oidc;
 mod ops;
 mod projects;

@@ -7,7 +7,9 @@
 //   MODE      "interop" (default): the whole scenario; "read": print the document and exit;
 //             "fanout": a client on BASE and one on BASE2 (another process) see each other;
 //             "stream": edit continuously until the server disappears, print what was acknowledged;
-//             "random": the randomized convergence scenario (SEED, CLIENTS, OPS).
+//             "random": the randomized convergence scenario (SEED, CLIENTS, OPS);
+//             "burst": writers editing as fast as they can at once (the server merges what it
+//             stores together), observers counting the messages they receive.
 // Prints one JSON line: {"content": <document as JSON>, ...observations}. Exits non-zero on failure.
 import * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
@@ -104,6 +106,79 @@ function mulberry32(seed) {
 // N clients edit at random with delayed messages, going offline and back; the test restarts the
 // server when this prints HALF. At the end every client and a newcomer hold the same document,
 // and it holds exactly what the clients meant: every screen created and not deleted, every edge.
+/** A bearer WebSocket that counts the messages it receives. */
+const counting = (token, counter) => class extends bearer(token) {
+  constructor(url, protocols) {
+    super(url, protocols);
+    this.on('message', () => { counter.n += 1; });
+  }
+};
+
+async function burst() {
+  const writers = Number(process.env.WRITERS || 4);
+  const edits = Number(process.env.EDITS || 400);
+  const rand = mulberry32(Number(process.env.SEED || 7));
+  const make = (counter) => {
+    const doc = new Y.Doc();
+    const provider = new WebsocketProvider(wsBase, PROJECT, doc, {
+      WebSocketPolyfill: counting(TOKENS.makerA, counter), disableBc: true, resyncInterval: -1,
+    });
+    return { doc, provider, screens: doc.getMap('screens'), edges: doc.getArray('edges'), counter };
+  };
+  const ws = Array.from({ length: writers }, () => make({ n: 0 }));
+  const observers = [make({ n: 0 }), make({ n: 0 })];
+  const all = [...ws, ...observers];
+  await until('all clients to sync', () => all.every((c) => c.provider.synced), 15000);
+  for (const o of observers) o.counter.n = 0;
+  const expectedScreens = new Set();
+  // Every writer edits at once, in bursts with no pause: the server stores what arrives
+  // together in one transaction and passes it on as one merged update.
+  let total = 0;
+  for (let round = 0; round < edits / 50; round++) {
+    for (const [w, c] of ws.entries()) {
+      for (let k = 0; k < 50; k++) {
+        const step = round * 50 + k;
+        const r = rand();
+        if (r < 0.5) {
+          const id = `w${w}-s${step}`;
+          const s = new Y.Map();
+          s.set('name', `Screen ${step}`);
+          s.set('props', new Y.Map());
+          c.screens.set(id, s);
+          expectedScreens.add(id);
+        } else if (r < 0.7 && c.screens.size > 0) {
+          const keys = [...c.screens.keys()].filter((key) => key.startsWith(`w${w}-`));
+          if (keys.length) {
+            const id = keys[Math.floor(rand() * keys.length)];
+            c.screens.delete(id);
+            expectedScreens.delete(id);
+          }
+        } else if (r < 0.85) {
+          c.edges.insert(Math.floor(rand() * (c.edges.length + 1)), [`w${w}-e${step}`]);
+        } else if (c.edges.length > 0) {
+          c.edges.delete(Math.floor(rand() * c.edges.length), 1);
+        }
+        total += 1;
+      }
+    }
+    await new Promise((res) => setTimeout(res, 0));
+  }
+  const state = (c) => canonical(json(c));
+  await until('every client to converge', () => all.every((c) => state(c) === state(all[0])), 30000);
+  const fresh = connect({ token: TOKENS.makerB });
+  await synced(fresh, 'newcomer');
+  await until('the newcomer to converge', () => state(fresh) === state(all[0]), 10000);
+  const screens = Object.keys(fresh.screens.toJSON()).sort();
+  console.log(JSON.stringify({
+    converged: true,
+    screens_match: canonical(screens) === canonical([...expectedScreens].sort()),
+    edits: total,
+    observer_messages: observers.map((o) => o.counter.n),
+    content: json(fresh),
+  }));
+  for (const c of [...all, fresh]) c.provider.destroy();
+}
+
 async function randomized() {
   const rand = mulberry32(Number(process.env.SEED || 1));
   const n = Number(process.env.CLIENTS || 5);
@@ -206,6 +281,10 @@ async function main() {
   }
   if (MODE === 'random') {
     await randomized();
+    return;
+  }
+  if (MODE === 'burst') {
+    await burst();
     return;
   }
   if (MODE === 'fanout') {
