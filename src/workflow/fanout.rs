@@ -6,11 +6,6 @@
 //! the number of frames follows the number of commits and of reads, not of updates. Merged
 //! updates stay below [`MAX_MERGE_BYTES`] (a larger update goes alone), so no message outgrows
 //! what one connection may buffer.
-//!
-//! A connection keeps reading the room while its frames are on their way to a slow client: what
-//! arrives meanwhile waits in its [`Outbox`], up to [`MAX_BACKLOG_BYTES`]; past that the updates
-//! are dropped and the whole document is sent once instead. So a slow reader holds up nobody and
-//! keeps the room's broadcast from holding messages for it.
 
 use std::sync::Arc;
 
@@ -106,57 +101,6 @@ pub fn coalesce(queued: &[Arc<Outgoing>]) -> Vec<Bytes> {
     }
     flush(&mut run, &mut frames);
     frames
-}
-
-/// Room messages kept for a connection while its frames are on their way, in bytes; past this
-/// they are dropped and the connection is sent the whole document once it can take it.
-pub const MAX_BACKLOG_BYTES: usize = 1 << 20;
-
-/// What is waiting to go to one client: answers to it first, then the room's messages.
-#[derive(Default)]
-pub struct Outbox {
-    pub replies: Vec<Bytes>,
-    room: Vec<Arc<Outgoing>>,
-    room_bytes: usize,
-    /// The room's messages were dropped: the whole document goes instead.
-    resync: bool,
-}
-
-impl Outbox {
-    /// A room message (its own updates do not come back to a connection).
-    pub fn push_room(&mut self, m: Arc<Outgoing>, me: u64) {
-        if m.origin == me || (self.resync && m.update.is_some()) {
-            return;
-        }
-        self.room_bytes += m.bytes.len();
-        self.room.push(m);
-        if self.room_bytes > MAX_BACKLOG_BYTES {
-            self.resync();
-        }
-    }
-
-    pub fn resync(&mut self) {
-        self.resync = true;
-        // Updates are in the document it will be sent; presence stays.
-        self.room.retain(|m| m.update.is_none());
-        self.room_bytes = self.room.iter().map(|m| m.bytes.len()).sum();
-    }
-
-    /// Everything waiting, as frames, or `None` if nothing is.
-    pub async fn frames(&mut self, room: &super::Room) -> Option<Vec<Bytes>> {
-        if self.replies.is_empty() && self.room.is_empty() && !self.resync {
-            return None;
-        }
-        let mut frames = std::mem::take(&mut self.replies);
-        if std::mem::take(&mut self.resync) {
-            let awareness = room.awareness.lock().await;
-            frames.push(room.full_state(&awareness));
-        }
-        frames.extend(coalesce(&self.room));
-        self.room.clear();
-        self.room_bytes = 0;
-        Some(frames)
-    }
 }
 
 #[cfg(test)]

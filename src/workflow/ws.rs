@@ -13,7 +13,6 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -51,41 +50,6 @@ const MAX_REASON_CHARS: usize = 500;
 const ROLE_TTL: Duration = Duration::from_secs(15);
 /// Queued room messages one connection takes at once (merged into as few frames as it can).
 const MAX_DRAIN: usize = 256;
-/// A connection that has not taken a frame for this long is cut off.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-
-type Sink = futures_util::stream::SplitSink<WebSocket, WsMessage>;
-/// What writing frames ends with: the sink back, and whether they were written.
-type Sent = (Sink, Result<(), axum::Error>);
-
-/// Frames on their way to one client: gives the sink back when they are written.
-struct Sending {
-    started: Instant,
-    future: std::pin::Pin<Box<dyn Future<Output = Sent> + Send>>,
-}
-
-impl Future for Sending {
-    type Output = Sent;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        self.future.as_mut().poll(cx)
-    }
-}
-
-/// Write `frames` (one flush for all).
-fn send_frames(mut sink: Sink, frames: Vec<bytes::Bytes>) -> Sending {
-    use futures_util::SinkExt;
-    let future = Box::pin(async move {
-        for f in frames {
-            if let Err(e) = sink.feed(WsMessage::Binary(f)).await {
-                return (sink, Err(e));
-            }
-        }
-        let flushed = sink.flush().await;
-        (sink, flushed)
-    });
-    Sending { started: Instant::now(), future }
-}
-
 #[derive(Deserialize)]
 pub struct ConnectQuery {
     ticket: Option<String>,
@@ -358,26 +322,10 @@ impl Connection {
         let mut role_due = self.writer_at + ROLE_TTL;
         let role_timer = tokio::time::sleep_until(tokio::time::Instant::from_std(role_due));
         tokio::pin!(role_timer);
-        // Reading and writing are apart: while frames are on their way to a slow client, the
-        // room's messages for it are taken at once and kept (merged when sent), up to a bound;
-        // past it they are dropped for one resynchronisation. A client that reads nothing for
-        // SEND_TIMEOUT is cut off. So a slow reader holds up nobody, and costs a bounded amount.
-        let (sink, mut stream) = futures_util::StreamExt::split(socket);
-        let mut sink = Some(sink);
-        let mut sending: Option<Sending> = None;
-        let mut outbox = super::fanout::Outbox::default();
         loop {
             if self.writer_at + ROLE_TTL != role_due {
                 role_due = self.writer_at + ROLE_TTL;
                 role_timer.as_mut().reset(tokio::time::Instant::from_std(role_due));
-            }
-            if sending.is_none()
-                && let Some(s) = sink.take()
-            {
-                match outbox.frames(&self.room).await {
-                    Some(frames) => sending = Some(send_frames(s, frames)),
-                    None => sink = Some(s),
-                }
             }
             tokio::select! {
                 // Revocation and shutdown first: after access changed, not one more message
@@ -406,17 +354,19 @@ impl Connection {
                     end = End::Error(1011, reason);
                     break;
                 }
-                done = async { sending.as_mut().expect("guarded").await }, if sending.is_some() => {
-                    sending = None;
-                    match done {
-                        (s, Ok(())) => sink = Some(s),
-                        (_, Err(_)) => break,
-                    }
-                }
-                incoming = stream.next() => match incoming {
+                incoming = socket.recv() => match incoming {
                     Some(Ok(WsMessage::Binary(data))) => {
                         match self.handle(&data, &close_tx, &refused_tx).await {
-                            Ok(replies) => outbox.replies.extend(replies),
+                            Ok(replies) => {
+                                let mut failed = false;
+                                for r in replies {
+                                    if socket.send(WsMessage::Binary(r)).await.is_err() {
+                                        failed = true;
+                                        break;
+                                    }
+                                }
+                                if failed { break; }
+                            }
                             Err(e) => { end = e; break; }
                         }
                     }
@@ -434,45 +384,52 @@ impl Connection {
                 },
                 msg = outgoing.recv() => {
                     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+                    let mut queued = vec![];
+                    let mut lagged = false;
                     match msg {
-                        Ok(m) => outbox.push_room(m, self.id),
-                        // It fell behind the room (which keeps memory bounded): it gets the
-                        // whole document instead (applying known parts again changes nothing).
-                        Err(RecvError::Lagged(_)) => outbox.resync(),
+                        Ok(m) => queued.push(m),
+                        Err(RecvError::Lagged(_)) => lagged = true,
                         Err(RecvError::Closed) => break,
                     }
-                    // Whatever else is already queued is taken now too.
-                    for _ in 0..MAX_DRAIN {
+                    // Whatever else is already queued goes out now too, merged where it can be.
+                    while !lagged && queued.len() < MAX_DRAIN {
                         match outgoing.try_recv() {
-                            Ok(m) => outbox.push_room(m, self.id),
-                            Err(TryRecvError::Lagged(_)) => outbox.resync(),
+                            Ok(m) => queued.push(m),
+                            Err(TryRecvError::Lagged(_)) => lagged = true,
                             Err(_) => break,
                         }
                     }
-                    if sending.as_ref().is_some_and(|s| s.started.elapsed() > SEND_TIMEOUT) {
-                        // Not one frame read for that long: not listening. No close frame: it
-                        // would queue behind what it does not read.
-                        tracing::info!(event_type = "workflow_connection_closed", project_id = %self.room.project_id, "workflow connection cut off: it stopped reading");
-                        sending = None;
-                        break;
+                    let frames = if lagged {
+                        // It fell behind the room (which keeps memory bounded): send it the whole
+                        // document instead (applying known parts again changes nothing), the bytes
+                        // every resynchronised connection shares. A client that does not read at
+                        // all fills its bounded write buffer and is cut off.
+                        let awareness = self.room.awareness.lock().await;
+                        vec![self.room.full_state(&awareness)]
+                    } else {
+                        queued.retain(|m| m.origin != self.id);
+                        super::fanout::coalesce(&queued)
+                    };
+                    let mut failed = false;
+                    for f in frames {
+                        if socket.send(WsMessage::Binary(f)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
                     }
+                    if failed { break; }
                 }
                 Some(reason) = refused_rx.recv() => {
                     match self.refused(reason).await {
-                        Ok(reply) => outbox.replies.push(reply.into()),
+                        Ok(reply) => {
+                            if socket.send(WsMessage::Binary(reply.into())).await.is_err() { break; }
+                        }
                         Err(e) => { end = e; break; }
                     }
                 }
             }
         }
-        // What is on its way is given a moment, so a closing frame can follow it.
-        if let Some(s) = sending.take()
-            && let Ok((s, Ok(()))) = tokio::time::timeout(Duration::from_secs(2), s).await
-        {
-            sink = Some(s);
-        }
-        let socket = sink.and_then(|s| s.reunite(stream).ok());
-        self.finish(socket, end).await
+        self.finish(Some(socket), end).await
     }
 
     /// Look at the caller's access again: after an access change anywhere (at once), and before
