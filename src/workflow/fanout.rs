@@ -7,22 +7,54 @@
 //! updates stay below [`MAX_MERGE_BYTES`] (a larger update goes alone), so no message outgrows
 //! what one connection may buffer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use yrs::Update;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
 
 use super::Outgoing;
 
 /// Updates are merged into one up to this many bytes (the sum of their sizes).
 pub const MAX_MERGE_BYTES: usize = 256 * 1024;
 
-/// Updates merged into one. `None` if one does not decode.
+/// Updates merged into one. `None` if one does not decode, or if two of them hold structs of
+/// the same client at the same clock (a client's resent update, its sync reply after a
+/// reconnect): merging is only trusted on disjoint updates, which is what live editing makes.
 pub fn merge_updates<B: AsRef<[u8]>>(updates: &[B]) -> Option<Vec<u8>> {
     match updates {
         [] => None,
         [one] => Some(one.as_ref().to_vec()),
-        many => yrs::merge_updates_v1(many.iter().map(AsRef::as_ref)).ok(),
+        many => {
+            let decoded: Vec<Update> =
+                many.iter().map(|u| Update::decode_v1(u.as_ref())).collect::<Result<_, _>>().ok()?;
+            if !disjoint(&decoded) {
+                return None;
+            }
+            // Guarded anyway: a failure inside the merge means "send them one by one".
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Update::merge_updates(decoded).encode_v1())).ok()
+        }
     }
+}
+
+/// No two updates hold structs of the same client at the same clock.
+fn disjoint(updates: &[Update]) -> bool {
+    let mut ranges: HashMap<yrs::ClientID, Vec<(u32, u32)>> = HashMap::new();
+    for u in updates {
+        let lower = u.state_vector_lower();
+        for (client, upper) in u.state_vector().iter() {
+            let from = lower.get(client);
+            if from < *upper {
+                ranges.entry(*client).or_default().push((from, *upper));
+            }
+        }
+    }
+    ranges.values_mut().all(|r| {
+        r.sort_unstable();
+        r.windows(2).all(|w| w[0].1 <= w[1].0)
+    })
 }
 
 /// The y-protocols message carrying one document update (sync, update, the bytes).
@@ -194,6 +226,38 @@ mod tests {
                 assert_eq!(state(&merged_doc), state(&one_by_one), "seed {seed}, batches of {size}");
             }
         }
+    }
+
+    #[test]
+    fn overlapping_updates_are_not_merged_but_go_one_by_one() {
+        let updates = concurrent_updates(99, 30);
+        // A client's update sent twice, and a sync reply holding everything it had.
+        let doc = Doc::with_client_id(77);
+        let screens = doc.get_or_insert_map("screens");
+        let mut own = vec![];
+        for i in 0..3 {
+            let before = doc.transact().state_vector();
+            screens.insert(&mut doc.transact_mut(), format!("o{i}"), i);
+            own.push(doc.transact().encode_state_as_update_v1(&before));
+        }
+        let everything = doc.transact().encode_state_as_update_v1(&yrs::StateVector::default());
+        let batch =
+            vec![own[0].clone(), updates[0].clone(), own[0].clone(), own[1].clone(), everything, own[2].clone()];
+        assert!(merge_updates(&batch).is_none(), "overlapping updates are not merged");
+        let out = merged(&batch);
+        assert_eq!(out.len(), batch.len(), "they go one by one");
+        let want = crate::workflow::filter::new_doc();
+        for u in &batch {
+            apply(&want, u);
+        }
+        let got = crate::workflow::filter::new_doc();
+        for (u, _) in &out {
+            apply(&got, u);
+        }
+        assert_eq!(state(&got), state(&want));
+        // Disjoint ones still merge.
+        assert!(merge_updates(&own).is_some());
+        assert!(merge_updates(&updates).is_some());
     }
 
     #[test]

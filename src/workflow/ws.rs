@@ -487,7 +487,10 @@ impl Connection {
         if let (End::Error(code, reason), Some(mut socket)) = (&end, socket) {
             tracing::info!(event_type = "workflow_connection_closed", project_id = %self.room.project_id, code, reason = %reason, "workflow connection closed by the server");
             let reason: String = reason.chars().take(120).collect();
-            let _ = socket.send(WsMessage::Close(Some(CloseFrame { code: *code, reason: reason.into() }))).await;
+            // Bounded: a client that reads nothing must not keep this connection (and its
+            // people's presence) forever.
+            let close = WsMessage::Close(Some(CloseFrame { code: *code, reason: reason.into() }));
+            let _ = tokio::time::timeout(Duration::from_secs(2), socket.send(close)).await;
             // The closing handshake: read (and drop) what the client still sends until it closes
             // too, so the connection ends with our close frame delivered rather than a reset.
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
